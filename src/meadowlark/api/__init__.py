@@ -1,0 +1,1 @@
+"""REST surfaces: Coiote DM v3, Monogoto console, authentication and administration."""

@@ -1,0 +1,55 @@
+"""Every error leaves as ``{"error", "message", "code"}`` with a 4xx/5xx status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from meadowlark.core.errors import ServiceError, Throttled
+
+log = structlog.get_logger("meadowlark.api")
+
+
+def error_body(status: int, message: str, code: int | None = None) -> dict[str, Any]:
+    return {"error": message, "message": message, "code": code or status}
+
+
+def error_response(
+    status: int, message: str, code: int | None = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(error_body(status, message, code), status_code=status, headers=headers)
+
+
+def _describe_validation(exc: RequestValidationError) -> str:
+    parts = []
+    for error in exc.errors()[:5]:
+        where = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "body"
+        parts.append(f"{where}: {error.get('msg', 'invalid')}")
+    return "invalid request: " + "; ".join(parts)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ServiceError)
+    async def service_error(_: Request, exc: ServiceError) -> JSONResponse:
+        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Throttled) else None
+        if exc.status == 401:
+            headers = {"WWW-Authenticate": 'Bearer realm="meadowlark"'}
+        return error_response(exc.status, exc.message, exc.code, headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(400, _describe_validation(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return error_response(exc.status_code, str(exc.detail), None, getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", method=request.method, path=request.url.path)
+        return error_response(500, "internal server error")

@@ -1,0 +1,189 @@
+"""The permission catalog as data: one line per endpoint.
+
+Columns: permission name, HTTP method, route path template, resource, [action] [flags].
+Coiote endpoints are named exactly as the Coiote access document writes them (relative
+to ``/api/coiotedm/v3/``), even where its rendering of a path differs from the real route
+(``deviceMonitoring/{data_deviceId}/...`` is ``deviceMonitoring/data/{deviceId}/...``).
+The action defaults from the method: GET -> view, DELETE -> delete, others -> edit.
+Flags: ``public`` (no authentication), ``self`` (every signed-in user holds it).
+"""
+
+COIOTE = "/api/coiotedm/v3/"
+
+# name | method | path (relative to the Coiote base unless it starts with /) | resource | extra
+COIOTE_ENDPOINTS = """
+GET devices                                    | GET    | devices                                   | Devices
+GET devices/find/details                       | GET    | devices/find/details                      | Devices
+POST devices                                   | POST   | devices                                   | Devices
+POST devices/batch                             | POST   | devices/batch                             | Devices
+GET devices/{id}                               | GET    | devices/{id}                              | Devices
+PUT devices/{id}                               | PUT    | devices/{id}                              | Devices
+DELETE devices/{id}                            | DELETE | devices/{id}                              | Devices
+GET devices/all/count                          | GET    | devices/all/count                         | Devices
+GET groups                                     | GET    | groups                                    | Groups
+POST groups                                    | POST   | groups                                    | Groups
+GET groups/{id}                                | GET    | groups/{id}                               | Groups
+PUT groups/{id}                                | PUT    | groups/{id}                               | Groups
+DELETE groups/{id}                             | DELETE | groups/{id}                               | Groups
+GET domains                                    | GET    | domains                                   | Domains
+POST domains                                   | POST   | domains                                   | Domains
+GET domains/{id}                               | GET    | domains/{id}                              | Domains
+PUT domains/{id}                               | PUT    | domains/{id}                              | Domains
+DELETE domains/{id}                            | DELETE | domains/{id}                              | Domains
+POST users                                     | POST   | users                                     | Users
+GET users/{id}                                 | GET    | users/{id}                                | Users
+PATCH users/{id}                               | PATCH  | users/{id}                                | Users
+DELETE users/{id}                              | DELETE | users/{id}                                | Users
+GET users/search/usernames                     | GET    | users/search/usernames                    | Users
+GET tasks                                      | GET    | tasks                                     | Tasks
+GET tasks/{id}                                 | GET    | tasks/{id}                                | Tasks
+PUT tasks/{id}                                 | PUT    | tasks/{id}                                | Tasks
+DELETE tasks/{id}                              | DELETE | tasks/{id}                                | Tasks
+POST tasks/configure/{deviceId}                | POST   | tasks/configure/{deviceId}                | Tasks
+POST tasks/upgrade/{deviceId}/{resourceId}     | POST   | tasks/upgrade/{deviceId}/{resourceId}     | Tasks
+DELETE tasks/callback/{taskId}/{callbackName}  | DELETE | tasks/callback/{taskId}/{callbackName}    | Tasks
+POST tasksFromTemplates/device/{id}            | POST   | tasksFromTemplates/device/{id}            | Tasks
+POST tasksFromTemplates/group/{groupId}        | POST   | tasksFromTemplates/group/{groupId}        | Tasks
+GET taskReports                                | GET    | taskReports                               | TaskReports
+GET taskReports/{taskId}/{deviceId}            | GET    | taskReports/{taskId}/{deviceId}           | TaskReports
+GET taskReports/findReports                    | GET    | taskReports/findReports                   | TaskReports
+GET taskReports/moreReports                    | GET    | taskReports/moreReports                   | TaskReports
+GET taskReports/findSince                      | GET    | taskReports/findSince                     | TaskReports
+GET taskReports/summary                        | GET    | taskReports/summary                       | TaskReports
+POST sessions/{deviceId}                       | POST   | sessions/{deviceId}                       | Sessions
+POST sessions/{deviceId}/allow-deregistered    | POST   | sessions/{deviceId}/allow-deregistered    | Sessions
+GET observations                               | GET    | observations                              | Observations
+GET observations/device/{deviceId}/{path}      | GET    | observations/device/{deviceId}/{path}     | Observations
+POST observations/device/{deviceId}/{path}     | POST   | observations/device/{deviceId}/{path}     | Observations
+DELETE observations/device/{deviceId}/{path}   | DELETE | observations/device/{deviceId}/{path}     | Observations
+POST observations/group/resourcePath/{groupId}/{path} | POST | observations/group/resourcePath/{groupId}/{path} | Observations
+POST observations/group/resourceUrl/{groupId}/{url}   | POST | observations/group/resourceUrl/{groupId}/{url}   | Observations
+GET cachedDataModels/{deviceId}                | GET    | cachedDataModels/{deviceId}               | DataModel
+GET instantiatedResources/dataModelDefinition/{deviceId} | GET | instantiatedResources/dataModelDefinition/{deviceId} | DataModel
+GET instantiatedResources/resourcesData/{deviceId}       | GET | instantiatedResources/resourcesData/{deviceId}       | DataModel
+POST dialects/addObject                        | POST   | dialects/addObject                        | Dialects
+PUT dialects/addObject                         | PUT    | dialects/addObject                        | Dialects
+GET settingValues                              | GET    | settingValues                             | SettingValues
+PUT settingValues                              | PUT    | settingValues                             | SettingValues
+GET settingValues/deviceProfile/{deviceId}     | GET    | settingValues/deviceProfile/{deviceId}    | SettingValues
+GET settingValues/groupProfile/{groupId}       | GET    | settingValues/groupProfile/{groupId}      | SettingValues
+POST deviceMonitoring/configuration/device/{deviceId}/enable   | POST | deviceMonitoring/configuration/device/{deviceId}/enable  | DeviceMonitoring
+POST deviceMonitoring/configuration/device/{deviceId}/disable  | POST | deviceMonitoring/configuration/device/{deviceId}/disable | DeviceMonitoring
+POST deviceMonitoring/configuration/{group_groupId}/enable/    | POST | deviceMonitoring/configuration/group/{groupId}/enable    | DeviceMonitoring
+POST deviceMonitoring/configuration/group/{groupId}/disable    | POST | deviceMonitoring/configuration/group/{groupId}/disable   | DeviceMonitoring
+GET deviceMonitoring/configuration/device/{deviceId}/enabled   | GET  | deviceMonitoring/configuration/device/{deviceId}/enabled | DeviceMonitoring
+POST deviceMonitoring/configuration/device/{deviceId}/alias    | POST | deviceMonitoring/configuration/device/{deviceId}/alias   | DeviceMonitoring
+GET deviceMonitoring/configuration/device/{deviceId}/aliases   | GET  | deviceMonitoring/configuration/device/{deviceId}/aliases | DeviceMonitoring
+DELETE deviceMonitoring/configuration/device/{deviceId}/resourceUrl/{lwm2mUrl} | DELETE | deviceMonitoring/configuration/device/{deviceId}/resourceUrl/{lwm2mUrl} | DeviceMonitoring
+GET deviceMonitoring/{data_deviceId}/resourceUrl/{lwm2mUrl}    | GET  | deviceMonitoring/data/{deviceId}/resourceUrl/{lwm2mUrl}  | DeviceMonitoring
+GET deviceMonitoring/{data_deviceId}/alias/{alias}             | GET  | deviceMonitoring/data/{deviceId}/alias/{alias}           | DeviceMonitoring
+GET monitoring                                 | GET    | monitoring                                | Monitoring
+POST monitoring                                | POST   | monitoring                                | Monitoring
+GET monitoring/{monitoringName}                | GET    | monitoring/{monitoringName}               | Monitoring
+PUT monitoring/{monitoringName}                | PUT    | monitoring/{monitoringName}               | Monitoring
+DELETE monitoring/{monitoringName}             | DELETE | monitoring/{monitoringName}               | Monitoring
+GET monitoringData/aggregates/numerical/{monitoringName}/{groupId}/{resourceName} | GET | monitoringData/aggregates/numerical/{monitoringName}/{groupId}/{resourceName} | Monitoring
+GET monitoringData/aggregates/textual/{monitoringName}/{groupId}/{resourceName}   | GET | monitoringData/aggregates/textual/{monitoringName}/{groupId}/{resourceName}   | Monitoring
+GET monitoringData/moreSamples                 | GET    | monitoringData/moreSamples                | Monitoring
+GET monitoringData/samples/{monitoringName}/{deviceId} | GET | monitoringData/samples/{monitoringName}/{deviceId} | Monitoring
+GET deviceEvents/handler                       | GET    | deviceEvents/handler                      | DeviceEvents
+GET deviceEvents/handler/{id}                  | GET    | deviceEvents/handler/{id}                 | DeviceEvents
+DELETE deviceEvents/handler/{id}               | DELETE | deviceEvents/handler/{id}                 | DeviceEvents
+POST deviceEvents/handler/webhook              | POST   | deviceEvents/handler/webhook              | DeviceEvents
+POST deviceEvents/handler/kafka                | POST   | deviceEvents/handler/kafka                | DeviceEvents
+PUT deviceEvents/handler/webhook/{id}          | PUT    | deviceEvents/handler/webhook/{id}         | DeviceEvents
+PUT deviceEvents/handler/kafka/{id}            | PUT    | deviceEvents/handler/kafka/{id}           | DeviceEvents
+POST deviceEvents/handler/test/existing/{id}   | POST   | deviceEvents/handler/test/existing/{id}   | DeviceEvents
+POST deviceEvents/handler/test/webhook         | POST   | deviceEvents/handler/test/webhook         | DeviceEvents
+POST deviceEvents/handler/test/kafka           | POST   | deviceEvents/handler/test/kafka           | DeviceEvents
+POST resources                                 | POST   | resources                                 | Resources
+GET resources/{id}                             | GET    | resources/{id}                            | Resources
+DELETE resources/{id}                          | DELETE | resources/{id}                            | Resources
+PUT resources/{id}/data                        | PUT    | resources/{id}/data                       | Resources
+POST resources/{id}/downloadUrl                | POST   | resources/{id}/downloadUrl                | Resources
+GET events                                     | GET    | events                                    | Events
+"""
+
+# Endpoints outside the Coiote surface: authentication, self-service, administration.
+PLATFORM_ENDPOINTS = """
+auth:POST /api/auth/oauth_password                 | POST   | /api/auth/oauth_password                  | Login     | edit public
+auth:POST /api/auth/signup                         | POST   | /api/auth/signup                          | Login     | edit public
+auth:GET /signup                                   | GET    | /signup                                   | Login     | view public
+auth:POST /iam/realms/{realm}/protocol/openid-connect/token | POST | /iam/realms/{realm}/protocol/openid-connect/token | Login | edit public
+console:POST /Auth                                 | POST   | /Auth                                     | Login     | edit public
+console:POST /Auth/refresh                         | POST   | /Auth/refresh                             | Login     | edit public
+auth:POST /api/auth/refresh                        | POST   | /api/auth/refresh                         | Login     | edit public
+health:GET /health                                 | GET    | /health                                   | Health    | view public
+health:GET /ready                                  | GET    | /ready                                    | Health    | view public
+auth:GET /api/auth/me                              | GET    | /api/auth/me                              | Account   | view self
+auth:POST /api/auth/logout                         | POST   | /api/auth/logout                          | Account   | edit self
+auth:PUT /api/auth/password                        | PUT    | /api/auth/password                        | Account   | edit self
+auth:POST /api/auth/2fa/enroll                     | POST   | /api/auth/2fa/enroll                      | Account   | edit self
+auth:POST /api/auth/2fa/confirm                    | POST   | /api/auth/2fa/confirm                     | Account   | edit self
+auth:DELETE /api/auth/2fa                          | DELETE | /api/auth/2fa                             | Account   | delete self
+auth:POST /api/auth/2fa/recovery-codes             | POST   | /api/auth/2fa/recovery-codes              | Account   | edit self
+auth:GET /api/auth/tokens                          | GET    | /api/auth/tokens                          | API
+auth:POST /api/auth/tokens                         | POST   | /api/auth/tokens                          | API
+auth:DELETE /api/auth/tokens/{id}                  | DELETE | /api/auth/tokens/{id}                     | API
+admin:GET /api/admin/audit                         | GET    | /api/admin/audit                          | AuditLogs
+admin:GET /api/admin/roles                         | GET    | /api/admin/roles                          | UserProfile
+admin:POST /api/admin/roles                        | POST   | /api/admin/roles                          | UserProfile
+admin:GET /api/admin/roles/{id}                    | GET    | /api/admin/roles/{id}                     | UserProfile
+admin:PUT /api/admin/roles/{id}                    | PUT    | /api/admin/roles/{id}                     | UserProfile
+admin:DELETE /api/admin/roles/{id}                 | DELETE | /api/admin/roles/{id}                     | UserProfile
+admin:GET /api/admin/users                         | GET    | /api/admin/users                          | Users
+admin:GET /api/admin/service-accounts              | GET    | /api/admin/service-accounts               | ServiceAccounts
+admin:POST /api/admin/service-accounts             | POST   | /api/admin/service-accounts               | ServiceAccounts
+admin:DELETE /api/admin/service-accounts/{clientId} | DELETE | /api/admin/service-accounts/{clientId}   | ServiceAccounts
+"""
+
+# The endpoints a Developer or Business account may call (Coiote access document, verbatim).
+DEVELOPER_ENDPOINTS = """
+GET cachedDataModels/{deviceId}
+DELETE deviceEvents/handler/{id}
+GET deviceEvents/handler
+GET deviceEvents/handler/{id}
+POST deviceMonitoring/configuration/{group_groupId}/enable/
+GET deviceMonitoring/{data_deviceId}/alias/{alias}
+GET deviceMonitoring/{data_deviceId}/resourceUrl/{lwm2mUrl}
+DELETE devices/{id}
+GET devices
+GET devices/{id}
+POST devices
+PUT devices/{id}
+GET devices/all/count
+POST dialects/addObject
+GET domains
+GET domains/{id}
+DELETE groups/{id}
+GET groups
+GET groups/{id}
+POST groups
+PUT groups/{id}
+GET instantiatedResources/dataModelDefinition/{deviceId}
+GET instantiatedResources/resourcesData/{deviceId}
+DELETE monitoring/{monitoringName}
+GET monitoring
+GET monitoring/{monitoringName}
+POST monitoring
+PUT monitoring/{monitoringName}
+GET monitoringData/aggregates/numerical/{monitoringName}/{groupId}/{resourceName}
+GET monitoringData/aggregates/textual/{monitoringName}/{groupId}/{resourceName}
+GET monitoringData/moreSamples
+GET monitoringData/samples/{monitoringName}/{deviceId}
+GET observations
+DELETE observations/device/{deviceId}/{path}
+GET observations/device/{deviceId}/{path}
+POST observations/device/{deviceId}/{path}
+POST sessions/{deviceId}
+GET settingValues
+PUT settingValues
+GET settingValues/deviceProfile/{deviceId}
+GET settingValues/groupProfile/{groupId}
+GET taskReports
+GET taskReports/{taskId}/{deviceId}
+GET tasks
+GET tasks/{id}
+DELETE tasks/callback/{taskId}/{callbackName}
+GET users/{id}
+"""

@@ -1,0 +1,1 @@
+"""Command line: serve, database, users, tokens, diagnostics."""

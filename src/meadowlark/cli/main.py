@@ -1,0 +1,287 @@
+"""``meadowlark`` command line (typer)."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import socket
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from sqlalchemy import select, text
+
+from meadowlark import __version__
+from meadowlark.auth import permissions as catalog
+from meadowlark.auth.principal import Principal
+from meadowlark.config import Settings
+from meadowlark.core.users import NewUser, UserChanges
+from meadowlark.logging import configure_logging
+from meadowlark.runtime import Runtime
+from meadowlark.store.models import User
+
+app = typer.Typer(help="Meadowlark LwM2M device management server.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+user_app = typer.Typer(help="User accounts.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(user_app, name="user")
+
+T = TypeVar("T")
+SYSTEM = Principal(
+    user_id="system", login="system", domain_id="/root/", account_type="admin",
+    permissions=catalog.ALL, via="cli",
+)
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValueError as exc:
+        typer.echo(f"configuration error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
+def _run(work: Callable[[Runtime], Awaitable[T]], settings: Settings | None = None) -> T:
+    """Run ``work`` on a prepared runtime (migrated store), then close it."""
+
+    async def main() -> T:
+        runtime = Runtime.from_settings(settings or _settings())
+        try:
+            generated = await runtime.prepare_store()
+            if generated:
+                _print_admin_password(generated)
+            return await work(runtime)
+        finally:
+            await runtime.close()
+
+    try:
+        return asyncio.run(main())
+    except Exception as exc:  # service errors become a one-line message and exit code 1
+        message = getattr(exc, "message", None)
+        if message is None:
+            raise
+        typer.echo(f"error: {message}", err=True)
+        raise typer.Exit(1) from exc
+
+
+def _print_admin_password(password: str) -> None:
+    typer.echo(
+        "\nFirst administrator created: login 'admin', password (shown only this once):\n"
+        f"    {password}\n"
+        "Change it with: meadowlark user set-password admin\n",
+        err=True,
+    )
+
+
+@app.command()
+def serve(
+    http: Annotated[str | None, typer.Option(help="REST address host:port [MEADOWLARK_HTTP]")] = None,
+    coap: Annotated[str | None, typer.Option(help="CoAP address host:port [MEADOWLARK_COAP]")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="State folder [MEADOWLARK_DATA_DIR]")] = None,
+    database_url: Annotated[str | None, typer.Option(help="[MEADOWLARK_DATABASE_URL]")] = None,
+    token_lifetime: Annotated[int | None, typer.Option(help="Seconds [MEADOWLARK_TOKEN_LIFETIME]")] = None,
+    admin_password: Annotated[str | None, typer.Option(help="[MEADOWLARK_ADMIN_PASSWORD]")] = None,
+    signup: Annotated[bool | None, typer.Option(help="Self sign-up [MEADOWLARK_SIGNUP]")] = None,
+) -> None:
+    """Run the REST and LwM2M servers (migrates the store first)."""
+    import uvicorn
+
+    from meadowlark.api.app import create_app
+
+    settings = _settings(http=http, coap=coap, data_dir=data_dir, database_url=database_url,
+                         token_lifetime=token_lifetime, admin_password=admin_password,
+                         signup=signup)
+    configure_logging(settings.log_level, json=settings.log_json)
+
+    async def main() -> None:
+        runtime = Runtime.from_settings(settings)
+        generated = await runtime.prepare_store()
+        if generated:
+            _print_admin_password(generated)
+        base = f"http://{settings.http}"
+        typer.echo(
+            f"Meadowlark {__version__}: REST on {base} (docs: {base}/docs), "
+            f"database {_safe_url(settings.resolved_database_url)}\n"
+            f"Get a token: curl -X POST {base}/api/auth/oauth_password "
+            "-d username=admin -d password=<admin password>",
+            err=True,
+        )
+        server = uvicorn.Server(uvicorn.Config(
+            create_app(runtime, manage_runtime=False), host=settings.http.host,
+            port=settings.http.port, log_level="warning", access_log=False,
+            server_header=False, proxy_headers=False,
+        ))
+        try:
+            await server.serve()
+        finally:
+            await runtime.close()
+
+    asyncio.run(main())
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply all migrations (creates the store and first administrator if missing)."""
+
+    async def done(runtime: Runtime) -> None:
+        typer.echo(f"database at head: {_safe_url(runtime.settings.resolved_database_url)}")
+
+    _run(done)
+
+
+@user_app.command("create")
+def user_create(
+    login: str,
+    password: Annotated[str | None, typer.Option(help="Prompted for if not given")] = None,
+    domain: str = "/root/",
+    email: str = "",
+    account_type: Annotated[str, typer.Option("--type", help="developer|business|admin")] = "developer",
+    role: Annotated[list[str] | None, typer.Option(help="Role name (repeatable)")] = None,
+) -> None:
+    """Create a user."""
+    secret = password or typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+    async def create(runtime: Runtime) -> None:
+        async with runtime.db.session() as session:
+            user = await runtime.users.create(session, SYSTEM, NewUser(
+                login=login, password=secret, domain=domain, email=email,
+                account_type=account_type, email_verified=True, tos_accepted=True,
+                roles=tuple(role or ())))
+            await session.commit()
+        typer.echo(f"created {user.login} ({user.account_type}) in {user.domain_id}")
+
+    _run(create)
+
+
+@user_app.command("list")
+def user_list() -> None:
+    """List users."""
+
+    async def show(runtime: Runtime) -> None:
+        async with runtime.db.session() as session:
+            users = (await session.scalars(select(User).order_by(User.login))).all()
+        for user in users:
+            state = "active" if user.active else "disabled"
+            typer.echo(f"{user.login:30} {user.account_type:10} {state:9} {user.domain_id} "
+                       f"{','.join(user.roles)}")
+
+    _run(show)
+
+
+@user_app.command("disable")
+def user_disable(login: str) -> None:
+    """Disable a user; its tokens stop working at once."""
+    _change_user(login, UserChanges(enabled=False), f"disabled {login}")
+
+
+@user_app.command("set-password")
+def user_set_password(
+    login: str, password: Annotated[str | None, typer.Option(help="Prompted for if not given")] = None
+) -> None:
+    """Set a user's password; its tokens are revoked."""
+    secret = password or typer.prompt("New password", hide_input=True, confirmation_prompt=True)
+    _change_user(login, UserChanges(password=secret), f"password of {login} changed")
+
+
+def _change_user(login: str, changes: UserChanges, message: str) -> None:
+    async def change(runtime: Runtime) -> None:
+        async with runtime.db.session() as session:
+            await runtime.users.update(session, SYSTEM, login, changes)
+            await session.commit()
+        typer.echo(message)
+
+    _run(change)
+
+
+@app.command()
+def token(
+    login: str,
+    api_token: Annotated[str | None, typer.Option(help="Create a named long-lived API token instead")] = None,
+    days: Annotated[int, typer.Option(help="Lifetime of an API token in days")] = 90,
+) -> None:
+    """Print an access token for a user (for scripts); no password needed on this host."""
+
+    async def issue(runtime: Runtime) -> str:
+        async with runtime.db.session() as session:
+            user = await session.scalar(select(User).where(User.login == login))
+            if user is None or not user.active:
+                typer.echo(f"error: no active user {login!r}", err=True)
+                raise typer.Exit(1)
+            if api_token:
+                principal = await runtime.identity.principal_for(user, via="cli")
+                value, _ = await runtime.identity.create_api_token(
+                    principal, name=api_token, expires_in_days=days, permissions=None,
+                    client_ip="cli")
+                return value
+            issued = await runtime.identity.open_session(
+                session, user, grant="cli", client_ip="cli", refresh=False)
+            return issued.access_token
+
+    typer.echo(_run(issue))
+
+
+@app.command()
+def doctor() -> None:
+    """Show the configuration and which optional parts work."""
+    settings = _settings()
+    ok, problems = "ok", 0
+    typer.echo(f"meadowlark {__version__}")
+    typer.echo(f"data dir        {settings.data_dir.resolve()}")
+    typer.echo(f"database        {_safe_url(settings.resolved_database_url)}")
+    typer.echo(f"REST            {settings.http}")
+    typer.echo(f"CoAP            {settings.coap}")
+    typer.echo(f"token lifetime  {settings.token_lifetime} s")
+    typer.echo(f"sign-up         {'on' if settings.signup else 'off'}")
+    typer.echo(f"secret key      {'configured' if settings.secret_key else 'generated in data dir'}")
+    typer.echo(f"token exchange  {settings.token_exchange.issuer or 'off'}")
+    for label, module in (("PostgreSQL driver (psycopg)", "psycopg"),
+                          ("DTLS (DTLSSocket)", "DTLSSocket")):
+        present = importlib.util.find_spec(module) is not None
+        typer.echo(f"{label:28} {'available' if present else 'not installed'}")
+
+    async def check_db() -> str:
+        runtime = Runtime.from_settings(settings)
+        try:
+            async with runtime.db.session() as session:
+                await session.execute(text("SELECT 1"))
+            return ok
+        except Exception as exc:  # report, don't crash: this is a diagnostic
+            return f"unreachable ({type(exc).__name__}: {exc})"
+        finally:
+            await runtime.close()
+
+    database_state = asyncio.run(check_db())
+    problems += database_state != ok
+    typer.echo(f"database        {database_state}")
+    for label, address, kind in (("REST port", settings.http, socket.SOCK_STREAM),
+                                 ("CoAP port", settings.coap, socket.SOCK_DGRAM)):
+        state = _bindable(address.host, address.port, kind)
+        problems += state != ok
+        typer.echo(f"{label:15} {state}")
+    if os.environ.get("MEADOWLARK_DEV", "").lower() in ("1", "true"):
+        typer.echo("dev mode        ON (placeholder secrets allowed)")
+    raise typer.Exit(1 if problems else 0)
+
+
+def _bindable(host: str, port: int, kind: int) -> str:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, kind) as probe:
+            probe.bind((host, port))
+        return "ok"
+    except OSError as exc:
+        return f"cannot bind {host}:{port} ({exc.strerror})"
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    typer.echo(__version__)

@@ -1,0 +1,171 @@
+"""One settings tree for the whole process, read from ``MEADOWLARK_*`` env vars and TOML.
+
+The flat names (``MEADOWLARK_HTTP``, ``MEADOWLARK_COAP``, ``MEADOWLARK_DATA_DIR``,
+``MEADOWLARK_DATABASE_URL``, ``MEADOWLARK_TOKEN_LIFETIME``, ``MEADOWLARK_ADMIN_PASSWORD``,
+``MEADOWLARK_SIGNUP``) are a contract with deployments and must not be renamed. Nested
+sections use a double underscore: ``MEADOWLARK_RATE_LIMITS__LOGIN_PER_IP=20``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+PLACEHOLDER_SECRETS = frozenset({"changethis", "changeme", "secret", "password", "admin", ""})
+CONFIG_FILE_ENV = "MEADOWLARK_CONFIG"
+
+
+class HostPort(BaseModel):
+    """A ``host:port`` listen address (IPv6 hosts in brackets: ``[::1]:5683``)."""
+
+    host: str
+    port: int = Field(ge=0, le=65535)
+
+    @classmethod
+    def parse(cls, text: str) -> HostPort:
+        host, sep, port = text.strip().rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ValueError(f"expected host:port, got {text!r}")
+        return cls(host=host.strip("[]"), port=int(port))
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def _host_port(value: Any) -> Any:
+    return HostPort.parse(value) if isinstance(value, str) else value
+
+
+class RateLimits(BaseModel):
+    """Login throttling: failed attempts allowed per window before 429."""
+
+    login_failures_per_account: int = Field(default=5, ge=1)
+    """Failed logins for one account within the window before it is throttled."""
+    login_attempts_per_ip: int = Field(default=30, ge=1)
+    """Login attempts (any outcome) from one client address within the window."""
+    login_window_seconds: int = Field(default=300, ge=1)
+    """Length of the sliding window for both counters."""
+
+
+class TokenExchange(BaseModel):
+    """RFC 8693 token exchange: trust identity tokens from one external issuer."""
+
+    issuer: str | None = None
+    """Expected ``iss`` of subject tokens; exchange is off while unset."""
+    audience: str | None = None
+    """Expected ``aud``, if the issuer sets one."""
+    shared_key: SecretStr | None = None
+    """HMAC key for HS256 subject tokens."""
+    jwks_file: Path | None = None
+    """A JWKS document (JSON file) with the issuer's public keys (RS256/ES256)."""
+    jwks_url: str | None = None
+    """URL of the issuer's JWKS, fetched and cached by PyJWT's client."""
+    subject_claim: str = "preferred_username"
+    """Claim naming the local user login the external identity maps to."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="MEADOWLARK_",
+        env_nested_delimiter="__",
+        extra="ignore",
+        validate_default=True,
+    )
+
+    http: Annotated[HostPort, NoDecode, Field(default="127.0.0.1:8087")]
+    """Address of the REST server."""
+    coap: Annotated[HostPort, NoDecode, Field(default="0.0.0.0:5683")]  # noqa: S104 - devices connect from anywhere
+    """Address of the CoAP (LwM2M) server."""
+    data_dir: Path = Path("./meadowlark-data")
+    """Folder for the embedded database, the generated secret key and other state."""
+    database_url: str | None = None
+    """SQLAlchemy async URL; default: SQLite file ``meadowlark.db`` in the data dir."""
+    token_lifetime: int = Field(default=300, ge=1, le=86400 * 7)
+    """Lifetime of access tokens in seconds, the same for every user type."""
+    refresh_token_lifetime: int = Field(default=86400, ge=60)
+    """Lifetime of refresh tokens in seconds."""
+    admin_password: SecretStr | None = None
+    """Password of the first administrator (login ``admin``); generated once if unset."""
+    signup: bool = True
+    """Whether people may create free Developer accounts themselves."""
+    dev: bool = False
+    """Development mode: allows placeholder secrets."""
+    secret_key: SecretStr | None = None
+    """Key that signs tokens; generated once into the data dir if unset."""
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    """Largest request body the REST server accepts."""
+    log_level: str = "info"
+    log_json: bool = False
+    """Log as JSON lines instead of human-readable console output."""
+    rate_limits: RateLimits = RateLimits()
+    token_exchange: TokenExchange = TokenExchange()
+
+    _parse_http = field_validator("http", "coap", mode="before")(_host_port)
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        if value.lower() not in {"debug", "info", "warning", "error", "critical"}:
+            raise ValueError(f"unknown log level {value!r}")
+        return value.lower()
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secrets(self) -> Settings:
+        if self.dev:
+            return self
+        for name in ("secret_key", "admin_password"):
+            value: SecretStr | None = getattr(self, name)
+            if value is not None and value.get_secret_value().lower() in PLACEHOLDER_SECRETS:
+                raise ValueError(
+                    f"MEADOWLARK_{name.upper()} is a placeholder; set a real value "
+                    "(or MEADOWLARK_DEV=true for development)"
+                )
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get(CONFIG_FILE_ENV)
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
+        return tuple(sources)
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'meadowlark.db').resolve()}"
+
+    @cached_property
+    def signing_key(self) -> str:
+        """The token signing key: configured, or generated once and kept in the data dir."""
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value()
+        key_file = self.data_dir / "secret_key"
+        if key_file.exists():
+            return key_file.read_text().strip()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(48)
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(key)
+        return key

@@ -1,0 +1,1 @@
+"""Domain services shared by both REST surfaces: identity, users, domains, roles, audit."""

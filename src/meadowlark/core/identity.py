@@ -1,0 +1,629 @@
+"""Authentication and token service shared by every surface.
+
+One login creates one ``AuthSession``; access tokens (JWT, short-lived) name the session,
+refresh tokens (opaque, single use) belong to it. Revocation is immediate because every
+authenticated request checks the session and the user's token generation in the store:
+logout revokes a session, a password change or disabling a user bumps the generation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import jwt
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from meadowlark.auth import permissions as catalog
+from meadowlark.auth import tokens, totp
+from meadowlark.auth.passwords import hash_password, verify_password
+from meadowlark.auth.principal import Principal
+from meadowlark.auth.throttle import SlidingWindowLimiter
+from meadowlark.config import Settings
+from meadowlark.core import audit
+from meadowlark.core.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotAuthenticated,
+    NotFound,
+    Throttled,
+    TwoFactorRequired,
+)
+from meadowlark.core.roles import RoleCache, ensure_grantable
+from meadowlark.store.db import Database
+from meadowlark.store.models import (
+    ApiToken,
+    AuthSession,
+    RecoveryCode,
+    RefreshToken,
+    ServiceAccount,
+    User,
+    utcnow,
+)
+
+API_TOKEN_MAX_DAYS = 3650
+LAST_USED_PRECISION = timedelta(minutes=1)
+INVALID_CREDENTIALS = "invalid username or password"
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedTokens:
+    access_token: str
+    expires_in: int
+    refresh_token: str | None
+    user: User
+    session_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class TotpEnrolment:
+    secret: str
+    otpauth_uri: str
+
+
+class Identity:
+    def __init__(self, db: Database, settings: Settings, roles: RoleCache) -> None:
+        self.db = db
+        self.settings = settings
+        self.roles = roles
+        limits = settings.rate_limits
+        self._account_failures = SlidingWindowLimiter(
+            limits.login_failures_per_account, limits.login_window_seconds
+        )
+        self._ip_attempts = SlidingWindowLimiter(
+            limits.login_attempts_per_ip, limits.login_window_seconds
+        )
+        self._jwks_client: jwt.PyJWKClient | None = None
+
+    # -- logging in -----------------------------------------------------------------
+
+    def _check_throttle(self, login: str, client_ip: str) -> None:
+        wait = max(
+            self._ip_attempts.retry_after(client_ip),
+            self._account_failures.retry_after(login.lower()),
+        )
+        if wait:
+            raise Throttled("too many login attempts; try again later", retry_after=wait)
+        self._ip_attempts.hit(client_ip)
+
+    async def _verified_user(
+        self, session: AsyncSession, login: str, password: str, client_ip: str
+    ) -> User:
+        """The active user with these credentials, or throttle/raise (audited)."""
+        self._check_throttle(login, client_ip)
+        user = await session.scalar(select(User).where(User.login == login))
+        valid, new_hash = await verify_password(password, user.password_hash if user else None)
+        usable = user is not None and valid and user.active and not _expired(user)
+        if not usable:
+            self._account_failures.hit(login.lower())
+            reason = "bad_credentials" if not valid else "account_disabled"
+            audit.record(session, "login.failed", actor=login, client_ip=client_ip, reason=reason)
+            await session.commit()
+            raise NotAuthenticated(INVALID_CREDENTIALS)
+        assert user is not None
+        if new_hash:
+            user.password_hash = new_hash
+        return user
+
+    async def _check_second_factor(
+        self, session: AsyncSession, user: User, code: str | None, client_ip: str
+    ) -> None:
+        if not user.totp_enabled:
+            return
+        if code and user.totp_secret and totp.verify_code(user.totp_secret, code):
+            return
+        if code and await _use_recovery_code(session, user, code):
+            audit.record(session, "2fa.recovery_code_used", actor=user.login, client_ip=client_ip)
+            return
+        self._account_failures.hit(user.login.lower())
+        audit.record(
+            session,
+            "login.failed",
+            actor=user.login,
+            domain_id=user.domain_id,
+            client_ip=client_ip,
+            reason="2fa_missing" if not code else "2fa_invalid",
+        )
+        await session.commit()
+        raise TwoFactorRequired(
+            "two-factor authentication code required" if not code else "invalid two-factor code"
+        )
+
+    async def login(
+        self, *, login: str, password: str, client_ip: str, otp: str | None, grant: str
+    ) -> IssuedTokens:
+        async with self.db.session() as session:
+            user = await self._verified_user(session, login, password, client_ip)
+            await self._check_second_factor(session, user, otp, client_ip)
+            self._account_failures.reset(login.lower())
+            return await self.open_session(session, user, grant=grant, client_ip=client_ip)
+
+    async def client_credentials(
+        self, *, realm: str, client_id: str, client_secret: str, client_ip: str
+    ) -> IssuedTokens:
+        async with self.db.session() as session:
+            self._check_throttle(f"client:{client_id}", client_ip)
+            account = await session.get(ServiceAccount, client_id)
+            stored = account.secret_hash if account else tokens.digest("no such client")
+            valid = tokens.secret_matches(client_secret, stored)
+            user = await session.get(User, account.user_id) if account and valid else None
+            if account is None or not valid or account.realm != realm or user is None:
+                self._account_failures.hit(f"client:{client_id}")
+                audit.record(session, "login.failed", actor=client_id, client_ip=client_ip,
+                             reason="bad_client_credentials")
+                await session.commit()
+                raise NotAuthenticated("invalid client credentials")
+            if not user.active:
+                raise NotAuthenticated("invalid client credentials")
+            return await self.open_session(
+                session, user, grant=client_grant(client_id), client_ip=client_ip, refresh=False
+            )
+
+    async def exchange(self, *, subject_token: str, client_ip: str) -> IssuedTokens:
+        """RFC 8693: trade an identity token of the configured issuer for our token."""
+        config = self.settings.token_exchange
+        if not config.issuer:
+            raise InvalidInput("token exchange is not configured on this server")
+        self._check_throttle("exchange", client_ip)
+        try:
+            key, algorithms = await self._exchange_key(subject_token)
+            claims = jwt.decode(
+                subject_token,
+                key,
+                algorithms=algorithms,
+                issuer=config.issuer,
+                audience=config.audience,
+                options={"require": ["exp", "iss"], "verify_aud": config.audience is not None},
+            )
+        except (jwt.PyJWTError, ValueError) as exc:
+            raise NotAuthenticated(f"subject token rejected: {exc}") from exc
+        login = claims.get(config.subject_claim)
+        async with self.db.session() as session:
+            user = (
+                await session.scalar(select(User).where(User.login == login))
+                if isinstance(login, str)
+                else None
+            )
+            if user is None or not user.active:
+                audit.record(session, "login.failed", actor=str(login), client_ip=client_ip,
+                             reason="exchange_unknown_subject")
+                await session.commit()
+                raise NotAuthenticated("the subject token maps to no active user")
+            return await self.open_session(
+                session, user, grant="token_exchange", client_ip=client_ip, refresh=False
+            )
+
+    async def _exchange_key(self, token: str) -> tuple[Any, list[str]]:
+        config = self.settings.token_exchange
+        if config.shared_key is not None:
+            return config.shared_key.get_secret_value(), ["HS256", "HS384", "HS512"]
+        asymmetric = ["RS256", "RS384", "RS512", "ES256", "ES384", "PS256"]
+        header = jwt.get_unverified_header(token)
+        if config.jwks_file is not None:
+            jwks = jwt.PyJWKSet.from_dict(json.loads(config.jwks_file.read_text()))
+            kid = header.get("kid")
+            for jwk in jwks.keys:
+                if kid is None or jwk.key_id == kid:
+                    return jwk.key, asymmetric
+            raise ValueError("no key in the JWKS matches the token")
+        if config.jwks_url:
+            if self._jwks_client is None:
+                self._jwks_client = jwt.PyJWKClient(config.jwks_url, cache_keys=True)
+            signing_key = await asyncio.to_thread(self._jwks_client.get_signing_key_from_jwt, token)
+            return signing_key.key, asymmetric
+        raise ValueError("token exchange has no verification key configured")
+
+    async def open_session(
+        self,
+        session: AsyncSession,
+        user: User,
+        *,
+        grant: str,
+        client_ip: str,
+        refresh: bool = True,
+    ) -> IssuedTokens:
+        now = utcnow()
+        lifetime = self.settings.token_lifetime
+        horizon = self.settings.refresh_token_lifetime if refresh else lifetime
+        auth_session = AuthSession(
+            id=uuid.uuid4().hex,
+            user_id=user.id,
+            grant=grant,
+            created_at=now,
+            expires_at=now + timedelta(seconds=horizon),
+        )
+        session.add(auth_session)
+        refresh_token = self._new_refresh_token(session, auth_session.id, now) if refresh else None
+        audit.record(session, "login.succeeded", actor=user.login, domain_id=user.domain_id,
+                     client_ip=client_ip, grant=grant)
+        audit.record(session, "token.issued", actor=user.login, domain_id=user.domain_id,
+                     client_ip=client_ip, session_id=auth_session.id, grant=grant)
+        await session.commit()
+        return IssuedTokens(
+            access_token=self._access_token(user, auth_session.id, now),
+            expires_in=lifetime,
+            refresh_token=refresh_token,
+            user=user,
+            session_id=auth_session.id,
+        )
+
+    def _access_token(self, user: User, session_id: str, now: datetime) -> str:
+        return tokens.issue_access_token(
+            key=self.settings.signing_key,
+            user_id=user.id,
+            session_id=session_id,
+            generation=user.token_generation,
+            now=now,
+            lifetime=self.settings.token_lifetime,
+        )
+
+    def _new_refresh_token(self, session: AsyncSession, session_id: str, now: datetime) -> str:
+        token, token_id, token_digest = tokens.new_opaque_token(tokens.REFRESH_TOKEN_PREFIX)
+        session.add(
+            RefreshToken(
+                id=token_id,
+                session_id=session_id,
+                token_hash=token_digest,
+                expires_at=now + timedelta(seconds=self.settings.refresh_token_lifetime),
+            )
+        )
+        return token
+
+    async def refresh(self, *, refresh_token: str, client_ip: str) -> IssuedTokens:
+        """Rotate: the presented token is spent; presenting a spent one revokes its session."""
+        parts = tokens.split_opaque_token(refresh_token, tokens.REFRESH_TOKEN_PREFIX)
+        if parts is None:
+            raise NotAuthenticated("invalid refresh token")
+        token_id, secret = parts
+        now = utcnow()
+        async with self.db.session() as session:
+            row = await session.get(RefreshToken, token_id)
+            if row is None or not tokens.secret_matches(secret, row.token_hash):
+                raise NotAuthenticated("invalid refresh token")
+            auth_session = await session.get(AuthSession, row.session_id)
+            user = await session.get(User, auth_session.user_id) if auth_session else None
+            if auth_session is None or user is None or auth_session.revoked_at is not None:
+                raise NotAuthenticated("refresh token revoked")
+            spent = await session.execute(
+                update(RefreshToken)
+                .where(RefreshToken.id == token_id, RefreshToken.used_at.is_(None))
+                .values(used_at=now)
+            )
+            if spent.rowcount != 1:  # type: ignore[attr-defined]
+                auth_session.revoked_at = now
+                auth_session.revoked_reason = "refresh_token_reuse"
+                audit.record(session, "token.revoked", actor=user.login, domain_id=user.domain_id,
+                             client_ip=client_ip, session_id=auth_session.id,
+                             reason="refresh_token_reuse")
+                await session.commit()
+                raise NotAuthenticated("refresh token already used; the session is revoked")
+            if row.expires_at <= now or not user.active:
+                await session.commit()
+                raise NotAuthenticated("refresh token expired")
+            new_refresh = self._new_refresh_token(session, auth_session.id, now)
+            audit.record(session, "token.refreshed", actor=user.login, domain_id=user.domain_id,
+                         client_ip=client_ip, session_id=auth_session.id)
+            await session.commit()
+            return IssuedTokens(
+                access_token=self._access_token(user, auth_session.id, now),
+                expires_in=self.settings.token_lifetime,
+                refresh_token=new_refresh,
+                user=user,
+                session_id=auth_session.id,
+            )
+
+    # -- authenticating requests ----------------------------------------------------
+
+    async def authenticate_bearer(self, token: str) -> Principal:
+        if token.startswith(tokens.API_TOKEN_PREFIX + "_"):
+            return await self._authenticate_api_token(token)
+        try:
+            claims = tokens.decode_access_token(token, key=self.settings.signing_key)
+        except tokens.InvalidTokenError as exc:
+            raise NotAuthenticated("invalid or expired token") from exc
+        async with self.db.session() as session:
+            row = (
+                await session.execute(
+                    select(User, AuthSession.revoked_at)
+                    .join(AuthSession, AuthSession.user_id == User.id)
+                    .where(AuthSession.id == claims.session_id)
+                )
+            ).first()
+        if row is None:
+            raise NotAuthenticated("invalid or expired token")
+        user, revoked_at = row
+        if (
+            user.id != claims.user_id
+            or revoked_at is not None
+            or not user.active
+            or _expired(user)
+            or user.token_generation != claims.generation
+        ):
+            raise NotAuthenticated("token revoked")
+        return await self.principal_for(user, via="bearer", session_id=claims.session_id)
+
+    async def _authenticate_api_token(self, token: str) -> Principal:
+        parts = tokens.split_opaque_token(token, tokens.API_TOKEN_PREFIX)
+        if parts is None:
+            raise NotAuthenticated("invalid or expired token")
+        token_id, secret = parts
+        now = utcnow()
+        async with self.db.session() as session:
+            row = (
+                await session.execute(
+                    select(ApiToken, User)
+                    .join(User, User.id == ApiToken.user_id)
+                    .where(ApiToken.id == token_id)
+                )
+            ).first()
+            if row is None or not tokens.secret_matches(secret, row[0].token_hash):
+                raise NotAuthenticated("invalid or expired token")
+            api_token, user = row
+            if api_token.revoked_at or api_token.expires_at <= now or not user.active:
+                raise NotAuthenticated("invalid or expired token")
+            if api_token.last_used_at is None or now - api_token.last_used_at > LAST_USED_PRECISION:
+                api_token.last_used_at = now
+                await session.commit()
+        principal = await self.principal_for(user, via="api_token")
+        allowed = frozenset(api_token.permissions) | catalog.SELF_SERVICE
+        return _narrowed(principal, principal.permissions & allowed)
+
+    async def authenticate_basic(self, login: str, password: str, client_ip: str) -> Principal:
+        async with self.db.session() as session:
+            user = await self._verified_user(session, login, password, client_ip)
+            if user.totp_enabled:
+                raise TwoFactorRequired("accounts with two-factor authentication need a token")
+            await session.commit()
+        return await self.principal_for(user, via="basic")
+
+    async def principal_for(self, user: User, *, via: str, session_id: str | None = None) -> Principal:
+        return Principal(
+            user_id=user.id,
+            login=user.login,
+            domain_id=user.domain_id,
+            account_type=user.account_type,
+            permissions=await self.roles.effective_permissions(user),
+            via=via,
+            session_id=session_id,
+            things_group_ids=tuple(user.things_group_ids),
+        )
+
+    # -- revocation -----------------------------------------------------------------
+
+    async def logout(self, principal: Principal, client_ip: str) -> None:
+        if principal.session_id is None:
+            raise InvalidInput("only session tokens can log out; revoke API tokens instead")
+        async with self.db.transaction() as session:
+            await session.execute(
+                update(AuthSession)
+                .where(AuthSession.id == principal.session_id, AuthSession.revoked_at.is_(None))
+                .values(revoked_at=utcnow(), revoked_reason="logout")
+            )
+            audit.record(session, "token.revoked", actor=principal.login,
+                         domain_id=principal.domain_id, client_ip=client_ip,
+                         session_id=principal.session_id, reason="logout")
+
+    @staticmethod
+    def revoke_all(session: AsyncSession, user: User, *, actor: str, reason: str) -> None:
+        """Invalidate every access token of ``user`` at once (and their refresh sessions)."""
+        user.token_generation += 1
+        audit.record(session, "token.revoked", actor=actor, subject=user.login,
+                     domain_id=user.domain_id, reason=reason, scope="all")
+
+    async def revoke_user_sessions(self, session: AsyncSession, user: User) -> None:
+        await session.execute(
+            update(AuthSession)
+            .where(AuthSession.user_id == user.id, AuthSession.revoked_at.is_(None))
+            .values(revoked_at=utcnow(), revoked_reason="credentials_changed")
+        )
+
+    async def change_password(
+        self, principal: Principal, *, current: str, new: str, client_ip: str
+    ) -> None:
+        async with self.db.transaction() as session:
+            user = await session.get(User, principal.user_id)
+            if user is None:
+                raise NotAuthenticated("account no longer exists")
+            valid, _ = await verify_password(current, user.password_hash)
+            if not valid:
+                raise Forbidden("current password is wrong")
+            user.password_hash = await hash_password(validate_password(new))
+            self.revoke_all(session, user, actor=principal.login, reason="password_changed")
+            await self.revoke_user_sessions(session, user)
+
+    # -- personal API tokens ----------------------------------------------------------
+
+    async def create_api_token(
+        self,
+        principal: Principal,
+        *,
+        name: str,
+        expires_in_days: int,
+        permissions: list[str] | None,
+        client_ip: str,
+    ) -> tuple[str, ApiToken]:
+        if not 1 <= expires_in_days <= API_TOKEN_MAX_DAYS:
+            raise InvalidInput(f"expiresInDays must be 1..{API_TOKEN_MAX_DAYS}")
+        held = principal.permissions - catalog.SELF_SERVICE
+        wanted = frozenset(permissions) if permissions is not None else held
+        try:
+            catalog.validate_names(wanted)
+        except catalog.UnknownPermissionError as exc:
+            raise InvalidInput(str(exc)) from exc
+        ensure_grantable(principal.permissions, wanted, is_admin=False)
+        token, token_id, token_digest = tokens.new_opaque_token(tokens.API_TOKEN_PREFIX)
+        row = ApiToken(
+            id=token_id,
+            user_id=principal.user_id,
+            name=name,
+            token_hash=token_digest,
+            permissions=sorted(wanted),
+            expires_at=utcnow() + timedelta(days=expires_in_days),
+        )
+        async with self.db.transaction() as session:
+            session.add(row)
+            audit.record(session, "api_token.created", actor=principal.login,
+                         domain_id=principal.domain_id, client_ip=client_ip, token_id=token_id,
+                         name=name)
+        return token, row
+
+    async def list_api_tokens(self, principal: Principal) -> list[ApiToken]:
+        async with self.db.session() as session:
+            rows = await session.scalars(
+                select(ApiToken)
+                .where(ApiToken.user_id == principal.user_id)
+                .order_by(ApiToken.created_at)
+            )
+            return list(rows.all())
+
+    async def revoke_api_token(self, principal: Principal, token_id: str, client_ip: str) -> None:
+        async with self.db.transaction() as session:
+            row = await session.get(ApiToken, token_id)
+            if row is None or row.user_id != principal.user_id:
+                raise NotFound(f"API token {token_id!r} not found")
+            if row.revoked_at is None:
+                row.revoked_at = utcnow()
+                audit.record(session, "api_token.revoked", actor=principal.login,
+                             domain_id=principal.domain_id, client_ip=client_ip, token_id=token_id)
+
+    # -- two-factor authentication ----------------------------------------------------
+
+    async def enroll_totp(self, principal: Principal) -> TotpEnrolment:
+        async with self.db.transaction() as session:
+            user = await _user_of(session, principal)
+            if user.totp_enabled:
+                raise InvalidInput("two-factor authentication is already enabled")
+            user.totp_secret = totp.new_secret()
+            return TotpEnrolment(user.totp_secret, totp.provisioning_uri(user.totp_secret, user.login))
+
+    async def confirm_totp(self, principal: Principal, code: str, client_ip: str) -> list[str]:
+        async with self.db.transaction() as session:
+            user = await _user_of(session, principal)
+            if user.totp_enabled:
+                raise InvalidInput("two-factor authentication is already enabled")
+            if not user.totp_secret:
+                raise InvalidInput("enrol first: POST /api/auth/2fa/enroll")
+            if not totp.verify_code(user.totp_secret, code):
+                raise InvalidInput("invalid two-factor code")
+            user.totp_enabled = True
+            codes = await _replace_recovery_codes(session, user)
+            audit.record(session, "2fa.enabled", actor=user.login, domain_id=user.domain_id,
+                         client_ip=client_ip)
+            return codes
+
+    async def disable_totp(self, principal: Principal, code: str, client_ip: str) -> None:
+        async with self.db.transaction() as session:
+            user = await self._user_with_valid_code(session, principal, code)
+            user.totp_enabled = False
+            user.totp_secret = None
+            await session.execute(
+                RecoveryCode.__table__.delete().where(RecoveryCode.user_id == user.id)
+            )
+            audit.record(session, "2fa.disabled", actor=user.login, domain_id=user.domain_id,
+                         client_ip=client_ip)
+
+    async def regenerate_recovery_codes(self, principal: Principal, code: str) -> list[str]:
+        async with self.db.transaction() as session:
+            user = await self._user_with_valid_code(session, principal, code)
+            return await _replace_recovery_codes(session, user)
+
+    async def _user_with_valid_code(
+        self, session: AsyncSession, principal: Principal, code: str
+    ) -> User:
+        user = await _user_of(session, principal)
+        if not user.totp_enabled or not user.totp_secret:
+            raise InvalidInput("two-factor authentication is not enabled")
+        if not totp.verify_code(user.totp_secret, code):
+            raise Forbidden("invalid two-factor code")
+        return user
+
+    # -- service accounts -------------------------------------------------------------
+
+    async def create_service_account(
+        self, actor: Principal, *, realm: str, client_id: str, login: str
+    ) -> str:
+        secret = tokens.new_opaque_token("mls")[0]
+        async with self.db.transaction() as session:
+            user = await session.scalar(select(User).where(User.login == login))
+            if user is None or not actor.sees_domain(user.domain_id):
+                raise NotFound(f"user {login!r} not found")
+            if await session.get(ServiceAccount, client_id) is not None:
+                raise Conflict(f"client {client_id!r} already exists")
+            session.add(
+                ServiceAccount(
+                    client_id=client_id,
+                    realm=realm,
+                    secret_hash=tokens.digest(secret),
+                    user_id=user.id,
+                )
+            )
+            audit.record(session, "service_account.created", actor=actor.login,
+                         subject=login, domain_id=user.domain_id, client_id=client_id)
+        return secret
+
+
+def client_grant(client_id: str) -> str:
+    """The grant recorded on sessions opened by a service account."""
+    return f"client_credentials:{client_id}"
+
+
+def validate_password(password: str) -> str:
+    if len(password) < 8:
+        raise InvalidInput("password must have at least 8 characters")
+    if len(password) > 1024:
+        raise InvalidInput("password is too long")
+    return password
+
+
+def _expired(user: User) -> bool:
+    return user.expiration_date is not None and user.expiration_date <= utcnow()
+
+
+def _narrowed(principal: Principal, permissions: frozenset[str]) -> Principal:
+    return Principal(
+        user_id=principal.user_id,
+        login=principal.login,
+        domain_id=principal.domain_id,
+        account_type=principal.account_type,
+        permissions=permissions,
+        via=principal.via,
+        session_id=principal.session_id,
+        things_group_ids=principal.things_group_ids,
+    )
+
+
+async def _user_of(session: AsyncSession, principal: Principal) -> User:
+    user = await session.get(User, principal.user_id)
+    if user is None:
+        raise NotAuthenticated("account no longer exists")
+    return user
+
+
+async def _replace_recovery_codes(session: AsyncSession, user: User) -> list[str]:
+    await session.execute(RecoveryCode.__table__.delete().where(RecoveryCode.user_id == user.id))
+    codes = totp.new_recovery_codes()
+    session.add_all(RecoveryCode(user_id=user.id, code_hash=tokens.digest(code)) for code in codes)
+    return codes
+
+
+async def _use_recovery_code(session: AsyncSession, user: User, code: str) -> bool:
+    candidates = (
+        await session.scalars(
+            select(RecoveryCode).where(
+                RecoveryCode.user_id == user.id, RecoveryCode.used_at.is_(None)
+            )
+        )
+    ).all()
+    wanted = tokens.digest(code.strip().lower())
+    for candidate in candidates:
+        if hmac.compare_digest(candidate.code_hash, wanted):
+            candidate.used_at = utcnow()
+            return True
+    return False
