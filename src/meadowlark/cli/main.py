@@ -285,3 +285,7 @@ def _bindable(host: str, port: int, kind: int) -> str:
 def version() -> None:
     """Print the version."""
     typer.echo(__version__)
+
+
+if __name__ == "__main__":
+    app()

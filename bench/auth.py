@@ -1,0 +1,78 @@
+"""Token issue and authenticated request throughput, against a bare FastAPI endpoint.
+
+Both servers run as subprocesses with the same uvicorn settings (one worker, no access
+log); the load generator runs here with the same concurrency against each.
+"""
+
+from __future__ import annotations
+
+import tempfile
+
+import httpx
+
+from bench.common import LoadResult, free_port, python, run_load, server_process
+
+ADMIN_PASSWORD = "bench-admin-password"  # noqa: S105 - a throwaway local server
+
+
+def _line(name: str, result: LoadResult, baseline: LoadResult) -> str:
+    return (
+        f"  {name:38} {result.per_second:9.1f} req/s  p50 {result.p50_ms:7.2f} ms  "
+        f"p99 {result.p99_ms:7.2f} ms  ratio {result.per_second / baseline.per_second:6.3f}"
+        f"{'  ERRORS ' + str(result.errors) if result.errors else ''}"
+    )
+
+
+def run(duration: float = 5.0, concurrency: int = 16) -> dict[str, float]:
+    bare_port, our_port = free_port(), free_port()
+    with (
+        tempfile.TemporaryDirectory() as data_dir,
+        server_process(
+            [python(), "-m", "bench.bare_app", str(bare_port)],
+            env={},
+            ready_url=f"http://127.0.0.1:{bare_port}/bare",
+        ),
+        server_process(
+            [python(), "-m", "meadowlark.cli.main", "serve"],
+            env={
+                "MEADOWLARK_HTTP": f"127.0.0.1:{our_port}",
+                "MEADOWLARK_COAP": f"127.0.0.1:{free_port()}",
+                "MEADOWLARK_DATA_DIR": data_dir,
+                "MEADOWLARK_ADMIN_PASSWORD": ADMIN_PASSWORD,
+                "MEADOWLARK_RATE_LIMITS__LOGIN_ATTEMPTS_PER_IP": "1000000",
+                "MEADOWLARK_LOG_LEVEL": "warning",
+            },
+            ready_url=f"http://127.0.0.1:{our_port}/ready",
+        ),
+    ):
+        bare = f"http://127.0.0.1:{bare_port}"
+        ours = f"http://127.0.0.1:{our_port}"
+        token = httpx.post(
+            f"{ours}/api/auth/oauth_password",
+            data={"username": "admin", "password": ADMIN_PASSWORD},
+        ).json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        form = {"grant_type": "password", "username": "admin", "password": ADMIN_PASSWORD}
+
+        load = {"duration": duration, "concurrency": concurrency}
+        bare_get = run_load(lambda c: c.get("/bare"), base_url=bare, **load)
+        authed = run_load(lambda c: c.get("/api/auth/me", headers=headers), base_url=ours, **load)
+        scoped = run_load(
+            lambda c: c.get("/api/coiotedm/v3/users/admin", headers=headers), base_url=ours, **load
+        )
+        bare_post = run_load(lambda c: c.post("/bare", data=form), base_url=bare, **load)
+        issue = run_load(
+            lambda c: c.post("/api/auth/oauth_password", data=form), base_url=ours, **load
+        )
+
+    print(f"auth: {concurrency} concurrent clients, {duration:.0f} s per measurement")
+    print(_line("bare FastAPI GET (baseline)", bare_get, bare_get))
+    print(_line("authenticated GET /api/auth/me", authed, bare_get))
+    print(_line("authenticated GET users/{login}", scoped, bare_get))
+    print(_line("bare FastAPI POST form (baseline)", bare_post, bare_post))
+    print(_line("token issue (password grant, Argon2)", issue, bare_post))
+    return {
+        "authenticated_request_ratio": authed.per_second / bare_get.per_second,
+        "users_get_ratio": scoped.per_second / bare_get.per_second,
+        "token_issue_ratio": issue.per_second / bare_post.per_second,
+    }
