@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from meadowlark.auth.principal import Principal
 from meadowlark.core import audit
 from meadowlark.core.errors import Conflict, Forbidden, InvalidInput, NotFound
+from meadowlark.core.search_criteria import Field, compile_criteria
 from meadowlark.store.models import Domain, User
 
 ROOT = "/root/"
@@ -51,9 +52,22 @@ def new_domain(domain_id: str, description: str = "") -> Domain:
     )
 
 
-async def list_domains(session: AsyncSession, principal: Principal) -> list[str]:
+SEARCHABLE = {
+    "id": Field(Domain.id),
+    "description": Field(Domain.description),
+    "creationTime": Field(Domain.created_at, "datetime"),
+}
+
+
+async def list_domains(
+    session: AsyncSession, principal: Principal, search_criteria: str | None = None
+) -> list[str]:
     rows = await session.scalars(
-        select(Domain.id).where(in_scope(Domain.id, principal.domain_id)).order_by(Domain.id)
+        select(Domain.id)
+        .where(
+            in_scope(Domain.id, principal.domain_id), compile_criteria(search_criteria, SEARCHABLE)
+        )
+        .order_by(Domain.id)
     )
     return list(rows.all())
 
@@ -81,8 +95,9 @@ async def create_domain(
         raise Conflict(f"domain {normalized!r} already exists")
     domain = new_domain(normalized, description)
     session.add(domain)
-    audit.record(session, "domain.created", actor=principal.login, subject=normalized,
-                 domain_id=normalized)
+    audit.record(
+        session, "domain.created", actor=principal.login, subject=normalized, domain_id=normalized
+    )
     return domain
 
 
@@ -105,5 +120,6 @@ async def delete_domain(session: AsyncSession, principal: Principal, domain_id: 
     if has_children or has_users:
         raise Conflict(f"domain {domain.id!r} is not empty (subdomains or users)")
     await session.delete(domain)
-    audit.record(session, "domain.deleted", actor=principal.login, subject=domain.id,
-                 domain_id=domain.id)
+    audit.record(
+        session, "domain.deleted", actor=principal.login, subject=domain.id, domain_id=domain.id
+    )

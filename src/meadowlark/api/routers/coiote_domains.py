@@ -10,7 +10,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from meadowlark.api.deps import SessionDep, require
 from meadowlark.auth.principal import Principal
 from meadowlark.core import domains
-from meadowlark.core.errors import InvalidInput
 
 router = APIRouter(prefix="/api/coiotedm/v3", tags=["domains"])
 
@@ -36,15 +35,14 @@ async def list_domains(
     principal: Annotated[Principal, require("GET domains")],
     searchCriteria: Annotated[str | None, Query(max_length=4096)] = None,
 ) -> list[str]:
-    """Ids of your domain and every domain below it."""
-    if searchCriteria and searchCriteria != "None":
-        raise InvalidInput("searchCriteria is not accepted on domains by this server yet")
-    return await domains.list_domains(session, principal)
+    """Ids of your domain and every domain below it, filtered by ``searchCriteria``."""
+    return await domains.list_domains(session, principal, searchCriteria)
 
 
 @router.post("/domains", status_code=201)
 async def create_domain(
-    body: DomainPublic, session: SessionDep,
+    body: DomainPublic,
+    session: SessionDep,
     principal: Annotated[Principal, require("POST domains")],
 ) -> StringResult:
     """Create a subdomain of your domain."""
@@ -55,7 +53,8 @@ async def create_domain(
 
 @router.get("/domains/{domain_id:path}")
 async def get_domain(
-    domain_id: str, session: SessionDep,
+    domain_id: str,
+    session: SessionDep,
     principal: Annotated[Principal, require("GET domains/{id}")],
 ) -> DomainPublic:
     """One domain."""
@@ -65,7 +64,9 @@ async def get_domain(
 
 @router.put("/domains/{domain_id:path}", status_code=204, response_class=Response)
 async def update_domain(
-    domain_id: str, body: DomainUpdateRequest, session: SessionDep,
+    domain_id: str,
+    body: DomainUpdateRequest,
+    session: SessionDep,
     principal: Annotated[Principal, require("PUT domains/{id}")],
 ) -> Response:
     """Change a domain's description."""
@@ -76,7 +77,8 @@ async def update_domain(
 
 @router.delete("/domains/{domain_id:path}", status_code=204, response_class=Response)
 async def delete_domain(
-    domain_id: str, session: SessionDep,
+    domain_id: str,
+    session: SessionDep,
     principal: Annotated[Principal, require("DELETE domains/{id}")],
 ) -> Response:
     """Delete an empty domain (no subdomains, no users)."""
