@@ -7,10 +7,18 @@ log); the load generator runs here with the same concurrency against each.
 from __future__ import annotations
 
 import tempfile
+from urllib.parse import urlencode
 
 import httpx
 
-from bench.common import LoadResult, free_port, python, run_load, server_process
+from bench.common import (
+    LoadResult,
+    free_port,
+    http_request,
+    python,
+    run_load,
+    server_process,
+)
 
 ADMIN_PASSWORD = "bench-admin-password"  # noqa: S105 - a throwaway local server
 
@@ -45,24 +53,23 @@ def run(duration: float = 5.0, concurrency: int = 16) -> dict[str, float]:
             ready_url=f"http://127.0.0.1:{our_port}/ready",
         ),
     ):
-        bare = f"http://127.0.0.1:{bare_port}"
-        ours = f"http://127.0.0.1:{our_port}"
-        token = httpx.post(
-            f"{ours}/api/auth/oauth_password",
-            data={"username": "admin", "password": ADMIN_PASSWORD},
-        ).json()["access_token"]
-        headers = {"Authorization": f"Bearer {token}"}
         form = {"grant_type": "password", "username": "admin", "password": ADMIN_PASSWORD}
+        token = httpx.post(
+            f"http://127.0.0.1:{our_port}/api/auth/oauth_password", data=form
+        ).json()["access_token"]
+        bearer = {"Authorization": f"Bearer {token}"}
+        form_post = {"Content-Type": "application/x-www-form-urlencoded"}
+        body = urlencode(form).encode()
 
-        load = {"duration": duration, "concurrency": concurrency}
-        bare_get = run_load(lambda c: c.get("/bare"), base_url=bare, **load)
-        authed = run_load(lambda c: c.get("/api/auth/me", headers=headers), base_url=ours, **load)
-        scoped = run_load(
-            lambda c: c.get("/api/coiotedm/v3/users/admin", headers=headers), base_url=ours, **load
-        )
-        bare_post = run_load(lambda c: c.post("/bare", data=form), base_url=bare, **load)
-        issue = run_load(
-            lambda c: c.post("/api/auth/oauth_password", data=form), base_url=ours, **load
+        def load(request: bytes, port: int) -> LoadResult:
+            return run_load(request, port=port, duration=duration, concurrency=concurrency)
+
+        bare_get = load(http_request("GET", "/bare"), bare_port)
+        authed = load(http_request("GET", "/api/auth/me", headers=bearer), our_port)
+        scoped = load(http_request("GET", "/api/coiotedm/v3/users/admin", headers=bearer), our_port)
+        bare_post = load(http_request("POST", "/bare", headers=form_post, body=body), bare_port)
+        issue = load(
+            http_request("POST", "/api/auth/oauth_password", headers=form_post, body=body), our_port
         )
 
     print(f"auth: {concurrency} concurrent clients, {duration:.0f} s per measurement")

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager
 
 import structlog
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from meadowlark import __version__
 from meadowlark.api.errors import install_error_handlers
@@ -28,6 +30,35 @@ def iter_api_routes(routes: Iterable[BaseRoute]) -> Iterator[APIRoute]:
         nested = getattr(route, "original_router", None)
         if nested is not None:
             yield from iter_api_routes(nested.routes)
+
+
+class AccessLog:
+    """One debug line per request: method, path (never query or headers), status, time."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 0
+
+        async def record_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        await self.app(scope, receive, record_status)
+        log.debug(
+            "request",
+            method=scope["method"],
+            path=scope["path"],
+            status=status,
+            ms=round((time.perf_counter() - started) * 1000, 2),
+        )
 
 
 def _operation_id(route: APIRoute) -> str:
@@ -59,15 +90,7 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
     for module in (health, auth, console, coiote_users, coiote_domains, admin):
         app.include_router(module.router)
 
-    @app.middleware("http")
-    async def access_log(request: Request, call_next) -> Response:  # noqa: ANN001
-        """One line per request: method, path (never the query or headers), status, time."""
-        started = time.perf_counter()
-        response = await call_next(request)
-        log.debug("request", method=request.method, path=request.url.path,
-                  status=response.status_code,
-                  ms=round((time.perf_counter() - started) * 1000, 2))
-        return response
-
+    if log.is_enabled_for(logging.DEBUG):
+        app.add_middleware(AccessLog)
     app.add_middleware(BodySizeLimit, max_bytes=runtime.settings.max_body_bytes)
     return app

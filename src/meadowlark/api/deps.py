@@ -18,7 +18,7 @@ from meadowlark.runtime import Runtime
 MAX_AUTHORIZATION_LENGTH = 8192
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
     return request.app.state.runtime  # type: ignore[no-any-return]
 
 

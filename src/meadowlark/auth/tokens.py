@@ -67,6 +67,30 @@ def decode_access_token(token: str, *, key: str) -> AccessClaims:
         raise InvalidTokenError(str(exc)) from exc
 
 
+class ClaimsCache:
+    """Remembers verified claims per token string, so a token's signature is checked once.
+
+    Expiry is checked on every use; the cache holds at most ``size`` tokens.
+    """
+
+    def __init__(self, key: str, size: int = 50_000) -> None:
+        self._key = key
+        self._size = size
+        self._verified: dict[str, AccessClaims] = {}
+
+    def decode(self, token: str) -> AccessClaims:
+        claims = self._verified.get(token)
+        if claims is None:
+            claims = decode_access_token(token, key=self._key)
+            if len(self._verified) >= self._size:
+                self._verified.clear()
+            self._verified[token] = claims
+        if claims.expires_at <= datetime.now(UTC):
+            self._verified.pop(token, None)
+            raise InvalidTokenError("token expired")
+        return claims
+
+
 def digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 

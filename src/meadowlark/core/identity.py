@@ -13,11 +13,11 @@ import hmac
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from meadowlark.auth import permissions as catalog
@@ -81,6 +81,7 @@ class Identity:
             limits.login_attempts_per_ip, limits.login_window_seconds
         )
         self._jwks_client: jwt.PyJWKClient | None = None
+        self._claims = tokens.ClaimsCache(settings.signing_key)
 
     # -- logging in -----------------------------------------------------------------
 
@@ -156,8 +157,13 @@ class Identity:
             user = await session.get(User, account.user_id) if account and valid else None
             if account is None or not valid or account.realm != realm or user is None:
                 self._account_failures.hit(f"client:{client_id}")
-                audit.record(session, "login.failed", actor=client_id, client_ip=client_ip,
-                             reason="bad_client_credentials")
+                audit.record(
+                    session,
+                    "login.failed",
+                    actor=client_id,
+                    client_ip=client_ip,
+                    reason="bad_client_credentials",
+                )
                 await session.commit()
                 raise NotAuthenticated("invalid client credentials")
             if not user.active:
@@ -192,8 +198,13 @@ class Identity:
                 else None
             )
             if user is None or not user.active:
-                audit.record(session, "login.failed", actor=str(login), client_ip=client_ip,
-                             reason="exchange_unknown_subject")
+                audit.record(
+                    session,
+                    "login.failed",
+                    actor=str(login),
+                    client_ip=client_ip,
+                    reason="exchange_unknown_subject",
+                )
                 await session.commit()
                 raise NotAuthenticated("the subject token maps to no active user")
             return await self.open_session(
@@ -241,10 +252,23 @@ class Identity:
         )
         session.add(auth_session)
         refresh_token = self._new_refresh_token(session, auth_session.id, now) if refresh else None
-        audit.record(session, "login.succeeded", actor=user.login, domain_id=user.domain_id,
-                     client_ip=client_ip, grant=grant)
-        audit.record(session, "token.issued", actor=user.login, domain_id=user.domain_id,
-                     client_ip=client_ip, session_id=auth_session.id, grant=grant)
+        audit.record(
+            session,
+            "login.succeeded",
+            actor=user.login,
+            domain_id=user.domain_id,
+            client_ip=client_ip,
+            grant=grant,
+        )
+        audit.record(
+            session,
+            "token.issued",
+            actor=user.login,
+            domain_id=user.domain_id,
+            client_ip=client_ip,
+            session_id=auth_session.id,
+            grant=grant,
+        )
         await session.commit()
         return IssuedTokens(
             access_token=self._access_token(user, auth_session.id, now),
@@ -299,17 +323,29 @@ class Identity:
             if spent.rowcount != 1:  # type: ignore[attr-defined]
                 auth_session.revoked_at = now
                 auth_session.revoked_reason = "refresh_token_reuse"
-                audit.record(session, "token.revoked", actor=user.login, domain_id=user.domain_id,
-                             client_ip=client_ip, session_id=auth_session.id,
-                             reason="refresh_token_reuse")
+                audit.record(
+                    session,
+                    "token.revoked",
+                    actor=user.login,
+                    domain_id=user.domain_id,
+                    client_ip=client_ip,
+                    session_id=auth_session.id,
+                    reason="refresh_token_reuse",
+                )
                 await session.commit()
                 raise NotAuthenticated("refresh token already used; the session is revoked")
             if row.expires_at <= now or not user.active:
                 await session.commit()
                 raise NotAuthenticated("refresh token expired")
             new_refresh = self._new_refresh_token(session, auth_session.id, now)
-            audit.record(session, "token.refreshed", actor=user.login, domain_id=user.domain_id,
-                         client_ip=client_ip, session_id=auth_session.id)
+            audit.record(
+                session,
+                "token.refreshed",
+                actor=user.login,
+                domain_id=user.domain_id,
+                client_ip=client_ip,
+                session_id=auth_session.id,
+            )
             await session.commit()
             return IssuedTokens(
                 access_token=self._access_token(user, auth_session.id, now),
@@ -322,32 +358,40 @@ class Identity:
     # -- authenticating requests ----------------------------------------------------
 
     async def authenticate_bearer(self, token: str) -> Principal:
+        """The caller behind a bearer token; one indexed query per request, no ORM.
+
+        The query checks what revocation changes (session revoked, user disabled or
+        expired, token generation bumped), so a revoked token fails on its next use.
+        """
         if token.startswith(tokens.API_TOKEN_PREFIX + "_"):
             return await self._authenticate_api_token(token)
         try:
-            claims = tokens.decode_access_token(token, key=self.settings.signing_key)
+            claims = self._claims.decode(token)
         except tokens.InvalidTokenError as exc:
             raise NotAuthenticated("invalid or expired token") from exc
-        async with self.db.session() as session:
-            row = (
-                await session.execute(
-                    select(User, AuthSession.revoked_at)
-                    .join(AuthSession, AuthSession.user_id == User.id)
-                    .where(AuthSession.id == claims.session_id)
-                )
-            ).first()
-        if row is None:
-            raise NotAuthenticated("invalid or expired token")
-        user, revoked_at = row
+        async with self.db.engine.connect() as connection:
+            row = (await connection.execute(_BEARER_QUERY, {"sid": claims.session_id})).first()
         if (
-            user.id != claims.user_id
-            or revoked_at is not None
-            or not user.active
-            or _expired(user)
-            or user.token_generation != claims.generation
+            row is None
+            or row.id != claims.user_id
+            or row.revoked_at is not None
+            or not row.active
+            or (row.expiration_date is not None and _as_utc(row.expiration_date) <= utcnow())
+            or row.token_generation != claims.generation
         ):
-            raise NotAuthenticated("token revoked")
-        return await self.principal_for(user, via="bearer", session_id=claims.session_id)
+            raise NotAuthenticated("invalid or expired token")
+        return Principal(
+            user_id=row.id,
+            login=row.login,
+            domain_id=row.domain_id,
+            account_type=row.account_type,
+            permissions=await self.roles.permissions_of(
+                row.account_type, row.roles, row.extra_permissions
+            ),
+            via="bearer",
+            session_id=claims.session_id,
+            things_group_ids=tuple(row.things_group_ids or ()),
+        )
 
     async def _authenticate_api_token(self, token: str) -> Principal:
         parts = tokens.split_opaque_token(token, tokens.API_TOKEN_PREFIX)
@@ -383,13 +427,17 @@ class Identity:
             await session.commit()
         return await self.principal_for(user, via="basic")
 
-    async def principal_for(self, user: User, *, via: str, session_id: str | None = None) -> Principal:
+    async def principal_for(
+        self, user: User, *, via: str, session_id: str | None = None
+    ) -> Principal:
         return Principal(
             user_id=user.id,
             login=user.login,
             domain_id=user.domain_id,
             account_type=user.account_type,
-            permissions=await self.roles.effective_permissions(user),
+            permissions=await self.roles.permissions_of(
+                user.account_type, user.roles, user.extra_permissions
+            ),
             via=via,
             session_id=session_id,
             things_group_ids=tuple(user.things_group_ids),
@@ -406,16 +454,29 @@ class Identity:
                 .where(AuthSession.id == principal.session_id, AuthSession.revoked_at.is_(None))
                 .values(revoked_at=utcnow(), revoked_reason="logout")
             )
-            audit.record(session, "token.revoked", actor=principal.login,
-                         domain_id=principal.domain_id, client_ip=client_ip,
-                         session_id=principal.session_id, reason="logout")
+            audit.record(
+                session,
+                "token.revoked",
+                actor=principal.login,
+                domain_id=principal.domain_id,
+                client_ip=client_ip,
+                session_id=principal.session_id,
+                reason="logout",
+            )
 
     @staticmethod
     def revoke_all(session: AsyncSession, user: User, *, actor: str, reason: str) -> None:
         """Invalidate every access token of ``user`` at once (and their refresh sessions)."""
         user.token_generation += 1
-        audit.record(session, "token.revoked", actor=actor, subject=user.login,
-                     domain_id=user.domain_id, reason=reason, scope="all")
+        audit.record(
+            session,
+            "token.revoked",
+            actor=actor,
+            subject=user.login,
+            domain_id=user.domain_id,
+            reason=reason,
+            scope="all",
+        )
 
     async def revoke_user_sessions(self, session: AsyncSession, user: User) -> None:
         await session.execute(
@@ -469,9 +530,15 @@ class Identity:
         )
         async with self.db.transaction() as session:
             session.add(row)
-            audit.record(session, "api_token.created", actor=principal.login,
-                         domain_id=principal.domain_id, client_ip=client_ip, token_id=token_id,
-                         name=name)
+            audit.record(
+                session,
+                "api_token.created",
+                actor=principal.login,
+                domain_id=principal.domain_id,
+                client_ip=client_ip,
+                token_id=token_id,
+                name=name,
+            )
         return token, row
 
     async def list_api_tokens(self, principal: Principal) -> list[ApiToken]:
@@ -490,8 +557,14 @@ class Identity:
                 raise NotFound(f"API token {token_id!r} not found")
             if row.revoked_at is None:
                 row.revoked_at = utcnow()
-                audit.record(session, "api_token.revoked", actor=principal.login,
-                             domain_id=principal.domain_id, client_ip=client_ip, token_id=token_id)
+                audit.record(
+                    session,
+                    "api_token.revoked",
+                    actor=principal.login,
+                    domain_id=principal.domain_id,
+                    client_ip=client_ip,
+                    token_id=token_id,
+                )
 
     # -- two-factor authentication ----------------------------------------------------
 
@@ -501,7 +574,9 @@ class Identity:
             if user.totp_enabled:
                 raise InvalidInput("two-factor authentication is already enabled")
             user.totp_secret = totp.new_secret()
-            return TotpEnrolment(user.totp_secret, totp.provisioning_uri(user.totp_secret, user.login))
+            return TotpEnrolment(
+                user.totp_secret, totp.provisioning_uri(user.totp_secret, user.login)
+            )
 
     async def confirm_totp(self, principal: Principal, code: str, client_ip: str) -> list[str]:
         async with self.db.transaction() as session:
@@ -514,8 +589,13 @@ class Identity:
                 raise InvalidInput("invalid two-factor code")
             user.totp_enabled = True
             codes = await _replace_recovery_codes(session, user)
-            audit.record(session, "2fa.enabled", actor=user.login, domain_id=user.domain_id,
-                         client_ip=client_ip)
+            audit.record(
+                session,
+                "2fa.enabled",
+                actor=user.login,
+                domain_id=user.domain_id,
+                client_ip=client_ip,
+            )
             return codes
 
     async def disable_totp(self, principal: Principal, code: str, client_ip: str) -> None:
@@ -526,8 +606,13 @@ class Identity:
             await session.execute(
                 RecoveryCode.__table__.delete().where(RecoveryCode.user_id == user.id)
             )
-            audit.record(session, "2fa.disabled", actor=user.login, domain_id=user.domain_id,
-                         client_ip=client_ip)
+            audit.record(
+                session,
+                "2fa.disabled",
+                actor=user.login,
+                domain_id=user.domain_id,
+                client_ip=client_ip,
+            )
 
     async def regenerate_recovery_codes(self, principal: Principal, code: str) -> list[str]:
         async with self.db.transaction() as session:
@@ -564,8 +649,14 @@ class Identity:
                     user_id=user.id,
                 )
             )
-            audit.record(session, "service_account.created", actor=actor.login,
-                         subject=login, domain_id=user.domain_id, client_id=client_id)
+            audit.record(
+                session,
+                "service_account.created",
+                actor=actor.login,
+                subject=login,
+                domain_id=user.domain_id,
+                client_id=client_id,
+            )
         return secret
 
 
@@ -580,6 +671,29 @@ def validate_password(password: str) -> str:
     if len(password) > 1024:
         raise InvalidInput("password is too long")
     return password
+
+
+_BEARER_QUERY = (
+    select(
+        User.id,
+        User.login,
+        User.domain_id,
+        User.account_type,
+        User.active,
+        User.expiration_date,
+        User.token_generation,
+        User.roles,
+        User.extra_permissions,
+        User.things_group_ids,
+        AuthSession.revoked_at,
+    )
+    .join(AuthSession, AuthSession.user_id == User.id)
+    .where(AuthSession.id == bindparam("sid"))
+)
+
+
+def _as_utc(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _expired(user: User) -> bool:

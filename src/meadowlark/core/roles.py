@@ -28,6 +28,7 @@ class RoleCache:
         self._db = db
         self._roles: dict[str, Role] = {}
         self._loaded_at = float("-inf")
+        self._resolved: dict[tuple[object, ...], frozenset[str]] = {}
 
     def invalidate(self) -> None:
         self._loaded_at = float("-inf")
@@ -37,20 +38,35 @@ class RoleCache:
             async with self._db.session() as session:
                 rows = (await session.scalars(select(Role))).all()
             self._roles = {role.name: role for role in rows}
+            self._resolved.clear()
             self._loaded_at = time.monotonic()
         return self._roles
 
     async def effective_permissions(self, user: User) -> frozenset[str]:
+        return await self.permissions_of(user.account_type, user.roles, user.extra_permissions)
+
+    async def permissions_of(
+        self, account_type: str, role_names: Iterable[str], extra: Iterable[str]
+    ) -> frozenset[str]:
+        """Everything granted by the account type, the roles and the extra permissions."""
         roles = await self.roles()
+        key = (account_type, tuple(role_names), tuple(extra), id(roles))
+        cached = self._resolved.get(key)
+        if cached is not None:
+            return cached
         granted: set[str] = set(catalog.SELF_SERVICE)
-        if user.account_type == "admin":
+        if account_type == "admin":
             granted |= catalog.ALL
-        for name in user.roles:
+        for name in key[1]:
             role = roles.get(name)
             if role is not None:
                 granted.update(role.permissions)
-        granted.update(user.extra_permissions)
-        return frozenset(granted & (catalog.GRANTABLE | catalog.SELF_SERVICE))
+        granted.update(key[2])
+        resolved = frozenset(granted & (catalog.GRANTABLE | catalog.SELF_SERVICE))
+        if len(self._resolved) > 10_000:
+            self._resolved.clear()
+        self._resolved[key] = resolved
+        return resolved
 
     async def primary_role(self, user: User) -> Role | None:
         roles = await self.roles()
