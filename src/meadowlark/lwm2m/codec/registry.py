@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Protocol
 
 from meadowlark.lwm2m.codec import (
+    cbor,
     lwm2m_cbor,
     oma_json,
     opaque,
@@ -33,6 +34,7 @@ class NodeCodec(Protocol):
 CODECS: Mapping[int, NodeCodec] = {
     ContentFormat.TEXT: text,
     ContentFormat.OPAQUE: opaque,
+    ContentFormat.CBOR: cbor,
     ContentFormat.TLV: tlv,
     ContentFormat.OLD_TLV: tlv,
     ContentFormat.OMA_JSON: oma_json,
@@ -42,7 +44,7 @@ CODECS: Mapping[int, NodeCodec] = {
     ContentFormat.LWM2M_CBOR: lwm2m_cbor,
 }
 
-SINGLE_VALUE_FORMATS = frozenset({ContentFormat.TEXT, ContentFormat.OPAQUE})
+SINGLE_VALUE_FORMATS = frozenset({ContentFormat.TEXT, ContentFormat.OPAQUE, ContentFormat.CBOR})
 """Formats that carry one resource value only."""
 
 MULTI_VALUE_PREFERENCE = (
