@@ -6,8 +6,8 @@ import cbor2
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from lwm2m_strategies import VALUE_TYPES, DictModelLookup, resource_model, values_for
 
+from lwm2m_strategies import VALUE_TYPES, DictModelLookup, resource_model, values_for
 from meadowlark.lwm2m.codec import cbor
 from meadowlark.lwm2m.codec.errors import DecodeError, EncodeError
 from meadowlark.lwm2m.codec.registry import decode as registry_decode

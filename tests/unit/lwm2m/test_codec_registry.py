@@ -43,7 +43,7 @@ def test_every_lwm2m_data_format_is_supported() -> None:
     for fmt in ContentFormat:
         assert registry.supports(fmt) == (fmt is not CF.LINK_FORMAT)
     assert not registry.supports(9999)
-    assert registry.SINGLE_VALUE_FORMATS == {CF.TEXT, CF.OPAQUE}
+    assert registry.SINGLE_VALUE_FORMATS == {CF.TEXT, CF.OPAQUE, CF.CBOR}
 
 
 def test_dispatch_to_tlv_for_both_numbers() -> None:
