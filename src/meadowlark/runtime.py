@@ -25,7 +25,9 @@ class Runtime:
         db = Database(settings.resolved_database_url)
         roles = RoleCache(db)
         identity = Identity(db, settings, roles)
-        return cls(settings=settings, db=db, roles=roles, identity=identity, users=Users(identity, roles))
+        return cls(
+            settings=settings, db=db, roles=roles, identity=identity, users=Users(identity, roles)
+        )
 
     async def prepare_store(self) -> str | None:
         """Migrate to the newest schema and create the first administrator if needed.

@@ -1,3 +1,4 @@
+# ruff: noqa: E501 - a table of endpoints reads best one per line
 """The permission catalog as data: one line per endpoint.
 
 Columns: permission name, HTTP method, route path template, resource, [action] [flags].

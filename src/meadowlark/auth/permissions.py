@@ -119,9 +119,7 @@ def collapse_to_profile(names: Iterable[str]) -> dict[str, list[str]]:
         if permission is None or permission.public or permission.self_service:
             continue
         cells.setdefault(permission.resource, set()).add(permission.action)
-    return {
-        resource: [a for a in ACTIONS if a in cells[resource]] for resource in sorted(cells)
-    }
+    return {resource: [a for a in ACTIONS if a in cells[resource]] for resource in sorted(cells)}
 
 
 def permissions_where(*, exclude_resources: Iterable[str] = (), actions: Iterable[str] = ACTIONS):

@@ -17,8 +17,8 @@ import jwt
 
 ISSUER = "meadowlark"
 ALGORITHM = "HS256"
-API_TOKEN_PREFIX = "mlk"
-REFRESH_TOKEN_PREFIX = "mlr"
+API_TOKEN_PREFIX = "mlk"  # noqa: S105 - a prefix, not a secret
+REFRESH_TOKEN_PREFIX = "mlr"  # noqa: S105
 
 
 class InvalidTokenError(Exception):

@@ -90,7 +90,9 @@ class User(Base):
     login: Mapped[str] = mapped_column(String(255), unique=True)
     email: Mapped[str] = mapped_column(String(320), default="")
     password_hash: Mapped[str] = mapped_column(String(255))
-    domain_id: Mapped[str] = mapped_column(ForeignKey("domains.id", ondelete="RESTRICT"), index=True)
+    domain_id: Mapped[str] = mapped_column(
+        ForeignKey("domains.id", ondelete="RESTRICT"), index=True
+    )
     account_type: Mapped[str] = mapped_column(String(16))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     email_verified: Mapped[bool] = mapped_column(Boolean, default=False)
