@@ -76,6 +76,39 @@ class TokenExchange(BaseModel):
     """Claim naming the local user login the external identity maps to."""
 
 
+class Lwm2mSettings(BaseModel):
+    """The LwM2M server (``MEADOWLARK_LWM2M__REQUEST_TIMEOUT=15``...)."""
+
+    default_domain: str = "/root/"
+    """Domain that devices registering for the first time are created in."""
+    request_timeout: float = Field(default=10.0, gt=0)
+    """Seconds to wait for a device's answer to a request (read, write...)."""
+    supported_versions: tuple[str, ...] = ("1.0", "1.1", "1.2")
+    """LwM2M versions accepted at Register; others get 4.12 Precondition Failed."""
+    lifetime_grace: float = Field(default=30.0, ge=0)
+    """Seconds after a registration's lifetime before it is removed."""
+    awake_window: float = Field(default=93.0, gt=0)
+    """Seconds a queue-mode device stays reachable after its last message
+    (CoAP MAX_TRANSMIT_WAIT, Transport 1.1 §6.5 "Queue Mode")."""
+    max_registrations_per_address_per_minute: int = Field(default=120, ge=1)
+    """Registers accepted from one IP address per minute; more get 5.03 with Max-Age."""
+    queued_request_ttl: float = Field(default=86400.0, gt=0)
+    """Seconds a request for a sleeping device waits in the queue before it expires."""
+    max_payload: int = Field(default=65536, ge=1024)
+    """Largest request body accepted from a device, Block1-reassembled (else 4.13)."""
+    block_size: int = 1024
+    """Preferred block size (16..1024, a power of two) for block-wise transfers."""
+    value_flush_interval: float = Field(default=0.1, gt=0)
+    """Seconds between batched writes of notified values and contact times."""
+
+    @field_validator("block_size")
+    @classmethod
+    def _power_of_two_block(cls, value: int) -> int:
+        if value not in (16, 32, 64, 128, 256, 512, 1024):
+            raise ValueError("block_size must be a power of two from 16 to 1024")
+        return value
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="MEADOWLARK_",
@@ -111,6 +144,7 @@ class Settings(BaseSettings):
     """Log as JSON lines instead of human-readable console output."""
     rate_limits: RateLimits = RateLimits()
     token_exchange: TokenExchange = TokenExchange()
+    lwm2m: Lwm2mSettings = Lwm2mSettings()
 
     _parse_http = field_validator("http", "coap", mode="before")(_host_port)
 

@@ -8,7 +8,9 @@ from meadowlark.config import Settings
 from meadowlark.core.identity import Identity
 from meadowlark.core.roles import RoleCache
 from meadowlark.core.users import Users, bootstrap
+from meadowlark.server.service import LwM2mServer, ServerOptions
 from meadowlark.store.db import Database
+from meadowlark.store.devices import SqlDeviceStores
 from meadowlark.store.migrate import upgrade_to_head
 
 
@@ -19,14 +21,41 @@ class Runtime:
     roles: RoleCache
     identity: Identity
     users: Users
+    lwm2m: LwM2mServer
+    device_stores: SqlDeviceStores
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Runtime:
         db = Database(settings.resolved_database_url)
         roles = RoleCache(db)
         identity = Identity(db, settings, roles)
+        lwm2m_settings = settings.lwm2m
+        device_stores = SqlDeviceStores(
+            db, lwm2m_settings.default_domain, lwm2m_settings.value_flush_interval
+        )
+        lwm2m = LwM2mServer(
+            ServerOptions(
+                request_timeout=lwm2m_settings.request_timeout,
+                supported_versions=lwm2m_settings.supported_versions,
+                lifetime_grace=lwm2m_settings.lifetime_grace,
+                awake_window=lwm2m_settings.awake_window,
+                max_registrations_per_address_per_minute=(
+                    lwm2m_settings.max_registrations_per_address_per_minute
+                ),
+                queued_request_ttl=lwm2m_settings.queued_request_ttl,
+            ),
+            devices=device_stores.devices,
+            values=device_stores.values,
+            queue=device_stores.queue,
+        )
         return cls(
-            settings=settings, db=db, roles=roles, identity=identity, users=Users(identity, roles)
+            settings=settings,
+            db=db,
+            roles=roles,
+            identity=identity,
+            users=Users(identity, roles),
+            lwm2m=lwm2m,
+            device_stores=device_stores,
         )
 
     async def prepare_store(self) -> str | None:
@@ -45,5 +74,12 @@ class Runtime:
         self.roles.invalidate()
         return generated
 
+    async def start_lwm2m(self) -> None:
+        """Start the LwM2M server's timers and the batched device-data writer."""
+        self.device_stores.start()
+        await self.lwm2m.start()
+
     async def close(self) -> None:
+        await self.lwm2m.stop()
+        await self.device_stores.stop()
         await self.db.dispose()

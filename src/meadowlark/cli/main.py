@@ -15,6 +15,7 @@ from sqlalchemy import select, text
 
 from meadowlark import __version__
 from meadowlark.auth import permissions as catalog
+from meadowlark.cli.simulate import simulate
 from meadowlark.auth.principal import Principal
 from meadowlark.config import Settings
 from meadowlark.core.users import NewUser, UserChanges
@@ -27,6 +28,7 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 user_app = typer.Typer(help="User accounts.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(user_app, name="user")
+app.command()(simulate)
 
 T = TypeVar("T")
 SYSTEM = Principal(
@@ -89,6 +91,7 @@ def serve(
     import uvicorn
 
     from meadowlark.api.app import create_app
+    from meadowlark.coap.server import CoapServer
 
     settings = _settings(http=http, coap=coap, data_dir=data_dir, database_url=database_url,
                          token_lifetime=token_lifetime, admin_password=admin_password,
@@ -108,6 +111,14 @@ def serve(
             "-d username=admin -d password=<admin password>",
             err=True,
         )
+        lwm2m = settings.lwm2m
+        coap_server = CoapServer(
+            runtime.lwm2m, settings.coap.host, settings.coap.port,
+            max_payload=lwm2m.max_payload, block_size=lwm2m.block_size,
+        )
+        await runtime.start_lwm2m()
+        runtime.lwm2m.attach(await coap_server.start())
+        typer.echo(f"LwM2M (CoAP) on udp://{settings.coap}", err=True)
         server = uvicorn.Server(uvicorn.Config(
             create_app(runtime, manage_runtime=False), host=settings.http.host,
             port=settings.http.port, log_level="warning", access_log=False,
@@ -116,6 +127,7 @@ def serve(
         try:
             await server.serve()
         finally:
+            await coap_server.stop()
             await runtime.close()
 
     asyncio.run(main())

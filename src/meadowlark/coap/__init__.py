@@ -1,0 +1,1 @@
+"""CoAP transport adapter (aiocoap): the only package that imports aiocoap."""

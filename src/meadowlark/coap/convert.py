@@ -1,0 +1,84 @@
+"""Conversions between aiocoap messages and the transport-neutral types of ``server/``."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from aiocoap import Message, Reliable, Unreliable
+from aiocoap.numbers.codes import Code
+
+from meadowlark.server.transport import (
+    DownlinkRequest,
+    DownlinkResponse,
+    Method,
+    Peer,
+    ResponseCode,
+    UplinkResult,
+)
+
+_CODES = {
+    Method.GET: Code.GET,
+    Method.PUT: Code.PUT,
+    Method.POST: Code.POST,
+    Method.DELETE: Code.DELETE,
+    Method.FETCH: Code.FETCH,
+    Method.IPATCH: Code.iPATCH,
+}
+
+
+def peer_of(remote: object) -> Peer:
+    """The ``Peer`` behind an aiocoap remote; IPv4-mapped IPv6 addresses become IPv4."""
+    sockaddr = getattr(remote, "sockaddr", None)
+    if sockaddr is None:
+        host, _, port = str(getattr(remote, "hostinfo", "")).rpartition(":")
+        return Peer(host.strip("[]"), int(port or 0), "udp", remote)
+    address = ipaddress.ip_address(str(sockaddr[0]).partition("%")[0])
+    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+    return Peer(str(mapped or address), int(sockaddr[1]), "udp", remote)
+
+
+def request_message(peer: Peer, request: DownlinkRequest) -> Message:
+    """The aiocoap request for ``request``, addressed to where ``peer`` last talked from."""
+    message = Message(
+        code=_CODES[request.method],
+        transport_tuning=Reliable if request.confirmable else Unreliable,
+        payload=request.payload,
+        uri_path=request.uri_path,
+        uri_query=request.query,
+    )
+    if request.content_format is not None:
+        message.opt.content_format = request.content_format
+    if request.accept is not None:
+        message.opt.accept = request.accept
+    if request.observe is not None:
+        message.opt.observe = request.observe
+    if peer.handle is not None:
+        message.remote = peer.handle
+    else:
+        message.set_request_uri(f"coap://{peer}/", set_uri_host=False)
+        message.opt.uri_path = request.uri_path
+        message.opt.uri_query = request.query
+    return message
+
+
+def response_of(message: Message) -> DownlinkResponse:
+    content_format = message.opt.content_format
+    return DownlinkResponse(
+        code=ResponseCode(message.code.class_, message.code & 0x1F),
+        payload=bytes(message.payload),
+        content_format=None if content_format is None else int(content_format),
+        observe=message.opt.observe,
+        location_path=tuple(message.opt.location_path),
+    )
+
+
+def result_message(result: UplinkResult) -> Message:
+    code = Code((result.code.code_class << 5) | result.code.detail)
+    message = Message(code=code)
+    if result.location_path:
+        message.opt.location_path = result.location_path
+    if result.max_age is not None:
+        message.opt.max_age = result.max_age
+    if result.diagnostic and not code.is_successful():
+        message.payload = result.diagnostic.encode("utf-8")[:128]
+    return message

@@ -1,0 +1,93 @@
+"""The server's CoAP resources: ``/rd`` and ``/rd/{location}`` (Registration interface),
+``/dp`` (Send, LwM2M 1.1).
+
+One path-capable root resource dispatches on the Uri-Path itself instead of going through
+aiocoap's ``Site`` (which copies each request per routing step, and whose ``("rd",)``
+resource would not see ``/rd/{location}``). A leaner transport can reuse the same
+``UplinkHandler`` and replace this module alone.
+"""
+
+from __future__ import annotations
+
+import structlog
+from aiocoap import Message
+from aiocoap.numbers.codes import Code
+from aiocoap.pipe import Pipe
+from aiocoap.resource import PathCapable, Resource
+
+from meadowlark.coap.convert import peer_of, result_message
+from meadowlark.server.transport import UplinkHandler
+
+_log = structlog.get_logger("meadowlark.lwm2m")
+
+
+class Lwm2mSite(Resource, PathCapable):
+    """Routes device requests to an ``UplinkHandler``; never lets an error escape."""
+
+    def __init__(self, handler: UplinkHandler, max_payload: int, block_size: int = 1024) -> None:
+        super().__init__()
+        self._handler = handler
+        self._max_payload = max_payload
+        self._block_size_exp = block_size_exponent(block_size)
+
+    async def needs_blockwise_assembly(self, request: Message) -> bool:
+        return True
+
+    async def render_to_pipe(self, pipe: Pipe) -> None:
+        request = pipe.request
+        # Downlinks reuse this remote object (NAT), so they inherit the block size too.
+        request.remote.maximum_block_size_exp = self._block_size_exp
+        block1 = request.opt.block1
+        if block1 is not None and block1.start + len(request.payload) > self._max_payload:
+            too_large = Message(code=Code.REQUEST_ENTITY_TOO_LARGE)
+            too_large.opt.size1 = self._max_payload
+            pipe.add_response(too_large, is_last=True)
+            return
+        try:
+            await super().render_to_pipe(pipe)
+        except ValueError:
+            # aiocoap's Block1 spool raises a bare ValueError for a block out of sequence.
+            pipe.add_response(Message(code=Code.REQUEST_ENTITY_INCOMPLETE), is_last=True)
+
+    async def render(self, request: Message) -> Message:
+        if len(request.payload) > self._max_payload:
+            return Message(code=Code.REQUEST_ENTITY_TOO_LARGE)
+        try:
+            return await self._route(request)
+        except Exception:  # a handler bug must still produce a proper CoAP answer
+            _log.exception("uplink_failed", path="/".join(request.opt.uri_path))
+            return Message(code=Code.INTERNAL_SERVER_ERROR)
+
+    async def _route(self, request: Message) -> Message:
+        path = tuple(request.opt.uri_path)
+        code = request.code
+        content_format = request.opt.content_format
+        fmt = None if content_format is None else int(content_format)
+        query = tuple(request.opt.uri_query)
+        if path == ("rd",):
+            if code != Code.POST:
+                return Message(code=Code.METHOD_NOT_ALLOWED)
+            peer = peer_of(request.remote)
+            result = await self._handler.on_register(peer, query, request.payload, fmt)
+        elif len(path) == 2 and path[0] == "rd":
+            if code == Code.POST:
+                peer = peer_of(request.remote)
+                result = await self._handler.on_update(peer, path[1], query, request.payload, fmt)
+            elif code == Code.DELETE:
+                result = await self._handler.on_deregister(peer_of(request.remote), path[1])
+            else:
+                return Message(code=Code.METHOD_NOT_ALLOWED)
+        elif path == ("dp",):
+            if code != Code.POST:
+                return Message(code=Code.METHOD_NOT_ALLOWED)
+            result = await self._handler.on_send(peer_of(request.remote), request.payload, fmt)
+        else:
+            return Message(code=Code.NOT_FOUND)
+        return result_message(result)
+
+
+def block_size_exponent(block_size: int) -> int:
+    """RFC 7959 §2.2 SZX for a block size of 16..1024 bytes (a power of two)."""
+    if block_size not in (16, 32, 64, 128, 256, 512, 1024):
+        raise ValueError(f"block size must be a power of two from 16 to 1024, got {block_size}")
+    return block_size.bit_length() - 5

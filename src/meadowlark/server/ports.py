@@ -1,0 +1,138 @@
+"""Persistence the server needs, as Protocols with in-memory implementations.
+
+``store/devices.py`` implements them on the SQL database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from enum import Enum
+from typing import Any, Protocol
+
+from meadowlark.lwm2m.path import ROOT, LwM2mPath
+from meadowlark.server.operations import QueuedRequest, QueuedRequestState
+from meadowlark.server.registration import Registration
+from meadowlark.server.values import CachedValue
+
+
+class Admission(Enum):
+    ALLOWED = "allowed"
+    BLACKLISTED = "blacklisted"
+    MANAGEMENT_DISABLED = "management_disabled"
+
+
+class DeviceRegistry(Protocol):
+    """The device records behind registrations (created on first Register)."""
+
+    async def admit_registration(self, registration: Registration) -> Admission:
+        """Whether the device may register; if so, record the registration in one go."""
+
+    async def record_update(self, registration: Registration) -> None: ...
+
+    async def record_deregistration(self, registration: Registration, at: datetime) -> None: ...
+
+    def record_contact(self, endpoint: str, at: datetime) -> None:
+        """Note that the device talked to us; may be written later in a batch."""
+
+
+class ValueCache(Protocol):
+    """Last known resource values per device and leaf path."""
+
+    def put(self, endpoint: str, values: Mapping[LwM2mPath, CachedValue]) -> None:
+        """Remember values; must not block (persistent caches write in batches)."""
+
+    async def get(
+        self, endpoint: str, prefix: LwM2mPath = ROOT
+    ) -> dict[LwM2mPath, CachedValue]: ...
+
+
+class RequestQueue(Protocol):
+    """Requests for sleeping devices, kept until delivered or expired."""
+
+    async def enqueue(self, request: QueuedRequest) -> None: ...
+
+    async def pending(self, endpoint: str, now: datetime) -> list[QueuedRequest]:
+        """Pending, unexpired requests for ``endpoint``, oldest first."""
+
+    async def finish(
+        self, request_id: str, state: QueuedRequestState, result: Mapping[str, Any]
+    ) -> None: ...
+
+    async def expire(self, now: datetime) -> list[QueuedRequest]:
+        """Mark pending requests past their expiry as expired and return them."""
+
+
+@dataclass
+class InMemoryDeviceRegistry:
+    """Allows every device unless its endpoint name is listed as refused."""
+
+    refused: dict[str, Admission] = field(default_factory=dict)
+    contacts: dict[str, datetime] = field(default_factory=dict)
+    registrations: dict[str, Registration] = field(default_factory=dict)
+
+    async def admit_registration(self, registration: Registration) -> Admission:
+        admission = self.refused.get(registration.endpoint, Admission.ALLOWED)
+        if admission is Admission.ALLOWED:
+            self.registrations[registration.endpoint] = registration
+        return admission
+
+    async def record_update(self, registration: Registration) -> None:
+        self.registrations[registration.endpoint] = registration
+
+    async def record_deregistration(self, registration: Registration, at: datetime) -> None:
+        self.registrations.pop(registration.endpoint, None)
+
+    def record_contact(self, endpoint: str, at: datetime) -> None:
+        self.contacts[endpoint] = at
+
+
+@dataclass
+class InMemoryValueCache:
+    values: dict[str, dict[LwM2mPath, CachedValue]] = field(default_factory=dict)
+
+    def put(self, endpoint: str, values: Mapping[LwM2mPath, CachedValue]) -> None:
+        self.values.setdefault(endpoint, {}).update(values)
+
+    async def get(self, endpoint: str, prefix: LwM2mPath = ROOT) -> dict[LwM2mPath, CachedValue]:
+        return {
+            path: value
+            for path, value in self.values.get(endpoint, {}).items()
+            if path.starts_with(prefix)
+        }
+
+
+@dataclass
+class InMemoryRequestQueue:
+    requests: dict[str, QueuedRequest] = field(default_factory=dict)
+
+    async def enqueue(self, request: QueuedRequest) -> None:
+        self.requests[request.id] = request
+
+    async def pending(self, endpoint: str, now: datetime) -> list[QueuedRequest]:
+        found = [
+            request
+            for request in self.requests.values()
+            if request.endpoint == endpoint
+            and request.state is QueuedRequestState.PENDING
+            and request.expires_at > now
+        ]
+        return sorted(found, key=lambda request: request.created_at)
+
+    async def finish(
+        self, request_id: str, state: QueuedRequestState, result: Mapping[str, Any]
+    ) -> None:
+        request = self.requests.get(request_id)
+        if request is not None:
+            self.requests[request_id] = replace(request, state=state, result=dict(result))
+
+    async def expire(self, now: datetime) -> list[QueuedRequest]:
+        expired = [
+            request
+            for request in self.requests.values()
+            if request.state is QueuedRequestState.PENDING and request.expires_at <= now
+        ]
+        for request in expired:
+            self.requests[request.id] = replace(request, state=QueuedRequestState.EXPIRED)
+        return expired

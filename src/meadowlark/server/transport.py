@@ -1,0 +1,195 @@
+"""The boundary between LwM2M server logic and a CoAP transport.
+
+``server/`` sees requests and responses as these plain dataclasses; the transport
+adapter (``coap/``) converts them to and from wire messages. A replacement transport
+only has to implement ``LwM2mEndpoint`` and call an ``UplinkHandler``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import NamedTuple, Protocol
+
+from meadowlark.lwm2m.path import LwM2mPath
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """Where a device talks from: the source address of its last uplink.
+
+    ``handle`` is the transport's own address object (opaque here); a transport uses it
+    to answer from the same socket and local address the device reached (NAT).
+    """
+
+    host: str
+    port: int
+    transport: str = "udp"
+    handle: object = field(default=None, compare=False, hash=False, repr=False)
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+class Method(Enum):
+    GET = "GET"
+    PUT = "PUT"
+    POST = "POST"
+    DELETE = "DELETE"
+    FETCH = "FETCH"
+    IPATCH = "iPATCH"
+
+
+class ResponseCode(NamedTuple):
+    """A CoAP response code as (class, detail): ``ResponseCode(2, 5)`` is 2.05 Content."""
+
+    code_class: int
+    detail: int
+
+    @property
+    def is_success(self) -> bool:
+        return self.code_class == 2
+
+    @property
+    def http_status(self) -> int:
+        """The HTTP status with the same meaning (RFC 8075 §7): 4.04 -> 404, 2.05 -> 200."""
+        if self.is_success:
+            return 201 if self == CREATED else 204 if self in (DELETED, CHANGED) else 200
+        return self.code_class * 100 + self.detail
+
+    def __str__(self) -> str:
+        return f"{self.code_class}.{self.detail:02d}"
+
+
+CREATED = ResponseCode(2, 1)
+DELETED = ResponseCode(2, 2)
+CHANGED = ResponseCode(2, 4)
+CONTENT = ResponseCode(2, 5)
+BAD_REQUEST = ResponseCode(4, 0)
+FORBIDDEN = ResponseCode(4, 3)
+NOT_FOUND = ResponseCode(4, 4)
+METHOD_NOT_ALLOWED = ResponseCode(4, 5)
+PRECONDITION_FAILED = ResponseCode(4, 12)
+REQUEST_ENTITY_TOO_LARGE = ResponseCode(4, 13)
+UNSUPPORTED_CONTENT_FORMAT = ResponseCode(4, 15)
+INTERNAL_SERVER_ERROR = ResponseCode(5, 0)
+SERVICE_UNAVAILABLE = ResponseCode(5, 3)
+
+
+@dataclass(frozen=True, slots=True)
+class DownlinkRequest:
+    """A request from the server to a device.
+
+    ``uri_path`` is absolute from the device's CoAP root, alternate root path included
+    (see ``for_path``). ``observe`` is 0 to register an observation, 1 to cancel one.
+    """
+
+    method: Method
+    uri_path: tuple[str, ...] = ()
+    query: tuple[str, ...] = ()
+    payload: bytes = b""
+    content_format: int | None = None
+    accept: int | None = None
+    observe: int | None = None
+    confirmable: bool = True
+
+    @classmethod
+    def for_path(
+        cls, method: Method, path: LwM2mPath, root_path: str = "/", **options: object
+    ) -> DownlinkRequest:
+        """A request to ``path`` under the device's root path (``/`` or e.g. ``/lwm2m``)."""
+        root = tuple(segment for segment in root_path.split("/") if segment)
+        segments = root + tuple(str(part) for part in path.ids)
+        return cls(method, segments, **options)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class DownlinkResponse:
+    code: ResponseCode
+    payload: bytes = b""
+    content_format: int | None = None
+    observe: int | None = None
+    location_path: tuple[str, ...] = ()
+
+
+class TransportError(Exception):
+    """The request could not be delivered or got no usable answer (e.g. ICMP unreachable)."""
+
+
+class TransportTimeout(TransportError):
+    """No response within the time allowed."""
+
+
+NotificationCallback = Callable[[DownlinkResponse], None]
+ObservationEndCallback = Callable[[], None]
+
+
+class ObservationHandle(Protocol):
+    """A transport-level observation started by ``LwM2mEndpoint.observe``."""
+
+    @property
+    def initial_response(self) -> DownlinkResponse:
+        """The first response; when not a success or without Observe, nothing is observed."""
+
+    @property
+    def active(self) -> bool:
+        """True while notifications can arrive."""
+
+    async def cancel(self, *, active: bool) -> None:
+        """Stop observing: ``active`` sends GET with Observe=1 and the observation's
+        token (RFC 7641 §3.6); otherwise the next notification is answered with RST
+        (RFC 7641 §3.6, "passive" cancellation)."""
+
+
+class LwM2mEndpoint(Protocol):
+    """What ``server/`` needs from a transport to reach devices."""
+
+    async def send(
+        self,
+        peer: Peer,
+        request: DownlinkRequest,
+        timeout: float,  # noqa: ASYNC109 - API deadline, mapped to 504
+    ) -> DownlinkResponse: ...
+
+    async def observe(
+        self,
+        peer: Peer,
+        request: DownlinkRequest,
+        on_notify: NotificationCallback,
+        on_end: ObservationEndCallback,
+        timeout: float,  # noqa: ASYNC109 - API deadline, mapped to 504
+    ) -> ObservationHandle: ...
+
+
+@dataclass(frozen=True, slots=True)
+class UplinkResult:
+    """The answer to a device's request: code, Location-Path, Max-Age, diagnostic text."""
+
+    code: ResponseCode
+    location_path: tuple[str, ...] = ()
+    max_age: int | None = None
+    diagnostic: str = ""
+
+
+class UplinkHandler(Protocol):
+    """What the transport calls for device-initiated requests (Transport 1.1 §6.4, §6.5)."""
+
+    async def on_register(
+        self, peer: Peer, query: Sequence[str], payload: bytes, content_format: int | None
+    ) -> UplinkResult: ...
+
+    async def on_update(
+        self,
+        peer: Peer,
+        location: str,
+        query: Sequence[str],
+        payload: bytes,
+        content_format: int | None,
+    ) -> UplinkResult: ...
+
+    async def on_deregister(self, peer: Peer, location: str) -> UplinkResult: ...
+
+    async def on_send(
+        self, peer: Peer, payload: bytes, content_format: int | None
+    ) -> UplinkResult: ...

@@ -1,0 +1,417 @@
+"""SQL repositories behind the LwM2M server: devices, value cache, request queue.
+
+High-rate writes (values from notifications, last-contact times) go through one
+``BatchWriter`` that coalesces them per key and flushes every ~100 ms in a single
+transaction, so SQLite keeps up with thousands of notifications per second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import structlog
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from meadowlark.lwm2m.codec.link_format import format_links
+from meadowlark.lwm2m.node import ResourceType
+from meadowlark.lwm2m.path import ROOT, LwM2mPath
+from meadowlark.server.operations import Operation, QueuedRequest, QueuedRequestState
+from meadowlark.server.ports import Admission
+from meadowlark.server.registration import Registration
+from meadowlark.server.values import CachedValue, value_from_json, value_to_json
+from meadowlark.store.db import Database
+from meadowlark.store.device_models import Device, QueuedRequestRow, ResourceValue
+
+_log = structlog.get_logger("meadowlark.lwm2m")
+
+DEVICE_INFO_COLUMNS = {
+    LwM2mPath(3, 0, 0): "manufacturer",
+    LwM2mPath(3, 0, 1): "model_name",
+    LwM2mPath(3, 0, 2): "serial_number",
+    LwM2mPath(3, 0, 3): "firmware_version",
+    LwM2mPath(3, 0, 18): "hardware_version",
+    LwM2mPath(3, 0, 19): "software_version",
+}
+"""Device object (/3) resources copied onto the device record (Core Appendix E.4)."""
+
+_DEVICES = Device.__table__
+_VALUES = ResourceValue.__table__
+
+
+class DeviceIds:
+    """Endpoint name -> device id, remembered after the first lookup."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._ids: dict[str, str] = {}
+
+    def remember(self, endpoint: str, device_id: str) -> None:
+        self._ids[endpoint] = device_id
+
+    def known(self, endpoint: str) -> str | None:
+        return self._ids.get(endpoint)
+
+    async def resolve(self, session: AsyncSession, endpoints: Sequence[str]) -> dict[str, str]:
+        missing = [endpoint for endpoint in endpoints if endpoint not in self._ids]
+        if missing:
+            rows = await session.execute(
+                select(Device.endpoint_name, Device.id).where(Device.endpoint_name.in_(missing))
+            )
+            for endpoint, device_id in rows:
+                self._ids[endpoint] = device_id
+        return {endpoint: self._ids[endpoint] for endpoint in endpoints if endpoint in self._ids}
+
+    async def require(self, endpoint: str) -> str:
+        known = self._ids.get(endpoint)
+        if known is not None:
+            return known
+        async with self._db.session() as session:
+            resolved = await self.resolve(session, [endpoint])
+        if endpoint not in resolved:
+            raise LookupError(f"no device with endpoint name {endpoint!r}")
+        return resolved[endpoint]
+
+
+class BatchWriter:
+    """Coalesces value and last-contact writes and flushes them together."""
+
+    def __init__(self, db: Database, ids: DeviceIds, interval: float = 0.1) -> None:
+        self._db = db
+        self._ids = ids
+        self._interval = interval
+        self._values: dict[tuple[str, LwM2mPath], CachedValue] = {}
+        self._contacts: dict[str, datetime] = {}
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="db-batch")
+
+    async def stop(self) -> None:
+        """Stop the background task, then write what is still pending."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        await self.flush()
+
+    def put_values(self, endpoint: str, values: Mapping[LwM2mPath, CachedValue]) -> None:
+        for path, value in values.items():
+            self._values[(endpoint, path)] = value
+        self._wakeup.set()
+
+    def put_contact(self, endpoint: str, at: datetime) -> None:
+        self._contacts[endpoint] = at
+        self._wakeup.set()
+
+    def pending_values(self, endpoint: str, prefix: LwM2mPath) -> dict[LwM2mPath, CachedValue]:
+        return {
+            path: value
+            for (owner, path), value in self._values.items()
+            if owner == endpoint and path.starts_with(prefix)
+        }
+
+    async def flush(self) -> None:
+        values, self._values = self._values, {}
+        contacts, self._contacts = self._contacts, {}
+        if not values and not contacts:
+            return
+        endpoints = sorted({endpoint for endpoint, _ in values} | set(contacts))
+        try:
+            async with self._db.transaction() as session:
+                ids = await self._ids.resolve(session, endpoints)
+                await self._write_values(session, ids, values)
+                await self._write_contacts(session, ids, contacts)
+        except Exception:  # keep serving devices; the next values overwrite these anyway
+            _log.exception("value_flush_failed", values=len(values), contacts=len(contacts))
+
+    async def _run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            await asyncio.sleep(self._interval)
+            self._wakeup.clear()
+            await self.flush()
+
+    async def _write_values(
+        self,
+        session: AsyncSession,
+        ids: Mapping[str, str],
+        values: Mapping[tuple[str, LwM2mPath], CachedValue],
+    ) -> None:
+        rows = [
+            {
+                "device_id": ids[endpoint],
+                "path": str(path),
+                "type": value.type.value,
+                "value": value_to_json(value.type, value.value),
+                "updated_at": value.updated_at,
+            }
+            for (endpoint, path), value in values.items()
+            if endpoint in ids
+        ]
+        if not rows:
+            return
+        insert = (sqlite if self._db.is_sqlite else postgresql).insert(_VALUES)
+        statement = insert.on_conflict_do_update(
+            index_elements=[_VALUES.c.device_id, _VALUES.c.path],
+            set_={
+                "type": insert.excluded.type,
+                "value": insert.excluded.value,
+                "updated_at": insert.excluded.updated_at,
+            },
+        )
+        await session.execute(statement, rows)
+        info: dict[str, dict[str, Any]] = {}
+        for (endpoint, path), value in values.items():
+            column = DEVICE_INFO_COLUMNS.get(path)
+            if column is not None and endpoint in ids and isinstance(value.value, str):
+                info.setdefault(ids[endpoint], {})[column] = value.value
+        for device_id, columns in info.items():
+            await session.execute(update(Device).where(Device.id == device_id).values(**columns))
+
+    async def _write_contacts(
+        self, session: AsyncSession, ids: Mapping[str, str], contacts: Mapping[str, datetime]
+    ) -> None:
+        rows = [
+            {"device_key": ids[endpoint], "contact_at": at}
+            for endpoint, at in contacts.items()
+            if endpoint in ids
+        ]
+        if rows:
+            statement = (
+                _DEVICES.update()
+                .where(_DEVICES.c.id == bindparam("device_key"))
+                .values(last_contact_time=bindparam("contact_at"))
+            )
+            await session.execute(statement, rows)
+
+
+class SqlDeviceRegistry:
+    """``DeviceRegistry`` on the ``devices`` table; unknown devices join ``default_domain``."""
+
+    def __init__(self, db: Database, ids: DeviceIds, writer: BatchWriter, default_domain: str):
+        self._db = db
+        self._ids = ids
+        self._writer = writer
+        self._default_domain = default_domain
+
+    async def admit_registration(self, registration: Registration) -> Admission:
+        now = registration.registered_at
+        columns = _registration_columns(registration)
+        async with self._db.transaction() as session:
+            row = (
+                await session.execute(
+                    select(Device.id, Device.blacklisted, Device.management_enabled).where(
+                        Device.endpoint_name == registration.endpoint
+                    )
+                )
+            ).first()
+            if row is not None and row.blacklisted:
+                return Admission.BLACKLISTED
+            if row is not None and not row.management_enabled:
+                return Admission.MANAGEMENT_DISABLED
+            if row is None:
+                session.add(
+                    Device(
+                        id=registration.endpoint,
+                        endpoint_name=registration.endpoint,
+                        domain_id=self._default_domain,
+                        first_register_time=now,
+                        last_register_time=now,
+                        last_contact_time=now,
+                        last_session_time=now,
+                        creation_time=now,
+                        **columns,
+                    )
+                )
+                device_id = registration.endpoint
+            else:
+                device_id = row.id
+                await session.execute(
+                    update(Device)
+                    .where(Device.id == device_id)
+                    .values(
+                        last_register_time=now,
+                        last_contact_time=now,
+                        last_session_time=now,
+                        **columns,
+                    )
+                )
+        self._ids.remember(registration.endpoint, device_id)
+        return Admission.ALLOWED
+
+    async def record_update(self, registration: Registration) -> None:
+        async with self._db.transaction() as session:
+            await session.execute(
+                update(Device)
+                .where(Device.endpoint_name == registration.endpoint)
+                .values(
+                    last_contact_time=registration.last_update,
+                    **_registration_columns(registration),
+                )
+            )
+
+    async def record_deregistration(self, registration: Registration, at: datetime) -> None:
+        async with self._db.transaction() as session:
+            await session.execute(
+                update(Device)
+                .where(
+                    Device.endpoint_name == registration.endpoint,
+                    Device.registration_id == registration.registration_id,
+                )
+                .values(registration_id=None)
+            )
+
+    def record_contact(self, endpoint: str, at: datetime) -> None:
+        self._writer.put_contact(endpoint, at)
+
+
+def _registration_columns(registration: Registration) -> dict[str, Any]:
+    return {
+        "registration_id": registration.registration_id,
+        "ip_address": registration.peer.host,
+        "port": registration.peer.port,
+        "lwm2m_version": registration.lwm2m_version,
+        "binding": registration.binding,
+        "lifetime": registration.lifetime,
+        "queue_mode": registration.queue_mode,
+        "registered_objects": format_links(registration.objects.links),
+    }
+
+
+class SqlValueCache:
+    """``ValueCache`` on ``resource_values``; writes are batched by the ``BatchWriter``."""
+
+    def __init__(self, db: Database, ids: DeviceIds, writer: BatchWriter) -> None:
+        self._db = db
+        self._ids = ids
+        self._writer = writer
+
+    def put(self, endpoint: str, values: Mapping[LwM2mPath, CachedValue]) -> None:
+        self._writer.put_values(endpoint, values)
+
+    async def get(self, endpoint: str, prefix: LwM2mPath = ROOT) -> dict[LwM2mPath, CachedValue]:
+        async with self._db.session() as session:
+            ids = await self._ids.resolve(session, [endpoint])
+            found: dict[LwM2mPath, CachedValue] = {}
+            if endpoint in ids:
+                query = select(ResourceValue).where(ResourceValue.device_id == ids[endpoint])
+                if not prefix.is_root:
+                    text = str(prefix)
+                    query = query.where(
+                        (ResourceValue.path == text) | ResourceValue.path.startswith(text + "/")
+                    )
+                for row in await session.scalars(query):
+                    resource_type = ResourceType(row.type)
+                    found[LwM2mPath.parse(row.path)] = CachedValue(
+                        resource_type, value_from_json(resource_type, row.value), row.updated_at
+                    )
+        found.update(self._writer.pending_values(endpoint, prefix))
+        return found
+
+
+class SqlRequestQueue:
+    """``RequestQueue`` on ``queued_requests``."""
+
+    def __init__(self, db: Database, ids: DeviceIds) -> None:
+        self._db = db
+        self._ids = ids
+
+    async def enqueue(self, request: QueuedRequest) -> None:
+        device_id = await self._ids.require(request.endpoint)
+        async with self._db.transaction() as session:
+            session.add(
+                QueuedRequestRow(
+                    id=request.id,
+                    device_id=device_id,
+                    kind=request.operation.kind.value,
+                    request=request.operation.to_json(),
+                    created_at=request.created_at,
+                    expires_at=request.expires_at,
+                    state=request.state.value,
+                    result=request.result,
+                )
+            )
+
+    async def pending(self, endpoint: str, now: datetime) -> list[QueuedRequest]:
+        device_id = await self._ids.require(endpoint)
+        async with self._db.session() as session:
+            rows = await session.scalars(
+                select(QueuedRequestRow)
+                .where(
+                    QueuedRequestRow.device_id == device_id,
+                    QueuedRequestRow.state == QueuedRequestState.PENDING.value,
+                    QueuedRequestRow.expires_at > now,
+                )
+                .order_by(QueuedRequestRow.created_at)
+            )
+            return [_queued_request(endpoint, row) for row in rows]
+
+    async def finish(
+        self, request_id: str, state: QueuedRequestState, result: Mapping[str, Any]
+    ) -> None:
+        async with self._db.transaction() as session:
+            await session.execute(
+                update(QueuedRequestRow)
+                .where(QueuedRequestRow.id == request_id)
+                .values(state=state.value, result=dict(result))
+            )
+
+    async def expire(self, now: datetime) -> list[QueuedRequest]:
+        async with self._db.transaction() as session:
+            rows = (
+                await session.execute(
+                    select(QueuedRequestRow, Device.endpoint_name)
+                    .join(Device, Device.id == QueuedRequestRow.device_id)
+                    .where(
+                        QueuedRequestRow.state == QueuedRequestState.PENDING.value,
+                        QueuedRequestRow.expires_at <= now,
+                    )
+                )
+            ).all()
+            if rows:
+                await session.execute(
+                    update(QueuedRequestRow)
+                    .where(QueuedRequestRow.id.in_([row.id for row, _ in rows]))
+                    .values(state=QueuedRequestState.EXPIRED.value)
+                )
+        return [
+            _queued_request(endpoint, row, QueuedRequestState.EXPIRED) for row, endpoint in rows
+        ]
+
+
+def _queued_request(
+    endpoint: str, row: QueuedRequestRow, state: QueuedRequestState | None = None
+) -> QueuedRequest:
+    return QueuedRequest(
+        id=row.id,
+        endpoint=endpoint,
+        operation=Operation.from_json(row.request),
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        state=state or QueuedRequestState(row.state),
+        result=dict(row.result),
+    )
+
+
+class SqlDeviceStores:
+    """The three repositories sharing one device-id cache and one batch writer."""
+
+    def __init__(self, db: Database, default_domain: str, flush_interval: float = 0.1) -> None:
+        ids = DeviceIds(db)
+        self.writer = BatchWriter(db, ids, flush_interval)
+        self.devices = SqlDeviceRegistry(db, ids, self.writer, default_domain)
+        self.values = SqlValueCache(db, ids, self.writer)
+        self.queue = SqlRequestQueue(db, ids)
+
+    def start(self) -> None:
+        self.writer.start()
+
+    async def stop(self) -> None:
+        await self.writer.stop()

@@ -1,0 +1,230 @@
+"""``LwM2mServer`` against a fake transport: formats, queue mode, expiry, errors."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+
+from meadowlark.lwm2m.codec.formats import ContentFormat
+from meadowlark.lwm2m.node import ResourceType, SingleResource
+from meadowlark.lwm2m.path import LwM2mPath
+from meadowlark.server.errors import (
+    DeviceErrorResponse,
+    DeviceNotRegisteredError,
+    InvalidRequestError,
+    RequestQueuedError,
+    RequestTimeoutError,
+)
+from meadowlark.server.operations import QueuedRequest, QueuedRequestState
+from meadowlark.server.ports import Admission, InMemoryDeviceRegistry
+from meadowlark.server.service import LwM2mServer, ServerListener, ServerOptions
+from meadowlark.server.transport import (
+    CONTENT,
+    CREATED,
+    FORBIDDEN,
+    NOT_FOUND,
+    SERVICE_UNAVAILABLE,
+    DownlinkRequest,
+    DownlinkResponse,
+    Peer,
+    ResponseCode,
+    TransportTimeout,
+)
+
+pytestmark = pytest.mark.anyio
+PEER = Peer("192.0.2.1", 40000)
+MANUFACTURER = LwM2mPath(3, 0, 0)
+
+
+class FakeEndpoint:
+    """Answers every request with ``answer(request)`` and records what was sent."""
+
+    def __init__(self, answer: Callable[[DownlinkRequest], DownlinkResponse]) -> None:
+        self.answer = answer
+        self.sent: list[DownlinkRequest] = []
+
+    async def send(self, peer, request, timeout):  # noqa: ASYNC109 - mirrors the Protocol
+        self.sent.append(request)
+        return self.answer(request)
+
+    async def observe(self, peer, request, on_notify, on_end, timeout):  # noqa: ASYNC109
+        raise AssertionError("not used here")
+
+
+def text_answer(request: DownlinkRequest) -> DownlinkResponse:
+    return DownlinkResponse(CONTENT, b"ACME", request.accept)
+
+
+class Events(ServerListener):
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self.done: list[QueuedRequest] = []
+
+    def on_registered(self, registration, replaced):
+        self.names.append("registered")
+
+    def on_deregistered(self, registration, *, expired):
+        self.names.append("expired" if expired else "deregistered")
+
+    def on_awake(self, registration):
+        self.names.append("awake")
+
+    def on_sleeping(self, registration):
+        self.names.append("sleeping")
+
+    def on_queued_request_done(self, request, result, error):
+        self.done.append(request)
+
+
+async def started(options: ServerOptions | None = None, **stores) -> LwM2mServer:
+    server = LwM2mServer(options, **stores)
+    await server.start()
+    return server
+
+
+async def register(server: LwM2mServer, *query: str, payload: bytes = b"</3/0>") -> str:
+    result = await server.on_register(PEER, ("ep=dev", *query), payload, None)
+    assert result.code == CREATED, result
+    return result.location_path[1]
+
+
+async def test_reads_a_1_0_device_in_tlv():
+    server = await started()
+    tlv_manufacturer = bytes([0xC4, 0x00]) + b"ACME"
+    endpoint = FakeEndpoint(lambda request: DownlinkResponse(CONTENT, tlv_manufacturer, 11542))
+    server.attach(endpoint)
+    await register(server, "lwm2m=1.0")
+    node = await server.read("dev", MANUFACTURER)
+    assert node == SingleResource(0, ResourceType.STRING, "ACME")
+    assert endpoint.sent[0].accept == ContentFormat.TLV
+    assert endpoint.sent[0].uri_path == ("3", "0", "0")
+    await server.stop()
+
+
+async def test_reads_with_the_format_announced_in_ct_and_updates_the_cache():
+    server = await started()
+    endpoint = FakeEndpoint(text_answer)
+    server.attach(endpoint)
+    await register(server, "lwm2m=1.1", payload=b'</>;rt="oma.lwm2m";ct=112,</3/0>')
+    await server.read("dev", MANUFACTURER, format=ContentFormat.TEXT)
+    assert endpoint.sent[0].accept == ContentFormat.TEXT
+    cached = await server.cached_values("dev")
+    assert cached[MANUFACTURER].value == "ACME"
+    endpoint.answer = lambda request: DownlinkResponse(ResponseCode(4, 4))
+    with pytest.raises(DeviceErrorResponse) as caught:
+        await server.read("dev", LwM2mPath(3, 0))
+    assert endpoint.sent[1].accept == ContentFormat.SENML_CBOR
+    assert caught.value.http_status == 404
+    await server.stop()
+
+
+async def test_requests_go_under_the_alternate_root_path():
+    server = await started()
+    endpoint = FakeEndpoint(text_answer)
+    server.attach(endpoint)
+    await register(server, "lwm2m=1.1", payload=b'</lwm2m>;rt="oma.lwm2m",</lwm2m/3/0>')
+    await server.read("dev", MANUFACTURER, format=ContentFormat.TEXT)
+    assert endpoint.sent[0].uri_path == ("lwm2m", "3", "0", "0")
+    await server.stop()
+
+
+async def test_unknown_device_and_composite_on_1_0_are_refused():
+    server = await started()
+    server.attach(FakeEndpoint(text_answer))
+    with pytest.raises(DeviceNotRegisteredError):
+        await server.read("nobody", MANUFACTURER)
+    await register(server, "lwm2m=1.0")
+    with pytest.raises(InvalidRequestError):
+        await server.read_composite("dev", [MANUFACTURER])
+    await server.stop()
+
+
+async def test_transport_timeout_becomes_a_504_error():
+    def silent(request: DownlinkRequest) -> DownlinkResponse:
+        raise TransportTimeout("no answer")
+
+    server = await started()
+    server.attach(FakeEndpoint(silent))
+    await register(server)
+    with pytest.raises(RequestTimeoutError) as caught:
+        await server.read("dev", MANUFACTURER)
+    assert caught.value.http_status == 504
+    await server.stop()
+
+
+async def test_blacklisted_device_gets_4_03_and_flooding_address_5_03():
+    devices = InMemoryDeviceRegistry(refused={"dev": Admission.BLACKLISTED})
+    server = await started(
+        ServerOptions(max_registrations_per_address_per_minute=2), devices=devices
+    )
+    assert (await server.on_register(PEER, ("ep=dev",), b"", None)).code == FORBIDDEN
+    await server.on_register(PEER, ("ep=other",), b"", None)
+    flooded = await server.on_register(PEER, ("ep=other",), b"", None)
+    assert flooded.code == SERVICE_UNAVAILABLE and flooded.max_age
+    await server.stop()
+
+
+async def test_reregistration_replaces_the_old_location():
+    server = await started()
+    first = await register(server)
+    second = await register(server)
+    assert first != second
+    assert (await server.on_update(PEER, first, (), b"", None)).code == NOT_FOUND
+    assert (await server.on_update(PEER, second, ("lt=99",), b"", None)).code.is_success
+    registration = await server.get_registration("dev")
+    assert registration is not None and registration.lifetime == 99
+    await server.stop()
+
+
+async def test_lifetime_expiry_deregisters_after_the_grace_period():
+    server = await started(ServerOptions(lifetime_grace=0.05))
+    events = Events()
+    server.add_listener(events)
+    await register(server, "lt=1")
+    await asyncio.sleep(0.5)
+    assert await server.get_registration("dev") is not None
+    await asyncio.sleep(0.8)
+    assert await server.get_registration("dev") is None
+    assert events.names == ["registered", "expired"]
+    await server.stop()
+
+
+async def test_queue_mode_requests_wait_for_the_next_update():
+    server = await started(ServerOptions(awake_window=0.1))
+    endpoint = FakeEndpoint(text_answer)
+    server.attach(endpoint)
+    events = Events()
+    server.add_listener(events)
+    location = await register(server, "lwm2m=1.1", "Q")
+    await asyncio.sleep(0.3)
+    assert events.names == ["registered", "awake", "sleeping"]
+    with pytest.raises(RequestQueuedError) as queued:
+        await server.read("dev", MANUFACTURER, format=ContentFormat.TEXT, wait=False)
+    waiting = asyncio.ensure_future(server.read("dev", MANUFACTURER, format=ContentFormat.TEXT))
+    await asyncio.sleep(0.05)
+    assert endpoint.sent == []
+    await server.on_update(PEER, location, (), b"", None)
+    node = await asyncio.wait_for(waiting, 1)
+    assert node == SingleResource(0, ResourceType.STRING, "ACME")
+    assert len(endpoint.sent) == 2
+    assert [request.id for request in events.done][0] == queued.value.request_id
+    assert all(request.state is QueuedRequestState.DONE for request in events.done)
+    await server.stop()
+
+
+async def test_send_updates_the_cache():
+    server = await started()
+    await register(server, "lwm2m=1.1")
+    payload = b'[{"bn":"/3/0/","n":"0","vs":"ACME","bt":1700000000}]'
+    result = await server.on_send(PEER, payload, ContentFormat.SENML_JSON)
+    assert result.code.is_success
+    cached = await server.cached_values("dev", LwM2mPath(3))
+    assert cached[MANUFACTURER].value == "ACME"
+    assert cached[MANUFACTURER].updated_at.year == 2023
+    bad = await server.on_send(PEER, b"{", ContentFormat.SENML_JSON)
+    assert bad.code == ResponseCode(4, 0)
+    stranger = await server.on_send(Peer("198.51.100.1", 1), payload, ContentFormat.SENML_JSON)
+    assert stranger.code == NOT_FOUND
+    await server.stop()
