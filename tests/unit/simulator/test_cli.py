@@ -1,0 +1,25 @@
+"""Option checking of ``meadowlark simulate`` (no network needed)."""
+
+from __future__ import annotations
+
+import typer
+from typer.testing import CliRunner
+
+from meadowlark.cli.simulate import simulate
+
+
+def given_app() -> typer.Typer:
+    app = typer.Typer()
+    app.command()(simulate)
+    return app
+
+
+def test_unknown_format_is_refused() -> None:
+    result = CliRunner().invoke(given_app(), ["--format", "xml"])
+    assert result.exit_code == 2
+    assert "unknown format" in result.output
+
+
+def test_unknown_lwm2m_version_is_refused() -> None:
+    result = CliRunner().invoke(given_app(), ["--lwm2m-version", "2.0"])
+    assert result.exit_code == 2
