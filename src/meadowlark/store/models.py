@@ -189,4 +189,7 @@ class AuditEvent(Base):
     domain_id: Mapped[str | None] = mapped_column(String(512), default=None, index=True)
     client_ip: Mapped[str | None] = mapped_column(String(64), default=None)
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
 import meadowlark.store.device_models  # noqa: E402, F401
+import meadowlark.store.coiote_models  # noqa: E402, F401 - register the Coiote tables
