@@ -3,7 +3,7 @@
 The flat names (``MEADOWLARK_HTTP``, ``MEADOWLARK_COAP``, ``MEADOWLARK_DATA_DIR``,
 ``MEADOWLARK_DATABASE_URL``, ``MEADOWLARK_TOKEN_LIFETIME``, ``MEADOWLARK_ADMIN_PASSWORD``,
 ``MEADOWLARK_SIGNUP``) are a contract with deployments and must not be renamed. Nested
-sections use a double underscore: ``MEADOWLARK_RATE_LIMITS__LOGIN_PER_IP=20``.
+sections use a double underscore: ``MEADOWLARK_RATE_LIMITS__LOGIN_ATTEMPTS_PER_IP=20``.
 """
 
 from __future__ import annotations

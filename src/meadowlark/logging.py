@@ -8,10 +8,22 @@ from typing import Any
 
 import structlog
 
-SECRET_KEYS = frozenset({
-    "authorization", "password", "token", "access_token", "refresh_token", "refreshtoken",
-    "client_secret", "secret", "subject_token", "otp", "code", "cookie",
-})
+SECRET_KEYS = frozenset(
+    {
+        "authorization",
+        "password",
+        "token",
+        "access_token",
+        "refresh_token",
+        "refreshtoken",
+        "client_secret",
+        "secret",
+        "subject_token",
+        "otp",
+        "code",
+        "cookie",
+    }
+)
 
 
 def _mask_secrets(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
@@ -40,4 +52,6 @@ def configure_logging(level: str = "info", *, json: bool = False) -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
-    logging.basicConfig(level=level.upper(), stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=level.upper(), stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
+    )

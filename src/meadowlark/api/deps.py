@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import binascii
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
@@ -51,7 +50,7 @@ async def authenticate(request: Request, runtime: Runtime) -> Principal:
     if scheme.lower() == "basic" and credentials:
         try:
             login, sep, password = base64.b64decode(credentials, validate=True).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError) as exc:
+        except ValueError as exc:  # binascii.Error, UnicodeDecodeError, non-ASCII input
             raise NotAuthenticated("malformed Basic credentials") from exc
         if not sep or not login:
             raise NotAuthenticated("malformed Basic credentials")

@@ -41,6 +41,8 @@ async def read_fields(request: Request) -> dict[str, str]:
             data = json.loads(text) if text.strip() else {}
         except json.JSONDecodeError as exc:
             raise InvalidInput(f"malformed JSON body: {exc.msg} at position {exc.pos}") from exc
+        except RecursionError as exc:
+            raise InvalidInput("malformed JSON body: nested too deeply") from exc
         if not isinstance(data, dict):
             raise InvalidInput("JSON body must be an object")
         return {str(k): _as_text(k, v) for k, v in data.items() if v is not None}

@@ -27,7 +27,7 @@ def normalize_domain_id(text: str) -> str:
     if len(segments) > MAX_DEPTH:
         raise InvalidInput("domain tree too deep")
     for segment in segments[1:]:
-        if not _SEGMENT.match(segment):
+        if not _SEGMENT.fullmatch(segment):
             raise InvalidInput(f"invalid domain name segment {segment!r}")
     return "/" + "/".join(segments) + "/"
 

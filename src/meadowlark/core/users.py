@@ -27,13 +27,13 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 def validate_login(login: str) -> str:
-    if not _LOGIN.match(login):
+    if not _LOGIN.fullmatch(login):
         raise InvalidInput("login may use letters, digits and . _ @ + - (1 to 255 characters)")
     return login
 
 
 def validate_email(email: str) -> str:
-    if email and (len(email) > 320 or not _EMAIL.match(email)):
+    if email and (len(email) > 320 or not _EMAIL.fullmatch(email)):
         raise InvalidInput(f"invalid email address {email!r}")
     return email
 
@@ -96,10 +96,11 @@ class Users:
             raise InvalidInput(f"account type must be one of {', '.join(ACCOUNT_TYPES)}")
         if new.account_type == "admin" and not actor.is_admin:
             raise Forbidden("only administrators create administrators")
-        await self._check_grants(session, actor, new.roles, new.permissions)
+        # The account type's default role is a grant too (a Developer holds 47 permissions).
+        roles = new.roles or (catalog.ROLE_FOR_ACCOUNT_TYPE[new.account_type],)
+        await self._check_grants(session, actor, roles, new.permissions)
         if await session.scalar(select(User.id).where(User.login == new.login)) is not None:
             raise Conflict(f"user {new.login!r} already exists")
-        default_role = catalog.ROLE_FOR_ACCOUNT_TYPE[new.account_type]
         user = User(
             id=f"UserId_{uuid.uuid4()}",
             login=new.login,
@@ -109,12 +110,19 @@ class Users:
             account_type=new.account_type,
             email_verified=new.email_verified,
             tos_accepted=new.tos_accepted,
-            roles=list(new.roles) or [default_role],
+            roles=list(roles),
             extra_permissions=sorted(set(new.permissions)),
         )
         session.add(user)
-        audit.record(session, "user.created", actor=actor.login, subject=new.login,
-                     domain_id=domain_id, roles=user.roles, permissions=user.extra_permissions)
+        audit.record(
+            session,
+            "user.created",
+            actor=actor.login,
+            subject=new.login,
+            domain_id=domain_id,
+            roles=user.roles,
+            permissions=user.extra_permissions,
+        )
         return user
 
     async def get(self, session: AsyncSession, actor: Principal, login: str) -> User:
@@ -125,10 +133,18 @@ class Users:
             raise NotFound(f"user {login!r} not found", code=4040)
         return user
 
+    async def _check_manageable(self, actor: Principal, user: User) -> None:
+        """Nobody changes or deletes an account that holds permissions they do not hold."""
+        if actor.is_admin or user.id == actor.user_id:
+            return
+        if await self.roles.effective_permissions(user) - actor.permissions:
+            raise Forbidden("you cannot manage an account with permissions you do not hold")
+
     async def update(
         self, session: AsyncSession, actor: Principal, login: str, changes: UserChanges
     ) -> User:
         user = await self.get(session, actor, login)
+        await self._check_manageable(actor, user)
         revoke_reason: str | None = None
         if changes.domain is not None:
             domain_id = normalize_domain_id(changes.domain)
@@ -157,23 +173,32 @@ class Users:
                 user.roles = list(changes.roles)
             if changes.permissions is not None:
                 user.extra_permissions = sorted(set(changes.permissions))
-            audit.record(session, "permissions.changed", actor=actor.login, subject=user.login,
-                         domain_id=user.domain_id, roles=user.roles,
-                         permissions=user.extra_permissions)
+            audit.record(
+                session,
+                "permissions.changed",
+                actor=actor.login,
+                subject=user.login,
+                domain_id=user.domain_id,
+                roles=user.roles,
+                permissions=user.extra_permissions,
+            )
         if revoke_reason:
             self.identity.revoke_all(session, user, actor=actor.login, reason=revoke_reason)
             await self.identity.revoke_user_sessions(session, user)
-        audit.record(session, "user.updated", actor=actor.login, subject=user.login,
-                     domain_id=user.domain_id)
+        audit.record(
+            session, "user.updated", actor=actor.login, subject=user.login, domain_id=user.domain_id
+        )
         return user
 
     async def delete(self, session: AsyncSession, actor: Principal, login: str) -> None:
         user = await self.get(session, actor, login)
         if user.id == actor.user_id:
             raise Forbidden("you cannot delete your own account")
+        await self._check_manageable(actor, user)
         await session.delete(user)
-        audit.record(session, "user.deleted", actor=actor.login, subject=login,
-                     domain_id=user.domain_id)
+        audit.record(
+            session, "user.deleted", actor=actor.login, subject=login, domain_id=user.domain_id
+        )
 
     async def search(
         self,
@@ -188,7 +213,9 @@ class Users:
     ) -> list[str]:
         statement = select(User.login).where(in_scope(User.domain_id, actor.domain_id))
         if username:
-            statement = statement.where(User.login.contains(username, autoescape=True))
+            statement = statement.where(
+                func.lower(User.login).contains(username.lower(), autoescape=True)
+            )
         if email:
             statement = statement.where(func.lower(User.email) == email.lower())
         if domain:
@@ -224,8 +251,14 @@ class Users:
             roles=["Developer"],
         )
         session.add(user)
-        audit.record(session, "user.signed_up", actor=login, subject=login, domain_id=domain_id,
-                     client_ip=client_ip)
+        audit.record(
+            session,
+            "user.signed_up",
+            actor=login,
+            subject=login,
+            domain_id=domain_id,
+            client_ip=client_ip,
+        )
         return user
 
 

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy import select, update
 
 from meadowlark.api.deps import RuntimeDep, SessionDep, require
@@ -38,7 +38,7 @@ async def list_audit_events(
     principal: Annotated[Principal, require("admin:GET /api/admin/audit")],
     event: Annotated[str | None, Query(max_length=64)] = None,
     actor: Annotated[str | None, Query(max_length=255)] = None,
-    since: datetime | None = None,
+    since: AwareDatetime | None = None,
     beforeId: Annotated[int | None, Query(ge=1)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[AuditEventOut]:

@@ -4,7 +4,6 @@ and self-service: who am I, logout, password, two-factor, personal API tokens.""
 from __future__ import annotations
 
 import base64
-import binascii
 from datetime import datetime
 from importlib import resources
 from urllib.parse import unquote
@@ -88,7 +87,7 @@ def _client_credentials(fields: dict[str, str], request: Request) -> tuple[str, 
     if scheme.lower() == "basic" and value:
         try:
             client_id, sep, secret = base64.b64decode(value, validate=True).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError) as exc:
+        except ValueError as exc:  # binascii.Error, UnicodeDecodeError, non-ASCII input
             raise InvalidInput("malformed client credentials") from exc
         if sep:
             return unquote(client_id), unquote(secret)
