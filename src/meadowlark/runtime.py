@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 from meadowlark.config import Settings
+from meadowlark.core.events import EventBus
 from meadowlark.core.identity import Identity
+from meadowlark.core.object_models import ModelCatalog
+from meadowlark.core.observations import ObservationManager
 from meadowlark.core.roles import RoleCache
 from meadowlark.core.users import Users, bootstrap
 from meadowlark.server.service import LwM2mServer, ServerOptions
 from meadowlark.store.db import Database
-from meadowlark.store.devices import SqlDeviceStores
+from meadowlark.store.devices import SqlDeviceStores, device_domain
 from meadowlark.store.migrate import upgrade_to_head
 
 
@@ -23,6 +27,9 @@ class Runtime:
     users: Users
     lwm2m: LwM2mServer
     device_stores: SqlDeviceStores
+    object_models: ModelCatalog
+    observations: ObservationManager
+    events: EventBus
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Runtime:
@@ -33,6 +40,7 @@ class Runtime:
         device_stores = SqlDeviceStores(
             db, lwm2m_settings.default_domain, lwm2m_settings.value_flush_interval
         )
+        object_models = ModelCatalog(db)
         lwm2m = LwM2mServer(
             ServerOptions(
                 request_timeout=lwm2m_settings.request_timeout,
@@ -44,10 +52,15 @@ class Runtime:
                 ),
                 queued_request_ttl=lwm2m_settings.queued_request_ttl,
             ),
+            model_resolver=lambda registration: object_models.registry_for(
+                device_stores.devices.domain_of(registration.endpoint)
+            ),
             devices=device_stores.devices,
             values=device_stores.values,
             queue=device_stores.queue,
         )
+        events = EventBus(partial(device_domain, db))
+        lwm2m.add_listener(events)
         return cls(
             settings=settings,
             db=db,
@@ -56,14 +69,19 @@ class Runtime:
             users=Users(identity, roles),
             lwm2m=lwm2m,
             device_stores=device_stores,
+            object_models=object_models,
+            observations=ObservationManager(db, lwm2m, object_models),
+            events=events,
         )
 
     async def prepare_store(self) -> str | None:
-        """Migrate to the newest schema and create the first administrator if needed.
+        """Migrate to the newest schema, create the first administrator if needed and
+        load the custom object models.
 
         Returns the administrator's password if it was generated just now.
         """
         await upgrade_to_head(self.db.engine)
+        await self.object_models.load()
         async with self.db.session() as session:
             generated = await bootstrap(
                 session,
@@ -80,6 +98,7 @@ class Runtime:
         await self.lwm2m.start()
 
     async def close(self) -> None:
+        await self.observations.stop()
         await self.lwm2m.stop()
         await self.device_stores.stop()
         await self.db.dispose()

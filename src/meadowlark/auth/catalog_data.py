@@ -188,3 +188,22 @@ GET tasks/{id}
 DELETE tasks/callback/{taskId}/{callbackName}
 GET users/{id}
 """
+
+# The LwM2M operations API (Leshan demo server's routes, numeric paths, domain-scoped).
+LWM2M_ENDPOINTS = """
+lwm2m:GET /api/lwm2m/v1/clients                               | GET    | /api/lwm2m/v1/clients                               | Devices | view
+lwm2m:GET /api/lwm2m/v1/clients/{ep}                          | GET    | /api/lwm2m/v1/clients/{ep}                          | Devices | view
+lwm2m:GET /api/lwm2m/v1/clients/{ep}/{path}                   | GET    | /api/lwm2m/v1/clients/{ep}/{path}                   | Devices | view
+lwm2m:GET /api/lwm2m/v1/clients/{ep}/{path}/discover          | GET    | /api/lwm2m/v1/clients/{ep}/{path}/discover          | Devices | view
+lwm2m:PUT /api/lwm2m/v1/clients/{ep}/{path}                   | PUT    | /api/lwm2m/v1/clients/{ep}/{path}                   | Devices | edit
+lwm2m:PUT /api/lwm2m/v1/clients/{ep}/{path}/attributes        | PUT    | /api/lwm2m/v1/clients/{ep}/{path}/attributes        | Devices | edit
+lwm2m:POST /api/lwm2m/v1/clients/{ep}/{path}                  | POST   | /api/lwm2m/v1/clients/{ep}/{path}                   | Devices | edit
+lwm2m:DELETE /api/lwm2m/v1/clients/{ep}/{path}                | DELETE | /api/lwm2m/v1/clients/{ep}/{path}                   | Devices | delete
+lwm2m:POST /api/lwm2m/v1/clients/{ep}/{path}/observe          | POST   | /api/lwm2m/v1/clients/{ep}/{path}/observe           | Devices | edit
+lwm2m:DELETE /api/lwm2m/v1/clients/{ep}/{path}/observe        | DELETE | /api/lwm2m/v1/clients/{ep}/{path}/observe           | Devices | edit
+lwm2m:GET /api/lwm2m/v1/clients/{ep}/composite                | GET    | /api/lwm2m/v1/clients/{ep}/composite                | Devices | view
+lwm2m:PUT /api/lwm2m/v1/clients/{ep}/composite                | PUT    | /api/lwm2m/v1/clients/{ep}/composite                | Devices | edit
+lwm2m:POST /api/lwm2m/v1/clients/{ep}/composite/observe       | POST   | /api/lwm2m/v1/clients/{ep}/composite/observe        | Devices | edit
+lwm2m:DELETE /api/lwm2m/v1/clients/{ep}/composite/observe     | DELETE | /api/lwm2m/v1/clients/{ep}/composite/observe        | Devices | edit
+lwm2m:GET /api/lwm2m/v1/events                                | GET    | /api/lwm2m/v1/events                                | Devices | view
+"""

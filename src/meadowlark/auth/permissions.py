@@ -17,6 +17,7 @@ from meadowlark.auth.catalog_data import (
     COIOTE,
     COIOTE_ENDPOINTS,
     DEVELOPER_ENDPOINTS,
+    LWM2M_ENDPOINTS,
     PLATFORM_ENDPOINTS,
 )
 
@@ -70,7 +71,9 @@ def _parse(table: str) -> list[Permission]:
     return permissions
 
 
-CATALOG: dict[str, Permission] = {p.name: p for p in _parse(COIOTE_ENDPOINTS + PLATFORM_ENDPOINTS)}
+CATALOG: dict[str, Permission] = {
+    p.name: p for p in _parse(COIOTE_ENDPOINTS + PLATFORM_ENDPOINTS + LWM2M_ENDPOINTS)
+}
 BY_ROUTE: dict[tuple[str, str], Permission] = {p.route_key: p for p in CATALOG.values()}
 GRANTABLE: frozenset[str] = frozenset(p.name for p in CATALOG.values() if not p.public)
 SELF_SERVICE: frozenset[str] = frozenset(p.name for p in CATALOG.values() if p.self_service)

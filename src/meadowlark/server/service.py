@@ -172,6 +172,7 @@ class LwM2mServer:
         options: ServerOptions | None = None,
         *,
         models: ModelRegistry | None = None,
+        model_resolver: Callable[[Registration], ModelRegistry] | None = None,
         registrations: RegistrationStore | None = None,
         devices: DeviceRegistry | None = None,
         values: ValueCache | None = None,
@@ -180,6 +181,8 @@ class LwM2mServer:
     ) -> None:
         self.options = options or ServerOptions()
         self.models = models or builtin_registry()
+        # Picks the models of a device (e.g. its tenant's custom objects); default ``models``.
+        self._model_resolver = model_resolver or (lambda _registration: self.models)
         self.registrations = registrations or InMemoryRegistrationStore()
         self.devices = devices or InMemoryDeviceRegistry()
         self.values = values or InMemoryValueCache()
@@ -237,6 +240,18 @@ class LwM2mServer:
                     await observation.handle.cancel(active=False)
         self._observations.clear()
 
+    async def forget(self, endpoint: str) -> bool:
+        """Drop the registration of a deleted or barred device; False if not registered.
+
+        Nothing is sent: the device learns it from 4.04 on its next Update.
+        """
+        registration = await self.registrations.get_by_endpoint(endpoint)
+        if registration is None:
+            return False
+        await self.registrations.remove(registration.registration_id)
+        await self._deregistered(registration, expired=False)
+        return True
+
     # --- queries -----------------------------------------------------------------------
 
     async def get_registration(self, endpoint: str) -> Registration | None:
@@ -262,7 +277,8 @@ class LwM2mServer:
         return await self.values.get(endpoint, prefix)
 
     def models_for(self, registration: Registration) -> VersionedModels:
-        return self.models.with_versions(registration.object_versions)
+        registry = self._model_resolver(registration)
+        return registry.with_versions(registration.object_versions)
 
     # --- uplink: Register, Update, De-register, Send -------------------------------------
 
@@ -317,6 +333,9 @@ class LwM2mServer:
         reobserve = self._reobserve_on_return.pop(registration.endpoint, [])
         reobserve += self._forget_observations(registration.endpoint, keep_reobserve=True)
         self._after_uplink(registration)
+        if not registration.queue_mode:
+            # Requests queued while the device was away or in queue mode go out now.
+            self._spawn(self._drain_queue(registration.endpoint))
         if reobserve:
             self._spawn(self._reobserve(registration, reobserve))
         return UplinkResult(CREATED, location_path=registration.location_path)

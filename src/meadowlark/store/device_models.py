@@ -28,7 +28,7 @@ class Device(Base):
     management_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     connector_type: Mapped[str] = mapped_column(String(32), default="lwm2m")
     security_mode: Mapped[str] = mapped_column(String(32), default="nosec")
-    dtls_identity: Mapped[str | None] = mapped_column(String(255), default=None)
+    dtls_identity: Mapped[str | None] = mapped_column(String(255), default=None, index=True)
     dtls_psk: Mapped[str | None] = mapped_column(String(512), default=None)
     """Pre-shared key as hex; never returned in clear by the API."""
     first_register_time: Mapped[datetime | None] = mapped_column(default=None)

@@ -56,6 +56,10 @@ class DeviceIds:
     def known(self, endpoint: str) -> str | None:
         return self._ids.get(endpoint)
 
+    def forget(self, endpoint: str) -> None:
+        """The device was deleted: later writes for ``endpoint`` look its id up again."""
+        self._ids.pop(endpoint, None)
+
     async def resolve(self, session: AsyncSession, endpoints: Sequence[str]) -> dict[str, str]:
         missing = [endpoint for endpoint in endpoints if endpoint not in self._ids]
         if missing:
@@ -85,6 +89,8 @@ class BatchWriter:
         self._ids = ids
         self._interval = interval
         self._values: dict[tuple[str, LwM2mPath], CachedValue] = {}
+        # Values being written: still served by ``pending_values`` until committed.
+        self._in_flight: dict[tuple[str, LwM2mPath], CachedValue] = {}
         self._contacts: dict[str, datetime] = {}
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -113,7 +119,7 @@ class BatchWriter:
     def pending_values(self, endpoint: str, prefix: LwM2mPath) -> dict[LwM2mPath, CachedValue]:
         return {
             path: value
-            for (owner, path), value in self._values.items()
+            for (owner, path), value in [*self._in_flight.items(), *self._values.items()]
             if owner == endpoint and path.starts_with(prefix)
         }
 
@@ -123,6 +129,7 @@ class BatchWriter:
         if not values and not contacts:
             return
         endpoints = sorted({endpoint for endpoint, _ in values} | set(contacts))
+        self._in_flight.update(values)
         try:
             async with self._db.transaction() as session:
                 ids = await self._ids.resolve(session, endpoints)
@@ -130,6 +137,10 @@ class BatchWriter:
                 await self._write_contacts(session, ids, contacts)
         except Exception:  # keep serving devices; the next values overwrite these anyway
             _log.exception("value_flush_failed", values=len(values), contacts=len(contacts))
+        finally:
+            for key, value in values.items():
+                if self._in_flight.get(key) is value:
+                    del self._in_flight[key]
 
     async def _run(self) -> None:
         while True:
@@ -200,6 +211,11 @@ class SqlDeviceRegistry:
         self._ids = ids
         self._writer = writer
         self._default_domain = default_domain
+        self._domains: dict[str, str] = {}
+
+    def domain_of(self, endpoint: str) -> str:
+        """The domain of a device as of its last Register (the default one if never seen)."""
+        return self._domains.get(endpoint, self._default_domain)
 
     async def admit_registration(self, registration: Registration) -> Admission:
         now = registration.registered_at
@@ -207,9 +223,9 @@ class SqlDeviceRegistry:
         async with self._db.transaction() as session:
             row = (
                 await session.execute(
-                    select(Device.id, Device.blacklisted, Device.management_enabled).where(
-                        Device.endpoint_name == registration.endpoint
-                    )
+                    select(
+                        Device.id, Device.domain_id, Device.blacklisted, Device.management_enabled
+                    ).where(Device.endpoint_name == registration.endpoint)
                 )
             ).first()
             if row is not None and row.blacklisted:
@@ -244,6 +260,9 @@ class SqlDeviceRegistry:
                     )
                 )
         self._ids.remember(registration.endpoint, device_id)
+        self._domains[registration.endpoint] = (
+            self._default_domain if row is None else row.domain_id
+        )
         return Admission.ALLOWED
 
     async def record_update(self, registration: Registration) -> None:
@@ -297,6 +316,9 @@ class SqlValueCache:
         self._writer.put_values(endpoint, values)
 
     async def get(self, endpoint: str, prefix: LwM2mPath = ROOT) -> dict[LwM2mPath, CachedValue]:
+        # Unwritten values are taken before and after the query: one being committed
+        # meanwhile is in one of the three; per path the newest wins.
+        before = self._writer.pending_values(endpoint, prefix)
         async with self._db.session() as session:
             ids = await self._ids.resolve(session, [endpoint])
             found: dict[LwM2mPath, CachedValue] = {}
@@ -312,7 +334,11 @@ class SqlValueCache:
                     found[LwM2mPath.parse(row.path)] = CachedValue(
                         resource_type, value_from_json(resource_type, row.value), row.updated_at
                     )
-        found.update(self._writer.pending_values(endpoint, prefix))
+        for unwritten in (before, self._writer.pending_values(endpoint, prefix)):
+            for path, value in unwritten.items():
+                stored = found.get(path)
+                if stored is None or value.updated_at >= stored.updated_at:
+                    found[path] = value
         return found
 
 
@@ -404,7 +430,7 @@ class SqlDeviceStores:
     """The three repositories sharing one device-id cache and one batch writer."""
 
     def __init__(self, db: Database, default_domain: str, flush_interval: float = 0.1) -> None:
-        ids = DeviceIds(db)
+        self.ids = ids = DeviceIds(db)
         self.writer = BatchWriter(db, ids, flush_interval)
         self.devices = SqlDeviceRegistry(db, ids, self.writer, default_domain)
         self.values = SqlValueCache(db, ids, self.writer)
@@ -415,3 +441,12 @@ class SqlDeviceStores:
 
     async def stop(self) -> None:
         await self.writer.stop()
+
+
+async def device_domain(db: Database, endpoint: str) -> str | None:
+    """The domain of the device with this endpoint name, None if there is none."""
+    async with db.session() as session:
+        domain_id: str | None = await session.scalar(
+            select(Device.domain_id).where(Device.endpoint_name == endpoint)
+        )
+        return domain_id

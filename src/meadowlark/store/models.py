@@ -191,5 +191,5 @@ class AuditEvent(Base):
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
-import meadowlark.store.device_models  # noqa: E402, F401
 import meadowlark.store.coiote_models  # noqa: E402, F401 - register the Coiote tables
+import meadowlark.store.device_models  # noqa: E402, F401

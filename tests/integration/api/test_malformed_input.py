@@ -163,7 +163,7 @@ def test_non_utf8_json_string_for_users(server, error_body):
 
 
 def test_schemathesis_finds_no_server_errors(server):
-    """Every operation of /openapi.json, 4 valid-looking and 3 invalid cases each (~200)."""
+    """Every operation of /openapi.json, up to 4 valid-looking and 3 invalid cases each."""
     import schemathesis
     from hypothesis import HealthCheck, Phase, given, settings
     from hypothesis.errors import Unsatisfiable
@@ -178,7 +178,12 @@ def test_schemathesis_finds_no_server_errors(server):
     schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 35
-    skipped = {("PUT", "/api/auth/password")}
+    # Password changes would end the session; event streams never end by themselves.
+    skipped = {
+        ("PUT", "/api/auth/password"),
+        ("GET", "/api/lwm2m/v1/events"),
+        ("GET", "/api/coiotedm/v3/events"),
+    }
     failures: list[str] = []
     calls = 0
     for operation in operations:
@@ -211,4 +216,4 @@ def test_schemathesis_finds_no_server_errors(server):
                 if len(failures) == recorded:  # not a server error: a broken test set-up
                     raise
     assert not failures, "\n\n".join(failures)
-    assert 150 <= calls <= 300
+    assert 150 <= calls <= 7 * len(operations)

@@ -59,11 +59,11 @@ def test_every_platform_catalog_entry_has_its_route(routes):
     assert not missing
 
 
-def test_implemented_coiote_routes_are_users_and_domains(routes):
+def test_users_and_domains_routes_are_all_implemented(routes):
     coiote = {(m, catalog.normalize_path(r.path)) for r in routes for m in r.methods
               if r.path.startswith("/api/coiotedm/v3/")}
     expected = {catalog.CATALOG[name].route_key for name in (
         "POST users", "GET users/{id}", "PATCH users/{id}", "DELETE users/{id}",
         "GET users/search/usernames", "GET domains", "POST domains", "GET domains/{id}",
         "PUT domains/{id}", "DELETE domains/{id}")}
-    assert coiote == expected
+    assert expected <= coiote
