@@ -28,20 +28,22 @@ def served(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("e2e")
     port = _free_port(socket.SOCK_STREAM)
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEADOWLARK_")}
-    env.update({
-        "MEADOWLARK_HTTP": f"127.0.0.1:{port}",
-        "MEADOWLARK_COAP": f"127.0.0.1:{_free_port(socket.SOCK_DGRAM)}",
-        "MEADOWLARK_DATA_DIR": str(data_dir),
-        "MEADOWLARK_ADMIN_PASSWORD": ADMIN_PASSWORD,
-        "MEADOWLARK_TOKEN_LIFETIME": "120",
-        "MEADOWLARK_LOG_LEVEL": "debug",
-    })
+    env.update(
+        {
+            "MEADOWLARK_HTTP": f"127.0.0.1:{port}",
+            "MEADOWLARK_COAP": f"127.0.0.1:{_free_port(socket.SOCK_DGRAM)}",
+            "MEADOWLARK_DATA_DIR": str(data_dir),
+            "MEADOWLARK_ADMIN_PASSWORD": ADMIN_PASSWORD,
+            "MEADOWLARK_TOKEN_LIFETIME": "120",
+            "MEADOWLARK_LOG_LEVEL": "debug",
+        }
+    )
     log_path = data_dir / "server.log"
     executable = Path(sys.executable).parent / "meadowlark"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(  # noqa: S603 - our own entry point
-            [str(executable), "serve"], env=env, stdout=log, stderr=subprocess.STDOUT,
-            cwd=data_dir)
+            [str(executable), "serve"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=data_dir
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -78,8 +80,10 @@ def test_readme_flow(served):
         assert signup.headers["content-type"].startswith("text/html")
         assert "<form" in signup.text
 
-        token = http.post("/api/auth/oauth_password", data={
-            "grant_type": "password", "username": "admin", "password": ADMIN_PASSWORD})
+        token = http.post(
+            "/api/auth/oauth_password",
+            data={"grant_type": "password", "username": "admin", "password": ADMIN_PASSWORD},
+        )
         assert token.status_code == 201, token.text
         body = token.json()
         assert body["token_type"] == "Bearer" and body["expires_in"] == 120
@@ -87,11 +91,23 @@ def test_readme_flow(served):
         me = http.get("/api/auth/me", headers=headers)
         assert me.status_code == 200 and me.json()["login"] == "admin"
         assert http.get("/api/coiotedm/v3/domains", headers=headers).json()[0] == "/root/"
-        assert http.post("/api/auth/signup", json={
-            "login": "readme-dev", "email": "dev@example.com",
-            "password": "Readme-Dev-Pa55"}).status_code == 201
-        assert http.post("/Auth", json={"UserName": "readme-dev",
-                                        "Password": "Readme-Dev-Pa55"}).status_code == 200
+        assert (
+            http.post(
+                "/api/auth/signup",
+                json={
+                    "login": "readme-dev",
+                    "email": "dev@example.com",
+                    "password": "Readme-Dev-Pa55",
+                },
+            ).status_code
+            == 201
+        )
+        assert (
+            http.post(
+                "/Auth", json={"UserName": "readme-dev", "Password": "Readme-Dev-Pa55"}
+            ).status_code
+            == 200
+        )
         assert http.post("/api/auth/logout", headers=headers).status_code == 204
 
     logs = log_path.read_text(errors="replace")

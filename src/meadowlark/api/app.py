@@ -16,7 +16,22 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from meadowlark import __version__
 from meadowlark.api.errors import install_error_handlers
 from meadowlark.api.limits import BodySizeLimit
-from meadowlark.api.routers import admin, auth, coiote_domains, coiote_users, console, health
+from meadowlark.api.routers import (
+    admin,
+    auth,
+    coiote_data_model,
+    coiote_devices,
+    coiote_dialects,
+    coiote_domains,
+    coiote_events,
+    coiote_groups,
+    coiote_observations,
+    coiote_sessions,
+    coiote_users,
+    console,
+    health,
+    lwm2m,
+)
 from meadowlark.runtime import Runtime
 
 log = structlog.get_logger("meadowlark.http")
@@ -87,7 +102,22 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
     )
     app.state.runtime = runtime
     install_error_handlers(app)
-    for module in (health, auth, console, coiote_users, coiote_domains, admin):
+    for module in (
+        health,
+        auth,
+        console,
+        coiote_users,
+        coiote_domains,
+        coiote_devices,
+        coiote_groups,
+        coiote_sessions,
+        admin,
+        lwm2m,
+        coiote_data_model,
+        coiote_dialects,
+        coiote_observations,
+        coiote_events,
+    ):
         app.include_router(module.router)
 
     if log.is_enabled_for(logging.DEBUG):

@@ -49,7 +49,9 @@ async def authenticate(request: Request, runtime: Runtime) -> Principal:
         return await runtime.identity.authenticate_bearer(credentials)
     if scheme.lower() == "basic" and credentials:
         try:
-            login, sep, password = base64.b64decode(credentials, validate=True).decode().partition(":")
+            login, sep, password = (
+                base64.b64decode(credentials, validate=True).decode().partition(":")
+            )
         except ValueError as exc:  # binascii.Error, UnicodeDecodeError, non-ASCII input
             raise NotAuthenticated("malformed Basic credentials") from exc
         if not sep or not login:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -42,7 +43,7 @@ def issue_access_token(
         "sid": session_id,
         "gen": generation,
         "iat": int(now.timestamp()),
-        "exp": int((now + timedelta(seconds=lifetime)).timestamp()),
+        "exp": math.ceil((now + timedelta(seconds=lifetime)).timestamp()),
         "jti": uuid.uuid4().hex,
     }
     return jwt.encode(payload, key, algorithm=ALGORITHM)

@@ -44,7 +44,7 @@ async def query(
     limit: int = 100,
     before_id: int | None = None,
 ) -> list[AuditEvent]:
-    """Newest first, limited to events of the ``scope`` domain subtree (or global ones for /root/)."""
+    """Newest first, limited to the ``scope`` domain subtree (all events for ``/root/``)."""
     statement = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)
     if scope != "/root/":
         statement = statement.where(AuditEvent.domain_id.startswith(scope, autoescape=True))

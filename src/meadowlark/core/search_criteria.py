@@ -229,25 +229,26 @@ def _coerce(value: Scalar, field_type: FieldType, position: int) -> Any:
                 return "true" if value else "false"
             return str(value) if isinstance(value, int | float) else value
         case "integer":
-            if isinstance(value, int) and not isinstance(value, bool):
-                return value
-            if isinstance(value, str) and re.fullmatch(r"-?\d+", value):
-                return int(value)
+            number = value if isinstance(value, int) and not isinstance(value, bool) else None
+            if isinstance(value, str) and re.fullmatch(r"-?\d{1,20}", value):
+                number = int(value)
+            if number is not None and -(2**63) <= number < 2**63:  # a SQL BIGINT
+                return number
         case "boolean":
             if isinstance(value, bool):
                 return value
             if isinstance(value, str) and value.lower() in ("true", "false"):
                 return value.lower() == "true"
         case "datetime":
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                return datetime.fromtimestamp(value / 1000, UTC)  # epoch milliseconds
-            if isinstance(value, str):
-                try:
+            try:
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    return datetime.fromtimestamp(value / 1000, UTC)  # epoch milliseconds
+                if isinstance(value, str):
                     parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-                except ValueError:
-                    pass
-                else:
-                    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+                    aware = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+                    return aware.astimezone(UTC)
+            except (ValueError, OverflowError, OSError):  # malformed or out of range
+                pass
     raise SearchCriteriaError(f"{value!r} is not a valid {field_type} value", position)
 
 
@@ -300,6 +301,8 @@ def to_sql(
         )
     if condition.operator in ("startswith", "contains") and field.type != "string":
         raise SearchCriteriaError(f"{condition.operator} needs a text field", condition.position)
+    if field.type == "boolean" and condition.operator not in ("eq", "ne", "in"):
+        raise SearchCriteriaError("a true/false field takes eq, ne or in", condition.position)
     if isinstance(condition.value, tuple):
         values = [_coerce(v, field.type, condition.position) for v in condition.value]
         return field.column.in_(values) if values else false()

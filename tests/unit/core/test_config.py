@@ -25,20 +25,31 @@ def test_defaults(monkeypatch, tmp_path):
     assert settings.signup is True and settings.dev is False
     assert settings.max_body_bytes == 1_048_576
     assert settings.resolved_database_url == (
-        f"sqlite+aiosqlite:///{(tmp_path / 'meadowlark-data' / 'meadowlark.db').resolve()}")
+        f"sqlite+aiosqlite:///{(tmp_path / 'meadowlark-data' / 'meadowlark.db').resolve()}"
+    )
 
 
 @pytest.mark.parametrize(
     ("env", "value", "check"),
     [
-        ("MEADOWLARK_HTTP", "0.0.0.0:9000", lambda s: (s.http.host, s.http.port) == ("0.0.0.0", 9000)),
+        (
+            "MEADOWLARK_HTTP",
+            "0.0.0.0:9000",
+            lambda s: (s.http.host, s.http.port) == ("0.0.0.0", 9000),
+        ),
         ("MEADOWLARK_COAP", "[::1]:5684", lambda s: (s.coap.host, s.coap.port) == ("::1", 5684)),
         ("MEADOWLARK_DATA_DIR", "/srv/ml", lambda s: s.data_dir == Path("/srv/ml")),
-        ("MEADOWLARK_DATABASE_URL", "postgresql+psycopg://u:p@h/db",
-         lambda s: s.resolved_database_url == "postgresql+psycopg://u:p@h/db"),
+        (
+            "MEADOWLARK_DATABASE_URL",
+            "postgresql+psycopg://u:p@h/db",
+            lambda s: s.resolved_database_url == "postgresql+psycopg://u:p@h/db",
+        ),
         ("MEADOWLARK_TOKEN_LIFETIME", "60", lambda s: s.token_lifetime == 60),
-        ("MEADOWLARK_ADMIN_PASSWORD", "a-real-Passw0rd",
-         lambda s: s.admin_password.get_secret_value() == "a-real-Passw0rd"),
+        (
+            "MEADOWLARK_ADMIN_PASSWORD",
+            "a-real-Passw0rd",
+            lambda s: s.admin_password.get_secret_value() == "a-real-Passw0rd",
+        ),
         ("MEADOWLARK_SIGNUP", "false", lambda s: s.signup is False),
         ("MEADOWLARK_SIGNUP", "0", lambda s: s.signup is False),
         ("MEADOWLARK_DEV", "true", lambda s: s.dev is True),
@@ -47,14 +58,26 @@ def test_defaults(monkeypatch, tmp_path):
         ("MEADOWLARK_LOG_LEVEL", "DEBUG", lambda s: s.log_level == "debug"),
         ("MEADOWLARK_LOG_JSON", "true", lambda s: s.log_json is True),
         ("MEADOWLARK_REFRESH_TOKEN_LIFETIME", "3600", lambda s: s.refresh_token_lifetime == 3600),
-        ("MEADOWLARK_RATE_LIMITS__LOGIN_ATTEMPTS_PER_IP", "20",
-         lambda s: s.rate_limits.login_attempts_per_ip == 20),
-        ("MEADOWLARK_RATE_LIMITS__LOGIN_FAILURES_PER_ACCOUNT", "3",
-         lambda s: s.rate_limits.login_failures_per_account == 3),
-        ("MEADOWLARK_TOKEN_EXCHANGE__ISSUER", "https://idp",
-         lambda s: s.token_exchange.issuer == "https://idp"),
-        ("MEADOWLARK_TOKEN_EXCHANGE__SHARED_KEY", "x" * 40,
-         lambda s: s.token_exchange.shared_key.get_secret_value() == "x" * 40),
+        (
+            "MEADOWLARK_RATE_LIMITS__LOGIN_ATTEMPTS_PER_IP",
+            "20",
+            lambda s: s.rate_limits.login_attempts_per_ip == 20,
+        ),
+        (
+            "MEADOWLARK_RATE_LIMITS__LOGIN_FAILURES_PER_ACCOUNT",
+            "3",
+            lambda s: s.rate_limits.login_failures_per_account == 3,
+        ),
+        (
+            "MEADOWLARK_TOKEN_EXCHANGE__ISSUER",
+            "https://idp",
+            lambda s: s.token_exchange.issuer == "https://idp",
+        ),
+        (
+            "MEADOWLARK_TOKEN_EXCHANGE__SHARED_KEY",
+            "x" * 40,
+            lambda s: s.token_exchange.shared_key.get_secret_value() == "x" * 40,
+        ),
     ],
 )
 def test_each_env_var_is_parsed(monkeypatch, tmp_path, env, value, check):
@@ -65,12 +88,19 @@ def test_each_env_var_is_parsed(monkeypatch, tmp_path, env, value, check):
 
 @pytest.mark.parametrize(
     ("env", "value"),
-    [("MEADOWLARK_HTTP", "localhost"), ("MEADOWLARK_HTTP", "host:port"),
-     ("MEADOWLARK_HTTP", "host:70000"), ("MEADOWLARK_HTTP", ":80"),
-     ("MEADOWLARK_COAP", ""), ("MEADOWLARK_TOKEN_LIFETIME", "0"),
-     ("MEADOWLARK_TOKEN_LIFETIME", "soon"), ("MEADOWLARK_SIGNUP", "maybe"),
-     ("MEADOWLARK_LOG_LEVEL", "loud"), ("MEADOWLARK_MAX_BODY_BYTES", "10"),
-     ("MEADOWLARK_RATE_LIMITS__LOGIN_ATTEMPTS_PER_IP", "0")],
+    [
+        ("MEADOWLARK_HTTP", "localhost"),
+        ("MEADOWLARK_HTTP", "host:port"),
+        ("MEADOWLARK_HTTP", "host:70000"),
+        ("MEADOWLARK_HTTP", ":80"),
+        ("MEADOWLARK_COAP", ""),
+        ("MEADOWLARK_TOKEN_LIFETIME", "0"),
+        ("MEADOWLARK_TOKEN_LIFETIME", "soon"),
+        ("MEADOWLARK_SIGNUP", "maybe"),
+        ("MEADOWLARK_LOG_LEVEL", "loud"),
+        ("MEADOWLARK_MAX_BODY_BYTES", "10"),
+        ("MEADOWLARK_RATE_LIMITS__LOGIN_ATTEMPTS_PER_IP", "0"),
+    ],
 )
 def test_bad_values_are_refused(monkeypatch, env, value):
     monkeypatch.setenv(env, value)
@@ -79,8 +109,9 @@ def test_bad_values_are_refused(monkeypatch, env, value):
 
 
 @pytest.mark.parametrize("name", ["MEADOWLARK_ADMIN_PASSWORD", "MEADOWLARK_SECRET_KEY"])
-@pytest.mark.parametrize("placeholder", ["changethis", "changeme", "CHANGEME", "secret",
-                                         "password", "admin", ""])
+@pytest.mark.parametrize(
+    "placeholder", ["changethis", "changeme", "CHANGEME", "secret", "password", "admin", ""]
+)
 def test_placeholder_secrets_are_refused_outside_dev(monkeypatch, name, placeholder):
     monkeypatch.setenv(name, placeholder)
     with pytest.raises(ValidationError, match="placeholder"):
@@ -140,8 +171,11 @@ def test_secrets_do_not_show_in_repr():
 
 @pytest.mark.parametrize(
     ("text", "host", "port", "shown"),
-    [("127.0.0.1:80", "127.0.0.1", 80, "127.0.0.1:80"), ("[::]:5683", "::", 5683, "[::]:5683"),
-     (" example.org:0 ", "example.org", 0, "example.org:0")],
+    [
+        ("127.0.0.1:80", "127.0.0.1", 80, "127.0.0.1:80"),
+        ("[::]:5683", "::", 5683, "[::]:5683"),
+        (" example.org:0 ", "example.org", 0, "example.org:0"),
+    ],
 )
 def test_host_port(text, host, port, shown):
     parsed = HostPort.parse(text)

@@ -43,11 +43,28 @@ async def list_audit_events(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[AuditEventOut]:
     """Security events of your domain subtree, newest first (page with ``beforeId``)."""
-    rows = await audit.query(session, scope=principal.domain_id, event=event, actor=actor,
-                             since=since, limit=limit, before_id=beforeId)
-    return [AuditEventOut(id=r.id, at=r.at, event=r.event, actor=r.actor, subject=r.subject,
-                          domain=r.domain_id, clientIp=r.client_ip, details=r.details)
-            for r in rows]
+    rows = await audit.query(
+        session,
+        scope=principal.domain_id,
+        event=event,
+        actor=actor,
+        since=since,
+        limit=limit,
+        before_id=beforeId,
+    )
+    return [
+        AuditEventOut(
+            id=r.id,
+            at=r.at,
+            event=r.event,
+            actor=r.actor,
+            subject=r.subject,
+            domain=r.domain_id,
+            clientIp=r.client_ip,
+            details=r.details,
+        )
+        for r in rows
+    ]
 
 
 class RoleIn(BaseModel):
@@ -78,14 +95,22 @@ class RoleOut(BaseModel):
 
 
 def _role_out(role: Role) -> RoleOut:
-    return RoleOut(id=role.id, name=role.name, realm=role.realm, builtin=role.builtin,
-                   thingsGroupScoped=role.things_group_scoped, permissions=role.permissions,
-                   profile=catalog.collapse_to_profile(role.permissions), cas=str(role.cas))
+    return RoleOut(
+        id=role.id,
+        name=role.name,
+        realm=role.realm,
+        builtin=role.builtin,
+        thingsGroupScoped=role.things_group_scoped,
+        permissions=role.permissions,
+        profile=catalog.collapse_to_profile(role.permissions),
+        cas=str(role.cas),
+    )
 
 
 @router.get("/roles")
 async def list_roles(
-    session: SessionDep, _: Annotated[Principal, require("admin:GET /api/admin/roles")],
+    session: SessionDep,
+    _: Annotated[Principal, require("admin:GET /api/admin/roles")],
 ) -> list[RoleOut]:
     """Every role (= user profile) with its permissions in both notations."""
     return [_role_out(r) for r in (await session.scalars(select(Role).order_by(Role.name))).all()]
@@ -93,15 +118,28 @@ async def list_roles(
 
 @router.post("/roles", status_code=201)
 async def create_role(
-    body: RoleIn, runtime: RuntimeDep, session: SessionDep,
+    body: RoleIn,
+    runtime: RuntimeDep,
+    session: SessionDep,
     principal: Annotated[Principal, require("admin:POST /api/admin/roles")],
 ) -> RoleOut:
     """A custom role; you can only put in permissions you hold."""
-    role = await roles.create_role(session, name=body.name, permissions=body.permissions,
-                                   profile=body.profile, things_group_scoped=body.thingsGroupScoped)
+    role = await roles.create_role(
+        session,
+        name=body.name,
+        permissions=body.permissions,
+        profile=body.profile,
+        things_group_scoped=body.thingsGroupScoped,
+    )
     roles.ensure_grantable(principal.permissions, role.permissions, is_admin=principal.is_admin)
-    audit.record(session, "permissions.changed", actor=principal.login, subject=f"role:{body.name}",
-                 domain_id=principal.domain_id, permissions=role.permissions)
+    audit.record(
+        session,
+        "permissions.changed",
+        actor=principal.login,
+        subject=f"role:{body.name}",
+        domain_id=principal.domain_id,
+        permissions=role.permissions,
+    )
     await session.commit()
     runtime.roles.invalidate()
     return _role_out(role)
@@ -109,7 +147,8 @@ async def create_role(
 
 @router.get("/roles/{role_id}")
 async def get_role(
-    role_id: str, session: SessionDep,
+    role_id: str,
+    session: SessionDep,
     _: Annotated[Principal, require("admin:GET /api/admin/roles/{id}")],
 ) -> RoleOut:
     """One role."""
@@ -118,15 +157,25 @@ async def get_role(
 
 @router.put("/roles/{role_id}")
 async def update_role(
-    role_id: str, body: RoleUpdate, runtime: RuntimeDep, session: SessionDep,
+    role_id: str,
+    body: RoleUpdate,
+    runtime: RuntimeDep,
+    session: SessionDep,
     principal: Annotated[Principal, require("admin:PUT /api/admin/roles/{id}")],
 ) -> RoleOut:
     """Replace a custom role's permissions."""
-    role = await roles.update_role(session, role_id, permissions=body.permissions,
-                                   profile=body.profile)
+    role = await roles.update_role(
+        session, role_id, permissions=body.permissions, profile=body.profile
+    )
     roles.ensure_grantable(principal.permissions, role.permissions, is_admin=principal.is_admin)
-    audit.record(session, "permissions.changed", actor=principal.login, subject=f"role:{role.name}",
-                 domain_id=principal.domain_id, permissions=role.permissions)
+    audit.record(
+        session,
+        "permissions.changed",
+        actor=principal.login,
+        subject=f"role:{role.name}",
+        domain_id=principal.domain_id,
+        permissions=role.permissions,
+    )
     await session.commit()
     runtime.roles.invalidate()
     return _role_out(role)
@@ -134,13 +183,21 @@ async def update_role(
 
 @router.delete("/roles/{role_id}", status_code=204, response_class=Response)
 async def delete_role(
-    role_id: str, runtime: RuntimeDep, session: SessionDep,
+    role_id: str,
+    runtime: RuntimeDep,
+    session: SessionDep,
     principal: Annotated[Principal, require("admin:DELETE /api/admin/roles/{id}")],
 ) -> Response:
     """Delete a custom role that nobody holds."""
     await roles.delete_role(session, role_id)
-    audit.record(session, "permissions.changed", actor=principal.login, subject=f"role:{role_id}",
-                 domain_id=principal.domain_id, deleted=True)
+    audit.record(
+        session,
+        "permissions.changed",
+        actor=principal.login,
+        subject=f"role:{role_id}",
+        domain_id=principal.domain_id,
+        deleted=True,
+    )
     await session.commit()
     runtime.roles.invalidate()
     return Response(status_code=204)
@@ -167,8 +224,17 @@ async def list_users(
     if after:
         statement = statement.where(User.login > after)
     rows = (await session.scalars(statement.order_by(User.login).limit(limit))).all()
-    return [UserSummary(userId=u.id, login=u.login, domain=u.domain_id,
-                        accountType=u.account_type, active=u.active, roles=u.roles) for u in rows]
+    return [
+        UserSummary(
+            userId=u.id,
+            login=u.login,
+            domain=u.domain_id,
+            accountType=u.account_type,
+            active=u.active,
+            roles=u.roles,
+        )
+        for u in rows
+    ]
 
 
 class ServiceAccountIn(BaseModel):
@@ -201,35 +267,48 @@ async def list_service_accounts(
         .where(in_scope(User.domain_id, principal.domain_id))
         .order_by(ServiceAccount.client_id)
     )
-    return [ServiceAccountOut(clientId=a.client_id, realm=a.realm, login=login,
-                              createdAt=a.created_at) for a, login in rows.all()]
+    return [
+        ServiceAccountOut(clientId=a.client_id, realm=a.realm, login=login, createdAt=a.created_at)
+        for a, login in rows.all()
+    ]
 
 
 @router.post("/service-accounts", status_code=201)
 async def create_service_account(
-    body: ServiceAccountIn, runtime: RuntimeDep,
+    body: ServiceAccountIn,
+    runtime: RuntimeDep,
     principal: Annotated[Principal, require("admin:POST /api/admin/service-accounts")],
 ) -> ServiceAccountCreated:
     """An OAuth2 client acting as an existing user; the secret is shown only once."""
     secret = await runtime.identity.create_service_account(
-        principal, realm=body.realm, client_id=body.clientId, login=body.login)
+        principal, realm=body.realm, client_id=body.clientId, login=body.login
+    )
     async with runtime.db.session() as session:
         account = await session.get(ServiceAccount, body.clientId)
     assert account is not None
-    return ServiceAccountCreated(clientId=account.client_id, realm=account.realm, login=body.login,
-                                 createdAt=account.created_at, clientSecret=secret)
+    return ServiceAccountCreated(
+        clientId=account.client_id,
+        realm=account.realm,
+        login=body.login,
+        createdAt=account.created_at,
+        clientSecret=secret,
+    )
 
 
 @router.delete("/service-accounts/{client_id}", status_code=204, response_class=Response)
 async def delete_service_account(
-    client_id: str, session: SessionDep,
+    client_id: str,
+    session: SessionDep,
     principal: Annotated[Principal, require("admin:DELETE /api/admin/service-accounts/{clientId}")],
 ) -> Response:
     """Delete a service account and revoke the tokens it was issued."""
-    row = (await session.execute(
-        select(ServiceAccount, User).join(User, User.id == ServiceAccount.user_id)
-        .where(ServiceAccount.client_id == client_id)
-    )).first()
+    row = (
+        await session.execute(
+            select(ServiceAccount, User)
+            .join(User, User.id == ServiceAccount.user_id)
+            .where(ServiceAccount.client_id == client_id)
+        )
+    ).first()
     if row is None or not principal.sees_domain(row[1].domain_id):
         raise NotFound(f"service account {client_id!r} not found")
     await session.delete(row[0])
@@ -238,7 +317,12 @@ async def delete_service_account(
         .where(AuthSession.grant == client_grant(client_id), AuthSession.revoked_at.is_(None))
         .values(revoked_at=utcnow(), revoked_reason="service_account_deleted")
     )
-    audit.record(session, "service_account.deleted", actor=principal.login, subject=client_id,
-                 domain_id=row[1].domain_id)
+    audit.record(
+        session,
+        "service_account.deleted",
+        actor=principal.login,
+        subject=client_id,
+        domain_id=row[1].domain_id,
+    )
     await session.commit()
     return Response(status_code=204)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import base64
 from datetime import datetime
 from importlib import resources
-from urllib.parse import unquote
 from typing import Annotated, Any
+from urllib.parse import unquote
 
 from fastapi import APIRouter, Body, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -21,11 +21,11 @@ from meadowlark.core.identity import IssuedTokens
 
 router = APIRouter(tags=["auth"])
 
-PASSWORD_GRANT = "password"
+PASSWORD_GRANT = "password"  # noqa: S105 - OAuth grant type names, not secrets
 CLIENT_CREDENTIALS_GRANT = "client_credentials"
 REFRESH_GRANT = "refresh_token"
-TOKEN_EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
-ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
+TOKEN_EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa: S105
+ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105
 OTP_FIELDS = ("otp", "totp", "code")
 OTP_HEADER = "x-meadowlark-otp"
 
@@ -53,8 +53,14 @@ def _otp(fields: dict[str, str], request: Request) -> str | None:
     )
 
 
-async def _grant(runtime: RuntimeDep, request: Request, fields: dict[str, str], grant: str,
-                 *, realm: str | None = None) -> tuple[IssuedTokens, bool]:
+async def _grant(
+    runtime: RuntimeDep,
+    request: Request,
+    fields: dict[str, str],
+    grant: str,
+    *,
+    realm: str | None = None,
+) -> tuple[IssuedTokens, bool]:
     ip = client_ip(request)
     identity = runtime.identity
     if grant == PASSWORD_GRANT:
@@ -67,15 +73,18 @@ async def _grant(runtime: RuntimeDep, request: Request, fields: dict[str, str], 
         )
         return issued, False
     if grant == TOKEN_EXCHANGE_GRANT:
-        return await identity.exchange(subject_token=required(fields, "subject_token"),
-                                       client_ip=ip), True
+        return await identity.exchange(
+            subject_token=required(fields, "subject_token"), client_ip=ip
+        ), True
     if grant == REFRESH_GRANT:
-        return await identity.refresh(refresh_token=required(fields, "refresh_token"),
-                                      client_ip=ip), False
+        return await identity.refresh(
+            refresh_token=required(fields, "refresh_token"), client_ip=ip
+        ), False
     if grant == CLIENT_CREDENTIALS_GRANT and realm is not None:
         client_id, secret = _client_credentials(fields, request)
-        return await identity.client_credentials(realm=realm, client_id=client_id,
-                                                 client_secret=secret, client_ip=ip), False
+        return await identity.client_credentials(
+            realm=realm, client_id=client_id, client_secret=secret, client_ip=ip
+        ), False
     raise InvalidInput(f"unsupported grant_type {grant!r}")
 
 
@@ -104,7 +113,9 @@ def _client_credentials(fields: dict[str, str], request: Request) -> tuple[str, 
 async def oauth_password(request: Request, runtime: RuntimeDep) -> JSONResponse:
     """OAuth 2.0 password grant (grant_type may be omitted); also token exchange."""
     fields = await read_fields(request)
-    issued, exchange = await _grant(runtime, request, fields, fields.get("grant_type") or PASSWORD_GRANT)
+    issued, exchange = await _grant(
+        runtime, request, fields, fields.get("grant_type") or PASSWORD_GRANT
+    )
     return _no_store(_token_body(issued, exchange=exchange), 201)
 
 
@@ -117,8 +128,9 @@ async def oauth_password(request: Request, runtime: RuntimeDep) -> JSONResponse:
 async def iam_token(realm: str, request: Request, runtime: RuntimeDep) -> JSONResponse:
     """Token endpoint for service accounts (client_credentials) and token exchange."""
     fields = await read_fields(request)
-    issued, exchange = await _grant(runtime, request, fields, required(fields, "grant_type"),
-                                    realm=realm)
+    issued, exchange = await _grant(
+        runtime, request, fields, required(fields, "grant_type"), realm=realm
+    )
     return _no_store(_token_body(issued, exchange=exchange), 200)
 
 
@@ -158,20 +170,35 @@ class SignedUp(BaseModel):
     status_code=201,
     dependencies=[public("auth:POST /api/auth/signup")],
 )
-async def sign_up(body: SignUp, request: Request, runtime: RuntimeDep,
-                  session: SessionDep) -> SignedUp:
+async def sign_up(
+    body: SignUp, request: Request, runtime: RuntimeDep, session: SessionDep
+) -> SignedUp:
     """Create a free Developer account in a domain of its own."""
     if not runtime.settings.signup:
         raise Forbidden("self sign-up is disabled on this server")
-    user = await runtime.users.sign_up(session, login=body.login, email=body.email,
-                                       password=body.password, client_ip=client_ip(request))
+    user = await runtime.users.sign_up(
+        session,
+        login=body.login,
+        email=body.email,
+        password=body.password,
+        client_ip=client_ip(request),
+    )
     await session.commit()
-    return SignedUp(login=user.login, email=user.email, domain=user.domain_id,
-                    accountType=user.account_type, emailVerified=user.email_verified)
+    return SignedUp(
+        login=user.login,
+        email=user.email,
+        domain=user.domain_id,
+        accountType=user.account_type,
+        emailVerified=user.email_verified,
+    )
 
 
-@router.get("/signup", dependencies=[public("auth:GET /signup")], response_class=HTMLResponse,
-            include_in_schema=False)
+@router.get(
+    "/signup",
+    dependencies=[public("auth:GET /signup")],
+    response_class=HTMLResponse,
+    include_in_schema=False,
+)
 async def sign_up_page() -> HTMLResponse:
     """A minimal sign-up form."""
     page = resources.files("meadowlark.api").joinpath("static/signup.html").read_text()
@@ -190,14 +217,22 @@ class Me(BaseModel):
 @router.get("/api/auth/me")
 async def me(principal: Annotated[Principal, require("auth:GET /api/auth/me")]) -> Me:
     """The caller and its effective permissions."""
-    return Me(userId=principal.user_id, login=principal.login, domain=principal.domain_id,
-              accountType=principal.account_type, via=principal.via,
-              permissions=sorted(principal.permissions))
+    return Me(
+        userId=principal.user_id,
+        login=principal.login,
+        domain=principal.domain_id,
+        accountType=principal.account_type,
+        via=principal.via,
+        permissions=sorted(principal.permissions),
+    )
 
 
 @router.post("/api/auth/logout", status_code=204, response_class=Response)
-async def logout(request: Request, runtime: RuntimeDep,
-                 principal: Annotated[Principal, require("auth:POST /api/auth/logout")]) -> Response:
+async def logout(
+    request: Request,
+    runtime: RuntimeDep,
+    principal: Annotated[Principal, require("auth:POST /api/auth/logout")],
+) -> Response:
     """Revoke the session of the presented token (its refresh tokens too)."""
     await runtime.identity.logout(principal, client_ip(request))
     return Response(status_code=204)
@@ -211,12 +246,15 @@ class PasswordChange(BaseModel):
 
 @router.put("/api/auth/password", status_code=204, response_class=Response)
 async def change_password(
-    body: PasswordChange, request: Request, runtime: RuntimeDep,
+    body: PasswordChange,
+    request: Request,
+    runtime: RuntimeDep,
     principal: Annotated[Principal, require("auth:PUT /api/auth/password")],
 ) -> Response:
     """Change your password; every token of yours is revoked."""
-    await runtime.identity.change_password(principal, current=body.currentPassword,
-                                           new=body.newPassword, client_ip=client_ip(request))
+    await runtime.identity.change_password(
+        principal, current=body.currentPassword, new=body.newPassword, client_ip=client_ip(request)
+    )
     return Response(status_code=204)
 
 
@@ -246,7 +284,9 @@ async def enroll_totp(
 
 @router.post("/api/auth/2fa/confirm")
 async def confirm_totp(
-    body: TotpCode, request: Request, runtime: RuntimeDep,
+    body: TotpCode,
+    request: Request,
+    runtime: RuntimeDep,
     principal: Annotated[Principal, require("auth:POST /api/auth/2fa/confirm")],
 ) -> RecoveryCodes:
     """Turn two-factor on with a first valid code; returns one-time recovery codes."""
@@ -256,7 +296,8 @@ async def confirm_totp(
 
 @router.delete("/api/auth/2fa", status_code=204, response_class=Response)
 async def disable_totp(
-    request: Request, runtime: RuntimeDep,
+    request: Request,
+    runtime: RuntimeDep,
     principal: Annotated[Principal, require("auth:DELETE /api/auth/2fa")],
     body: Annotated[TotpCode, Body()],
 ) -> Response:
@@ -267,12 +308,14 @@ async def disable_totp(
 
 @router.post("/api/auth/2fa/recovery-codes")
 async def regenerate_recovery_codes(
-    body: TotpCode, runtime: RuntimeDep,
+    body: TotpCode,
+    runtime: RuntimeDep,
     principal: Annotated[Principal, require("auth:POST /api/auth/2fa/recovery-codes")],
 ) -> RecoveryCodes:
     """Replace all recovery codes (needs a current code)."""
-    return RecoveryCodes(recoveryCodes=await runtime.identity.regenerate_recovery_codes(
-        principal, body.code))
+    return RecoveryCodes(
+        recoveryCodes=await runtime.identity.regenerate_recovery_codes(principal, body.code)
+    )
 
 
 class ApiTokenCreate(BaseModel):
@@ -297,9 +340,15 @@ class ApiTokenCreated(ApiTokenOut):
 
 
 def _token_out(row: Any) -> dict[str, Any]:
-    return {"id": row.id, "name": row.name, "permissions": row.permissions,
-            "createdAt": row.created_at, "expiresAt": row.expires_at,
-            "lastUsedAt": row.last_used_at, "revoked": row.revoked_at is not None}
+    return {
+        "id": row.id,
+        "name": row.name,
+        "permissions": row.permissions,
+        "createdAt": row.created_at,
+        "expiresAt": row.expires_at,
+        "lastUsedAt": row.last_used_at,
+        "revoked": row.revoked_at is not None,
+    }
 
 
 @router.get("/api/auth/tokens")
@@ -313,19 +362,27 @@ async def list_api_tokens(
 
 @router.post("/api/auth/tokens", status_code=201)
 async def create_api_token(
-    body: ApiTokenCreate, request: Request, runtime: RuntimeDep,
+    body: ApiTokenCreate,
+    request: Request,
+    runtime: RuntimeDep,
     principal: Annotated[Principal, require("auth:POST /api/auth/tokens")],
 ) -> ApiTokenCreated:
     """Create a long-lived token with a subset of your permissions; shown only once."""
     token, row = await runtime.identity.create_api_token(
-        principal, name=body.name, expires_in_days=body.expiresInDays,
-        permissions=body.permissions, client_ip=client_ip(request))
+        principal,
+        name=body.name,
+        expires_in_days=body.expiresInDays,
+        permissions=body.permissions,
+        client_ip=client_ip(request),
+    )
     return ApiTokenCreated(token=token, **_token_out(row))
 
 
 @router.delete("/api/auth/tokens/{token_id}", status_code=204, response_class=Response)
 async def revoke_api_token(
-    token_id: str, request: Request, runtime: RuntimeDep,
+    token_id: str,
+    request: Request,
+    runtime: RuntimeDep,
     principal: Annotated[Principal, require("auth:DELETE /api/auth/tokens/{id}")],
 ) -> Response:
     """Revoke one of your API tokens."""

@@ -93,15 +93,27 @@ def user_public(user: User) -> UserPublic:
 
 @router.post("/users", status_code=201)
 async def create_user(
-    body: UserCreateRequest, runtime: RuntimeDep, session: SessionDep,
+    body: UserCreateRequest,
+    runtime: RuntimeDep,
+    session: SessionDep,
     principal: Annotated[Principal, require("POST users")],
 ) -> UserCreated:
     """Create a user in your domain or below it."""
-    user = await runtime.users.create(session, principal, NewUser(
-        login=body.login, password=body.password, domain=body.domain, email=body.email,
-        account_type=body.accountType, email_verified=body.emailVerified,
-        tos_accepted=body.tosAccepted, roles=tuple(body.roles),
-        permissions=tuple(body.permissions)))
+    user = await runtime.users.create(
+        session,
+        principal,
+        NewUser(
+            login=body.login,
+            password=body.password,
+            domain=body.domain,
+            email=body.email,
+            account_type=body.accountType,
+            email_verified=body.emailVerified,
+            tos_accepted=body.tosAccepted,
+            roles=tuple(body.roles),
+            permissions=tuple(body.permissions),
+        ),
+    )
     await session.commit()
     runtime.roles.invalidate()
     return UserCreated(userId=user.id, login=user.login)
@@ -109,7 +121,8 @@ async def create_user(
 
 @router.get("/users/search/usernames")
 async def search_usernames(
-    runtime: RuntimeDep, session: SessionDep,
+    runtime: RuntimeDep,
+    session: SessionDep,
     principal: Annotated[Principal, require("GET users/search/usernames")],
     username: Annotated[str | None, Query(max_length=255)] = None,
     email: Annotated[str | None, Query(max_length=320)] = None,
@@ -117,13 +130,16 @@ async def search_usernames(
     isActiveOnly: bool = False,
 ) -> list[str]:
     """Logins matching a login substring, an email, a domain, visible to you."""
-    return await runtime.users.search(session, principal, username=username, email=email,
-                                      domain=domain, active_only=isActiveOnly)
+    return await runtime.users.search(
+        session, principal, username=username, email=email, domain=domain, active_only=isActiveOnly
+    )
 
 
 @router.get("/users/{login}")
 async def get_user(
-    login: str, runtime: RuntimeDep, session: SessionDep,
+    login: str,
+    runtime: RuntimeDep,
+    session: SessionDep,
     principal: Annotated[Principal, require("GET users/{id}")],
 ) -> UserPublic:
     """One user (the password is never returned)."""
@@ -132,21 +148,36 @@ async def get_user(
 
 @router.patch("/users/{login}", status_code=204, response_class=Response)
 async def update_user(
-    login: str, body: UserPatchRequest, runtime: RuntimeDep, session: SessionDep,
+    login: str,
+    body: UserPatchRequest,
+    runtime: RuntimeDep,
+    session: SessionDep,
     principal: Annotated[Principal, require("PATCH users/{id}")],
 ) -> Response:
     """Change a user; a new password, a new domain or disabling revokes its tokens."""
-    await runtime.users.update(session, principal, login, UserChanges(
-        email_verified=body.emailVerified, enabled=body.userEnabled, domain=body.domain,
-        password=body.password, tos_accepted=body.tosAccepted,
-        roles=tuple(body.roles) or None, permissions=tuple(body.permissions) or None))
+    await runtime.users.update(
+        session,
+        principal,
+        login,
+        UserChanges(
+            email_verified=body.emailVerified,
+            enabled=body.userEnabled,
+            domain=body.domain,
+            password=body.password,
+            tos_accepted=body.tosAccepted,
+            roles=tuple(body.roles) or None,
+            permissions=tuple(body.permissions) or None,
+        ),
+    )
     await session.commit()
     return Response(status_code=204)
 
 
 @router.delete("/users/{login}", status_code=204, response_class=Response)
 async def delete_user(
-    login: str, runtime: RuntimeDep, session: SessionDep,
+    login: str,
+    runtime: RuntimeDep,
+    session: SessionDep,
     principal: Annotated[Principal, require("DELETE users/{id}")],
 ) -> Response:
     """Delete a user and everything that authenticates as it."""

@@ -73,7 +73,8 @@ async def console_auth(request: Request, runtime: RuntimeDep) -> Response:
             login=required(fields, "UserName", "userName", "username"),
             password=required(fields, "Password", "password"),
             client_ip=client_ip(request),
-            otp=fields.get("TwoFactorCode") or fields.get("Code")
+            otp=fields.get("TwoFactorCode")
+            or fields.get("Code")
             or request.headers.get("x-meadowlark-otp"),
             grant="console",
         )

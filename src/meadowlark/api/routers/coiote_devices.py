@@ -1,0 +1,246 @@
+"""Coiote v3 devices API, as python-coiote's ``Devices`` module calls it.
+
+Device ids may contain ``/`` (endpoint names are free text), hence ``:path``; the
+fixed routes (``find/details``, ``all/count``, ``batch``) are declared first.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query, Response
+from pydantic import ValidationError
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from meadowlark.api.deps import RuntimeDep, SessionDep, require
+from meadowlark.api.schemas.coiote_devices import (
+    DEVICE_FIELDS,
+    DeviceAddResult,
+    DeviceCount,
+    DeviceCreate,
+    DevicePublic,
+    DevicesBatchAddResponse,
+    DevicesFindResponse,
+    DeviceUpdateRequest,
+    SingleDeviceAddResponse,
+)
+from meadowlark.auth.principal import Principal
+from meadowlark.core import devices
+from meadowlark.core.errors import Conflict, InvalidInput, ServiceError
+from meadowlark.runtime import Runtime
+
+router = APIRouter(prefix="/api/coiotedm/v3", tags=["devices"])
+
+MAX_BATCH = 100
+
+
+def new_device(body: DeviceCreate) -> devices.NewDevice:
+    endpoint = body.properties.get("endpointName") or body.id
+    if not endpoint:
+        raise InvalidInput("properties.endpointName is required")
+    return devices.NewDevice(
+        endpoint_name=endpoint,
+        device_id=body.id,
+        domain=body.domain,
+        friendly_name=body.friendlyName or "",
+        description=body.description or "",
+        blacklisted=body.blacklisted,
+        management_enabled=body.managementEnabled,
+        security_mode=body.securityMode,
+        dtls_identity=body.dtlsIdentity,
+        dtls_psk=body.dtlsPsk,
+        groups=tuple(body.directGroups),
+        properties={k: v for k, v in body.properties.items() if k != "endpointName"},
+    )
+
+
+async def commit_new_device(session: AsyncSession, device_id: str) -> None:
+    """Commit; a concurrent create of the same id or endpoint name is a conflict."""
+    try:
+        await session.commit()
+    except IntegrityError:
+        await session.rollback()
+        raise Conflict(f"device {device_id!r} already exists") from None
+
+
+async def reconcile_observations(runtime: Runtime, device_ids: list[str]) -> None:
+    """Apply group observations after memberships changed."""
+    for device_id in device_ids:
+        await runtime.observations.reconcile_device(device_id)
+
+
+@router.get("/devices")
+async def list_devices(
+    session: SessionDep,
+    principal: Annotated[Principal, require("GET devices")],
+    searchCriteria: Annotated[str | None, Query(max_length=4096)] = None,
+) -> list[str]:
+    """Ids of your devices matching ``searchCriteria``, in id order."""
+    return await devices.list_device_ids(session, principal, searchCriteria)
+
+
+@router.get("/devices/find/details")
+async def find_devices(
+    session: SessionDep,
+    principal: Annotated[Principal, require("GET devices/find/details")],
+    searchCriteria: Annotated[str | None, Query(max_length=4096)] = None,
+    fieldSelection: Annotated[str | None, Query(max_length=2048)] = None,
+    limit: Annotated[int, Query()] = 100,
+    pageBookmark: Annotated[str | None, Query(max_length=1024)] = None,
+) -> DevicesFindResponse:
+    """A page of devices in id order; pass ``nextPageBookmark`` back for the next one."""
+    selection = devices.parse_field_selection(fieldSelection, DEVICE_FIELDS)
+    page = await devices.find_devices(
+        session,
+        principal,
+        searchCriteria,
+        limit=limit,
+        bookmark=pageBookmark,
+        with_groups=selection is None or "directGroups" in selection,
+    )
+    found = [
+        DevicePublic.of(device, page.groups.get(device.id, [])).model_dump(
+            mode="json", include=selection
+        )
+        for device in page.devices
+    ]
+    return DevicesFindResponse(devices=found, nextPageBookmark=page.next_bookmark)
+
+
+@router.get("/devices/all/count")
+async def count_devices(
+    session: SessionDep, principal: Annotated[Principal, require("GET devices/all/count")]
+) -> DeviceCount:
+    """How many devices you see, as ``{"count": n}`` (Coiote documents no shape)."""
+    return DeviceCount(count=await devices.count_devices(session, principal))
+
+
+@router.post("/devices/batch")
+async def create_devices(
+    runtime: RuntimeDep,
+    session: SessionDep,
+    principal: Annotated[Principal, require("POST devices/batch")],
+    items: Annotated[list[Any], Body()],
+) -> DevicesBatchAddResponse:
+    """Pre-provision up to 100 devices; each succeeds or fails on its own."""
+    if len(items) > MAX_BATCH:
+        raise InvalidInput(f"at most {MAX_BATCH} devices per batch", code=4000)
+    results: list[DeviceAddResult] = []
+    grouped: list[str] = []
+    for item in items:
+        label = _item_label(item)
+        try:
+            new = new_device(DeviceCreate.model_validate(item))
+            device = await devices.create_device(session, principal, new)
+            await commit_new_device(session, device.id)
+        except ValidationError as exc:
+            results.append(DeviceAddResult(id=label, success=False, reason=_first_error(exc)))
+        except ServiceError as exc:
+            await session.rollback()
+            results.append(DeviceAddResult(id=label, success=False, reason=exc.message))
+        else:
+            results.append(DeviceAddResult(id=device.id, success=True))
+            if new.groups:
+                grouped.append(device.id)
+    await reconcile_observations(runtime, grouped)
+    succeeded = sum(result.success for result in results)
+    return DevicesBatchAddResponse(
+        total=len(results), succeeded=succeeded, failed=len(results) - succeeded, results=results
+    )
+
+
+def _item_label(item: Any) -> str:
+    if not isinstance(item, dict):
+        return ""
+    properties = item.get("properties")
+    endpoint = properties.get("endpointName") if isinstance(properties, dict) else None
+    label = item.get("id") or endpoint
+    return label[:255] if isinstance(label, str) else ""
+
+
+def _first_error(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error.get("loc", ())) or "device"
+    return f"{where}: {error.get('msg', 'invalid')}"
+
+
+@router.post("/devices", status_code=201)
+async def create_device(
+    body: DeviceCreate,
+    runtime: RuntimeDep,
+    session: SessionDep,
+    principal: Annotated[Principal, require("POST devices")],
+) -> SingleDeviceAddResponse:
+    """Pre-provision a device by ``properties.endpointName`` (the id unless ``id`` is set)."""
+    new = new_device(body)
+    device = await devices.create_device(session, principal, new)
+    await commit_new_device(session, device.id)
+    if new.groups:
+        await reconcile_observations(runtime, [device.id])
+    return SingleDeviceAddResponse(id=device.id, result="created")
+
+
+@router.get("/devices/{device_id:path}")
+async def get_device(
+    device_id: str,
+    session: SessionDep,
+    principal: Annotated[Principal, require("GET devices/{id}")],
+) -> DevicePublic:
+    """One device (the DTLS key is never returned)."""
+    device = await devices.get_device(session, principal, device_id)
+    groups = await devices.groups_of(session, [device.id])
+    return DevicePublic.of(device, groups[device.id])
+
+
+@router.put("/devices/{device_id:path}", status_code=204, response_class=Response)
+async def update_device(
+    device_id: str,
+    body: DeviceUpdateRequest,
+    runtime: RuntimeDep,
+    session: SessionDep,
+    principal: Annotated[Principal, require("PUT devices/{id}")],
+) -> Response:
+    """Change properties, groups, flags, names or credentials.
+
+    Blacklisting or disabling management also drops the device's registration.
+    """
+    update = await devices.update_device(
+        session,
+        principal,
+        device_id,
+        devices.DeviceChanges(
+            add_properties=body.addProperties,
+            remove_properties=tuple(body.removeProperties),
+            add_groups=tuple(body.addGroups),
+            remove_groups=tuple(body.removeGroups),
+            blacklisted=body.blacklisted,
+            management_enabled=body.managementEnabled,
+            description=body.description,
+            friendly_name=body.friendlyName,
+            security_mode=body.securityMode,
+            dtls_identity=body.dtlsIdentity,
+            dtls_psk=body.dtlsPsk,
+        ),
+    )
+    await session.commit()
+    if update.barred:
+        await runtime.lwm2m.forget(update.device.endpoint_name)
+    if update.memberships_changed:
+        await reconcile_observations(runtime, [update.device.id])
+    return Response(status_code=204)
+
+
+@router.delete("/devices/{device_id:path}", status_code=204, response_class=Response)
+async def delete_device(
+    device_id: str,
+    runtime: RuntimeDep,
+    session: SessionDep,
+    principal: Annotated[Principal, require("DELETE devices/{id}")],
+) -> Response:
+    """Delete a device with its data; a current registration is dropped too."""
+    device = await devices.delete_device(session, principal, device_id)
+    await session.commit()
+    await runtime.lwm2m.forget(device.endpoint_name)
+    runtime.device_stores.ids.forget(device.endpoint_name)
+    return Response(status_code=204)

@@ -1,0 +1,1 @@
+"""Request and response bodies of the REST APIs, with the field names clients expect."""
