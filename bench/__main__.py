@@ -5,17 +5,23 @@ from __future__ import annotations
 import argparse
 import importlib
 
-BENCHMARKS = ("auth",)
+BENCHMARKS = ("auth", "lwm2m", "devices")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("names", nargs="*", choices=[*BENCHMARKS, []], default=list(BENCHMARKS))
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
+    parser.add_argument(
+        "--lwm2m-devices", type=int, help="lwm2m: devices registered for the memory figure"
+    )
     args = parser.parse_args()
     for name in args.names or BENCHMARKS:
         module = importlib.import_module(f"bench.{name}")
-        module.run(duration=args.duration)
+        options = {"duration": args.duration}
+        if name == "lwm2m" and args.lwm2m_devices:
+            options["max_devices"] = args.lwm2m_devices
+        module.run(**options)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,198 @@
+"""Device listing latency as the store grows: 1k versus 200k devices, SQLite and PostgreSQL.
+
+For each backend and size the server runs as a subprocess on a fresh database; the
+device rows are bulk-inserted with SQL. Measured (p50 over ``duration`` seconds each):
+``GET devices/find/details?limit=100`` (first page, and a page 90 % deep through a
+bookmark) and ``GET devices/{id}``. Keyset paging on the primary key should keep the
+200k/1k ratio near 1. PostgreSQL runs when ``MEADOWLARK_BENCH_POSTGRES_URL`` names a
+server (a maintenance URL such as ``scripts/local-postgres.sh`` prints).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import quote, urlencode
+
+import httpx
+from sqlalchemy import insert, select, text
+
+from bench.common import LoadResult, free_port, http_request, python, run_load, server_process
+from meadowlark.core.devices import device_condition, encode_bookmark
+from meadowlark.store.db import Database
+from meadowlark.store.device_models import Device
+
+POSTGRES_ENV = "MEADOWLARK_BENCH_POSTGRES_URL"
+ADMIN_PASSWORD = "bench-admin-password"  # noqa: S105 - a throwaway local server
+SIZES = (1_000, 200_000)
+CHUNK = 5_000
+PAGE = 100
+
+
+def device_id(n: int) -> str:
+    return f"urn:dev:bench-{n:07d}"
+
+
+async def _insert_devices(url: str, count: int) -> None:
+    db = Database(url)
+    now = datetime.now(UTC)
+    try:
+        for start in range(0, count, CHUNK):
+            rows = [
+                {
+                    "id": device_id(n),
+                    "endpoint_name": device_id(n),
+                    "domain_id": "/root/",
+                    "friendly_name": "",
+                    "description": "",
+                    "properties": {"site": str(n % 7)},
+                    "blacklisted": False,
+                    "management_enabled": True,
+                    "connector_type": "lwm2m",
+                    "security_mode": "nosec",
+                    "creation_time": now,
+                    "first_register_time": now,
+                    "last_register_time": now,
+                    "last_contact_time": now,
+                    "queue_mode": False,
+                    "lwm2m_version": "1.1",
+                    "binding": "U",
+                    "lifetime": 86400,
+                    "registered_objects": '</>;rt="oma.lwm2m",</1/0>,</3/0>,</3303/0>',
+                    "ip_address": "127.0.0.1",
+                    "manufacturer": "Bench",
+                }
+                for n in range(start, min(count, start + CHUNK))
+            ]
+            async with db.transaction() as session:
+                await session.execute(insert(Device), rows)
+        if not db.is_sqlite:
+            async with db.transaction() as session:
+                await session.execute(text("ANALYZE devices"))
+    finally:
+        await db.dispose()
+
+
+async def _plan(url: str, after: str) -> str:
+    """The query plan of a deep page, as the server runs it for an administrator."""
+    from meadowlark.auth.principal import Principal
+
+    admin = Principal("admin", "admin", "/root/", "admin", frozenset(), "bearer")
+    statement = (
+        select(Device)
+        .where(device_condition(admin, None), Device.id > after)
+        .order_by(Device.id)
+        .limit(PAGE + 1)
+    )
+    db = Database(url)
+    try:
+        async with db.session() as session:
+            compiled = statement.compile(db.engine, compile_kwargs={"literal_binds": True})
+            prefix = "EXPLAIN QUERY PLAN " if db.is_sqlite else "EXPLAIN "
+            rows = await session.execute(text(prefix + str(compiled)))
+            return " | ".join(str(row[-1]) for row in rows)
+    finally:
+        await db.dispose()
+
+
+@contextmanager
+def _postgres_database(maintenance_url: str) -> Iterator[str]:
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(maintenance_url)
+    params = {
+        "host": parsed.host or "127.0.0.1",
+        "port": parsed.port or 5432,
+        "user": parsed.username,
+        "password": parsed.password,
+        "dbname": parsed.database or "postgres",
+    }
+    name = f"meadowlark_bench_{secrets.token_hex(4)}"
+    with psycopg.connect(**params, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield parsed.set(drivername="postgresql+psycopg", database=name).render_as_string(
+            hide_password=False
+        )
+    finally:
+        with psycopg.connect(**params, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def _database(backend: str, data_dir: Path) -> Iterator[str]:
+    if backend == "sqlite":
+        yield f"sqlite+aiosqlite:///{data_dir / 'meadowlark.db'}"
+        return
+    with _postgres_database(os.environ[POSTGRES_ENV]) as url:
+        yield url
+
+
+def _measure(backend: str, size: int, duration: float) -> dict[str, LoadResult]:
+    port = free_port()
+    with tempfile.TemporaryDirectory() as data_dir, _database(backend, Path(data_dir)) as url:
+        env = {
+            "MEADOWLARK_HTTP": f"127.0.0.1:{port}",
+            "MEADOWLARK_COAP": f"127.0.0.1:{free_port()}",
+            "MEADOWLARK_DATA_DIR": data_dir,
+            "MEADOWLARK_DATABASE_URL": url,
+            "MEADOWLARK_ADMIN_PASSWORD": ADMIN_PASSWORD,
+            "MEADOWLARK_LOG_LEVEL": "warning",
+        }
+        command = [python(), "-m", "meadowlark.cli.main", "serve"]
+        with server_process(command, env=env, ready_url=f"http://127.0.0.1:{port}/ready"):
+            asyncio.run(_insert_devices(url, size))
+            deep_after = device_id(size * 9 // 10)
+            print(f"    plan {backend} {size}: {asyncio.run(_plan(url, deep_after))}")
+            form = {"grant_type": "password", "username": "admin", "password": ADMIN_PASSWORD}
+            token = httpx.post(
+                f"http://127.0.0.1:{port}/api/auth/oauth_password", data=form
+            ).json()["access_token"]
+            headers = {"Authorization": f"Bearer {token}"}
+            base = "/api/coiotedm/v3/devices"
+            deep = urlencode({"limit": PAGE, "pageBookmark": encode_bookmark(deep_after, None)})
+            paths = {
+                "find/details first page": f"{base}/find/details?limit={PAGE}",
+                "find/details deep page": f"{base}/find/details?{deep}",
+                "devices/{id}": f"{base}/{quote(device_id(size // 2))}",
+            }
+            return {
+                name: run_load(
+                    http_request("GET", path, headers=headers),
+                    port=port,
+                    duration=duration,
+                    concurrency=4,
+                )
+                for name, path in paths.items()
+            }
+
+
+def run(duration: float = 5.0) -> dict[str, float]:
+    backends = ["sqlite"]
+    if os.environ.get(POSTGRES_ENV):
+        backends.append("postgres")
+    else:
+        print(f"devices: PostgreSQL skipped ({POSTGRES_ENV} not set)")
+    ratios: dict[str, float] = {}
+    for backend in backends:
+        print(f"devices on {backend}:")
+        results = {size: _measure(backend, size, duration) for size in SIZES}
+        small, large = results[SIZES[0]], results[SIZES[-1]]
+        for name in small:
+            ratio = large[name].p50_ms / small[name].p50_ms
+            ratios[f"{backend} {name}"] = ratio
+            errors = small[name].errors + large[name].errors
+            print(
+                f"  {name:26} p50 {small[name].p50_ms:7.2f} ms @1k  "
+                f"{large[name].p50_ms:7.2f} ms @200k  ratio {ratio:5.2f}  "
+                f"(p99 {small[name].p99_ms:.1f} / {large[name].p99_ms:.1f} ms)"
+                f"{'  ERRORS ' + str(errors) if errors else ''}"
+            )
+    return ratios
