@@ -103,9 +103,11 @@ def fresh_postgres_database(maintenance_url: str) -> Iterator[str]:
     with psycopg.connect(**params, autocommit=True) as connection:
         connection.execute(f'CREATE DATABASE "{name}"')
     try:
-        yield make_url(maintenance_url).set(
-            drivername="postgresql+psycopg", database=name
-        ).render_as_string(hide_password=False)
+        yield (
+            make_url(maintenance_url)
+            .set(drivername="postgresql+psycopg", database=name)
+            .render_as_string(hide_password=False)
+        )
     finally:
         with psycopg.connect(**params, autocommit=True) as connection:
             connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -163,8 +165,12 @@ class Server:
         with self.client() as http:
             response = http.post(
                 "/api/auth/oauth_password",
-                data={"grant_type": "password", "username": username, "password": password,
-                      **extra},
+                data={
+                    "grant_type": "password",
+                    "username": username,
+                    "password": password,
+                    **extra,
+                },
             )
         assert response.status_code == 201, response.text
         return response.json()["access_token"]  # type: ignore[no-any-return]
@@ -273,13 +279,17 @@ class Given:
 
     server: Server
 
-    def domain(self, domain_id: str | None = None, description: str = "", *,
-               token: str | None = None) -> str:
+    def domain(
+        self, domain_id: str | None = None, description: str = "", *, token: str | None = None
+    ) -> str:
         domain_id = domain_id or f"/root/d{secrets.token_hex(4)}/"
         with self.server.client(token or self.server.admin_token) as http:
             response = _check(
-                http.post("/api/coiotedm/v3/domains",
-                          json={"id": domain_id, "description": description}), 201)
+                http.post(
+                    "/api/coiotedm/v3/domains", json={"id": domain_id, "description": description}
+                ),
+                201,
+            )
         return response.json()["result"]  # type: ignore[no-any-return]
 
     def user(
@@ -295,9 +305,17 @@ class Given:
         token: str | None = None,
     ) -> str:
         login = login or f"user-{secrets.token_hex(4)}"
-        body = {"login": login, "password": password, "domain": domain, "email": email,
-                "emailVerified": True, "tosAccepted": True, "roles": roles or [],
-                "permissions": permissions or [], "accountType": account_type}
+        body = {
+            "login": login,
+            "password": password,
+            "domain": domain,
+            "email": email,
+            "emailVerified": True,
+            "tosAccepted": True,
+            "roles": roles or [],
+            "permissions": permissions or [],
+            "accountType": account_type,
+        }
         with self.server.client(token or self.server.admin_token) as http:
             _check(http.post("/api/coiotedm/v3/users", json=body), 201)
         return login

@@ -38,8 +38,9 @@ def store(server) -> Callable[[Callable[[Any], Awaitable[Any]]], Any]:
 def given_role(server) -> Callable[..., str]:
     """Create a custom role (as admin) with the given permissions; returns its name."""
 
-    def create(permissions: list[str], name: str | None = None,
-               profile: dict[str, list[str]] | None = None) -> str:
+    def create(
+        permissions: list[str], name: str | None = None, profile: dict[str, list[str]] | None = None
+    ) -> str:
         name = name or f"role-{secrets.token_hex(4)}"
         with server.admin() as http:
             body: dict[str, Any] = {"name": name, "permissions": permissions}

@@ -15,8 +15,8 @@ from sqlalchemy import select, text
 
 from meadowlark import __version__
 from meadowlark.auth import permissions as catalog
-from meadowlark.cli.simulate import simulate
 from meadowlark.auth.principal import Principal
+from meadowlark.cli.simulate import simulate
 from meadowlark.config import Settings
 from meadowlark.core.users import NewUser, UserChanges
 from meadowlark.logging import configure_logging
@@ -32,8 +32,12 @@ app.command()(simulate)
 
 T = TypeVar("T")
 SYSTEM = Principal(
-    user_id="system", login="system", domain_id="/root/", account_type="admin",
-    permissions=catalog.ALL, via="cli",
+    user_id="system",
+    login="system",
+    domain_id="/root/",
+    account_type="admin",
+    permissions=catalog.ALL,
+    via="cli",
 )
 
 
@@ -79,11 +83,19 @@ def _print_admin_password(password: str) -> None:
 
 @app.command()
 def serve(
-    http: Annotated[str | None, typer.Option(help="REST address host:port [MEADOWLARK_HTTP]")] = None,
-    coap: Annotated[str | None, typer.Option(help="CoAP address host:port [MEADOWLARK_COAP]")] = None,
-    data_dir: Annotated[Path | None, typer.Option(help="State folder [MEADOWLARK_DATA_DIR]")] = None,
+    http: Annotated[
+        str | None, typer.Option(help="REST address host:port [MEADOWLARK_HTTP]")
+    ] = None,
+    coap: Annotated[
+        str | None, typer.Option(help="CoAP address host:port [MEADOWLARK_COAP]")
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="State folder [MEADOWLARK_DATA_DIR]")
+    ] = None,
     database_url: Annotated[str | None, typer.Option(help="[MEADOWLARK_DATABASE_URL]")] = None,
-    token_lifetime: Annotated[int | None, typer.Option(help="Seconds [MEADOWLARK_TOKEN_LIFETIME]")] = None,
+    token_lifetime: Annotated[
+        int | None, typer.Option(help="Seconds [MEADOWLARK_TOKEN_LIFETIME]")
+    ] = None,
     admin_password: Annotated[str | None, typer.Option(help="[MEADOWLARK_ADMIN_PASSWORD]")] = None,
     signup: Annotated[bool | None, typer.Option(help="Self sign-up [MEADOWLARK_SIGNUP]")] = None,
 ) -> None:
@@ -93,9 +105,15 @@ def serve(
     from meadowlark.api.app import create_app
     from meadowlark.coap.server import CoapServer
 
-    settings = _settings(http=http, coap=coap, data_dir=data_dir, database_url=database_url,
-                         token_lifetime=token_lifetime, admin_password=admin_password,
-                         signup=signup)
+    settings = _settings(
+        http=http,
+        coap=coap,
+        data_dir=data_dir,
+        database_url=database_url,
+        token_lifetime=token_lifetime,
+        admin_password=admin_password,
+        signup=signup,
+    )
     configure_logging(settings.log_level, json=settings.log_json)
 
     async def main() -> None:
@@ -113,17 +131,26 @@ def serve(
         )
         lwm2m = settings.lwm2m
         coap_server = CoapServer(
-            runtime.lwm2m, settings.coap.host, settings.coap.port,
-            max_payload=lwm2m.max_payload, block_size=lwm2m.block_size,
+            runtime.lwm2m,
+            settings.coap.host,
+            settings.coap.port,
+            max_payload=lwm2m.max_payload,
+            block_size=lwm2m.block_size,
         )
         await runtime.start_lwm2m()
         runtime.lwm2m.attach(await coap_server.start())
         typer.echo(f"LwM2M (CoAP) on udp://{settings.coap}", err=True)
-        server = uvicorn.Server(uvicorn.Config(
-            create_app(runtime, manage_runtime=False), host=settings.http.host,
-            port=settings.http.port, log_level="warning", access_log=False,
-            server_header=False, proxy_headers=False,
-        ))
+        server = uvicorn.Server(
+            uvicorn.Config(
+                create_app(runtime, manage_runtime=False),
+                host=settings.http.host,
+                port=settings.http.port,
+                log_level="warning",
+                access_log=False,
+                server_header=False,
+                proxy_headers=False,
+            )
+        )
         try:
             await server.serve()
         finally:
@@ -155,7 +182,9 @@ def user_create(
     password: Annotated[str | None, typer.Option(help="Prompted for if not given")] = None,
     domain: str = "/root/",
     email: str = "",
-    account_type: Annotated[str, typer.Option("--type", help="developer|business|admin")] = "developer",
+    account_type: Annotated[
+        str, typer.Option("--type", help="developer|business|admin")
+    ] = "developer",
     role: Annotated[list[str] | None, typer.Option(help="Role name (repeatable)")] = None,
 ) -> None:
     """Create a user."""
@@ -163,10 +192,20 @@ def user_create(
 
     async def create(runtime: Runtime) -> None:
         async with runtime.db.session() as session:
-            user = await runtime.users.create(session, SYSTEM, NewUser(
-                login=login, password=secret, domain=domain, email=email,
-                account_type=account_type, email_verified=True, tos_accepted=True,
-                roles=tuple(role or ())))
+            user = await runtime.users.create(
+                session,
+                SYSTEM,
+                NewUser(
+                    login=login,
+                    password=secret,
+                    domain=domain,
+                    email=email,
+                    account_type=account_type,
+                    email_verified=True,
+                    tos_accepted=True,
+                    roles=tuple(role or ()),
+                ),
+            )
             await session.commit()
         typer.echo(f"created {user.login} ({user.account_type}) in {user.domain_id}")
 
@@ -182,8 +221,10 @@ def user_list() -> None:
             users = (await session.scalars(select(User).order_by(User.login))).all()
         for user in users:
             state = "active" if user.active else "disabled"
-            typer.echo(f"{user.login:30} {user.account_type:10} {state:9} {user.domain_id} "
-                       f"{','.join(user.roles)}")
+            typer.echo(
+                f"{user.login:30} {user.account_type:10} {state:9} {user.domain_id} "
+                f"{','.join(user.roles)}"
+            )
 
     _run(show)
 
@@ -196,7 +237,8 @@ def user_disable(login: str) -> None:
 
 @user_app.command("set-password")
 def user_set_password(
-    login: str, password: Annotated[str | None, typer.Option(help="Prompted for if not given")] = None
+    login: str,
+    password: Annotated[str | None, typer.Option(help="Prompted for if not given")] = None,
 ) -> None:
     """Set a user's password; its tokens are revoked."""
     secret = password or typer.prompt("New password", hide_input=True, confirmation_prompt=True)
@@ -216,7 +258,9 @@ def _change_user(login: str, changes: UserChanges, message: str) -> None:
 @app.command()
 def token(
     login: str,
-    api_token: Annotated[str | None, typer.Option(help="Create a named long-lived API token instead")] = None,
+    api_token: Annotated[
+        str | None, typer.Option(help="Create a named long-lived API token instead")
+    ] = None,
     days: Annotated[int, typer.Option(help="Lifetime of an API token in days")] = 90,
 ) -> None:
     """Print an access token for a user (for scripts); no password needed on this host."""
@@ -230,11 +274,16 @@ def token(
             if api_token:
                 principal = await runtime.identity.principal_for(user, via="cli")
                 value, _ = await runtime.identity.create_api_token(
-                    principal, name=api_token, expires_in_days=days, permissions=None,
-                    client_ip="cli")
+                    principal,
+                    name=api_token,
+                    expires_in_days=days,
+                    permissions=None,
+                    client_ip="cli",
+                )
                 return value
             issued = await runtime.identity.open_session(
-                session, user, grant="cli", client_ip="cli", refresh=False)
+                session, user, grant="cli", client_ip="cli", refresh=False
+            )
             return issued.access_token
 
     typer.echo(_run(issue))
@@ -252,10 +301,14 @@ def doctor() -> None:
     typer.echo(f"CoAP            {settings.coap}")
     typer.echo(f"token lifetime  {settings.token_lifetime} s")
     typer.echo(f"sign-up         {'on' if settings.signup else 'off'}")
-    typer.echo(f"secret key      {'configured' if settings.secret_key else 'generated in data dir'}")
+    typer.echo(
+        f"secret key      {'configured' if settings.secret_key else 'generated in data dir'}"
+    )
     typer.echo(f"token exchange  {settings.token_exchange.issuer or 'off'}")
-    for label, module in (("PostgreSQL driver (psycopg)", "psycopg"),
-                          ("DTLS (DTLSSocket)", "DTLSSocket")):
+    for label, module in (
+        ("PostgreSQL driver (psycopg)", "psycopg"),
+        ("DTLS (DTLSSocket)", "DTLSSocket"),
+    ):
         present = importlib.util.find_spec(module) is not None
         typer.echo(f"{label:28} {'available' if present else 'not installed'}")
 
@@ -273,8 +326,10 @@ def doctor() -> None:
     database_state = asyncio.run(check_db())
     problems += database_state != ok
     typer.echo(f"database        {database_state}")
-    for label, address, kind in (("REST port", settings.http, socket.SOCK_STREAM),
-                                 ("CoAP port", settings.coap, socket.SOCK_DGRAM)):
+    for label, address, kind in (
+        ("REST port", settings.http, socket.SOCK_STREAM),
+        ("CoAP port", settings.coap, socket.SOCK_DGRAM),
+    ):
         state = _bindable(address.host, address.port, kind)
         problems += state != ok
         typer.echo(f"{label:15} {state}")

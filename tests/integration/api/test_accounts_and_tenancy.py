@@ -12,8 +12,10 @@ PASSWORD = "User-Test-Pa55word!"
 
 
 def _signup(http, login, email=None, password=PASSWORD):
-    return http.post("/api/auth/signup", json={
-        "login": login, "email": email or f"{login}@example.com", "password": password})
+    return http.post(
+        "/api/auth/signup",
+        json={"login": login, "email": email or f"{login}@example.com", "password": password},
+    )
 
 
 # -- sign-up and the Developer permission set ----------------------------------------------
@@ -70,8 +72,18 @@ def test_signup_refuses_duplicates_and_bad_input(server, error_body):
         error_body(_signup(http, f"x{login}", email="not-an-email"), 400)
         error_body(_signup(http, f"y{login}", password="short"), 400)
         error_body(http.post("/api/auth/signup", json={"login": "z", "email": "z@x.io"}), 400)
-        error_body(http.post("/api/auth/signup", json={
-            "login": "z", "email": "z@x.io", "password": PASSWORD, "accountType": "admin"}), 400)
+        error_body(
+            http.post(
+                "/api/auth/signup",
+                json={
+                    "login": "z",
+                    "email": "z@x.io",
+                    "password": PASSWORD,
+                    "accountType": "admin",
+                },
+            ),
+            400,
+        )
 
 
 def test_signups_with_colliding_slugs_get_distinct_domains(server):
@@ -107,14 +119,28 @@ def tenants(server, given_domain, given_user, token_for):
     a = given_domain(f"/root/t{tag}_a/")
     b = given_domain(f"/root/t{tag}xa/")  # "_" is a LIKE wildcard: must not match
     a_child = given_domain(f"/root/t{tag}_a/east/")
-    search = ["GET users/search/usernames", "PATCH users/{id}", "DELETE users/{id}", "POST users",
-              "PUT domains/{id}", "DELETE domains/{id}", "POST domains"]
+    search = [
+        "GET users/search/usernames",
+        "PATCH users/{id}",
+        "DELETE users/{id}",
+        "POST users",
+        "PUT domains/{id}",
+        "DELETE domains/{id}",
+        "POST domains",
+    ]
     user_a = given_user(f"ua{tag}", domain=a, permissions=search, email=f"ua{tag}@example.com")
     user_a_child = given_user(f"uac{tag}", domain=a_child)
     user_b = given_user(f"ub{tag}", domain=b, email=f"ub{tag}@example.com")
-    return {"a": a, "b": b, "a_child": a_child, "user_a": user_a, "user_b": user_b,
-            "user_a_child": user_a_child, "token_a": token_for(user_a),
-            "token_b": token_for(user_b)}
+    return {
+        "a": a,
+        "b": b,
+        "a_child": a_child,
+        "user_a": user_a,
+        "user_b": user_b,
+        "user_a_child": user_a_child,
+        "token_a": token_for(user_a),
+        "token_b": token_for(user_b),
+    }
 
 
 def test_users_see_only_their_subtree_of_domains(server, tenants, error_body):
@@ -123,11 +149,12 @@ def test_users_see_only_their_subtree_of_domains(server, tenants, error_body):
         assert http.get(f"/api/coiotedm/v3/domains{tenants['a_child']}").status_code == 200
         error_body(http.get(f"/api/coiotedm/v3/domains{tenants['b']}"), 404)
         error_body(http.get("/api/coiotedm/v3/domains/root/"), 404)
-        error_body(http.put(f"/api/coiotedm/v3/domains{tenants['b']}",
-                            json={"newDescription": "mine"}), 404)
+        error_body(
+            http.put(f"/api/coiotedm/v3/domains{tenants['b']}", json={"newDescription": "mine"}),
+            404,
+        )
         error_body(http.delete(f"/api/coiotedm/v3/domains{tenants['b']}"), 404)
-        error_body(http.post("/api/coiotedm/v3/domains",
-                             json={"id": tenants["b"] + "sub/"}), 403)
+        error_body(http.post("/api/coiotedm/v3/domains", json={"id": tenants["b"] + "sub/"}), 403)
         error_body(http.post("/api/coiotedm/v3/domains", json={"id": "/root/escape/"}), 403)
         error_body(http.delete(f"/api/coiotedm/v3/domains{tenants['a']}"), 403)  # own domain
     with server.client(tenants["token_b"]) as http:
@@ -140,14 +167,29 @@ def test_users_of_other_domains_are_invisible(server, tenants, error_body):
         assert http.get(f"/api/coiotedm/v3/users/{tenants['user_a_child']}").status_code == 200
         error_body(http.get(f"/api/coiotedm/v3/users/{tenants['user_b']}"), 404)
         error_body(http.get("/api/coiotedm/v3/users/admin"), 404)
-        error_body(http.patch(f"/api/coiotedm/v3/users/{tenants['user_b']}",
-                              json={"userEnabled": False}), 404)
+        error_body(
+            http.patch(f"/api/coiotedm/v3/users/{tenants['user_b']}", json={"userEnabled": False}),
+            404,
+        )
         error_body(http.delete(f"/api/coiotedm/v3/users/{tenants['user_b']}"), 404)
-        error_body(http.post("/api/coiotedm/v3/users", json={
-            "login": f"x{tenants['user_a']}", "password": PASSWORD, "domain": tenants["b"],
-            "roles": ["Developer"]}), 404)
-        error_body(http.patch(f"/api/coiotedm/v3/users/{tenants['user_a_child']}",
-                              json={"domain": tenants["b"]}), 404)
+        error_body(
+            http.post(
+                "/api/coiotedm/v3/users",
+                json={
+                    "login": f"x{tenants['user_a']}",
+                    "password": PASSWORD,
+                    "domain": tenants["b"],
+                    "roles": ["Developer"],
+                },
+            ),
+            404,
+        )
+        error_body(
+            http.patch(
+                f"/api/coiotedm/v3/users/{tenants['user_a_child']}", json={"domain": tenants["b"]}
+            ),
+            404,
+        )
     with server.client(tenants["token_b"]) as http:
         error_body(http.get(f"/api/coiotedm/v3/users/{tenants['user_a']}"), 404)
 
@@ -160,14 +202,17 @@ def test_username_search_is_scoped_to_the_subtree(server, tenants):
         assert search(domain=tenants["b"]).json() == []
         assert search(username=tenants["user_b"]).json() == []
         assert search(email=f"{tenants['user_b']}@example.com").json() == []
-        assert search(email=f"{tenants['user_a'].upper()}@EXAMPLE.COM").json() == [tenants["user_a"]]
+        assert search(email=f"{tenants['user_a'].upper()}@EXAMPLE.COM").json() == [
+            tenants["user_a"]
+        ]
         assert search(domain=tenants["a_child"]).json() == [tenants["user_a_child"]]
         assert search(username="%").json() == []  # LIKE wildcards are literal
         assert search(username="_").json() == []
         assert search(domain="../etc").status_code == 400
     with server.admin() as http:
-        found = http.get("/api/coiotedm/v3/users/search/usernames",
-                         params={"username": tenants["user_b"][:8]}).json()
+        found = http.get(
+            "/api/coiotedm/v3/users/search/usernames", params={"username": tenants["user_b"][:8]}
+        ).json()
         assert tenants["user_b"] in found
 
 
@@ -176,10 +221,14 @@ def test_domain_admin_manages_its_own_subtree(server, tenants, error_body):
         sub = tenants["a"] + f"s{secrets.token_hex(2)}/"
         assert http.post("/api/coiotedm/v3/domains", json={"id": sub}).status_code == 201
         error_body(http.post("/api/coiotedm/v3/domains", json={"id": sub}), 409)
-        assert http.put(f"/api/coiotedm/v3/domains{sub}",
-                        json={"newDescription": "hello"}).status_code == 204
+        assert (
+            http.put(f"/api/coiotedm/v3/domains{sub}", json={"newDescription": "hello"}).status_code
+            == 204
+        )
         assert http.get(f"/api/coiotedm/v3/domains{sub}").json() == {
-            "id": sub, "description": "hello"}
+            "id": sub,
+            "description": "hello",
+        }
         error_body(http.delete(f"/api/coiotedm/v3/domains{tenants['a_child']}"), 409)  # has a user
         assert http.delete(f"/api/coiotedm/v3/domains{sub}").status_code == 204
         error_body(http.get(f"/api/coiotedm/v3/domains{sub}"), 404)
@@ -188,37 +237,61 @@ def test_domain_admin_manages_its_own_subtree(server, tenants, error_body):
 # -- grants ----------------------------------------------------------------------------------
 
 
-def test_nobody_grants_what_they_do_not_hold(server, given_domain, given_user, given_role,
-                                              token_for, error_body):
+def test_nobody_grants_what_they_do_not_hold(
+    server, given_domain, given_user, given_role, token_for, error_body
+):
     domain = given_domain()
-    manager_role = given_role(["POST users", "GET users/{id}", "PATCH users/{id}",
-                               "DELETE users/{id}", "GET domains"])
+    manager_role = given_role(
+        ["POST users", "GET users/{id}", "PATCH users/{id}", "DELETE users/{id}", "GET domains"]
+    )
     manager = given_user(domain=domain, roles=[manager_role])
     peer = given_user(domain=domain, roles=["Monitor"])
     with server.client(token_for(manager)) as http:
         new = {"login": f"n{secrets.token_hex(3)}", "password": PASSWORD, "domain": domain}
         error_body(http.post("/api/coiotedm/v3/users", json={**new, "roles": ["Admin"]}), 403)
-        error_body(http.post("/api/coiotedm/v3/users",
-                             json={**new, "permissions": ["DELETE devices/{id}"]}), 403)
-        error_body(http.post("/api/coiotedm/v3/users", json={**new, "accountType": "admin",
-                                                             "roles": [manager_role]}), 403)
+        error_body(
+            http.post(
+                "/api/coiotedm/v3/users", json={**new, "permissions": ["DELETE devices/{id}"]}
+            ),
+            403,
+        )
+        error_body(
+            http.post(
+                "/api/coiotedm/v3/users",
+                json={**new, "accountType": "admin", "roles": [manager_role]},
+            ),
+            403,
+        )
         # The account type's default role is a grant too: a Developer holds 47 permissions.
         error_body(http.post("/api/coiotedm/v3/users", json=new), 403)
-        error_body(http.post("/api/coiotedm/v3/users", json={**new, "roles": ["no-such-role"]}),
-                   400)
-        error_body(http.post("/api/coiotedm/v3/users",
-                             json={**new, "roles": [manager_role],
-                                   "permissions": ["GET no-such"]}), 400)
-        assert http.post("/api/coiotedm/v3/users",
-                         json={**new, "roles": [manager_role]}).status_code == 201
-        error_body(http.patch(f"/api/coiotedm/v3/users/{new['login']}",
-                              json={"roles": ["Admin"]}), 403)
+        error_body(
+            http.post("/api/coiotedm/v3/users", json={**new, "roles": ["no-such-role"]}), 400
+        )
+        error_body(
+            http.post(
+                "/api/coiotedm/v3/users",
+                json={**new, "roles": [manager_role], "permissions": ["GET no-such"]},
+            ),
+            400,
+        )
+        assert (
+            http.post("/api/coiotedm/v3/users", json={**new, "roles": [manager_role]}).status_code
+            == 201
+        )
+        error_body(
+            http.patch(f"/api/coiotedm/v3/users/{new['login']}", json={"roles": ["Admin"]}), 403
+        )
         # A more powerful peer (Monitor sees more than the manager) cannot be taken over.
-        error_body(http.patch(f"/api/coiotedm/v3/users/{peer}",
-                              json={"password": "Taken-Over-Pa55"}), 403)
+        error_body(
+            http.patch(f"/api/coiotedm/v3/users/{peer}", json={"password": "Taken-Over-Pa55"}), 403
+        )
         error_body(http.delete(f"/api/coiotedm/v3/users/{peer}"), 403)
-        assert http.patch(f"/api/coiotedm/v3/users/{new['login']}",
-                          json={"userEnabled": False}).status_code == 204
+        assert (
+            http.patch(
+                f"/api/coiotedm/v3/users/{new['login']}", json={"userEnabled": False}
+            ).status_code
+            == 204
+        )
 
 
 def test_extra_permissions_per_user_and_permission_changes_apply_at_once(
@@ -229,13 +302,21 @@ def test_extra_permissions_per_user_and_permission_changes_apply_at_once(
     with server.client(token) as http:
         assert http.post("/api/coiotedm/v3/domains", json={"id": "/root/pc1/"}).status_code == 403
     with server.admin() as http:
-        assert http.patch(f"/api/coiotedm/v3/users/{login}",
-                          json={"permissions": ["POST domains"]}).status_code == 204
+        assert (
+            http.patch(
+                f"/api/coiotedm/v3/users/{login}", json={"permissions": ["POST domains"]}
+            ).status_code
+            == 204
+        )
         user = http.get(f"/api/coiotedm/v3/users/{login}").json()
         assert user["permissions"] == ["POST domains"] and user["roles"] == ["Monitor"]
     with server.client(token) as http:
-        assert http.post("/api/coiotedm/v3/domains",
-                         json={"id": f"/root/pc{secrets.token_hex(3)}/"}).status_code == 201
+        assert (
+            http.post(
+                "/api/coiotedm/v3/domains", json={"id": f"/root/pc{secrets.token_hex(3)}/"}
+            ).status_code
+            == 201
+        )
 
 
 def test_get_user_never_returns_a_password_or_hash(server, given_user):
@@ -255,8 +336,7 @@ def test_get_user_never_returns_a_password_or_hash(server, given_user):
 # -- the Monitor profile ------------------------------------------------------------------
 
 
-def test_monitor_reads_but_changes_nothing(server, given_user, given_domain, token_for,
-                                           error_body):
+def test_monitor_reads_but_changes_nothing(server, given_user, given_domain, token_for, error_body):
     domain = given_domain()
     monitor = given_user(domain=domain, roles=["Monitor"])
     victim = given_user(domain=domain)
@@ -266,8 +346,11 @@ def test_monitor_reads_but_changes_nothing(server, given_user, given_domain, tok
         assert http.get(f"/api/coiotedm/v3/domains{domain}").status_code == 200
         assert http.get("/api/coiotedm/v3/users/search/usernames").status_code == 200
         writes = [
-            ("POST", "/api/coiotedm/v3/users", {"login": "m1", "password": PASSWORD,
-                                                "domain": domain}),
+            (
+                "POST",
+                "/api/coiotedm/v3/users",
+                {"login": "m1", "password": PASSWORD, "domain": domain},
+            ),
             ("PATCH", f"/api/coiotedm/v3/users/{victim}", {"userEnabled": False}),
             ("DELETE", f"/api/coiotedm/v3/users/{victim}", None),
             ("POST", "/api/coiotedm/v3/domains", {"id": domain + "x/"}),
@@ -276,8 +359,11 @@ def test_monitor_reads_but_changes_nothing(server, given_user, given_domain, tok
             ("POST", "/api/admin/roles", {"name": "m", "permissions": []}),
             ("PUT", "/api/admin/roles/UserProfileId_monitor", {"permissions": []}),
             ("DELETE", "/api/admin/roles/UserProfileId_monitor", None),
-            ("POST", "/api/admin/service-accounts", {"clientId": "m", "realm": "r",
-                                                     "login": victim}),
+            (
+                "POST",
+                "/api/admin/service-accounts",
+                {"clientId": "m", "realm": "r", "login": victim},
+            ),
             ("DELETE", "/api/admin/service-accounts/m", None),
             ("POST", "/api/auth/tokens", {"name": "m"}),
         ]
@@ -290,22 +376,37 @@ def test_monitor_reads_but_changes_nothing(server, given_user, given_domain, tok
 def test_builtin_and_custom_roles(server, error_body):
     with server.admin() as http:
         roles = {r["name"]: r for r in http.get("/api/admin/roles").json()}
-        assert {"Admin", "Developer", "Business", "Standard", "Group", "Monitor",
-                "API user"} <= set(roles)
+        assert {
+            "Admin",
+            "Developer",
+            "Business",
+            "Standard",
+            "Group",
+            "Monitor",
+            "API user",
+        } <= set(roles)
         assert roles["Group"]["thingsGroupScoped"] is True
         assert roles["Monitor"]["profile"] == catalog.collapse_to_profile(
-            roles["Monitor"]["permissions"])
-        custom = http.post("/api/admin/roles", json={
-            "name": f"custom-{secrets.token_hex(3)}", "profile": {"Users": ["view"]},
-            "permissions": ["GET domains"]})
+            roles["Monitor"]["permissions"]
+        )
+        custom = http.post(
+            "/api/admin/roles",
+            json={
+                "name": f"custom-{secrets.token_hex(3)}",
+                "profile": {"Users": ["view"]},
+                "permissions": ["GET domains"],
+            },
+        )
         assert custom.status_code == 201, custom.text
         role = custom.json()
         assert set(role["permissions"]) == catalog.expand_profile({"Users": ["view"]}) | {
-            "GET domains"}
+            "GET domains"
+        }
         assert role["profile"]["Users"] == ["view"]
         error_body(http.post("/api/admin/roles", json={"name": role["name"]}), 409)
-        error_body(http.post("/api/admin/roles", json={"name": "x", "profile": {"Nope": ["view"]}}),
-                   400)
+        error_body(
+            http.post("/api/admin/roles", json={"name": "x", "profile": {"Nope": ["view"]}}), 400
+        )
         error_body(http.put("/api/admin/roles/UserProfileId_admin", json={"permissions": []}), 403)
         error_body(http.delete("/api/admin/roles/UserProfileId_developer"), 403)
         updated = http.put(f"/api/admin/roles/{role['id']}", json={"permissions": ["GET devices"]})

@@ -16,11 +16,14 @@ from coiote.v3.model.users import User, UserCreateRequest, UserPatchRequest
 def service_account(server, given_user):
     login = given_user(f"svc-owner-{secrets.token_hex(3)}", account_type="admin")
     with server.admin() as http:
-        created = http.post("/api/admin/service-accounts", json={
-            "clientId": "python-coiote", "realm": "coiote", "login": login})
+        created = http.post(
+            "/api/admin/service-accounts",
+            json={"clientId": "python-coiote", "realm": "coiote", "login": login},
+        )
     assert created.status_code == 201, created.text
-    return ServiceAccount(realm="coiote", client_id="python-coiote",
-                          client_secret=created.json()["clientSecret"])
+    return ServiceAccount(
+        realm="coiote", client_id="python-coiote", client_secret=created.json()["clientSecret"]
+    )
 
 
 @pytest.fixture(scope="module", params=["credentials", "service_account", "raw_token"])
@@ -39,13 +42,26 @@ def client(request, server):
 def test_users_module(client):
     tag = secrets.token_hex(3)
     login = f"pc-{tag}@example.com"
-    response = client.users.create_one(UserCreateRequest(
-        login=login, email=login, password="Client-Pa55word", domain="/root/",
-        emailVerified=True, tosAccepted=True, roles=["Monitor"]))
+    response = client.users.create_one(
+        UserCreateRequest(
+            login=login,
+            email=login,
+            password="Client-Pa55word",
+            domain="/root/",
+            emailVerified=True,
+            tosAccepted=True,
+            roles=["Monitor"],
+        )
+    )
     assert response.status_code == 201, response.text
     user = client.users.get_one(login)
     assert isinstance(user, User)
-    assert (user.login, user.domain, user.roles, user.active) == (login, "/root/", ["Monitor"], True)
+    assert (user.login, user.domain, user.roles, user.active) == (
+        login,
+        "/root/",
+        ["Monitor"],
+        True,
+    )
     assert user.password == ""
     assert login in client.users.find_many(username=f"pc-{tag}")
     assert client.users.find_many(email=login) == [login]
@@ -66,10 +82,15 @@ def test_domains_module(client):
     assert result.result == domain_id
     listed = client.domains.get_all()
     assert listed.status_code == 200 and domain_id in listed.json()
-    assert client.domains.get_one(domain_id) == Domain(id=domain_id,
-                                                        description="made by python-coiote")
-    assert client.domains.update_one(
-        domain_id, DomainUpdateRequest(newDescription="changed")).status_code == 204
+    assert client.domains.get_one(domain_id) == Domain(
+        id=domain_id, description="made by python-coiote"
+    )
+    assert (
+        client.domains.update_one(
+            domain_id, DomainUpdateRequest(newDescription="changed")
+        ).status_code
+        == 204
+    )
     assert client.domains.get_one(domain_id).description == "changed"
     assert client.domains.delete_one(domain_id).status_code == 204
     assert client.domains.get_one.__wrapped__(client.domains, domain_id).status_code == 404

@@ -54,16 +54,34 @@ def test_every_route_declares_one_permission_matching_method_and_path(routes):
 
 def test_every_platform_catalog_entry_has_its_route(routes):
     routed = {(m, catalog.normalize_path(r.path)) for r in routes for m in r.methods}
-    missing = [p.name for p in catalog.CATALOG.values()
-               if not p.path.startswith(catalog.COIOTE) and p.route_key not in routed]
+    missing = [
+        p.name
+        for p in catalog.CATALOG.values()
+        if not p.path.startswith(catalog.COIOTE) and p.route_key not in routed
+    ]
     assert not missing
 
 
 def test_users_and_domains_routes_are_all_implemented(routes):
-    coiote = {(m, catalog.normalize_path(r.path)) for r in routes for m in r.methods
-              if r.path.startswith("/api/coiotedm/v3/")}
-    expected = {catalog.CATALOG[name].route_key for name in (
-        "POST users", "GET users/{id}", "PATCH users/{id}", "DELETE users/{id}",
-        "GET users/search/usernames", "GET domains", "POST domains", "GET domains/{id}",
-        "PUT domains/{id}", "DELETE domains/{id}")}
+    coiote = {
+        (m, catalog.normalize_path(r.path))
+        for r in routes
+        for m in r.methods
+        if r.path.startswith("/api/coiotedm/v3/")
+    }
+    expected = {
+        catalog.CATALOG[name].route_key
+        for name in (
+            "POST users",
+            "GET users/{id}",
+            "PATCH users/{id}",
+            "DELETE users/{id}",
+            "GET users/search/usernames",
+            "GET domains",
+            "POST domains",
+            "GET domains/{id}",
+            "PUT domains/{id}",
+            "DELETE domains/{id}",
+        )
+    }
     assert expected <= coiote

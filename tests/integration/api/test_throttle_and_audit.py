@@ -10,9 +10,13 @@ def _login(http, username, password):
 
 
 def test_per_account_throttling(server_factory, given_on, error_body):
-    limited = server_factory(rate_limits={"login_failures_per_account": 3,
-                                          "login_attempts_per_ip": 1000,
-                                          "login_window_seconds": 300})
+    limited = server_factory(
+        rate_limits={
+            "login_failures_per_account": 3,
+            "login_attempts_per_ip": 1000,
+            "login_window_seconds": 300,
+        }
+    )
     given = given_on(limited)
     victim, bystander = given.user(), given.user()
     with limited.client() as http:
@@ -39,9 +43,13 @@ def test_per_account_throttling(server_factory, given_on, error_body):
 
 
 def test_successful_login_resets_the_account_counter(server_factory, given_on):
-    limited = server_factory(rate_limits={"login_failures_per_account": 3,
-                                          "login_attempts_per_ip": 1000,
-                                          "login_window_seconds": 300})
+    limited = server_factory(
+        rate_limits={
+            "login_failures_per_account": 3,
+            "login_attempts_per_ip": 1000,
+            "login_window_seconds": 300,
+        }
+    )
     login = given_on(limited).user()
     with limited.client() as http:
         for _ in range(2):
@@ -53,9 +61,13 @@ def test_successful_login_resets_the_account_counter(server_factory, given_on):
 
 
 def test_per_address_throttling(server_factory, error_body):
-    limited = server_factory(rate_limits={"login_failures_per_account": 1000,
-                                          "login_attempts_per_ip": 4,
-                                          "login_window_seconds": 300})
+    limited = server_factory(
+        rate_limits={
+            "login_failures_per_account": 1000,
+            "login_attempts_per_ip": 4,
+            "login_window_seconds": 300,
+        }
+    )
     with limited.client() as http:
         for i in range(4):
             error_body(_login(http, f"someone-{i}", "wrong-password"), 401)
@@ -63,8 +75,13 @@ def test_per_address_throttling(server_factory, error_body):
         error_body(throttled, 429)
         assert int(throttled.headers["retry-after"]) >= 1
         error_body(_login(http, "admin", limited.admin_password), 429)
-        error_body(http.post("/iam/realms/r/protocol/openid-connect/token", data={
-            "grant_type": "client_credentials", "client_id": "c", "client_secret": "s"}), 429)
+        error_body(
+            http.post(
+                "/iam/realms/r/protocol/openid-connect/token",
+                data={"grant_type": "client_credentials", "client_id": "c", "client_secret": "s"},
+            ),
+            429,
+        )
 
 
 # -- audit log -------------------------------------------------------------------------------
@@ -77,8 +94,9 @@ def _events(server, **query):
     return response.json()
 
 
-def test_audit_records_logins_tokens_and_permission_changes(server, given_user, token_for,
-                                                            error_body):
+def test_audit_records_logins_tokens_and_permission_changes(
+    server, given_user, token_for, error_body
+):
     login = given_user(roles=["Standard"])
     with server.client() as http:
         assert _login(http, login, "wrong-password").status_code == 401
@@ -88,10 +106,14 @@ def test_audit_records_logins_tokens_and_permission_changes(server, given_user, 
         api_token = http.post("/api/auth/tokens", json={"name": "audited"}).json()
         assert http.delete(f"/api/auth/tokens/{api_token['id']}").status_code == 204
     with server.admin() as http:
-        assert http.patch(f"/api/coiotedm/v3/users/{login}",
-                          json={"roles": ["Monitor"]}).status_code == 204
-        assert http.patch(f"/api/coiotedm/v3/users/{login}",
-                          json={"userEnabled": False}).status_code == 204
+        assert (
+            http.patch(f"/api/coiotedm/v3/users/{login}", json={"roles": ["Monitor"]}).status_code
+            == 204
+        )
+        assert (
+            http.patch(f"/api/coiotedm/v3/users/{login}", json={"userEnabled": False}).status_code
+            == 204
+        )
     with server.client(token) as http:
         http.post("/api/auth/logout")
 
@@ -101,12 +123,20 @@ def test_audit_records_logins_tokens_and_permission_changes(server, given_user, 
     assert any(e["actor"] == "nobody-at-all" for e in _events(server, event="login.failed"))
     issued = [e for e in _events(server, event="token.issued") if e["actor"] == login]
     assert issued and issued[0]["details"]["grant"] == "password"
-    assert [e["details"]["token_id"] for e in _events(server, event="api_token.created")
-            if e["actor"] == login] == [api_token["id"]]
-    assert [e["details"]["token_id"] for e in _events(server, event="api_token.revoked")
-            if e["actor"] == login] == [api_token["id"]]
+    assert [
+        e["details"]["token_id"]
+        for e in _events(server, event="api_token.created")
+        if e["actor"] == login
+    ] == [api_token["id"]]
+    assert [
+        e["details"]["token_id"]
+        for e in _events(server, event="api_token.revoked")
+        if e["actor"] == login
+    ] == [api_token["id"]]
     changed = [e for e in _events(server, event="permissions.changed") if e["subject"] == login]
-    assert changed and changed[0]["details"]["roles"] == ["Monitor"] and changed[0]["actor"] == "admin"
+    assert (
+        changed and changed[0]["details"]["roles"] == ["Monitor"] and changed[0]["actor"] == "admin"
+    )
     revoked = [e for e in _events(server, event="token.revoked") if e["subject"] == login]
     assert revoked and revoked[0]["details"]["reason"] == "user_disabled"
 
@@ -121,8 +151,10 @@ def test_audit_records_logins_tokens_and_permission_changes(server, given_user, 
     assert _events(server, actor=login)
     with server.admin() as http:
         error_body(http.get("/api/admin/audit", params={"since": "2024-01-01T00:00:00"}), 400)
-        assert http.get("/api/admin/audit",
-                        params={"since": "2024-01-01T00:00:00Z"}).status_code == 200
+        assert (
+            http.get("/api/admin/audit", params={"since": "2024-01-01T00:00:00Z"}).status_code
+            == 200
+        )
 
 
 def test_developers_cannot_read_the_audit_log(server, given_user, token_for, error_body):
@@ -130,8 +162,9 @@ def test_developers_cannot_read_the_audit_log(server, given_user, token_for, err
         error_body(http.get("/api/admin/audit"), 403)
 
 
-def test_domain_admins_see_only_their_subtree(server, given_domain, given_user, given_role,
-                                              token_for):
+def test_domain_admins_see_only_their_subtree(
+    server, given_domain, given_user, given_role, token_for
+):
     domain = given_domain()
     auditor = given_user(domain=domain, roles=[given_role(["admin:GET /api/admin/audit"])])
     with server.client(token_for(auditor)) as http:

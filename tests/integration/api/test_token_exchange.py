@@ -14,19 +14,31 @@ EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 
 @pytest.fixture(scope="module")
 def exchanging(server_factory):
-    return server_factory(token_exchange={"issuer": ISSUER, "shared_key": KEY,
-                                          "audience": "meadowlark"})
+    return server_factory(
+        token_exchange={"issuer": ISSUER, "shared_key": KEY, "audience": "meadowlark"}
+    )
 
 
 def _subject(login, *, key=KEY, issuer=ISSUER, exp_in=60, audience="meadowlark", **extra):
-    claims = {"iss": issuer, "preferred_username": login, "aud": audience,
-              "exp": int(time.time()) + exp_in, **extra}
+    claims = {
+        "iss": issuer,
+        "preferred_username": login,
+        "aud": audience,
+        "exp": int(time.time()) + exp_in,
+        **extra,
+    }
     return jwt.encode({k: v for k, v in claims.items() if v is not None}, key, algorithm="HS256")
 
 
 def _exchange(http, token, path="/api/auth/oauth_password"):
-    return http.post(path, data={"grant_type": EXCHANGE, "subject_token": token,
-                                 "subject_token_type": "urn:ietf:params:oauth:token-type:jwt"})
+    return http.post(
+        path,
+        data={
+            "grant_type": EXCHANGE,
+            "subject_token": token,
+            "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+        },
+    )
 
 
 def test_exchange_maps_the_subject_to_a_user(exchanging, given_on):
@@ -45,15 +57,24 @@ def test_exchange_maps_the_subject_to_a_user(exchanging, given_on):
 
 @pytest.mark.parametrize(
     "change",
-    [{"key": "another-key-" + "y" * 40}, {"issuer": "https://evil.example"}, {"exp_in": -120},
-     {"exp_in": None}, {"audience": "someone-else"}, {"login": "no-such-user"}],
+    [
+        {"key": "another-key-" + "y" * 40},
+        {"issuer": "https://evil.example"},
+        {"exp_in": -120},
+        {"exp_in": None},
+        {"audience": "someone-else"},
+        {"login": "no-such-user"},
+    ],
 )
 def test_bad_subject_tokens_are_401(exchanging, given_on, change, error_body):
     change = dict(change)  # parameters are shared between the backends
     login = change.pop("login", None) or given_on(exchanging).user()
     if change.get("exp_in", 0) is None:
-        token = jwt.encode({"iss": ISSUER, "preferred_username": login, "aud": "meadowlark"},
-                           KEY, algorithm="HS256")
+        token = jwt.encode(
+            {"iss": ISSUER, "preferred_username": login, "aud": "meadowlark"},
+            KEY,
+            algorithm="HS256",
+        )
     else:
         token = _subject(login, **change)
     with exchanging.client() as http:

@@ -10,9 +10,10 @@ PASSWORD = "User-Test-Pa55word!"
 
 
 def _oauth(http, login, **extra):
-    return http.post("/api/auth/oauth_password",
-                     data={"grant_type": "password", "username": login, "password": PASSWORD,
-                           **extra})
+    return http.post(
+        "/api/auth/oauth_password",
+        data={"grant_type": "password", "username": login, "password": PASSWORD, **extra},
+    )
 
 
 def _console(http, login, **extra):
@@ -53,9 +54,11 @@ def test_enrol_confirm_login_recover_disable(server, given_user, token_for, erro
         console = _console(http, login, TwoFactorCode=totp.now())
         assert console.status_code == 200, console.text
         assert console.json()["AccountSettings"]["TwoFactorAuthentication"] is True
-        with_header = http.post("/api/auth/oauth_password",
-                                data={"username": login, "password": PASSWORD},
-                                headers={"X-Meadowlark-OTP": totp.now()})
+        with_header = http.post(
+            "/api/auth/oauth_password",
+            data={"username": login, "password": PASSWORD},
+            headers={"X-Meadowlark-OTP": totp.now()},
+        )
         assert with_header.status_code == 201
 
         # A recovery code works exactly once, on either surface.
@@ -75,8 +78,7 @@ def test_enrol_confirm_login_recover_disable(server, given_user, token_for, erro
 
     with server.client(token) as http:
         error_body(http.request("DELETE", "/api/auth/2fa", json={"code": "000000"}), 403)
-        assert http.request("DELETE", "/api/auth/2fa",
-                            json={"code": totp.now()}).status_code == 204
+        assert http.request("DELETE", "/api/auth/2fa", json={"code": totp.now()}).status_code == 204
         error_body(http.request("DELETE", "/api/auth/2fa", json={"code": totp.now()}), 400)
     with server.client() as http:
         assert _oauth(http, login).status_code == 201

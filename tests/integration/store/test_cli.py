@@ -50,8 +50,9 @@ def _verify(cli_env, login, password):
     from meadowlark.store.db import Database
     from meadowlark.store.models import User
 
-    settings = Settings(data_dir=cli_env["MEADOWLARK_DATA_DIR"],
-                        database_url=cli_env.get("MEADOWLARK_DATABASE_URL"))
+    settings = Settings(
+        data_dir=cli_env["MEADOWLARK_DATA_DIR"], database_url=cli_env.get("MEADOWLARK_DATABASE_URL")
+    )
 
     async def main():
         db = Database(settings.resolved_database_url)
@@ -71,8 +72,18 @@ def test_db_upgrade_prints_the_generated_password_exactly_once(cli_env, generate
 
 
 def test_user_create_list_disable_set_password(cli_env, generated_password):
-    created = _run(cli_env, "user", "create", "carol", "--password", "Carol-Pa55word",
-                   "--email", "carol@example.com", "--role", "Monitor")
+    created = _run(
+        cli_env,
+        "user",
+        "create",
+        "carol",
+        "--password",
+        "Carol-Pa55word",
+        "--email",
+        "carol@example.com",
+        "--role",
+        "Monitor",
+    )
     assert created.exit_code == 0, created.output
     assert "created carol (developer) in /root/" in created.stdout
     duplicate = _run(cli_env, "user", "create", "carol", "--password", "Carol-Pa55word")
@@ -91,8 +102,11 @@ def test_user_create_list_disable_set_password(cli_env, generated_password):
 
     assert _run(cli_env, "user", "disable", "carol").exit_code == 0
     assert "carol" in _run(cli_env, "user", "list").stdout
-    assert "disabled" in next(line for line in _run(cli_env, "user", "list").stdout.splitlines()
-                              if line.startswith("carol"))
+    assert "disabled" in next(
+        line
+        for line in _run(cli_env, "user", "list").stdout.splitlines()
+        if line.startswith("carol")
+    )
     missing = _run(cli_env, "user", "disable", "nobody")
     assert missing.exit_code == 1 and "not found" in missing.stderr
 
@@ -102,8 +116,7 @@ def test_user_create_list_disable_set_password(cli_env, generated_password):
     assert not _verify(cli_env, "erin", "Erin-Pa55word")[1]
 
 
-def test_token_command_prints_working_tokens(cli_env, generated_password, settings_for,
-                                             serve):
+def test_token_command_prints_working_tokens(cli_env, generated_password, settings_for, serve):
     session = _run(cli_env, "token", "admin")
     assert session.exit_code == 0, session.output
     access_token = session.stdout.strip().splitlines()[-1]
@@ -114,22 +127,37 @@ def test_token_command_prints_working_tokens(cli_env, generated_password, settin
     unknown = _run(cli_env, "token", "nobody")
     assert unknown.exit_code == 1 and "no active user" in unknown.stderr
 
-    settings = settings_for(cli_env["MEADOWLARK_DATA_DIR"],
-                            database_url=cli_env.get("MEADOWLARK_DATABASE_URL"),
-                            secret_key=SECRET)
+    settings = settings_for(
+        cli_env["MEADOWLARK_DATA_DIR"],
+        database_url=cli_env.get("MEADOWLARK_DATABASE_URL"),
+        secret_key=SECRET,
+    )
     with serve(settings) as server, server.client() as http:
         for token, via in ((access_token, "bearer"), (api_token, "api_token")):
             me = http.get("/api/auth/me", headers={"Authorization": f"Bearer {token}"})
             assert me.status_code == 200, me.text
             assert (me.json()["login"], me.json()["via"]) == ("admin", via)
         # The password printed by "db upgrade" is the administrator's.
-        assert http.post("/api/auth/oauth_password", data={
-            "username": "admin", "password": generated_password}).status_code == 201
+        assert (
+            http.post(
+                "/api/auth/oauth_password",
+                data={"username": "admin", "password": generated_password},
+            ).status_code
+            == 201
+        )
         # Users disabled on the command line cannot log in; set-password took effect.
-        assert http.post("/api/auth/oauth_password", data={
-            "username": "carol", "password": "Carol-Pa55word"}).status_code == 401
-        assert http.post("/api/auth/oauth_password", data={
-            "username": "erin", "password": "Erin-New-Pa55"}).status_code == 201
+        assert (
+            http.post(
+                "/api/auth/oauth_password", data={"username": "carol", "password": "Carol-Pa55word"}
+            ).status_code
+            == 401
+        )
+        assert (
+            http.post(
+                "/api/auth/oauth_password", data={"username": "erin", "password": "Erin-New-Pa55"}
+            ).status_code
+            == 201
+        )
 
 
 def test_version_and_doctor(cli_env):
@@ -137,8 +165,9 @@ def test_version_and_doctor(cli_env):
 
     version = _run(cli_env, "version")
     assert version.exit_code == 0 and version.stdout.strip() == __version__
-    doctor = _run({**cli_env, "MEADOWLARK_HTTP": "127.0.0.1:0", "MEADOWLARK_COAP": "127.0.0.1:0"},
-                  "doctor")
+    doctor = _run(
+        {**cli_env, "MEADOWLARK_HTTP": "127.0.0.1:0", "MEADOWLARK_COAP": "127.0.0.1:0"}, "doctor"
+    )
     assert "database        ok" in doctor.stdout, doctor.output
     assert doctor.exit_code == 0, doctor.output
 

@@ -13,16 +13,25 @@ from meadowlark.store.db import Database
 from meadowlark.store.migrate import alembic_config, upgrade_to_head
 from meadowlark.store.models import Base
 
-TABLES = {"domains", "roles", "users", "recovery_codes", "auth_sessions", "refresh_tokens",
-          "api_tokens", "service_accounts", "audit_log", "alembic_version"}
+TABLES = {
+    "domains",
+    "roles",
+    "users",
+    "recovery_codes",
+    "auth_sessions",
+    "refresh_tokens",
+    "api_tokens",
+    "service_accounts",
+    "audit_log",
+    "alembic_version",
+}
 
 
 def _url(database_url, tmp_path):
     return database_url or f"sqlite+aiosqlite:///{tmp_path / 'fresh.db'}"
 
 
-def test_upgrade_on_an_empty_database_is_idempotent_and_matches_the_models(database_url,
-                                                                          tmp_path):
+def test_upgrade_on_an_empty_database_is_idempotent_and_matches_the_models(database_url, tmp_path):
     async def main():
         db = Database(_url(database_url, tmp_path))
         try:
@@ -30,10 +39,14 @@ def test_upgrade_on_an_empty_database_is_idempotent_and_matches_the_models(datab
             await upgrade_to_head(db.engine)  # a second run changes nothing
             async with db.engine.connect() as connection:
                 tables = await connection.run_sync(lambda c: set(inspect(c).get_table_names()))
-                version = (await connection.execute(
-                    text("SELECT version_num FROM alembic_version"))).scalars().all()
+                version = (
+                    (await connection.execute(text("SELECT version_num FROM alembic_version")))
+                    .scalars()
+                    .all()
+                )
                 diff = await connection.run_sync(
-                    lambda c: compare_metadata(MigrationContext.configure(c), Base.metadata))
+                    lambda c: compare_metadata(MigrationContext.configure(c), Base.metadata)
+                )
             return tables, version, diff
         finally:
             await db.dispose()
@@ -50,8 +63,9 @@ def test_prepare_store_bootstraps_once(database_url, tmp_path, settings_for):
     from meadowlark.store.models import Domain, Role, User
 
     async def main():
-        settings = settings_for(tmp_path / "d", database_url=_url(database_url, tmp_path),
-                                admin_password=None)
+        settings = settings_for(
+            tmp_path / "d", database_url=_url(database_url, tmp_path), admin_password=None
+        )
         runtime = Runtime.from_settings(settings)
         try:
             generated = await runtime.prepare_store()
@@ -69,7 +83,16 @@ def test_prepare_store_bootstraps_once(database_url, tmp_path, settings_for):
     generated, again, users, roles, root = asyncio.run(main())
     assert generated and len(generated) >= 20 and again is None
     assert [(u.login, u.account_type, u.roles) for u in users] == [("admin", "admin", ["Admin"])]
-    assert users[0].password_hash.startswith("$argon2id$") and generated not in users[0].password_hash
-    assert {r.name for r in roles} == {"Admin", "Developer", "Business", "Standard", "Group",
-                                       "Monitor", "API user"}
+    assert (
+        users[0].password_hash.startswith("$argon2id$") and generated not in users[0].password_hash
+    )
+    assert {r.name for r in roles} == {
+        "Admin",
+        "Developer",
+        "Business",
+        "Standard",
+        "Group",
+        "Monitor",
+        "API user",
+    }
     assert root is not None

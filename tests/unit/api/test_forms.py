@@ -28,8 +28,7 @@ def _request(body: bytes, content_type: str | None) -> Request:
         sent = True
         return {"type": "http.request", "body": body, "more_body": False}
 
-    scope = {"type": "http", "method": "POST", "path": "/", "headers": headers,
-             "query_string": b""}
+    scope = {"type": "http", "method": "POST", "path": "/", "headers": headers, "query_string": b""}
     return Request(scope, receive)
 
 
@@ -38,12 +37,13 @@ def read(body: bytes, content_type: str | None) -> dict[str, str]:
 
 
 def test_form_json_and_bare_json():
-    assert read(b"grant_type=password&username=a%40b&password=p+q",
-                "application/x-www-form-urlencoded") == {
-        "grant_type": "password", "username": "a@b", "password": "p q"}
-    assert read(b'{"UserName": "u", "Password": "p", "n": 1, "b": true, "z": null}',
-                "application/json; charset=utf-8") == {
-        "UserName": "u", "Password": "p", "n": "1", "b": "true"}
+    assert read(
+        b"grant_type=password&username=a%40b&password=p+q", "application/x-www-form-urlencoded"
+    ) == {"grant_type": "password", "username": "a@b", "password": "p q"}
+    assert read(
+        b'{"UserName": "u", "Password": "p", "n": 1, "b": true, "z": null}',
+        "application/json; charset=utf-8",
+    ) == {"UserName": "u", "Password": "p", "n": "1", "b": "true"}
     assert read(b' {"a": "b"}', None) == {"a": "b"}
     assert read(b"", "application/json") == {}
     assert read(b"", None) == {}
@@ -52,11 +52,19 @@ def test_form_json_and_bare_json():
 
 @pytest.mark.parametrize(
     ("body", "content_type"),
-    [(b"{", "application/json"), (b"[1, 2]", "application/json"), (b'"x"', "application/json"),
-     (b'{"a": {"b": 1}}', "application/json"), (b'{"a": [1]}', "application/json"),
-     (b"\xff\xfe", "application/json"), (b"\xff=1", "application/x-www-form-urlencoded"),
-     (b"novalue", "application/x-www-form-urlencoded"), (b"[" * 100_000, "application/json"),
-     (b'{"a":' * 50_000, "application/json"), (b"{" + b'"a":' * 3, None)],
+    [
+        (b"{", "application/json"),
+        (b"[1, 2]", "application/json"),
+        (b'"x"', "application/json"),
+        (b'{"a": {"b": 1}}', "application/json"),
+        (b'{"a": [1]}', "application/json"),
+        (b"\xff\xfe", "application/json"),
+        (b"\xff=1", "application/x-www-form-urlencoded"),
+        (b"novalue", "application/x-www-form-urlencoded"),
+        (b"[" * 100_000, "application/json"),
+        (b'{"a":' * 50_000, "application/json"),
+        (b"{" + b'"a":' * 3, None),
+    ],
 )
 def test_malformed_bodies_are_invalid_input(body, content_type):
     with pytest.raises(InvalidInput):
@@ -69,10 +77,17 @@ def test_required_takes_the_first_present_alias():
         required({"UserName": ""}, "UserName", "userName")
 
 
-CONTENT_TYPES = st.sampled_from([
-    None, "application/json", "application/x-www-form-urlencoded", "text/plain",
-    "application/json; charset=latin-1", "APPLICATION/JSON", "",
-])
+CONTENT_TYPES = st.sampled_from(
+    [
+        None,
+        "application/json",
+        "application/x-www-form-urlencoded",
+        "text/plain",
+        "application/json; charset=latin-1",
+        "APPLICATION/JSON",
+        "",
+    ]
+)
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
@@ -101,7 +116,8 @@ def test_any_json_document_is_fields_or_invalid_input(value):
         fields = read(body, "application/json")
     except InvalidInput:
         assert not isinstance(value, dict) or any(
-            isinstance(v, list | dict) for v in value.values())
+            isinstance(v, list | dict) for v in value.values()
+        )
         return
     assert isinstance(value, dict)
     assert set(fields) == {k for k, v in value.items() if v is not None}

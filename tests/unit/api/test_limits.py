@@ -21,8 +21,10 @@ async def _echo_app(scope, receive, send):
 
 def _call(headers, chunks, max_bytes=1024):
     sent = []
-    queue = [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1}
-             for i, c in enumerate(chunks)]
+    queue = [
+        {"type": "http.request", "body": c, "more_body": i < len(chunks) - 1}
+        for i, c in enumerate(chunks)
+    ]
 
     async def receive():
         return queue.pop(0) if queue else {"type": "http.disconnect"}
@@ -44,8 +46,11 @@ def test_small_body_passes():
 def test_declared_too_large_is_413_with_error_body():
     status, body = _call([(b"content-length", b"2048")], [b"x"])
     assert status == 413
-    assert json.loads(body) == {"error": "request body too large",
-                                "message": "request body too large", "code": 413}
+    assert json.loads(body) == {
+        "error": "request body too large",
+        "message": "request body too large",
+        "code": 413,
+    }
 
 
 def test_bad_content_length_is_400():

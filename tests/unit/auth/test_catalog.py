@@ -55,14 +55,17 @@ def test_monitor_role_only_views_and_api_user_adds_api_tokens():
     assert all(catalog.CATALOG[n].action == "view" for n in roles["Monitor"].permissions)
     assert "GET users/{id}" in roles["Monitor"].permissions
     assert "auth:POST /api/auth/tokens" in roles["API user"].permissions
-    assert not any(catalog.CATALOG[n].resource in catalog.USER_MANAGEMENT
-                   for n in roles["Standard"].permissions)
+    assert not any(
+        catalog.CATALOG[n].resource in catalog.USER_MANAGEMENT
+        for n in roles["Standard"].permissions
+    )
 
 
 def _whole_cells(profile):
     """Every permission of the given (resource, action) cells."""
     return frozenset(
-        p.name for p in catalog.CATALOG.values()
+        p.name
+        for p in catalog.CATALOG.values()
         if not p.public and p.resource in profile and p.action in profile[p.resource]
     )
 
@@ -94,8 +97,12 @@ def test_collapse_ignores_public_and_self_service_and_unknown_names():
 
 @pytest.mark.parametrize(
     "profile",
-    [{"NoSuchResource": ["view"]}, {"Users": ["fly"]}, {"Users": ["view", "view7"]},
-     {"Login": ["edit"]}],
+    [
+        {"NoSuchResource": ["view"]},
+        {"Users": ["fly"]},
+        {"Users": ["view", "view7"]},
+        {"Login": ["edit"]},
+    ],
 )
 def test_expand_profile_rejects_unknown_resources_and_actions(profile):
     with pytest.raises(catalog.UnknownPermissionError):
@@ -104,8 +111,13 @@ def test_expand_profile_rejects_unknown_resources_and_actions(profile):
 
 @pytest.mark.parametrize(
     "names",
-    [["GET nothing"], ["get devices"], ["GET devices "], ["auth:POST /api/auth/oauth_password"],
-     ["GET devices", "POST devices/"]],
+    [
+        ["GET nothing"],
+        ["get devices"],
+        ["GET devices "],
+        ["auth:POST /api/auth/oauth_password"],
+        ["GET devices", "POST devices/"],
+    ],
 )
 def test_validate_names_rejects_unknown_and_public_names(names):
     with pytest.raises(catalog.UnknownPermissionError):
@@ -118,9 +130,12 @@ def test_validate_names_accepts_catalog_names():
 
 @pytest.mark.parametrize(
     ("path", "normalized"),
-    [("/api/coiotedm/v3/users/{login}", "/api/coiotedm/v3/users/{}"),
-     ("/api/coiotedm/v3/domains/{domain_id:path}", "/api/coiotedm/v3/domains/{}"),
-     ("/x/", "/x"), ("/", "/")],
+    [
+        ("/api/coiotedm/v3/users/{login}", "/api/coiotedm/v3/users/{}"),
+        ("/api/coiotedm/v3/domains/{domain_id:path}", "/api/coiotedm/v3/domains/{}"),
+        ("/x/", "/x"),
+        ("/", "/"),
+    ],
 )
 def test_normalize_path(path, normalized):
     assert catalog.normalize_path(path) == normalized

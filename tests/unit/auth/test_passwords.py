@@ -37,7 +37,9 @@ def test_unknown_user_checks_a_dummy_hash():
     assert asyncio.run(passwords.verify_password("anything", None)) == (False, None)
     assert passwords._dummy_hash.cache_info().currsize == 1  # a real Argon2 check was done
     assert asyncio.run(passwords.verify_password("a password no account has", None)) == (
-        False, None)
+        False,
+        None,
+    )
 
 
 def test_corrupt_stored_hash_reads_as_wrong_password():

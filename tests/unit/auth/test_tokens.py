@@ -14,8 +14,14 @@ OTHER_KEY = "o" * 48
 
 
 def _issue(now: datetime | None = None, lifetime: int = 300, key: str = KEY) -> str:
-    return tokens.issue_access_token(key=key, user_id="UserId_1", session_id="s1", generation=3,
-                                     now=now or datetime.now(UTC), lifetime=lifetime)
+    return tokens.issue_access_token(
+        key=key,
+        user_id="UserId_1",
+        session_id="s1",
+        generation=3,
+        now=now or datetime.now(UTC),
+        lifetime=lifetime,
+    )
 
 
 def test_round_trip():
@@ -50,8 +56,10 @@ def test_tampered_payload_is_refused():
 
 def test_alg_none_is_refused():
     now = int(datetime.now(UTC).timestamp())
-    unsigned = (f"{_b64({'alg': 'none', 'typ': 'JWT'})}."
-                f"{_b64({'iss': 'meadowlark', 'sub': 'u', 'sid': 's', 'gen': 0, 'exp': now + 60})}.")
+    unsigned = (
+        f"{_b64({'alg': 'none', 'typ': 'JWT'})}."
+        f"{_b64({'iss': 'meadowlark', 'sub': 'u', 'sid': 's', 'gen': 0, 'exp': now + 60})}."
+    )
     with pytest.raises(tokens.InvalidTokenError):
         tokens.decode_access_token(unsigned, key=KEY)
 
@@ -72,7 +80,8 @@ def test_foreign_issuer_and_bad_generation_are_refused():
         tokens.decode_access_token(jwt.encode({**base, "iss": "evil"}, KEY, "HS256"), key=KEY)
     with pytest.raises(tokens.InvalidTokenError):
         tokens.decode_access_token(
-            jwt.encode({**base, "iss": "meadowlark", "gen": "x"}, KEY, "HS256"), key=KEY)
+            jwt.encode({**base, "iss": "meadowlark", "gen": "x"}, KEY, "HS256"), key=KEY
+        )
 
 
 @pytest.mark.parametrize("garbage", ["", "a.b.c", "not a token", "x" * 5000, "é.é.é"])
@@ -95,8 +104,16 @@ def test_opaque_token_split_and_match():
 
 @pytest.mark.parametrize(
     "token",
-    ["", "mlk", "mlk_", "mlk__secret", "mlk_0123456789abcdef_", "mlk_short_secret",
-     "mlr_0123456789abcdef_secret", "MLK_0123456789abcdef_secret"],
+    [
+        "",
+        "mlk",
+        "mlk_",
+        "mlk__secret",
+        "mlk_0123456789abcdef_",
+        "mlk_short_secret",
+        "mlr_0123456789abcdef_secret",
+        "MLK_0123456789abcdef_secret",
+    ],
 )
 def test_malformed_opaque_tokens_do_not_split(token):
     assert tokens.split_opaque_token(token, tokens.API_TOKEN_PREFIX) is None

@@ -25,6 +25,7 @@ from meadowlark.lwm2m.model.types import ObjectModel
 from meadowlark.lwm2m.path import MAX_ID, InvalidPathError, LwM2mPath
 
 _SLASH_PATH = re.compile(r"/?\d+(?:/\d+)*/?")
+_DOTTED_NUMBERS = re.compile(r"\d{1,5}(\.\d{1,5}){0,3}\.?")
 
 
 class ReadablePathError(ValueError):
@@ -76,6 +77,12 @@ def from_readable(text: str, models: NamedModels) -> LwM2mPath:
     if _SLASH_PATH.fullmatch(stripped):
         try:
             return LwM2mPath.parse(stripped)
+        except InvalidPathError as exc:
+            raise ReadablePathError(str(exc)) from None
+    if _DOTTED_NUMBERS.fullmatch(stripped):
+        # All numbers: always numeric, even where an object is named like "1.1".
+        try:
+            return LwM2mPath.of(*(int(part) for part in stripped.rstrip(".").split(".")))
         except InvalidPathError as exc:
             raise ReadablePathError(str(exc)) from None
     path = _resolve(stripped, models)

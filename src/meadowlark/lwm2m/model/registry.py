@@ -39,6 +39,13 @@ class ModelRegistry:
     makes a registry a ``ModelLookup`` for the codecs.
     """
 
+    def __repr__(self) -> str:
+        shown = {
+            m.id: (m.name, {r.id: r.name for r in m.resources.values()})
+            for m in self._newest.values()
+        }
+        return f"ModelRegistry({shown})"
+
     def __init__(self, models: Iterable[ObjectModel] = ()) -> None:
         self._by_id: dict[int, dict[str, ObjectModel]] = {}
         self._newest: dict[int, ObjectModel] = {}
