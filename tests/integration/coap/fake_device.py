@@ -37,18 +37,21 @@ class ExecutableResource(Resource):
 
 
 class FakeDevice:
-    """Serves /3/0/0 (manufacturer), /3/0/4 (reboot), /3/0/13 (time), /1/0/1 (lifetime)."""
+    """Serves /3/0/0 (manufacturer), /3/0/4 (reboot), /3/0/13 (time), /3/0/15 (timezone),
+    /1/0/1 (lifetime)."""
 
     def __init__(self) -> None:
         self.manufacturer = TextResource("Meadowlark Labs")
         self.reboot = ExecutableResource()
         self.time = TextResource("1700000000")
         self.lifetime = TextResource("300", writable=True)
+        self.timezone = TextResource("Europe/Warsaw", writable=True)
         self.site = Site()
         self.site.add_resource(["3", "0", "0"], self.manufacturer)
         self.site.add_resource(["3", "0", "4"], self.reboot)
         self.site.add_resource(["3", "0", "13"], self.time)
         self.site.add_resource(["1", "0", "1"], self.lifetime)
+        self.site.add_resource(["3", "0", "15"], self.timezone)
         self.context: Context | None = None
 
     async def start(self) -> None:

@@ -127,6 +127,18 @@ async def test_can_read_write_and_execute(lwm2m, device):
     assert await eventually(manufacturer_stored)
 
 
+async def test_large_values_travel_block_wise_both_ways(lwm2m, device):
+    """A 3 KB value: the Write goes out in Block1 blocks, the Read comes back in Block2."""
+    await register(lwm2m, device)
+    large = "".join(chr(ord("a") + i % 26) for i in range(3000))
+    timezone = LwM2mPath(3, 0, 15)
+    await lwm2m.server.write("dev1", timezone, SingleResource(15, ResourceType.STRING, large))
+    assert device.timezone.value == large
+    assert await lwm2m.server.read("dev1", timezone) == SingleResource(
+        15, ResourceType.STRING, large
+    )
+
+
 async def test_notifications_update_the_cache_and_active_cancel_works(lwm2m, device):
     await register(lwm2m, device)
     seen: list[object] = []
