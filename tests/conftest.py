@@ -43,7 +43,7 @@ NO_THROTTLE = {
 def pytest_configure(config: pytest.Config) -> None:
     # Deployment settings of the machine must not leak into the settings under test.
     for name in list(os.environ):
-        if name.startswith("MEADOWLARK_") and name != POSTGRES_URL_ENV:
+        if name.startswith("MEADOWLARK_") and not name.startswith("MEADOWLARK_TEST_"):
             del os.environ[name]
 
 

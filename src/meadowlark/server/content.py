@@ -11,7 +11,7 @@ from meadowlark.lwm2m.codec.errors import CodecError
 from meadowlark.lwm2m.codec.formats import ContentFormat
 from meadowlark.lwm2m.codec.timestamped import TimestampedNodes
 from meadowlark.lwm2m.model.lookup import ModelLookup
-from meadowlark.lwm2m.node import Node
+from meadowlark.lwm2m.node import Node, ResourceType
 from meadowlark.lwm2m.path import LwM2mPath
 from meadowlark.server.errors import InvalidRequestError, InvalidResponseError
 from meadowlark.server.registration import Registration
@@ -49,6 +49,14 @@ def choose_format(
         if not registry.supports(requested):
             raise InvalidRequestError(f"unsupported content format {requested}")
         return requested
+    if single_value(path, models):
+        # Plain text and opaque are the formats every client must support for one value
+        # (Core 1.0 §6.4, 1.1 §7.4): the most interoperable choice. Opaque values go as
+        # opaque, since 1.0 clients may not know their Base64 text form.
+        model = models.get_resource(path.object_id or 0, path.resource_id or 0)
+        if model is not None and model.type is ResourceType.OPAQUE:
+            return ContentFormat.OPAQUE
+        return ContentFormat.TEXT
     return registry.preferred_format(
         registration.lwm2m_version,
         registration.content_formats,

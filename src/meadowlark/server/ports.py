@@ -53,6 +53,10 @@ class RequestQueue(Protocol):
 
     async def enqueue(self, request: QueuedRequest) -> None: ...
 
+    def may_have_pending(self, endpoint: str) -> bool:
+        """False only if ``endpoint`` certainly has no pending request (no I/O; cheap
+        enough to ask on every Register). True may be a false positive."""
+
     async def pending(self, endpoint: str, now: datetime) -> list[QueuedRequest]:
         """Pending, unexpired requests for ``endpoint``, oldest first."""
 
@@ -106,16 +110,22 @@ class InMemoryValueCache:
 @dataclass
 class InMemoryRequestQueue:
     requests: dict[str, QueuedRequest] = field(default_factory=dict)
+    # Endpoint -> ids of its pending requests, for ``may_have_pending``.
+    _pending_ids: dict[str, set[str]] = field(default_factory=dict, repr=False)
 
     async def enqueue(self, request: QueuedRequest) -> None:
         self.requests[request.id] = request
+        if request.state is QueuedRequestState.PENDING:
+            self._pending_ids.setdefault(request.endpoint, set()).add(request.id)
+
+    def may_have_pending(self, endpoint: str) -> bool:
+        return endpoint in self._pending_ids
 
     async def pending(self, endpoint: str, now: datetime) -> list[QueuedRequest]:
         found = [
             request
-            for request in self.requests.values()
-            if request.endpoint == endpoint
-            and request.state is QueuedRequestState.PENDING
+            for request_id in self._pending_ids.get(endpoint, ())
+            if (request := self.requests[request_id]).state is QueuedRequestState.PENDING
             and request.expires_at > now
         ]
         return sorted(found, key=lambda request: request.created_at)
@@ -126,6 +136,8 @@ class InMemoryRequestQueue:
         request = self.requests.get(request_id)
         if request is not None:
             self.requests[request_id] = replace(request, state=state, result=dict(result))
+            if state is not QueuedRequestState.PENDING:
+                self._forget(request)
 
     async def expire(self, now: datetime) -> list[QueuedRequest]:
         expired = [
@@ -135,4 +147,12 @@ class InMemoryRequestQueue:
         ]
         for request in expired:
             self.requests[request.id] = replace(request, state=QueuedRequestState.EXPIRED)
+            self._forget(request)
         return expired
+
+    def _forget(self, request: QueuedRequest) -> None:
+        ids = self._pending_ids.get(request.endpoint)
+        if ids is not None:
+            ids.discard(request.id)
+            if not ids:
+                del self._pending_ids[request.endpoint]

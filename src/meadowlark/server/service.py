@@ -335,7 +335,7 @@ class LwM2mServer:
         self._after_uplink(registration)
         if not registration.queue_mode:
             # Requests queued while the device was away or in queue mode go out now.
-            self._spawn(self._drain_queue(registration.endpoint))
+            self._drain_if_queued(registration.endpoint)
         if reobserve:
             self._spawn(self._reobserve(registration, reobserve))
         return UplinkResult(CREATED, location_path=registration.location_path)
@@ -812,6 +812,11 @@ class LwM2mServer:
         finally:
             del self._waiters.futures[request.id]
 
+    def _drain_if_queued(self, endpoint: str) -> None:
+        """Drain the device's queue unless the queue knows (without I/O) it is empty."""
+        if self.queue.may_have_pending(endpoint):
+            self._spawn(self._drain_queue(endpoint))
+
     async def _drain_queue(self, endpoint: str) -> None:
         """Send the queued requests of a device that just talked to us, oldest first."""
         if endpoint in self._draining:
@@ -889,7 +894,7 @@ class LwM2mServer:
     def _after_uplink(self, registration: Registration) -> None:
         self._heard_from(registration)
         if registration.queue_mode:
-            self._spawn(self._drain_queue(registration.endpoint))
+            self._drain_if_queued(registration.endpoint)
 
     def _heard_from(self, registration: Registration) -> None:
         self.devices.record_contact(registration.endpoint, _utcnow())

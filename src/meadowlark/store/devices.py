@@ -204,7 +204,15 @@ class BatchWriter:
 
 
 class SqlDeviceRegistry:
-    """``DeviceRegistry`` on the ``devices`` table; unknown devices join ``default_domain``."""
+    """``DeviceRegistry`` on the ``devices`` table; unknown devices join ``default_domain``.
+
+    Registers are admitted in batches: those arriving while a batch is being written
+    wait, then go together in one transaction (one SELECT, one INSERT, one UPDATE), and
+    each caller gets its answer once that transaction is committed.
+    """
+
+    MAX_BATCH = 500
+    """Registrations per transaction (keeps the SELECT's IN list under SQLite's limits)."""
 
     def __init__(self, db: Database, ids: DeviceIds, writer: BatchWriter, default_domain: str):
         self._db = db
@@ -212,58 +220,124 @@ class SqlDeviceRegistry:
         self._writer = writer
         self._default_domain = default_domain
         self._domains: dict[str, str] = {}
+        self._admissions: list[tuple[Registration, asyncio.Future[Admission]]] = []
+        self._admitter: asyncio.Task[None] | None = None
 
     def domain_of(self, endpoint: str) -> str:
         """The domain of a device as of its last Register (the default one if never seen)."""
         return self._domains.get(endpoint, self._default_domain)
 
     async def admit_registration(self, registration: Registration) -> Admission:
-        now = registration.registered_at
-        columns = _registration_columns(registration)
-        async with self._db.transaction() as session:
-            row = (
-                await session.execute(
-                    select(
-                        Device.id, Device.domain_id, Device.blacklisted, Device.management_enabled
-                    ).where(Device.endpoint_name == registration.endpoint)
-                )
-            ).first()
-            if row is not None and row.blacklisted:
-                return Admission.BLACKLISTED
-            if row is not None and not row.management_enabled:
-                return Admission.MANAGEMENT_DISABLED
-            if row is None:
-                session.add(
-                    Device(
-                        id=registration.endpoint,
-                        endpoint_name=registration.endpoint,
-                        domain_id=self._default_domain,
-                        first_register_time=now,
-                        last_register_time=now,
-                        last_contact_time=now,
-                        last_session_time=now,
-                        creation_time=now,
-                        **columns,
-                    )
-                )
-                device_id = registration.endpoint
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Admission] = loop.create_future()
+        self._admissions.append((registration, future))
+        if self._admitter is None:
+            self._admitter = loop.create_task(self._admit_waiting(), name="db-admissions")
+        return await future
+
+    async def stop(self) -> None:
+        """Wait for the admissions being written."""
+        if self._admitter is not None:
+            await asyncio.gather(self._admitter, return_exceptions=True)
+
+    async def _admit_waiting(self) -> None:
+        try:
+            while self._admissions:
+                await asyncio.sleep(0)  # Registers read in the same loop turn join in
+                batch = self._admissions[: self.MAX_BATCH]
+                del self._admissions[: self.MAX_BATCH]
+                await self._admit_batch(batch)
+        finally:
+            self._admitter = None
+
+    async def _admit_batch(
+        self, batch: list[tuple[Registration, asyncio.Future[Admission]]]
+    ) -> None:
+        try:
+            admissions = await self._write_admissions([registration for registration, _ in batch])
+        except Exception as exc:
+            if len(batch) > 1:  # one bad row must not refuse the others: one at a time
+                for single in batch:
+                    await self._admit_batch([single])
+                return
+            admissions = [exc]
+        for (_, future), admission in zip(batch, admissions, strict=True):
+            if future.done():  # the caller gave up (cancelled)
+                continue
+            if isinstance(admission, Exception):
+                future.set_exception(admission)
             else:
-                device_id = row.id
-                await session.execute(
-                    update(Device)
-                    .where(Device.id == device_id)
-                    .values(
-                        last_register_time=now,
-                        last_contact_time=now,
-                        last_session_time=now,
-                        **columns,
+                future.set_result(admission)
+
+    async def _write_admissions(
+        self, registrations: Sequence[Registration]
+    ) -> list[Admission | Exception]:
+        """Record the allowed registrations in one transaction; their admissions in order."""
+        admissions: list[Admission | Exception] = []
+        inserts: dict[str, dict[str, Any]] = {}
+        updates: dict[str, dict[str, Any]] = {}
+        domains: dict[str, str] = {}
+        async with self._db.engine.begin() as connection:
+            rows = {
+                row.endpoint_name: row
+                for row in await connection.execute(
+                    select(
+                        _DEVICES.c.endpoint_name,
+                        _DEVICES.c.id,
+                        _DEVICES.c.domain_id,
+                        _DEVICES.c.blacklisted,
+                        _DEVICES.c.management_enabled,
+                    ).where(
+                        _DEVICES.c.endpoint_name.in_(
+                            {registration.endpoint for registration in registrations}
+                        )
                     )
                 )
-        self._ids.remember(registration.endpoint, device_id)
-        self._domains[registration.endpoint] = (
-            self._default_domain if row is None else row.domain_id
-        )
-        return Admission.ALLOWED
+            }
+            for registration in registrations:
+                endpoint, now = registration.endpoint, registration.registered_at
+                row = rows.get(endpoint)
+                if row is not None and row.blacklisted:
+                    admissions.append(Admission.BLACKLISTED)
+                    continue
+                if row is not None and not row.management_enabled:
+                    admissions.append(Admission.MANAGEMENT_DISABLED)
+                    continue
+                columns = {
+                    "last_register_time": now,
+                    "last_contact_time": now,
+                    "last_session_time": now,
+                    **_registration_columns(registration),
+                }
+                if row is not None:
+                    updates[endpoint] = {"device_key": row.id, **columns}
+                    domains[endpoint] = row.domain_id
+                elif endpoint in inserts:  # registered twice in this batch: the last wins
+                    inserts[endpoint].update(columns)
+                else:
+                    inserts[endpoint] = {
+                        "id": endpoint,
+                        "endpoint_name": endpoint,
+                        "domain_id": self._default_domain,
+                        "first_register_time": now,
+                        "creation_time": now,
+                        **columns,
+                    }
+                    domains[endpoint] = self._default_domain
+                admissions.append(Admission.ALLOWED)
+            if inserts:
+                await connection.execute(_DEVICES.insert(), list(inserts.values()))
+            if updates:
+                await connection.execute(
+                    _DEVICES.update().where(_DEVICES.c.id == bindparam("device_key")),
+                    list(updates.values()),
+                )
+        for endpoint, columns in inserts.items():
+            self._ids.remember(endpoint, columns["id"])
+        for endpoint, columns in updates.items():
+            self._ids.remember(endpoint, columns["device_key"])
+        self._domains.update(domains)
+        return admissions
 
     async def record_update(self, registration: Registration) -> None:
         async with self._db.transaction() as session:
@@ -343,29 +417,102 @@ class SqlValueCache:
 
 
 class SqlRequestQueue:
-    """``RequestQueue`` on ``queued_requests``."""
+    """``RequestQueue`` on ``queued_requests``.
+
+    The endpoints that may have pending requests are also kept in memory (loaded at
+    ``start``, kept up to date by ``enqueue``, ``finish``, ``expire`` and ``pending``), so
+    that most Registers need no query. Every write to ``queued_requests`` goes through
+    this object, in this process; until the set is loaded every endpoint counts as one
+    that may have pending requests.
+    """
 
     def __init__(self, db: Database, ids: DeviceIds) -> None:
         self._db = db
         self._ids = ids
+        # Endpoint -> ids of requests that may be pending (false positives are harmless:
+        # ``pending`` drops them); request id -> endpoint.
+        self._pending_ids: dict[str, set[str]] = {}
+        self._endpoints: dict[str, str] = {}
+        self._enqueuing: set[str] = set()  # inserted now: not yet visible to queries
+        self._loaded = False
+        self._loader: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._loader is None and not self._loaded:
+            self._loader = asyncio.get_running_loop().create_task(
+                self.load(), name="db-queue-index"
+            )
+
+    async def stop(self) -> None:
+        loader, self._loader = self._loader, None
+        if loader is not None:
+            loader.cancel()
+            await asyncio.gather(loader, return_exceptions=True)
+
+    async def load(self) -> None:
+        """Learn which endpoints have pending requests in the store."""
+        try:
+            async with self._db.session() as session:
+                rows = await session.execute(
+                    select(QueuedRequestRow.id, Device.endpoint_name)
+                    .join(Device, Device.id == QueuedRequestRow.device_id)
+                    .where(QueuedRequestRow.state == QueuedRequestState.PENDING.value)
+                )
+                for request_id, endpoint in rows:
+                    self._track(endpoint, request_id)
+        except Exception:  # keep querying on every Register rather than miss requests
+            _log.exception("queue_index_load_failed")
+            return
+        self._loaded = True
+
+    def may_have_pending(self, endpoint: str) -> bool:
+        return not self._loaded or endpoint in self._pending_ids
+
+    def _track(self, endpoint: str, request_id: str) -> None:
+        self._pending_ids.setdefault(endpoint, set()).add(request_id)
+        self._endpoints[request_id] = endpoint
+
+    def _untrack(self, request_id: str) -> None:
+        endpoint = self._endpoints.pop(request_id, None)
+        ids = self._pending_ids.get(endpoint) if endpoint is not None else None
+        if endpoint is not None and ids is not None:
+            ids.discard(request_id)
+            if not ids:
+                del self._pending_ids[endpoint]
 
     async def enqueue(self, request: QueuedRequest) -> None:
         device_id = await self._ids.require(request.endpoint)
-        async with self._db.transaction() as session:
-            session.add(
-                QueuedRequestRow(
-                    id=request.id,
-                    device_id=device_id,
-                    kind=request.operation.kind.value,
-                    request=request.operation.to_json(),
-                    created_at=request.created_at,
-                    expires_at=request.expires_at,
-                    state=request.state.value,
-                    result=request.result,
+        tracked = request.state is QueuedRequestState.PENDING
+        if tracked:  # before the insert: a Register meanwhile still looks
+            self._track(request.endpoint, request.id)
+            self._enqueuing.add(request.id)
+        try:
+            async with self._db.transaction() as session:
+                session.add(
+                    QueuedRequestRow(
+                        id=request.id,
+                        device_id=device_id,
+                        kind=request.operation.kind.value,
+                        request=request.operation.to_json(),
+                        created_at=request.created_at,
+                        expires_at=request.expires_at,
+                        state=request.state.value,
+                        result=request.result,
+                    )
                 )
-            )
+        except BaseException:
+            if tracked:
+                self._untrack(request.id)
+            raise
+        finally:
+            self._enqueuing.discard(request.id)
 
     async def pending(self, endpoint: str, now: datetime) -> list[QueuedRequest]:
+        if not self.may_have_pending(endpoint):
+            return []
+        # Committed requests we believe pending: those the query does not return are
+        # not (done, expired or deleted with their device) and are forgotten.
+        believed = self._pending_ids.get(endpoint, set()) - self._enqueuing
         device_id = await self._ids.require(endpoint)
         async with self._db.session() as session:
             rows = await session.scalars(
@@ -377,7 +524,12 @@ class SqlRequestQueue:
                 )
                 .order_by(QueuedRequestRow.created_at)
             )
-            return [_queued_request(endpoint, row) for row in rows]
+            found = [_queued_request(endpoint, row) for row in rows]
+        for request in found:
+            self._track(endpoint, request.id)
+        for request_id in believed - {request.id for request in found}:
+            self._untrack(request_id)
+        return found
 
     async def finish(
         self, request_id: str, state: QueuedRequestState, result: Mapping[str, Any]
@@ -388,6 +540,8 @@ class SqlRequestQueue:
                 .where(QueuedRequestRow.id == request_id)
                 .values(state=state.value, result=dict(result))
             )
+        if state is not QueuedRequestState.PENDING:
+            self._untrack(request_id)
 
     async def expire(self, now: datetime) -> list[QueuedRequest]:
         async with self._db.transaction() as session:
@@ -407,6 +561,8 @@ class SqlRequestQueue:
                     .where(QueuedRequestRow.id.in_([row.id for row, _ in rows]))
                     .values(state=QueuedRequestState.EXPIRED.value)
                 )
+        for row, _ in rows:
+            self._untrack(row.id)
         return [
             _queued_request(endpoint, row, QueuedRequestState.EXPIRED) for row, endpoint in rows
         ]
@@ -438,8 +594,11 @@ class SqlDeviceStores:
 
     def start(self) -> None:
         self.writer.start()
+        self.queue.start()
 
     async def stop(self) -> None:
+        await self.queue.stop()
+        await self.devices.stop()
         await self.writer.stop()
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -15,9 +14,8 @@ from meadowlark.lwm2m.model.ddf import CUSTOM_OBJECT_IDS, DdfError, parse_ddf, t
 from meadowlark.lwm2m.model.types import ObjectModel, Operations, ResourceModel
 from meadowlark.lwm2m.node import ResourceType
 
-REGISTRY_DIR = Path(
-    os.environ.get("MEADOWLARK_LWM2M_REGISTRY", "/work/shared/reference/lwm2m-registry")
-)
+REGISTRY_DIR = Path(__file__).resolve().parents[4] / "shared" / "reference" / "lwm2m-registry"
+"""The OMA registry in ``shared/`` beside the repository."""
 NON_OBJECT_FILES = {"DDF.xml", "Common.xml", "LWM2M_senml_units.xml"}
 """Registry files that are not object definitions (object index, reusable resources, units)."""
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from importlib.resources import files
 from pathlib import Path
 
@@ -24,9 +23,8 @@ from meadowlark.lwm2m.model import (
 from meadowlark.lwm2m.model.registry import version_key
 from meadowlark.lwm2m.node import ResourceType
 
-REGISTRY_DIR = Path(
-    os.environ.get("MEADOWLARK_LWM2M_REGISTRY", "/work/shared/reference/lwm2m-registry")
-)
+REGISTRY_DIR = Path(__file__).resolve().parents[4] / "shared" / "reference" / "lwm2m-registry"
+"""The OMA registry in ``shared/`` beside the repository."""
 CORE_IDS = {0, 1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 16, 19, 20, 21}
 
 

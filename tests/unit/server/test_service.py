@@ -90,16 +90,21 @@ async def register(server: LwM2mServer, *query: str, payload: bytes = b"</3/0>")
     return result.location_path[1]
 
 
-async def test_reads_a_1_0_device_in_tlv():
+async def test_reads_a_1_0_device_in_tlv_and_single_values_as_text():
     server = await started()
     tlv_manufacturer = bytes([0xC4, 0x00]) + b"ACME"
     endpoint = FakeEndpoint(lambda request: DownlinkResponse(CONTENT, tlv_manufacturer, 11542))
     server.attach(endpoint)
     await register(server, "lwm2m=1.0")
     node = await server.read("dev", MANUFACTURER)
-    assert node == SingleResource(0, ResourceType.STRING, "ACME")
-    assert endpoint.sent[0].accept == ContentFormat.TLV
+    assert node == SingleResource(0, ResourceType.STRING, "ACME")  # decodes what it gets
+    assert endpoint.sent[0].accept == ContentFormat.TEXT
     assert endpoint.sent[0].uri_path == ("3", "0", "0")
+    endpoint.answer = lambda request: DownlinkResponse(
+        CONTENT, bytes([0x04 | 0xC0, 0x00]) + b"ACME", 11542
+    )
+    await server.read("dev", LwM2mPath(3, 0))
+    assert endpoint.sent[1].accept == ContentFormat.TLV
     await server.stop()
 
 
