@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from lwm2m_harness import eventually, server  # noqa: F401 - fixtures
 
 NODE_MODULES = os.environ.get("MEADOWLARK_TEST_INTEROP_NODE_MODULES", "")
