@@ -181,6 +181,33 @@ async def test_observation_survives_an_update(lwm2m, device):
     assert await eventually(cached)
 
 
+async def test_observation_is_reestablished_after_a_reregistration(lwm2m, device):
+    """A device that reboots comes back from a new port with no observers; the server
+    observes again what it observed before (``reobserve``)."""
+    await register(lwm2m, device)
+    await lwm2m.server.observe("dev1", TIME, reobserve=True)
+    rebooted = FakeDevice()
+    await rebooted.start()
+    try:
+        await register(lwm2m, rebooted)
+        assert await eventually(lambda: _has_observers(rebooted))
+        rebooted.time.set("1700000042")
+
+        async def cached():
+            values = await lwm2m.server.cached_values("dev1", TIME)
+            return TIME in values and values[TIME].value == time_from_epoch(1700000042)
+
+        assert await eventually(cached)
+        assert lwm2m.server.observed_paths("dev1") == [(TIME,)]
+        assert await lwm2m.server.cancel_observation("dev1", TIME, active=True)
+    finally:
+        await rebooted.stop()
+
+
+async def _has_observers(device) -> bool:
+    return bool(device.time._observations)
+
+
 async def test_queue_mode_delivers_on_next_update(lwm2m, device):
     response = await register(lwm2m, device, "ep=sleepy&lwm2m=1.1&lt=60&Q")
     location = "/".join(response.opt.location_path)
