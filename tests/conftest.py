@@ -21,12 +21,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+
+from live_server import Server
 
 POSTGRES_URL_ENV = "MEADOWLARK_TEST_POSTGRES_URL"
 ADMIN_PASSWORD = "Admin-Test-Pa55word!"
@@ -143,50 +145,6 @@ def database_url(backend: str) -> Iterator[str | None]:
 
 
 # -- the real server ------------------------------------------------------------------------
-
-
-@dataclass
-class Server:
-    """A running server: its base URL and the settings it was started with."""
-
-    url: str
-    settings: Any
-    runtime: Any
-    _admin_token: str | None = field(default=None, repr=False)
-
-    def client(self, token: str | None = None, **kwargs: Any) -> httpx.Client:
-        headers = dict(kwargs.pop("headers", {}))
-        if token is not None:
-            headers["Authorization"] = f"Bearer {token}"
-        return httpx.Client(base_url=self.url, headers=headers, timeout=30, **kwargs)
-
-    def login(self, username: str, password: str, **extra: str) -> str:
-        """An access token from the password grant (raises unless 201)."""
-        with self.client() as http:
-            response = http.post(
-                "/api/auth/oauth_password",
-                data={
-                    "grant_type": "password",
-                    "username": username,
-                    "password": password,
-                    **extra,
-                },
-            )
-        assert response.status_code == 201, response.text
-        return response.json()["access_token"]  # type: ignore[no-any-return]
-
-    @property
-    def admin_password(self) -> str:
-        return self.settings.admin_password.get_secret_value()  # type: ignore[no-any-return]
-
-    @property
-    def admin_token(self) -> str:
-        if self._admin_token is None:
-            self._admin_token = self.login("admin", ADMIN_PASSWORD)
-        return self._admin_token
-
-    def admin(self) -> httpx.Client:
-        return self.client(self.admin_token)
 
 
 def _free_socket() -> socket.socket:

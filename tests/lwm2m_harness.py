@@ -14,61 +14,24 @@ import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import httpx
 import pytest
 from coiote.client import Coiote
 
+from live_server import Server
 from meadowlark.simulator import SimulatedDevice
 
 T = TypeVar("T")
 
 
-@dataclass
-class Lwm2mTestServer:
-    """The interface of ``conftest.Server`` plus the CoAP port and the server's loop."""
+@dataclass(kw_only=True)
+class Lwm2mTestServer(Server):
+    """A ``Server`` that also serves CoAP, with the event loop both run on."""
 
-    url: str
-    settings: Any
-    runtime: Any
     coap_port: int
     loop: asyncio.AbstractEventLoop
-    _admin_token: str | None = field(default=None, repr=False)
-
-    def client(self, token: str | None = None, **kwargs: Any) -> httpx.Client:
-        headers = dict(kwargs.pop("headers", {}))
-        if token is not None:
-            headers["Authorization"] = f"Bearer {token}"
-        return httpx.Client(base_url=self.url, headers=headers, timeout=30, **kwargs)
-
-    def login(self, username: str, password: str, **extra: str) -> str:
-        with self.client() as http:
-            response = http.post(
-                "/api/auth/oauth_password",
-                data={
-                    "grant_type": "password",
-                    "username": username,
-                    "password": password,
-                    **extra,
-                },
-            )
-        assert response.status_code == 201, response.text
-        return response.json()["access_token"]  # type: ignore[no-any-return]
-
-    @property
-    def admin_password(self) -> str:
-        return self.settings.admin_password.get_secret_value()  # type: ignore[no-any-return]
-
-    @property
-    def admin_token(self) -> str:
-        if self._admin_token is None:
-            self._admin_token = self.login("admin", self.admin_password)
-        return self._admin_token
-
-    def admin(self) -> httpx.Client:
-        return self.client(self.admin_token)
 
     @property
     def server_uri(self) -> str:
