@@ -8,10 +8,11 @@ Runs when ``MEADOWLARK_TEST_INTEROP_NODE_MODULES`` names a ``node_modules`` fold
 from __future__ import annotations
 
 import os
+import queue
 import secrets
-import select
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,20 +39,23 @@ def node_client(server) -> Iterator[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
+    lines: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in process.stdout])
+    reader.start()
     try:
-        assert process.stdout is not None
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:  # the library logs JSON lines of its own first
-            ready, _, _ = select.select([process.stdout], [], [], 1)
-            if ready and process.stdout.readline().strip() == "registered":
+        while True:  # the library logs JSON lines of its own before ours
+            try:
+                line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                pytest.fail("the node client did not register within 20 s")
+            if line.strip() == "registered":
                 break
-            assert process.poll() is None, "the node client exited before registering"
-        else:
-            pytest.fail("the node client did not register within 20 s")
         yield endpoint
     finally:
         process.terminate()
         process.wait(10)
+        reader.join(10)
         process.stdout.close()  # type: ignore[union-attr]
         process.stderr.close()  # type: ignore[union-attr]
 
