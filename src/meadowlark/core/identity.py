@@ -12,7 +12,7 @@ import asyncio
 import hmac
 import json
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -417,7 +417,7 @@ class Identity:
                 await session.commit()
         principal = await self.principal_for(user, via="api_token")
         allowed = frozenset(api_token.permissions) | catalog.SELF_SERVICE
-        return _narrowed(principal, principal.permissions & allowed)
+        return replace(principal, permissions=principal.permissions & allowed)
 
     async def authenticate_basic(self, login: str, password: str, client_ip: str) -> Principal:
         async with self.db.session() as session:
@@ -698,19 +698,6 @@ def _as_utc(value: datetime) -> datetime:
 
 def _expired(user: User) -> bool:
     return user.expiration_date is not None and user.expiration_date <= utcnow()
-
-
-def _narrowed(principal: Principal, permissions: frozenset[str]) -> Principal:
-    return Principal(
-        user_id=principal.user_id,
-        login=principal.login,
-        domain_id=principal.domain_id,
-        account_type=principal.account_type,
-        permissions=permissions,
-        via=principal.via,
-        session_id=principal.session_id,
-        things_group_ids=principal.things_group_ids,
-    )
 
 
 async def _user_of(session: AsyncSession, principal: Principal) -> User:

@@ -61,6 +61,16 @@ class Registration:
     peer: Peer
     registered_at: datetime
     last_update: datetime
+    object_versions: dict[int, str] = field(init=False, repr=False, compare=False)
+    """Object id -> version the device registered; derived once, read per notification."""
+
+    def __post_init__(self) -> None:
+        versions = {
+            object_id: entry.version
+            for object_id, entry in self.objects.objects.items()
+            if entry.version is not None
+        }
+        object.__setattr__(self, "object_versions", versions)
 
     @property
     def location_path(self) -> tuple[str, str]:
@@ -73,14 +83,6 @@ class Registration:
     @property
     def content_formats(self) -> tuple[int, ...]:
         return self.objects.content_formats
-
-    @property
-    def object_versions(self) -> dict[int, str]:
-        return {
-            object_id: entry.version
-            for object_id, entry in self.objects.objects.items()
-            if entry.version is not None
-        }
 
     @property
     def is_1_0(self) -> bool:
