@@ -16,15 +16,10 @@ from lwm2m_strategies import (
     DEVICE_READ_SENML_JSON,
     DictModelLookup,
     cbor_values,
-    composite_nodes,
     decodes_or_rejects,
-    leaf_nodes,
-    model_lookups,
     mutated,
     node_cases,
-    paths_in,
     resource_model,
-    timestamped_batches,
 )
 from meadowlark.lwm2m.codec import senml_cbor
 from meadowlark.lwm2m.codec.errors import DecodeError, EncodeError
@@ -150,44 +145,6 @@ def test_encode_refuses_bad_nodes() -> None:
 
 
 # --- properties ----------------------------------------------------------------------------
-
-
-@given(node_cases(allow_empty_containers=False))
-def test_round_trip(case) -> None:
-    models, path, node = case
-    assert senml_cbor.decode(senml_cbor.encode(node, path, models), path, models) == node
-
-
-@given(st.data())
-def test_composite_round_trip(data: st.DataObject) -> None:
-    models = data.draw(model_lookups())
-    nodes = data.draw(composite_nodes(models, allow_empty_containers=False))
-    payload = senml_cbor.encode_composite(nodes, models)
-    assert senml_cbor.decode_composite(payload, models, list(nodes)) == nodes
-
-
-@given(st.data())
-def test_leaf_level_composite_round_trip(data: st.DataObject) -> None:
-    models = data.draw(model_lookups())
-    nodes = data.draw(leaf_nodes(models))
-    payload = senml_cbor.encode_composite(nodes, models)
-    assert senml_cbor.decode_composite(payload, models) == nodes
-
-
-@given(st.data())
-def test_timestamped_round_trip(data: st.DataObject) -> None:
-    models = data.draw(model_lookups())
-    path = data.draw(st.none() | paths_in(models))
-    batches = data.draw(timestamped_batches(models, path))
-    payload = senml_cbor.encode_timestamped(batches, models)
-    assert senml_cbor.decode_timestamped(payload, path, models) == batches
-
-
-@given(st.data())
-def test_paths_round_trip(data: st.DataObject) -> None:
-    models = data.draw(model_lookups())
-    paths = data.draw(st.lists(paths_in(models), max_size=5))
-    assert senml_cbor.decode_paths(senml_cbor.encode_paths(paths)) == paths
 
 
 # --- fuzzing ---------------------------------------------------------------------------------

@@ -14,16 +14,11 @@ from lwm2m_strategies import (
     DEVICE_MODELS,
     DEVICE_READ_SENML_JSON,
     DictModelLookup,
-    composite_nodes,
     decodes_or_rejects,
     json_values,
-    leaf_nodes,
-    model_lookups,
     mutated,
     node_cases,
-    paths_in,
     resource_model,
-    timestamped_batches,
     value_count,
 )
 from meadowlark.lwm2m.codec import senml_json
@@ -217,44 +212,6 @@ def test_encode_refuses_nodes_it_cannot_express() -> None:
 
 
 # --- properties ----------------------------------------------------------------------------
-
-
-@given(node_cases(allow_empty_containers=False))
-def test_round_trip(case) -> None:
-    models, path, node = case
-    assert senml_json.decode(senml_json.encode(node, path, models), path, models) == node
-
-
-@given(st.data())
-def test_composite_round_trip(data: st.DataObject) -> None:
-    models = data.draw(model_lookups())
-    nodes = data.draw(composite_nodes(models, allow_empty_containers=False))
-    payload = senml_json.encode_composite(nodes, models)
-    assert senml_json.decode_composite(payload, models, list(nodes)) == nodes
-
-
-@given(st.data())
-def test_leaf_level_composite_round_trip(data: st.DataObject) -> None:
-    models = data.draw(model_lookups())
-    nodes = data.draw(leaf_nodes(models))
-    payload = senml_json.encode_composite(nodes, models)
-    assert senml_json.decode_composite(payload, models) == nodes
-
-
-@given(st.data())
-def test_timestamped_round_trip(data: st.DataObject) -> None:
-    models = data.draw(model_lookups())
-    path = data.draw(st.none() | paths_in(models))
-    batches = data.draw(timestamped_batches(models, path))
-    payload = senml_json.encode_timestamped(batches, models)
-    assert senml_json.decode_timestamped(payload, path, models) == batches
-
-
-@given(st.data())
-def test_paths_round_trip(data: st.DataObject) -> None:
-    models = data.draw(model_lookups())
-    paths = data.draw(st.lists(paths_in(models), max_size=5))
-    assert senml_json.decode_paths(senml_json.encode_paths(paths)) == paths
 
 
 INFERABLE_TYPES = [
