@@ -1,0 +1,657 @@
+# ruff: noqa: F811 - the fixtures imported from lwm2m_harness are test parameters here
+"""Tenants never see each other: a cross-tenant matrix over every route of the OpenAPI document.
+
+Two sibling domains, A and B, each have an administrator. Administrators hold every
+permission, so whatever A's administrator is refused can only be refused by tenancy.
+B's administrator builds one of everything in B (a user, a sub-domain, a registered
+device with a group and observations, a role, a service account, an API token); then:
+
+- every operation whose path has a parameter is called as A's administrator against B's
+  object, and against an id that does not exist. Both must be refused alike (403 or 404,
+  same body up to the id the message names), and B's objects must be left as they were.
+  ``FIXTURES`` says how to aim each operation at B's object; an operation of the live
+  OpenAPI document without an entry fails ``test_every_parameterised_route_has_a_fixture``
+  until it gets one.
+- every GET operation without a path parameter is a list, or is named in ``NOT_LISTS``;
+  no list shows A anything of B (B's names and ids appear nowhere in the answer).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import pytest
+
+from lwm2m_harness import Lwm2mTestServer, eventually, server  # noqa: F401 - fixture
+from meadowlark.simulator import SimulatedDevice
+
+COIOTE = "/api/coiotedm/v3"
+LWM2M = "/api/lwm2m/v1"
+SENSOR_NAME = "Temperature.0.Sensor Value"
+SENSOR_URL = "/3303/0/5700"
+APPLICATION_TYPE = "3303/0/5750"
+"""A writable resource of the simulated device: a write that got through would show here."""
+REFUSED = frozenset({403, 404})
+NO_KEEP_ALIVE = httpx.Limits(max_keepalive_connections=0)
+"""A new connection per request: on loopback a reused one waits ~40 ms (delayed ACK) here."""
+VOLATILE = frozenset({"lastContactTime", "lastSessionTime", "lastUpdate", "sleeping", "lastUsedAt"})
+"""Fields that change with time or with the snapshot's own reads, not with A's requests."""
+
+
+# --- the two tenants -----------------------------------------------------------------------
+
+
+@dataclass
+class Tenant:
+    """A domain with its administrator's token; ``tag`` is part of every name made in it."""
+
+    tag: str
+    domain: str
+    token: str
+
+    def client(self, server: Lwm2mTestServer) -> httpx.Client:
+        return server.client(self.token, limits=NO_KEEP_ALIVE)
+
+
+@dataclass
+class World:
+    """Tenant A (the caller), tenant B (the owner) and B's objects."""
+
+    server: Lwm2mTestServer
+    a: Tenant
+    b: Tenant
+    user: str
+    user_id: str
+    subdomain: str
+    device: str
+    group: str
+    role_id: str
+    role_name: str
+    client_id: str
+    client_secret: str
+    realm: str
+    token_id: str
+    api_token: str
+    simulated: SimulatedDevice
+    markers: frozenset[str] = field(default_factory=frozenset)
+    """Every name and id of B's objects: none may appear in what A is shown."""
+
+    def as_a(self) -> httpx.Client:
+        return self.a.client(self.server)
+
+    def as_b(self) -> httpx.Client:
+        return self.b.client(self.server)
+
+    def snapshot(self) -> dict[str, Any]:
+        """B's objects as B's administrator sees them: status and body, volatile fields left
+        out. (A status, not an assertion: an object lost to one case fails that case only.)"""
+        device_path = f"{COIOTE}/observations/device/{self.device}/{quote(SENSOR_NAME)}"
+        reads = {
+            "user": f"{COIOTE}/users/{self.user}",
+            "domain": f"{COIOTE}/domains{self.b.domain}",
+            "subdomain": f"{COIOTE}/domains{self.subdomain}",
+            "device": f"{COIOTE}/devices/{self.device}",
+            "group": f"{COIOTE}/groups/{self.group}",
+            "groups": f"{COIOTE}/groups",
+            "devices": f"{COIOTE}/devices",
+            "observations": f"{COIOTE}/observations",
+            "device observation": device_path,
+            "role": f"/api/admin/roles/{self.role_id}",
+            "service accounts": "/api/admin/service-accounts",
+            "tokens": "/api/auth/tokens",
+            "registration": f"{LWM2M}/clients/{self.device}",
+            "device value": f"{LWM2M}/clients/{self.device}/{APPLICATION_TYPE}",
+        }
+        with self.as_b() as http:
+            answers = {name: http.get(url) for name, url in reads.items()}
+        return _flat(
+            {name: {"status": a.status_code, "body": a.json()} for name, a in answers.items()}
+        )
+
+
+def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Leaves by dotted path (``device.body.description``), volatile fields left out."""
+    if isinstance(value, dict):
+        items = [(str(k), v) for k, v in value.items() if k not in VOLATILE]
+    elif isinstance(value, list):
+        items = [(str(i), v) for i, v in enumerate(value)]
+    else:
+        return {prefix: value}
+    flat: dict[str, Any] = {}
+    for key, item in items:
+        flat.update(_flat(item, f"{prefix}.{key}" if prefix else key))
+    return flat
+
+
+def _created(response: httpx.Response, status: int = 201) -> Any:
+    assert response.status_code == status, (response.status_code, response.text)
+    return response.json() if response.content else None
+
+
+def _tenant(server: Lwm2mTestServer, given: Any, prefix: str) -> Tenant:
+    tag = f"{prefix}{secrets.token_hex(4)}"
+    domain = given.domain(f"/root/{tag}/")
+    admin = given.user(f"{tag}-admin", domain=domain, roles=["Admin"], account_type="admin")
+    return Tenant(tag=tag, domain=domain, token=given.token(admin))
+
+
+@pytest.fixture(scope="module")
+def world(server: Lwm2mTestServer, given: Any) -> Iterator[World]:
+    a = _tenant(server, given, "ta")
+    b = _tenant(server, given, "tb")
+    tag = b.tag
+    user = given.user(f"{tag}-user", domain=b.domain, token=b.token)
+    subdomain = given.domain(f"{b.domain}sub/", token=b.token)
+    device, group = f"{tag}-device", f"{tag}-group"
+    with b.client(server) as http:
+        _created(http.post(f"{COIOTE}/groups", json={"id": group}))
+        _created(http.post(f"{COIOTE}/devices", json={"properties": {"endpointName": device}}))
+    simulated = server.call(_registered(device, server.server_uri))
+    try:
+        with b.client(server) as http:
+            # The owner's reads of the Device object fill in the record's details (the
+            # composite read of a GET case does): read it now, and let the record settle.
+            assert http.get(f"{LWM2M}/clients/{device}/3/0").is_success
+            eventually(lambda: http.get(f"{COIOTE}/devices/{device}").json()["manufacturer"])
+            user_id = http.get(f"{COIOTE}/users/{user}").json()["userId"]
+            assert http.put(f"{COIOTE}/devices/{device}", json={"addGroups": [group]}).is_success
+            observe = {"attributes": [{"name": "pmin", "value": "5"}]}
+            _created(
+                http.post(f"{COIOTE}/observations/device/{device}/{SENSOR_NAME}", json=observe)
+            )
+            _created(
+                http.post(
+                    f"{COIOTE}/observations/group/resourcePath/{group}/{SENSOR_NAME}",
+                    json={"minPeriod": 7},
+                )
+            )
+            role = _created(
+                http.post(
+                    "/api/admin/roles", json={"name": f"{tag}-role", "permissions": ["GET devices"]}
+                )
+            )
+            realm = f"{tag}-realm"
+            account = _created(
+                http.post(
+                    "/api/admin/service-accounts",
+                    json={"clientId": f"{tag}-client", "realm": realm, "login": user},
+                )
+            )
+            api_token = _created(http.post("/api/auth/tokens", json={"name": f"{tag}-token"}))
+        _own_objects(server, a)
+        yield World(
+            server=server,
+            a=a,
+            b=b,
+            user=user,
+            user_id=user_id,
+            subdomain=subdomain,
+            device=device,
+            group=group,
+            role_id=role["id"],
+            role_name=role["name"],
+            client_id=account["clientId"],
+            client_secret=account["clientSecret"],
+            realm=realm,
+            token_id=api_token["id"],
+            api_token=api_token["token"],
+            simulated=simulated,
+            markers=frozenset({tag, user_id, role["id"], api_token["id"]}),
+        )
+    finally:
+        server.call(simulated.stop())
+
+
+async def _registered(endpoint: str, server_uri: str) -> SimulatedDevice:
+    device = SimulatedDevice(endpoint, server_uri)
+    await device.start()
+    return device
+
+
+def _own_objects(server: Lwm2mTestServer, a: Tenant) -> None:
+    """A few objects of A's own, so that A's lists are not empty by accident."""
+    with a.client(server) as http:
+        _created(http.post(f"{COIOTE}/groups", json={"id": f"{a.tag}-group"}))
+        _created(
+            http.post(f"{COIOTE}/devices", json={"properties": {"endpointName": f"{a.tag}-dev"}})
+        )
+        _created(http.post("/api/auth/tokens", json={"name": f"{a.tag}-token"}))
+        _created(http.post("/api/admin/roles", json={"name": f"{a.tag}-role", "permissions": []}))
+        _created(
+            http.post(
+                f"{COIOTE}/users",
+                json={
+                    "login": f"{a.tag}-user",
+                    "password": "User-Test-Pa55word!",
+                    "domain": a.domain,
+                    "accountType": "developer",
+                },
+            )
+        )
+
+
+@pytest.fixture(scope="module")
+def openapi(server: Lwm2mTestServer) -> dict[str, Any]:
+    """The live server's OpenAPI document."""
+    with server.client() as http:
+        response = http.get("/openapi.json")
+    assert response.status_code == 200, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+def _operations(openapi: dict[str, Any]) -> set[tuple[str, str]]:
+    return {
+        (method.upper(), route)
+        for route, operations in openapi["paths"].items()
+        for method in operations
+    }
+
+
+# --- aiming a route at an object -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request: the route's path parameters and what else it needs to be valid."""
+
+    params: dict[str, str]
+    query: dict[str, str] = field(default_factory=dict)
+    json: Any = None
+    data: dict[str, str] | None = None
+    content: bytes | None = None
+
+
+@dataclass(frozen=True)
+class Target:
+    """How a route reaches B's object (``sibling``) and an object that does not exist
+    (``missing``); ``refused`` are the acceptable answers, ``still_works`` checks as B
+    that the object still does its job afterwards."""
+
+    sibling: Callable[[World], Call]
+    missing: Callable[[World], Call]
+    refused: frozenset[int] = REFUSED
+    still_works: Callable[[World], None] | None = None
+
+
+def _nobody(prefix: str = "nobody") -> str:
+    return f"{prefix}-{secrets.token_hex(4)}"
+
+
+def _by(
+    name: str,
+    sibling_value: Callable[[World], str],
+    missing_value: Callable[[], str] = _nobody,
+    **extra: Any,
+) -> Target:
+    """A target addressed by one path parameter, plus fixed parameters and body."""
+    fixed = extra.pop("params", {})
+    return Target(
+        sibling=lambda w: Call({name: sibling_value(w), **fixed}, **extra),
+        missing=lambda w: Call({name: missing_value(), **fixed}, **extra),
+    )
+
+
+def _user(**extra: Any) -> Target:
+    return _by("login", lambda w: w.user, **extra)
+
+
+def _domain(**extra: Any) -> Target:
+    # The empty sub-domain: a DELETE that got through would succeed, not meet a conflict.
+    return _by(
+        "domain_id",
+        lambda w: w.subdomain.strip("/"),
+        lambda: f"root/{_nobody('td')}/sub",
+        **extra,
+    )
+
+
+def _device(name: str = "device_id", **extra: Any) -> Target:
+    return _by(name, lambda w: w.device, **extra)
+
+
+def _group(name: str = "group_id", **extra: Any) -> Target:
+    return _by(name, lambda w: w.group, **extra)
+
+
+def _client(**extra: Any) -> Target:
+    return _device("ep", **extra)
+
+
+def _role(**extra: Any) -> Target:
+    return _by("role_id", lambda w: w.role_id, lambda: str(uuid.uuid4()), **extra)
+
+
+def _b_token_still_works(world: World) -> None:
+    with world.server.client(world.api_token) as http:
+        assert http.get("/api/auth/me").status_code == 200
+
+
+def _b_client_still_works(world: World) -> None:
+    with world.server.client() as http:
+        response = http.post(
+            f"/iam/realms/{world.realm}/protocol/openid-connect/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": world.client_id,
+                "client_secret": world.client_secret,
+            },
+        )
+    assert response.status_code == 200, response.text
+
+
+def _client_credentials(client_id: str) -> dict[str, str]:
+    return {"grant_type": "client_credentials", "client_id": client_id, "client_secret": "guess"}
+
+
+SENSOR = {"params": {"path": SENSOR_URL.lstrip("/")}}
+WRITE = {"params": {"path": APPLICATION_TYPE}, "json": {"value": "changed by A"}}
+COMPOSITE_WRITE = {"json": {f"/{APPLICATION_TYPE}": {"value": "changed by A"}}}
+COMPOSITE_PATHS = {"query": {"paths": f"/3/0/0,{SENSOR_URL}"}}
+DEVICE_OBSERVATION = {"params": {"path": SENSOR_NAME}}
+
+FIXTURES: dict[tuple[str, str], Target] = {
+    # -- accounts and tenancy
+    ("GET", f"{COIOTE}/users/{{login}}"): _user(),
+    ("PATCH", f"{COIOTE}/users/{{login}}"): _user(
+        json={"userEnabled": False, "emailVerified": False}
+    ),
+    ("DELETE", f"{COIOTE}/users/{{login}}"): _user(),
+    ("GET", f"{COIOTE}/domains/{{domain_id}}"): _domain(),
+    ("PUT", f"{COIOTE}/domains/{{domain_id}}"): _domain(json={"newDescription": "changed by A"}),
+    ("DELETE", f"{COIOTE}/domains/{{domain_id}}"): _domain(),
+    ("GET", "/api/admin/roles/{role_id}"): _role(),
+    ("PUT", "/api/admin/roles/{role_id}"): _role(json={"permissions": ["GET groups"]}),
+    ("DELETE", "/api/admin/roles/{role_id}"): _role(),
+    ("DELETE", "/api/admin/service-accounts/{client_id}"): Target(
+        sibling=lambda w: Call({"client_id": w.client_id}),
+        missing=lambda w: Call({"client_id": _nobody()}),
+        still_works=_b_client_still_works,
+    ),
+    # Per-user, not per-domain: A's administrator cannot revoke B's token by its id.
+    ("DELETE", "/api/auth/tokens/{token_id}"): Target(
+        sibling=lambda w: Call({"token_id": w.token_id}),
+        missing=lambda w: Call({"token_id": uuid.uuid4().hex}),
+        still_works=_b_token_still_works,
+    ),
+    # Public: it addresses no tenant object, but B's client cannot be used without its secret.
+    ("POST", "/iam/realms/{realm}/protocol/openid-connect/token"): Target(
+        sibling=lambda w: Call({"realm": w.realm}, data=_client_credentials(w.client_id)),
+        missing=lambda w: Call({"realm": w.realm}, data=_client_credentials(_nobody())),
+        refused=frozenset({401}),
+        still_works=_b_client_still_works,
+    ),
+    # -- devices and groups (Coiote)
+    ("GET", f"{COIOTE}/devices/{{device_id}}"): _device(),
+    ("PUT", f"{COIOTE}/devices/{{device_id}}"): _device(
+        json={"description": "changed by A", "blacklisted": True, "removeGroups": []}
+    ),
+    ("DELETE", f"{COIOTE}/devices/{{device_id}}"): _device(),
+    ("GET", f"{COIOTE}/groups/{{group_id}}"): _group(),
+    ("PUT", f"{COIOTE}/groups/{{group_id}}"): _group(json={"description": "changed by A"}),
+    ("DELETE", f"{COIOTE}/groups/{{group_id}}"): _group(),
+    ("POST", f"{COIOTE}/sessions/{{device_id}}"): _device(),
+    ("POST", f"{COIOTE}/sessions/{{device_id}}/allow-deregistered"): _device(),
+    ("GET", f"{COIOTE}/cachedDataModels/{{deviceId}}"): _device("deviceId"),
+    ("GET", f"{COIOTE}/instantiatedResources/dataModelDefinition/{{deviceId}}"): _device(
+        "deviceId"
+    ),
+    ("GET", f"{COIOTE}/instantiatedResources/resourcesData/{{deviceId}}"): _device("deviceId"),
+    # -- observations (Coiote)
+    ("GET", f"{COIOTE}/observations/device/{{deviceId}}/{{path}}"): _device(
+        "deviceId", **DEVICE_OBSERVATION
+    ),
+    ("POST", f"{COIOTE}/observations/device/{{deviceId}}/{{path}}"): _device(
+        "deviceId", **DEVICE_OBSERVATION, json={"attributes": [{"name": "pmax", "value": "9"}]}
+    ),
+    ("DELETE", f"{COIOTE}/observations/device/{{deviceId}}/{{path}}"): _device(
+        "deviceId", **DEVICE_OBSERVATION
+    ),
+    ("POST", f"{COIOTE}/observations/group/resourcePath/{{groupId}}/{{path}}"): _group(
+        "groupId", params={"path": SENSOR_NAME}, json={"minPeriod": 1}
+    ),
+    ("POST", f"{COIOTE}/observations/group/resourceUrl/{{groupId}}/{{url}}"): _group(
+        "groupId", params={"url": SENSOR_URL}, json={"minPeriod": 1}
+    ),
+    # -- LwM2M operations (Leshan-style)
+    ("GET", f"{LWM2M}/clients/{{ep}}"): _client(),
+    ("GET", f"{LWM2M}/clients/{{ep}}/composite"): _client(**COMPOSITE_PATHS),
+    ("PUT", f"{LWM2M}/clients/{{ep}}/composite"): _client(**COMPOSITE_WRITE),
+    ("POST", f"{LWM2M}/clients/{{ep}}/composite/observe"): _client(**COMPOSITE_PATHS),
+    ("DELETE", f"{LWM2M}/clients/{{ep}}/composite/observe"): _client(**COMPOSITE_PATHS),
+    ("GET", f"{LWM2M}/clients/{{ep}}/{{path}}/discover"): _client(params={"path": "3303"}),
+    ("PUT", f"{LWM2M}/clients/{{ep}}/{{path}}/attributes"): _client(
+        **SENSOR, query={"pmin": "1", "pmax": "2"}
+    ),
+    ("POST", f"{LWM2M}/clients/{{ep}}/{{path}}/observe"): _client(**SENSOR),
+    ("DELETE", f"{LWM2M}/clients/{{ep}}/{{path}}/observe"): _client(**SENSOR),
+    ("GET", f"{LWM2M}/clients/{{ep}}/{{path}}"): _client(**SENSOR),
+    ("PUT", f"{LWM2M}/clients/{{ep}}/{{path}}"): _client(**WRITE),
+    ("POST", f"{LWM2M}/clients/{{ep}}/{{path}}"): _client(
+        params={"path": "3303"},
+        json={"kind": "instance", "resources": [{"id": 5750, "value": "made by A"}]},
+    ),
+    ("DELETE", f"{LWM2M}/clients/{{ep}}/{{path}}"): _client(params={"path": "3303/0"}),
+}
+
+
+def _url(route: str, params: dict[str, str]) -> str:
+    def fill(match: re.Match[str]) -> str:
+        return quote(params[match.group(1)], safe="/")
+
+    return re.sub(r"\{(\w+)\}", fill, route)
+
+
+def _send(http: httpx.Client, method: str, route: str, call: Call) -> httpx.Response:
+    return http.request(
+        method,
+        _url(route, call.params),
+        params=call.query,
+        json=call.json,
+        data=call.data,
+        content=call.content,
+    )
+
+
+def _without_ids(body: Any, call: Call) -> Any:
+    """The answer with the ids the request named replaced by the parameter names."""
+    text = json.dumps(body, sort_keys=True)
+    for name, value in sorted(call.params.items(), key=lambda item: -len(item[1])):
+        text = text.replace(value, f"<{name}>")
+    for name, value in (call.data or {}).items():
+        text = text.replace(value, f"<{name}>")
+    return json.loads(text)
+
+
+# --- lists -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Listing:
+    """A list route: the queries to try as A (some aimed at B's objects), and whether A's
+    own objects must show (so that an empty answer cannot pass by accident)."""
+
+    queries: Callable[[World], list[dict[str, str]]] = lambda w: [{}]
+    shows_own: bool = True
+
+
+def _criteria(*conditions: Callable[[World], str]) -> Callable[[World], list[dict[str, str]]]:
+    return lambda w: [{}, *({"searchCriteria": condition(w)} for condition in conditions)]
+
+
+LISTS: dict[str, Listing] = {
+    f"{COIOTE}/users/search/usernames": Listing(
+        lambda w: [{}, {"domain": w.b.domain}, {"username": w.b.tag}, {"username": w.user}]
+    ),
+    f"{COIOTE}/domains": Listing(_criteria(lambda w: f"id eq '{w.b.domain}'")),
+    f"{COIOTE}/devices": Listing(
+        _criteria(lambda w: f"id eq '{w.device}'", lambda w: f"domain eq '{w.b.domain}'")
+    ),
+    f"{COIOTE}/devices/find/details": Listing(
+        _criteria(lambda w: f"id eq '{w.device}'", lambda w: f"directGroups eq '{w.group}'")
+    ),
+    f"{COIOTE}/groups": Listing(_criteria(lambda w: f"domain eq '{w.b.domain}'")),
+    f"{COIOTE}/observations": Listing(
+        _criteria(lambda w: f"deviceId eq '{w.device}'", lambda w: f"groupId eq '{w.group}'"),
+        shows_own=False,
+    ),
+    "/api/admin/audit": Listing(lambda w: [{}, {"actor": f"{w.b.tag}-admin"}]),
+    "/api/admin/users": Listing(),
+    "/api/admin/roles": Listing(),
+    "/api/admin/service-accounts": Listing(shows_own=False),
+    "/api/auth/tokens": Listing(),
+    f"{LWM2M}/clients": Listing(shows_own=False),
+}
+FEEDS = {f"{LWM2M}/events": "UPDATED", f"{COIOTE}/events": "deviceUpdated"}
+"""Server-Sent Events routes and the event a registration update of B's device makes."""
+NOT_LISTS = {
+    "/health": "liveness, no tenant data",
+    "/ready": "readiness, no tenant data",
+    "/api/auth/me": "the caller itself",
+    f"{COIOTE}/devices/all/count": "a number: test_device_count_counts_only_own_devices",
+}
+
+
+def test_every_get_route_without_parameters_is_checked(openapi):
+    plain = {
+        route for method, route in _operations(openapi) if method == "GET" and "{" not in route
+    }
+    unchecked = sorted(plain - LISTS.keys() - FEEDS.keys() - NOT_LISTS.keys())
+    assert not unchecked, (
+        f"GET routes {unchecked} are neither in LISTS (checked for the sibling's data) nor in "
+        f"NOT_LISTS of {__name__}"
+    )
+    assert not sorted((LISTS.keys() | FEEDS.keys() | NOT_LISTS.keys()) - plain)
+
+
+def _leaks(world: World, text: str) -> list[str]:
+    return sorted(marker for marker in world.markers if marker in text)
+
+
+@pytest.mark.parametrize("route", sorted(LISTS))
+def test_list_shows_nothing_of_the_sibling(world, route):
+    listing = LISTS[route]
+    with world.as_a() as http:
+        for query in listing.queries(world):
+            response = http.get(route, params=query)
+            assert response.status_code == 200, (query, response.text)
+            assert not _leaks(world, response.text), (query, response.text)
+            if listing.shows_own and not query:
+                assert world.a.tag in response.text, response.text
+
+
+def test_device_count_counts_only_own_devices(world):
+    with world.as_a() as http:
+        own = http.get(f"{COIOTE}/devices").json()
+        count = http.get(f"{COIOTE}/devices/all/count").json()
+    assert own == [f"{world.a.tag}-dev"]
+    assert count == {"count": 1}
+
+
+class FeedReader:
+    """Collects the raw lines of one Server-Sent Events stream in a background thread."""
+
+    def __init__(self, world: World, route: str, token: str) -> None:
+        self.lines: list[str] = []
+        self._client = world.server.client(token)
+        self._response = self._client.send(self._client.build_request("GET", route), stream=True)
+        assert self._response.status_code == 200, self._response.read()
+        self._connected = threading.Event()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+        assert self._connected.wait(10), "the feed did not open"
+
+    def _read(self) -> None:
+        try:
+            for line in self._response.iter_lines():
+                if line.startswith(":"):  # a comment: connected, or a keep-alive
+                    self._connected.set()
+                elif line:
+                    self.lines.append(line)
+        except httpx.HTTPError:  # the test closed the stream
+            pass
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+    def close(self) -> None:
+        # Shut the socket down so that the reader thread's blocking read returns at once.
+        stream = self._response.extensions["network_stream"]
+        stream.get_extra_info("socket").shutdown(socket.SHUT_RDWR)
+        self._response.close()
+        self._client.close()
+        self._thread.join(10)
+
+
+@pytest.mark.parametrize("route", sorted(FEEDS))
+def test_event_feed_shows_nothing_of_the_sibling(world, route):
+    a_feed = FeedReader(world, route, world.a.token)
+    b_feed = FeedReader(world, route, world.b.token)
+    try:
+        world.server.call(world.simulated.update())
+        eventually(lambda: FEEDS[route] in b_feed.text and world.device in b_feed.text)
+        time.sleep(0.2)  # anything sent to A would have arrived with B's copy
+    finally:
+        a_feed.close()
+        b_feed.close()
+    assert a_feed.lines == [], a_feed.text
+
+
+# --- the matrix ------------------------------------------------------------------------------
+
+
+def test_every_parameterised_route_has_a_fixture(openapi):
+    parameterised = {(m, route) for m, route in _operations(openapi) if "{" in route}
+    missing = sorted(parameterised - FIXTURES.keys())
+    assert not missing, (
+        f"no cross-tenant fixture for {missing}: add how to reach a sibling domain's object "
+        f"through each to FIXTURES in {__name__}"
+    )
+    assert not sorted(FIXTURES.keys() - parameterised), "FIXTURES names routes that are gone"
+
+
+def _destructive_last(operation: tuple[str, str]) -> tuple[bool, str, str]:
+    """DELETEs run last, so that a DELETE that got through cannot hide another leak."""
+    method, route = operation
+    return method == "DELETE", route, method
+
+
+CASES = sorted(FIXTURES, key=_destructive_last)
+
+
+@pytest.mark.parametrize(("method", "route"), CASES, ids=[f"{m} {route}" for m, route in CASES])
+def test_sibling_object_is_out_of_reach(world, method, route):
+    target = FIXTURES[(method, route)]
+    before = world.snapshot()
+    sibling, missing = target.sibling(world), target.missing(world)
+    with world.as_a() as http:
+        refused = _send(http, method, route, sibling)
+        unknown = _send(http, method, route, missing)
+
+    assert refused.status_code in target.refused, (refused.status_code, refused.text)
+    assert refused.status_code == unknown.status_code, (refused.text, unknown.text)
+    assert _without_ids(refused.json(), sibling) == _without_ids(unknown.json(), missing)
+    after = world.snapshot()
+    changed = {
+        leaf: (before.get(leaf), after.get(leaf))
+        for leaf in before.keys() | after.keys()
+        if before.get(leaf) != after.get(leaf)
+    }
+    assert not changed, changed
+    if target.still_works is not None:
+        target.still_works(world)
+    if method == "GET":  # the fixture is aimed at a real object: its owner gets it
+        with world.as_b() as http:
+            owned = _send(http, method, route, sibling)
+        assert owned.status_code == 200, owned.text
