@@ -6,14 +6,19 @@ permission, so whatever A's administrator is refused can only be refused by tena
 B's administrator builds one of everything in B (a user, a sub-domain, a registered
 device with a group and observations, a role, a service account, an API token); then:
 
+- every GET operation without a path parameter is a list, or is named in ``NOT_LISTS``;
+  no list or event feed shows A anything of B (B's names and ids appear nowhere).
+- requests of A's whose body names one of B's objects (a group to join, a domain to
+  create in...) are refused exactly as if it did not exist.
 - every operation whose path has a parameter is called as A's administrator against B's
   object, and against an id that does not exist. Both must be refused alike (403 or 404,
   same body up to the id the message names), and B's objects must be left as they were.
   ``FIXTURES`` says how to aim each operation at B's object; an operation of the live
   OpenAPI document without an entry fails ``test_every_parameterised_route_has_a_fixture``
   until it gets one.
-- every GET operation without a path parameter is a list, or is named in ``NOT_LISTS``;
-  no list shows A anything of B (B's names and ids appear nowhere in the answer).
+
+The tests share B's objects and run in file order, the matrix last and its DELETEs at the
+very end, so that a request that got through where it must not cannot hide another leak.
 """
 
 from __future__ import annotations
@@ -43,6 +48,18 @@ SENSOR_URL = "/3303/0/5700"
 APPLICATION_TYPE = "3303/0/5750"
 """A writable resource of the simulated device: a write that got through would show here."""
 REFUSED = frozenset({403, 404})
+CUSTOM_OBJECT = """<?xml version="1.0" encoding="utf-8"?>
+<LWM2M><Object ObjectType="MODefinition">
+  <Name>Sibling Meter</Name><Description1>Defined by both tenants</Description1>
+  <ObjectID>33077</ObjectID><ObjectURN>urn:oma:lwm2m:x:33077</ObjectURN>
+  <LWM2MVersion>1.1</LWM2MVersion><ObjectVersion>1.0</ObjectVersion>
+  <MultipleInstances>Single</MultipleInstances><Mandatory>Optional</Mandatory>
+  <Resources><Item ID="0"><Name>Reading</Name><Operations>R</Operations>
+    <MultipleInstances>Single</MultipleInstances><Mandatory>Mandatory</Mandatory>
+    <Type>Integer</Type><RangeEnumeration></RangeEnumeration><Units></Units>
+    <Description>Latest reading</Description></Item></Resources>
+</Object></LWM2M>
+"""
 NO_KEEP_ALIVE = httpx.Limits(max_keepalive_connections=0)
 """A new connection per request: on loopback a reused one waits ~40 ms (delayed ACK) here."""
 VOLATILE = frozenset({"lastContactTime", "lastSessionTime", "lastUpdate", "sleeping", "lastUsedAt"})
@@ -132,6 +149,14 @@ def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
     for key, item in items:
         flat.update(_flat(item, f"{prefix}.{key}" if prefix else key))
     return flat
+
+
+def _changes(before: dict[str, Any], after: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    return {
+        leaf: (before.get(leaf), after.get(leaf))
+        for leaf in before.keys() | after.keys()
+        if before.get(leaf) != after.get(leaf)
+    }
 
 
 def _created(response: httpx.Response, status: int = 201) -> Any:
@@ -263,13 +288,14 @@ def _operations(openapi: dict[str, Any]) -> set[tuple[str, str]]:
 
 @dataclass(frozen=True)
 class Call:
-    """One request: the route's path parameters and what else it needs to be valid."""
+    """One request: the route's path parameters and what else it needs to be valid;
+    ``names`` are the ids its body refers to."""
 
     params: dict[str, str]
     query: dict[str, str] = field(default_factory=dict)
     json: Any = None
     data: dict[str, str] | None = None
-    content: bytes | None = None
+    names: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -459,16 +485,14 @@ def _send(http: httpx.Client, method: str, route: str, call: Call) -> httpx.Resp
         params=call.query,
         json=call.json,
         data=call.data,
-        content=call.content,
     )
 
 
 def _without_ids(body: Any, call: Call) -> Any:
-    """The answer with the ids the request named replaced by the parameter names."""
+    """The answer with the ids the request named replaced by their names."""
     text = json.dumps(body, sort_keys=True)
-    for name, value in sorted(call.params.items(), key=lambda item: -len(item[1])):
-        text = text.replace(value, f"<{name}>")
-    for name, value in (call.data or {}).items():
+    named = {**call.params, **(call.data or {}), **call.names}
+    for name, value in sorted(named.items(), key=lambda item: -len(item[1])):
         text = text.replace(value, f"<{name}>")
     return json.loads(text)
 
@@ -512,8 +536,12 @@ LISTS: dict[str, Listing] = {
     "/api/auth/tokens": Listing(),
     f"{LWM2M}/clients": Listing(shows_own=False),
 }
-FEEDS = {f"{LWM2M}/events": "UPDATED", f"{COIOTE}/events": "deviceUpdated"}
-"""Server-Sent Events routes and the event a registration update of B's device makes."""
+FEEDS = {
+    f"{LWM2M}/events": ("UPDATED", "ep"),
+    f"{COIOTE}/events": ("deviceUpdated", "endpointName"),
+}
+"""Server-Sent Events routes: the event a registration update of B's device makes, and the
+query parameter that narrows the feed to one endpoint."""
 NOT_LISTS = {
     "/health": "liveness, no tenant data",
     "/ready": "readiness, no tenant data",
@@ -561,10 +589,13 @@ def test_device_count_counts_only_own_devices(world):
 class FeedReader:
     """Collects the raw lines of one Server-Sent Events stream in a background thread."""
 
-    def __init__(self, world: World, route: str, token: str) -> None:
+    def __init__(
+        self, world: World, route: str, token: str, params: dict[str, str] | None = None
+    ) -> None:
         self.lines: list[str] = []
         self._client = world.server.client(token)
-        self._response = self._client.send(self._client.build_request("GET", route), stream=True)
+        request = self._client.build_request("GET", route, params=params)
+        self._response = self._client.send(request, stream=True)
         assert self._response.status_code == 200, self._response.read()
         self._connected = threading.Event()
         self._thread = threading.Thread(target=self._read, daemon=True)
@@ -596,16 +627,175 @@ class FeedReader:
 
 @pytest.mark.parametrize("route", sorted(FEEDS))
 def test_event_feed_shows_nothing_of_the_sibling(world, route):
-    a_feed = FeedReader(world, route, world.a.token)
+    event, endpoint_filter = FEEDS[route]
+    a_feeds = [
+        FeedReader(world, route, world.a.token),
+        FeedReader(world, route, world.a.token, {endpoint_filter: world.device}),
+    ]
     b_feed = FeedReader(world, route, world.b.token)
     try:
         world.server.call(world.simulated.update())
-        eventually(lambda: FEEDS[route] in b_feed.text and world.device in b_feed.text)
+        eventually(lambda: event in b_feed.text and world.device in b_feed.text)
         time.sleep(0.2)  # anything sent to A would have arrived with B's copy
     finally:
-        a_feed.close()
-        b_feed.close()
-    assert a_feed.lines == [], a_feed.text
+        for feed in [*a_feeds, b_feed]:
+            feed.close()
+    for feed in a_feeds:
+        assert feed.lines == [], feed.text
+
+
+# --- references to the sibling's objects in request bodies ------------------------------------
+
+
+def _unknown(world: World) -> str:
+    return _nobody()
+
+
+def _refers(
+    method: str,
+    route: str,
+    body: Callable[[World, str], dict[str, Any]],
+    sibling_ref: Callable[[World], str],
+    missing_ref: Callable[[World], str] = _unknown,
+    params: Callable[[World], dict[str, str]] = lambda w: {},
+) -> tuple[str, str, Target]:
+    """A request of A's whose body names one of B's objects (``body(world, ref)``)."""
+
+    def aimed(ref: Callable[[World], str]) -> Callable[[World], Call]:
+        def call(world: World) -> Call:
+            named = ref(world)
+            return Call(params(world), json=body(world, named), names={"ref": named})
+
+        return call
+
+    target = Target(aimed(sibling_ref), aimed(missing_ref), refused=frozenset({400, 403, 404}))
+    return method, route, target
+
+
+def _new_device(groups: list[str] | None = None, domain: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"properties": {"endpointName": _nobody("ta-new")}}
+    if groups is not None:
+        body["directGroups"] = groups
+    if domain is not None:
+        body["domain"] = domain
+    return body
+
+
+def _new_user(w: World, domain: str, roles: list[str] | None = None) -> dict[str, Any]:
+    return {
+        "login": _nobody("ta-new"),
+        "password": "User-Test-Pa55word!",
+        "domain": domain,
+        "roles": roles or [],
+    }
+
+
+def _missing_domain(world: World) -> str:
+    return f"/root/{_nobody('td')}/"
+
+
+def _a_device(w: World) -> dict[str, str]:
+    return {"device_id": f"{w.a.tag}-dev"}
+
+
+def _a_user(w: World) -> dict[str, str]:
+    return {"login": f"{w.a.tag}-user"}
+
+
+REFERENCES: dict[str, tuple[str, str, Target]] = {
+    "new device in B's group": _refers(
+        "POST", f"{COIOTE}/devices", lambda w, g: _new_device([g]), lambda w: w.group
+    ),
+    "new device in B's domain": _refers(
+        "POST",
+        f"{COIOTE}/devices",
+        lambda w, d: _new_device(domain=d),
+        lambda w: w.b.domain,
+        _missing_domain,
+    ),
+    "own device into B's group": _refers(
+        "PUT",
+        f"{COIOTE}/devices/{{device_id}}",
+        lambda w, g: {"addGroups": [g]},
+        lambda w: w.group,
+        params=_a_device,
+    ),
+    "own device out of B's group": _refers(
+        "PUT",
+        f"{COIOTE}/devices/{{device_id}}",
+        lambda w, g: {"removeGroups": [g]},
+        lambda w: w.group,
+        params=_a_device,
+    ),
+    "sub-group of B's group": _refers(
+        "POST", f"{COIOTE}/groups", lambda w, g: {"id": f"{g}.sub"}, lambda w: w.group
+    ),
+    "new group in B's domain": _refers(
+        "POST",
+        f"{COIOTE}/groups",
+        lambda w, d: {"id": _nobody("ta-new"), "domain": d},
+        lambda w: w.b.domain,
+        _missing_domain,
+    ),
+    "sub-domain of B's domain": _refers(
+        "POST",
+        f"{COIOTE}/domains",
+        lambda w, d: {"id": f"{d}new/"},
+        lambda w: w.b.domain,
+        _missing_domain,
+    ),
+    "new user in B's domain": _refers(
+        "POST", f"{COIOTE}/users", _new_user, lambda w: w.b.domain, _missing_domain
+    ),
+    "new user with B's role": _refers(
+        "POST",
+        f"{COIOTE}/users",
+        lambda w, r: _new_user(w, w.a.domain, [r]),
+        lambda w: w.role_name,
+    ),
+    "own user moved into B's domain": _refers(
+        "PATCH",
+        f"{COIOTE}/users/{{login}}",
+        lambda w, d: {"domain": d},
+        lambda w: w.b.domain,
+        _missing_domain,
+        params=_a_user,
+    ),
+    "service account acting as B's user": _refers(
+        "POST",
+        "/api/admin/service-accounts",
+        lambda w, login: {"clientId": _nobody("ta-new"), "realm": "ta-realm", "login": login},
+        lambda w: w.user,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFERENCES))
+def test_request_naming_a_sibling_object_is_refused_as_if_it_did_not_exist(world, case):
+    method, route, target = REFERENCES[case]
+    before = world.snapshot()
+    sibling, missing = target.sibling(world), target.missing(world)
+    with world.as_a() as http:
+        refused = _send(http, method, route, sibling)
+        unknown = _send(http, method, route, missing)
+
+    assert refused.status_code in target.refused, (refused.status_code, refused.text)
+    assert refused.status_code == unknown.status_code, (refused.text, unknown.text)
+    assert _without_ids(refused.json(), sibling) == _without_ids(unknown.json(), missing)
+    assert _changes(before, world.snapshot()) == {}
+
+
+def test_sibling_custom_objects_are_not_seen(world):
+    """B's object definition does not exist for A: A defines the same object id itself."""
+    ddf = CUSTOM_OBJECT.encode()
+    xml = {"Content-Type": "application/xml"}
+    with world.as_b() as http:
+        assert (
+            http.post(f"{COIOTE}/dialects/addObject", content=ddf, headers=xml).status_code == 201
+        )
+    with world.as_a() as http:
+        response = http.post(f"{COIOTE}/dialects/addObject", content=ddf, headers=xml)
+    assert response.status_code == 201, response.text
 
 
 # --- the matrix ------------------------------------------------------------------------------
@@ -642,13 +832,7 @@ def test_sibling_object_is_out_of_reach(world, method, route):
     assert refused.status_code in target.refused, (refused.status_code, refused.text)
     assert refused.status_code == unknown.status_code, (refused.text, unknown.text)
     assert _without_ids(refused.json(), sibling) == _without_ids(unknown.json(), missing)
-    after = world.snapshot()
-    changed = {
-        leaf: (before.get(leaf), after.get(leaf))
-        for leaf in before.keys() | after.keys()
-        if before.get(leaf) != after.get(leaf)
-    }
-    assert not changed, changed
+    assert _changes(before, world.snapshot()) == {}
     if target.still_works is not None:
         target.still_works(world)
     if method == "GET":  # the fixture is aimed at a real object: its owner gets it
