@@ -435,7 +435,7 @@ async def create_device(session: AsyncSession, principal: Principal, new: NewDev
     mode, identity, psk_hex = _security(
         new.security_mode or default_mode, new.dtls_identity, psk_hex
     )
-    groups = await require_visible_groups(session, principal, new.groups)
+    groups = await require_visible_groups(session, principal, new.groups, member_domain=domain_id)
     duplicate = await session.scalar(
         select(exists().where(or_(Device.id == device_id, Device.endpoint_name == endpoint)))
     )
@@ -500,7 +500,9 @@ async def update_device(
     mode, identity, psk_hex = _security(mode, identity, psk_hex)
     await _require_identity_free(session, identity, device.id)
 
-    added = await require_visible_groups(session, principal, changes.add_groups)
+    added = await require_visible_groups(
+        session, principal, changes.add_groups, member_domain=device.domain_id
+    )
     removed = await require_visible_groups(session, principal, changes.remove_groups)
     current = set((await groups_of(session, [device.id]))[device.id])
     to_add = [group for group in added if group not in current and group not in removed]

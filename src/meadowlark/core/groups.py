@@ -70,22 +70,38 @@ async def get_group(session: AsyncSession, principal: Principal, group_id: str) 
 
 
 async def require_visible_groups(
-    session: AsyncSession, principal: Principal, group_ids: Iterable[str]
+    session: AsyncSession,
+    principal: Principal,
+    group_ids: Iterable[str],
+    *,
+    member_domain: str | None = None,
 ) -> list[str]:
-    """The distinct ``group_ids``, all existing in the caller's scope; 404 (4041) otherwise."""
+    """The distinct ``group_ids``, all existing in the caller's scope; 404 (4041) otherwise.
+
+    With ``member_domain`` (a device about to join them), each group must also be in that
+    domain or above it, else 400: a group's owner configures observations on its members
+    and members list their groups, so a group below or beside a device's domain would
+    reach into a tenant that cannot see it (even the root administrator, who sees both,
+    cannot mix them).
+    """
     wanted = list(dict.fromkeys(group_ids))
     if not wanted:
         return []
-    found = set(
-        await session.scalars(
-            select(Group.id).where(
-                Group.id.in_(wanted), in_scope(Group.domain_id, principal.domain_id)
-            )
+    rows = await session.execute(
+        select(Group.id, Group.domain_id).where(
+            Group.id.in_(wanted), in_scope(Group.domain_id, principal.domain_id)
         )
     )
-    missing = [group_id for group_id in wanted if group_id not in found]
+    domains = {group_id: domain_id for group_id, domain_id in rows}
+    missing = [group_id for group_id in wanted if group_id not in domains]
     if missing:
         raise NotFound(f"group {missing[0][:255]!r} not found", code=4041)
+    if member_domain is not None:
+        apart = [group_id for group_id in wanted if not member_domain.startswith(domains[group_id])]
+        if apart:
+            raise InvalidInput(
+                f"group {apart[0]!r} is not in the device's domain ({member_domain}) or above it"
+            )
     return wanted
 
 

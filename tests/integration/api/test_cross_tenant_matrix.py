@@ -839,3 +839,24 @@ def test_sibling_object_is_out_of_reach(world, method, route):
         with world.as_b() as http:
             owned = _send(http, method, route, sibling)
         assert owned.status_code == 200, owned.text
+
+
+def test_device_joins_only_groups_of_its_domain_or_above(world, error_body):
+    """Not even the root administrator, who sees both, puts A's device in B's group: B's
+    group observations would then reach A's device, and A would see B's group."""
+    own_device = f"{world.a.tag}-dev"
+    new_device = {
+        "properties": {"endpointName": _nobody("ta-new")},
+        "domain": world.a.domain,
+        "directGroups": [world.group],
+    }
+    with world.server.admin() as http:
+        error_body(
+            http.put(f"{COIOTE}/devices/{own_device}", json={"addGroups": [world.group]}), 400
+        )
+        error_body(http.post(f"{COIOTE}/devices", json=new_device), 400)
+        batch = http.post(f"{COIOTE}/devices/batch", json=[new_device]).json()
+    assert batch["results"][0]["success"] is False, batch
+    with world.as_a() as http:
+        assert http.get(f"{COIOTE}/devices/{own_device}").json()["directGroups"] == []
+        assert http.get(f"{COIOTE}/devices").json() == [own_device]
