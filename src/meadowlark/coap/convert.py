@@ -27,14 +27,18 @@ _CODES = {
 
 
 def peer_of(remote: object) -> Peer:
-    """The ``Peer`` behind an aiocoap remote; IPv4-mapped IPv6 addresses become IPv4."""
+    """The ``Peer`` behind an aiocoap remote; IPv4-mapped IPv6 addresses become IPv4.
+
+    This transport is plain UDP (``coap://``): nothing authenticates the sender, so the
+    peer has no ``identity``. A DTLS transport sets it from the session's handshake.
+    """
     sockaddr = getattr(remote, "sockaddr", None)
     if sockaddr is None:
         host, _, port = str(getattr(remote, "hostinfo", "")).rpartition(":")
-        return Peer(host.strip("[]"), int(port or 0), "udp", remote)
+        return Peer(host.strip("[]"), int(port or 0), "udp", handle=remote, identity=None)
     address = ipaddress.ip_address(str(sockaddr[0]).partition("%")[0])
     mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
-    return Peer(str(mapped or address), int(sockaddr[1]), "udp", remote)
+    return Peer(str(mapped or address), int(sockaddr[1]), "udp", handle=remote, identity=None)
 
 
 def request_message(peer: Peer, request: DownlinkRequest) -> Message:

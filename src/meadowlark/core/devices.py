@@ -364,7 +364,10 @@ class DeviceUpdate:
     device: Device
     memberships_changed: bool
     barred: bool
-    """The device may no longer register (blacklisted or management disabled)."""
+    """The device's current registration must end: it may no longer register
+    (blacklisted or management disabled), or its security settings changed, so a
+    registration made under the old ones (e.g. over plain UDP before it became a PSK
+    device) must not stay alive through Updates; it registers again under the new ones."""
 
 
 def _validate_name(kind: str, value: str, max_length: int) -> str:
@@ -519,6 +522,11 @@ async def update_device(
         )
 
     was_allowed = not device.blacklisted and device.management_enabled
+    security_changed = (device.security_mode, device.dtls_identity, device.dtls_psk) != (
+        mode,
+        identity,
+        psk_hex,
+    )
     device.properties = properties
     device.security_mode, device.dtls_identity, device.dtls_psk = mode, identity, psk_hex
     if changes.blacklisted is not None:
@@ -529,7 +537,9 @@ async def update_device(
         device.description = changes.description
     if changes.friendly_name is not None:
         device.friendly_name = _validate_name("friendlyName", changes.friendly_name, 255)
-    barred = was_allowed and (device.blacklisted or not device.management_enabled)
+    barred = security_changed or (
+        was_allowed and (device.blacklisted or not device.management_enabled)
+    )
     return DeviceUpdate(device, bool(to_add or to_remove), barred)
 
 

@@ -29,6 +29,7 @@ from meadowlark.server.errors import Lwm2mServerError
 from meadowlark.server.operations import QueuedRequest
 from meadowlark.server.registration import Registration
 from meadowlark.server.service import ServerListener
+from meadowlark.server.transport import Peer
 
 _log = structlog.get_logger("meadowlark.events")
 
@@ -46,6 +47,10 @@ class EventKind(StrEnum):
     SLEEPING = "SLEEPING"
     REQUEST_RESPONSE = "REQUEST_RESPONSE"
     """The outcome of a request that was queued for a sleeping device."""
+    REGISTRATION_REFUSED = "REGISTRATION_REFUSED"
+    """A Register, Update, De-register or Send of the device was answered 4.03."""
+    ADDRESS_CHANGED = "ADDRESS_CHANGED"
+    """An Update or De-register came from another address than the registration's."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,8 +58,13 @@ class DeviceEvent:
     """One event; which optional fields are set depends on ``kind``.
 
     NOTIFICATION: ``paths`` (the observed path, or the composite set) and ``nodes``.
-    SEND: ``batches``. DEREGISTRATION: ``expired``. REQUEST_RESPONSE: ``request``,
-    ``result`` (what the operation returned) and ``error`` (its failure, if any).
+    SEND: ``batches``. DEREGISTRATION: ``expired`` (a De-register's source address is
+    ``registration.peer``). REQUEST_RESPONSE: ``request``, ``result`` (what the
+    operation returned) and ``error`` (its failure, if any). REGISTRATION_REFUSED:
+    ``peer`` (the requester), ``reason`` (``unsecured_transport``, ``identity_mismatch``,
+    ``blacklisted``, ...) and ``operation``. ADDRESS_CHANGED: ``registration`` (with the
+    new address), ``peer`` (the new address), ``previous_peer`` (the old one) and
+    ``operation`` (``update`` or ``deregister``).
     """
 
     kind: EventKind
@@ -69,6 +79,10 @@ class DeviceEvent:
     request: QueuedRequest | None = None
     result: object = None
     error: Lwm2mServerError | None = None
+    peer: Peer | None = None
+    previous_peer: Peer | None = None
+    reason: str = ""
+    operation: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +170,29 @@ class EventBus(ServerListener):
         )
         if registration.endpoint not in self._waiting:
             self._domains.pop(registration.endpoint, None)
+
+    def on_registration_refused(
+        self, endpoint: str, peer: Peer, reason: str, operation: str
+    ) -> None:
+        self._publish(
+            EventKind.REGISTRATION_REFUSED,
+            endpoint,
+            peer=peer,
+            reason=reason,
+            operation=operation,
+        )
+
+    def on_address_changed(
+        self, registration: Registration, previous: Peer, operation: str
+    ) -> None:
+        self._publish(
+            EventKind.ADDRESS_CHANGED,
+            registration.endpoint,
+            registration=registration,
+            peer=registration.peer,
+            previous_peer=previous,
+            operation=operation,
+        )
 
     def on_notification(
         self, registration: Registration, paths: tuple[LwM2mPath, ...], nodes: dict[LwM2mPath, Node]

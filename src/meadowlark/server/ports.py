@@ -8,26 +8,25 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from enum import Enum
 from typing import Any, Protocol
 
 from meadowlark.lwm2m.path import ROOT, LwM2mPath
 from meadowlark.server.operations import QueuedRequest, QueuedRequestState
 from meadowlark.server.registration import Registration
+from meadowlark.server.security import Admission, DeviceSecurity, check_peer_security
 from meadowlark.server.values import CachedValue
-
-
-class Admission(Enum):
-    ALLOWED = "allowed"
-    BLACKLISTED = "blacklisted"
-    MANAGEMENT_DISABLED = "management_disabled"
 
 
 class DeviceRegistry(Protocol):
     """The device records behind registrations (created on first Register)."""
 
     async def admit_registration(self, registration: Registration) -> Admission:
-        """Whether the device may register; if so, record the registration in one go."""
+        """Whether the device may register; if so, record the registration in one go.
+
+        Must apply ``security.check_peer_security`` to the device's security settings
+        and ``registration.peer`` first (a device without a record counts as NoSec),
+        so that only the device itself can register under a secured endpoint name.
+        """
 
     async def record_update(self, registration: Registration) -> None: ...
 
@@ -70,14 +69,19 @@ class RequestQueue(Protocol):
 
 @dataclass
 class InMemoryDeviceRegistry:
-    """Allows every device unless its endpoint name is listed as refused."""
+    """Allows every device unless its endpoint name is listed as refused, or its
+    ``security`` settings are not met by the registering peer (unlisted: NoSec)."""
 
     refused: dict[str, Admission] = field(default_factory=dict)
     contacts: dict[str, datetime] = field(default_factory=dict)
     registrations: dict[str, Registration] = field(default_factory=dict)
+    security: dict[str, DeviceSecurity] = field(default_factory=dict)
 
     async def admit_registration(self, registration: Registration) -> Admission:
-        admission = self.refused.get(registration.endpoint, Admission.ALLOWED)
+        endpoint = registration.endpoint
+        admission = check_peer_security(endpoint, self.security.get(endpoint), registration.peer)
+        if admission is Admission.ALLOWED:
+            admission = self.refused.get(endpoint, Admission.ALLOWED)
         if admission is Admission.ALLOWED:
             self.registrations[registration.endpoint] = registration
         return admission

@@ -9,6 +9,7 @@ Found, 4.12 Precondition Failed).
 from __future__ import annotations
 
 import re
+import secrets
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -30,6 +31,9 @@ DEFAULT_LIFETIME = 86400
 """Core 1.1 §6.2.1: ``lt`` defaults to 86400 seconds."""
 MAX_ENDPOINT_NAME_LENGTH = 150
 MAX_LIFETIME = 2**32 - 1
+REGISTRATION_ID_BYTES = 8
+"""Random bytes in a registration id: its location ``/rd/{id}`` is all an Update or
+De-register needs over plain UDP, so it must not be guessable (64 bits, 16 hex digits)."""
 _VERSION = re.compile(r"[0-9]{1,3}\.[0-9]{1,3}")
 _BINDING_1_0 = frozenset({"U", "UQ", "S", "SQ", "US", "UQS"})
 """The only binding values LwM2M 1.0 defines (Core 1.0 §5.3.1.1)."""
@@ -123,6 +127,11 @@ class UpdateParams:
             peer=peer,
             last_update=now,
         )
+
+
+def new_registration_id() -> str:
+    """A fresh, unguessable registration id (from ``secrets``, lowercase hex)."""
+    return secrets.token_hex(REGISTRATION_ID_BYTES)
 
 
 def version_tuple(version: str) -> tuple[int, int]:

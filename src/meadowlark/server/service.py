@@ -8,7 +8,6 @@ an ``LwM2mEndpoint``; set it with ``attach`` once the transport exists.
 from __future__ import annotations
 
 import asyncio
-import secrets
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
@@ -59,10 +58,12 @@ from meadowlark.server.registration import (
     RegistrationRateLimiter,
     RegistrationRejected,
     RegistrationStore,
+    new_registration_id,
     parse_register,
     parse_update,
 )
 from meadowlark.server.scheduling import DeadlineScheduler
+from meadowlark.server.security import same_principal
 from meadowlark.server.transport import (
     BAD_REQUEST,
     CHANGED,
@@ -116,7 +117,24 @@ class ServerListener:
         """A device sent a registration Update."""
 
     def on_deregistered(self, registration: Registration, *, expired: bool) -> None:
-        """A device de-registered, or its lifetime ran out (``expired``)."""
+        """A device de-registered, or its lifetime ran out (``expired``).
+
+        For a De-register, ``registration.peer`` is where the request came from.
+        """
+
+    def on_registration_refused(
+        self, endpoint: str, peer: Peer, reason: str, operation: str
+    ) -> None:
+        """A Register (``operation`` ``register``), Update (``update``), De-register
+        (``deregister``) or Send (``send``) from ``peer`` for ``endpoint`` got 4.03;
+        ``reason`` is the ``Admission`` value (e.g. ``unsecured_transport``)."""
+
+    def on_address_changed(
+        self, registration: Registration, previous: Peer, operation: str
+    ) -> None:
+        """An Update or De-register (``operation``) came from ``registration.peer``,
+        not from ``previous``, the address the registration had: a NAT rebinding, or
+        someone else who knows the registration's location."""
 
     def on_notification(
         self, registration: Registration, paths: tuple[LwM2mPath, ...], nodes: dict[LwM2mPath, Node]
@@ -298,7 +316,7 @@ class LwM2mServer:
             return UplinkResult(exc.code, diagnostic=exc.message)
         now = _utcnow()
         registration = Registration(
-            registration_id=secrets.token_hex(6),
+            registration_id=new_registration_id(),
             endpoint=params.endpoint,
             lwm2m_version=params.lwm2m_version,
             binding=params.binding,
@@ -310,10 +328,11 @@ class LwM2mServer:
             registered_at=now,
             last_update=now,
         )
+        # The registry checks the device's security mode against peer.identity (the
+        # transport's authentication) along with its other admission rules.
         admission = await self.devices.admit_registration(registration)
         if admission is not Admission.ALLOWED:
-            _log.info("registration_forbidden", endpoint=params.endpoint, reason=admission.value)
-            return UplinkResult(FORBIDDEN, diagnostic=f"device is {admission.value}")
+            return self._refuse(params.endpoint, peer, admission, "register")
         replaced = await self.registrations.add(registration)
         if replaced is not None:
             self._expiry.cancel(replaced.registration_id)
@@ -351,6 +370,8 @@ class LwM2mServer:
         previous = await self.registrations.get(location)
         if previous is None:
             return UplinkResult(NOT_FOUND, diagnostic="unknown registration")
+        if not same_principal(previous.peer, peer):
+            return self._refuse(previous.endpoint, peer, Admission.IDENTITY_MISMATCH, "update")
         try:
             params = parse_update(query, payload, content_format, previous.lwm2m_version)
         except RegistrationRejected as exc:
@@ -362,21 +383,36 @@ class LwM2mServer:
             observation.registration = registration
         await self.devices.record_update(registration)
         _log.debug("device_updated", endpoint=registration.endpoint, peer=str(peer))
+        if peer.address != previous.peer.address:
+            self._address_changed(registration, previous.peer, "update")
         self._emit(lambda listener: listener.on_updated(registration, previous))
         self._after_uplink(registration)
         return UplinkResult(CHANGED)
 
     async def on_deregister(self, peer: Peer, location: str) -> UplinkResult:
-        registration = await self.registrations.remove(location)
-        if registration is None:
+        found = await self.registrations.get(location)
+        if found is None:
             return UplinkResult(NOT_FOUND, diagnostic="unknown registration")
-        await self._deregistered(registration, expired=False)
+        if not same_principal(found.peer, peer):
+            return self._refuse(found.endpoint, peer, Admission.IDENTITY_MISMATCH, "deregister")
+        registration = await self.registrations.remove(location)
+        if registration is None:  # gone meanwhile (expired, replaced)
+            return UplinkResult(NOT_FOUND, diagnostic="unknown registration")
+        registered_peer = registration.peer
+        if peer.address != registered_peer.address:
+            # Accepted all the same (the location is the NoSec device's only proof), but
+            # the events name the address the De-register came from.
+            registration = replace(registration, peer=peer)
+            self._address_changed(registration, registered_peer, "deregister")
+        await self._deregistered(registration, expired=False, registered_peer=registered_peer)
         return UplinkResult(DELETED)
 
     async def on_send(self, peer: Peer, payload: bytes, content_format: int | None) -> UplinkResult:
         registration = await self.registrations.get_by_peer(peer.host, peer.port)
         if registration is None:
             return UplinkResult(NOT_FOUND, diagnostic="no registration from this address")
+        if not same_principal(registration.peer, peer):
+            return self._refuse(registration.endpoint, peer, Admission.IDENTITY_MISMATCH, "send")
         if content_format not in content.TIMESTAMPED_CODECS:
             return UplinkResult(UNSUPPORTED_CONTENT_FORMAT, diagnostic="use SenML or LwM2M CBOR")
         now = _utcnow()
@@ -931,7 +967,46 @@ class LwM2mServer:
         if registration is not None:
             await self._deregistered(registration, expired=True)
 
-    async def _deregistered(self, registration: Registration, *, expired: bool) -> None:
+    def _refuse(
+        self, endpoint: str, peer: Peer, admission: Admission, operation: str
+    ) -> UplinkResult:
+        """Answer 4.03 and report why (log line, ``on_registration_refused``)."""
+        log = _log.warning if admission.is_security_refusal else _log.info
+        log(
+            "registration_forbidden",
+            endpoint=endpoint,
+            peer=str(peer),
+            secure=peer.secure,
+            operation=operation,
+            reason=admission.value,
+        )
+        self._emit(
+            lambda listener: listener.on_registration_refused(
+                endpoint, peer, admission.value, operation
+            )
+        )
+        return UplinkResult(FORBIDDEN, diagnostic=admission.diagnostic)
+
+    def _address_changed(self, registration: Registration, previous: Peer, operation: str) -> None:
+        _log.info(
+            "registration_address_changed",
+            endpoint=registration.endpoint,
+            registration_id=registration.registration_id,
+            operation=operation,
+            previous_peer=str(previous),
+            peer=str(registration.peer),
+        )
+        self._emit(lambda listener: listener.on_address_changed(registration, previous, operation))
+
+    async def _deregistered(
+        self,
+        registration: Registration,
+        *,
+        expired: bool,
+        registered_peer: Peer | None = None,
+    ) -> None:
+        """``registered_peer``: the registration's address when a De-register came from
+        another one (``registration.peer``)."""
         self._expiry.cancel(registration.registration_id)
         self._presence.cancel(registration.endpoint)
         self._awake.discard(registration.endpoint)
@@ -946,6 +1021,8 @@ class LwM2mServer:
             endpoint=registration.endpoint,
             registration_id=registration.registration_id,
             expired=expired,
+            peer=str(registration.peer),
+            registered_peer=str(registered_peer or registration.peer),
         )
         self._emit(lambda listener: listener.on_deregistered(registration, expired=expired))
 

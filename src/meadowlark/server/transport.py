@@ -16,17 +16,44 @@ from meadowlark.lwm2m.path import LwM2mPath
 
 
 @dataclass(frozen=True, slots=True)
+class PeerIdentity:
+    """Whom a secure transport (DTLS) authenticated the peer as, during its handshake.
+
+    ``mode`` is the kind of credential the session was authenticated with: ``psk``,
+    ``rpk`` or ``cert``. ``name`` is what identifies the device under it: the PSK
+    identity, the certificate subject's common name, or the raw public key (as the
+    transport renders it). Only a transport that verified the credential sets this.
+    """
+
+    mode: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
 class Peer:
     """Where a device talks from: the source address of its last uplink.
 
     ``handle`` is the transport's own address object (opaque here); a transport uses it
     to answer from the same socket and local address the device reached (NAT).
+    ``identity`` is set by a transport that authenticated the peer (a DTLS session);
+    plain UDP leaves it ``None``: such a request proves nothing about who sent it, and
+    its source address can be forged.
     """
 
     host: str
     port: int
     transport: str = "udp"
     handle: object = field(default=None, compare=False, hash=False, repr=False)
+    identity: PeerIdentity | None = None
+
+    @property
+    def secure(self) -> bool:
+        """Whether the transport authenticated the peer (see ``identity``)."""
+        return self.identity is not None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return (self.host, self.port)
 
     def __str__(self) -> str:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
@@ -173,7 +200,11 @@ class UplinkResult:
 
 
 class UplinkHandler(Protocol):
-    """What the transport calls for device-initiated requests (Transport 1.1 §6.4, §6.5)."""
+    """What the transport calls for device-initiated requests (Transport 1.1 §6.4, §6.5).
+
+    ``peer`` tells where a request came from and, in ``peer.identity``, whether and as
+    whom the transport authenticated it; the server decides what that allows.
+    """
 
     async def on_register(
         self, peer: Peer, query: Sequence[str], payload: bytes, content_format: int | None

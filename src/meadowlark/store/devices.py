@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -21,11 +21,12 @@ from meadowlark.lwm2m.codec.link_format import format_links
 from meadowlark.lwm2m.node import ResourceType
 from meadowlark.lwm2m.path import ROOT, LwM2mPath
 from meadowlark.server.operations import Operation, QueuedRequest, QueuedRequestState
-from meadowlark.server.ports import Admission
 from meadowlark.server.registration import Registration
+from meadowlark.server.security import Admission, DeviceSecurity, check_peer_security
 from meadowlark.server.values import CachedValue, value_from_json, value_to_json
 from meadowlark.store.db import Database
 from meadowlark.store.device_models import Device, QueuedRequestRow, ResourceValue
+from meadowlark.store.models import AuditEvent
 
 _log = structlog.get_logger("meadowlark.lwm2m")
 
@@ -41,6 +42,8 @@ DEVICE_INFO_COLUMNS = {
 
 _DEVICES = Device.__table__
 _VALUES = ResourceValue.__table__
+REGISTRATION_REFUSED_EVENT = "device.registration_refused"
+"""Audit event of a Register refused for the device's security mode (no secrets in it)."""
 
 
 class DeviceIds:
@@ -209,6 +212,11 @@ class SqlDeviceRegistry:
     Registers are admitted in batches: those arriving while a batch is being written
     wait, then go together in one transaction (one SELECT, one INSERT, one UPDATE), and
     each caller gets its answer once that transaction is committed.
+
+    Each Register is checked on its own against its device's security mode
+    (``security.check_peer_security``) before anything else: a device created here is
+    NoSec, and one with another mode is refused unless the transport authenticated the
+    request as that device. Such refusals are audited in the same transaction.
     """
 
     MAX_BATCH = 500
@@ -287,6 +295,8 @@ class SqlDeviceRegistry:
                         _DEVICES.c.domain_id,
                         _DEVICES.c.blacklisted,
                         _DEVICES.c.management_enabled,
+                        _DEVICES.c.security_mode,
+                        _DEVICES.c.dtls_identity,
                     ).where(
                         _DEVICES.c.endpoint_name.in_(
                             {registration.endpoint for registration in registrations}
@@ -294,9 +304,19 @@ class SqlDeviceRegistry:
                     )
                 )
             }
+            refusals: list[dict[str, Any]] = []
             for registration in registrations:
                 endpoint, now = registration.endpoint, registration.registered_at
                 row = rows.get(endpoint)
+                security = (
+                    None if row is None else DeviceSecurity(row.security_mode, row.dtls_identity)
+                )
+                # No row: the device is created below as NoSec, so plain UDP is enough.
+                checked = check_peer_security(endpoint, security, registration.peer)
+                if checked is not Admission.ALLOWED:
+                    admissions.append(checked)
+                    refusals.append(_refusal_audit(registration, row, checked))
+                    continue
                 if row is not None and row.blacklisted:
                     admissions.append(Admission.BLACKLISTED)
                     continue
@@ -319,12 +339,15 @@ class SqlDeviceRegistry:
                         "id": endpoint,
                         "endpoint_name": endpoint,
                         "domain_id": self._default_domain,
+                        "security_mode": "nosec",
                         "first_register_time": now,
                         "creation_time": now,
                         **columns,
                     }
                     domains[endpoint] = self._default_domain
                 admissions.append(Admission.ALLOWED)
+            if refusals:
+                await connection.execute(insert(AuditEvent), refusals)
             if inserts:
                 await connection.execute(_DEVICES.insert(), list(inserts.values()))
             if updates:
@@ -363,6 +386,33 @@ class SqlDeviceRegistry:
 
     def record_contact(self, endpoint: str, at: datetime) -> None:
         self._writer.put_contact(endpoint, at)
+
+
+def _refusal_audit(
+    registration: Registration, row: Any | None, admission: Admission
+) -> dict[str, Any]:
+    """The audit row of a Register refused by ``check_peer_security`` (never the key).
+
+    ``row`` is None for an endpoint without a device (a session authenticated as some
+    device registering under an unknown name): no subject, no domain then.
+    """
+    peer = registration.peer
+    return {
+        "at": registration.registered_at,
+        "event": REGISTRATION_REFUSED_EVENT,
+        "actor": None,
+        "subject": None if row is None else row.id,
+        "domain_id": None if row is None else row.domain_id,
+        "client_ip": peer.host[:64],
+        "details": {
+            "endpoint": registration.endpoint,
+            "reason": admission.value,
+            "securityMode": "nosec" if row is None else row.security_mode,
+            "peer": str(peer),
+            "transport": peer.transport,
+            "authenticatedAs": None if peer.identity is None else peer.identity.name,
+        },
+    }
 
 
 def _registration_columns(registration: Registration) -> dict[str, Any]:
