@@ -83,7 +83,8 @@ def test_a_password_change_makes_the_remembered_credential_fail_at_once(
     with throttled.client(headers=_basic(login, PASSWORD)) as http:
         assert http.get("/api/auth/me").status_code == 200  # now remembered
         changed = http.put(
-            "/api/auth/password", json={"currentPassword": PASSWORD, "newPassword": "Brand-New-Pa55"}
+            "/api/auth/password",
+            json={"currentPassword": PASSWORD, "newPassword": "Brand-New-Pa55"},
         )
         assert changed.status_code == 204, changed.text
         error_body(http.get("/api/auth/me"), 401)
