@@ -47,7 +47,7 @@ def run(duration: float = 5.0, concurrency: int = 16) -> dict[str, float]:
                 "MEADOWLARK_COAP": f"127.0.0.1:{free_port()}",
                 "MEADOWLARK_DATA_DIR": data_dir,
                 "MEADOWLARK_ADMIN_PASSWORD": ADMIN_PASSWORD,
-                "MEADOWLARK_RATE_LIMITS__LOGIN_ATTEMPTS_PER_IP": "1000000",
+                "MEADOWLARK_RATE_LIMITS__LOGIN_FAILURES_PER_IP": "1000000",
                 "MEADOWLARK_LOG_LEVEL": "warning",
             },
             ready_url=f"http://127.0.0.1:{our_port}/ready",

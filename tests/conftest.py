@@ -37,7 +37,7 @@ USER_PASSWORD = "User-Test-Pa55word!"
 # Throttling is tested on servers of its own; everywhere else it must never interfere.
 NO_THROTTLE = {
     "login_failures_per_account": 1_000_000,
-    "login_attempts_per_ip": 1_000_000,
+    "login_failures_per_ip": 1_000_000,
     "login_window_seconds": 300,
 }
 

@@ -3,7 +3,7 @@
 The flat names (``MEADOWLARK_HTTP``, ``MEADOWLARK_COAP``, ``MEADOWLARK_DATA_DIR``,
 ``MEADOWLARK_DATABASE_URL``, ``MEADOWLARK_TOKEN_LIFETIME``, ``MEADOWLARK_ADMIN_PASSWORD``,
 ``MEADOWLARK_SIGNUP``) are a contract with deployments and must not be renamed. Nested
-sections use a double underscore: ``MEADOWLARK_RATE_LIMITS__LOGIN_ATTEMPTS_PER_IP=20``.
+sections use a double underscore: ``MEADOWLARK_RATE_LIMITS__LOGIN_FAILURES_PER_IP=20``.
 """
 
 from __future__ import annotations
@@ -53,8 +53,8 @@ class RateLimits(BaseModel):
 
     login_failures_per_account: int = Field(default=5, ge=1)
     """Failed logins for one account within the window before it is throttled."""
-    login_attempts_per_ip: int = Field(default=30, ge=1)
-    """Login attempts (any outcome) from one client address within the window."""
+    login_failures_per_ip: int = Field(default=30, ge=1)
+    """Failed logins from one client address within the window before it is throttled."""
     login_window_seconds: int = Field(default=300, ge=1)
     """Length of the sliding window for both counters."""
 

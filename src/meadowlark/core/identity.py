@@ -22,11 +22,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from meadowlark.auth import permissions as catalog
 from meadowlark.auth import tokens, totp
+from meadowlark.auth.credential_cache import VerifiedCredentialCache
 from meadowlark.auth.passwords import hash_password, verify_password
 from meadowlark.auth.principal import Principal
 from meadowlark.auth.throttle import SlidingWindowLimiter
 from meadowlark.config import Settings
 from meadowlark.core import audit
+from meadowlark.core.domains import in_scope
 from meadowlark.core.errors import (
     Conflict,
     Forbidden,
@@ -49,6 +51,7 @@ from meadowlark.store.models import (
 )
 
 API_TOKEN_MAX_DAYS = 3650
+BASIC_CREDENTIAL_SECONDS = 60.0
 LAST_USED_PRECISION = timedelta(minutes=1)
 INVALID_CREDENTIALS = "invalid username or password"
 
@@ -77,22 +80,27 @@ class Identity:
         self._account_failures = SlidingWindowLimiter(
             limits.login_failures_per_account, limits.login_window_seconds
         )
-        self._ip_attempts = SlidingWindowLimiter(
-            limits.login_attempts_per_ip, limits.login_window_seconds
+        self._ip_failures = SlidingWindowLimiter(
+            limits.login_failures_per_ip, limits.login_window_seconds
         )
+        self._basic_credentials = VerifiedCredentialCache(BASIC_CREDENTIAL_SECONDS)
         self._jwks_client: jwt.PyJWKClient | None = None
         self._claims = tokens.ClaimsCache(settings.signing_key)
 
     # -- logging in -----------------------------------------------------------------
 
-    def _check_throttle(self, login: str, client_ip: str) -> None:
+    def _check_throttle(self, account: str, client_ip: str) -> None:
+        """429 while the account or the address has failed too often; only failures count."""
         wait = max(
-            self._ip_attempts.retry_after(client_ip),
-            self._account_failures.retry_after(login.lower()),
+            self._ip_failures.retry_after(client_ip),
+            self._account_failures.retry_after(account.lower()),
         )
         if wait:
             raise Throttled("too many login attempts; try again later", retry_after=wait)
-        self._ip_attempts.hit(client_ip)
+
+    def _record_failure(self, account: str, client_ip: str) -> None:
+        self._account_failures.hit(account.lower())
+        self._ip_failures.hit(client_ip)
 
     async def _verified_user(
         self, session: AsyncSession, login: str, password: str, client_ip: str
@@ -103,7 +111,7 @@ class Identity:
         valid, new_hash = await verify_password(password, user.password_hash if user else None)
         usable = user is not None and valid and user.active and not _expired(user)
         if not usable:
-            self._account_failures.hit(login.lower())
+            self._record_failure(login, client_ip)
             reason = "bad_credentials" if not valid else "account_disabled"
             audit.record(session, "login.failed", actor=login, client_ip=client_ip, reason=reason)
             await session.commit()
@@ -123,7 +131,7 @@ class Identity:
         if code and await _use_recovery_code(session, user, code):
             audit.record(session, "2fa.recovery_code_used", actor=user.login, client_ip=client_ip)
             return
-        self._account_failures.hit(user.login.lower())
+        self._record_failure(user.login, client_ip)
         audit.record(
             session,
             "login.failed",
@@ -156,7 +164,7 @@ class Identity:
             valid = tokens.secret_matches(client_secret, stored)
             user = await session.get(User, account.user_id) if account and valid else None
             if account is None or not valid or account.realm != realm or user is None:
-                self._account_failures.hit(f"client:{client_id}")
+                self._record_failure(f"client:{client_id}", client_ip)
                 audit.record(
                     session,
                     "login.failed",
@@ -189,6 +197,7 @@ class Identity:
                 options={"require": ["exp", "iss"], "verify_aud": config.audience is not None},
             )
         except (jwt.PyJWTError, ValueError) as exc:
+            self._record_failure("exchange", client_ip)
             raise NotAuthenticated(f"subject token rejected: {exc}") from exc
         login = claims.get(config.subject_claim)
         async with self.db.session() as session:
@@ -198,6 +207,7 @@ class Identity:
                 else None
             )
             if user is None or not user.active:
+                self._record_failure("exchange", client_ip)
                 audit.record(
                     session,
                     "login.failed",
@@ -375,21 +385,24 @@ class Identity:
             row is None
             or row.id != claims.user_id
             or row.revoked_at is not None
-            or not row.active
-            or (row.expiration_date is not None and _as_utc(row.expiration_date) <= utcnow())
-            or row.token_generation != claims.generation
+            or not _usable_account(row, claims.generation)
         ):
             raise NotAuthenticated("invalid or expired token")
+        return await self._principal_from_row(row, via="bearer", session_id=claims.session_id)
+
+    async def _principal_from_row(
+        self, row: Any, *, via: str, session_id: str | None = None
+    ) -> Principal:
         return Principal(
             user_id=row.id,
             login=row.login,
             domain_id=row.domain_id,
             account_type=row.account_type,
             permissions=await self.roles.permissions_of(
-                row.account_type, row.roles, row.extra_permissions
+                row.account_type, row.roles, row.extra_permissions, row.domain_id
             ),
-            via="bearer",
-            session_id=claims.session_id,
+            via=via,
+            session_id=session_id,
             things_group_ids=tuple(row.things_group_ids or ()),
         )
 
@@ -420,28 +433,42 @@ class Identity:
         return replace(principal, permissions=principal.permissions & allowed)
 
     async def authenticate_basic(self, login: str, password: str, client_ip: str) -> Principal:
+        """The caller behind HTTP Basic credentials.
+
+        A credential verified in the last ``BASIC_CREDENTIAL_SECONDS`` skips Argon2, but
+        the account is still read on every call: a changed token generation (password
+        change, disabled account, domain move) makes it verify in full again, and fail.
+        """
+        self._check_throttle(login, client_ip)
+        remembered = self._basic_credentials.lookup(login, password)
+        if remembered is not None:
+            async with self.db.engine.connect() as connection:
+                row = (
+                    await connection.execute(_ACCOUNT_QUERY, {"uid": remembered.user_id})
+                ).first()
+            if (
+                row is not None
+                and row.login == login
+                and not row.totp_enabled
+                and _usable_account(row, remembered.generation)
+            ):
+                return await self._principal_from_row(row, via="basic")
+            self._basic_credentials.forget(login, password)
         async with self.db.session() as session:
             user = await self._verified_user(session, login, password, client_ip)
             if user.totp_enabled:
                 raise TwoFactorRequired("accounts with two-factor authentication need a token")
             await session.commit()
+        self._account_failures.reset(login.lower())
+        self._basic_credentials.remember(
+            login, password, user_id=user.id, generation=user.token_generation
+        )
         return await self.principal_for(user, via="basic")
 
     async def principal_for(
         self, user: User, *, via: str, session_id: str | None = None
     ) -> Principal:
-        return Principal(
-            user_id=user.id,
-            login=user.login,
-            domain_id=user.domain_id,
-            account_type=user.account_type,
-            permissions=await self.roles.permissions_of(
-                user.account_type, user.roles, user.extra_permissions
-            ),
-            via=via,
-            session_id=session_id,
-            things_group_ids=tuple(user.things_group_ids),
-        )
+        return await self._principal_from_row(user, via=via, session_id=session_id)
 
     # -- revocation -----------------------------------------------------------------
 
@@ -518,7 +545,7 @@ class Identity:
             catalog.validate_names(wanted)
         except catalog.UnknownPermissionError as exc:
             raise InvalidInput(str(exc)) from exc
-        ensure_grantable(principal.permissions, wanted, is_admin=False)
+        ensure_grantable(principal.permissions, wanted)
         token, token_id, token_digest = tokens.new_opaque_token(tokens.API_TOKEN_PREFIX)
         row = ApiToken(
             id=token_id,
@@ -633,22 +660,32 @@ class Identity:
 
     async def create_service_account(
         self, actor: Principal, *, realm: str, client_id: str, login: str
-    ) -> str:
+    ) -> tuple[str, ServiceAccount]:
+        """An OAuth2 client acting as ``login``; returns the secret (shown once) and row.
+
+        A service account is a credential for its user, so it follows the rule of user
+        management and API tokens: the caller must hold every permission the user holds.
+        """
         secret = tokens.new_opaque_token("mls")[0]
         async with self.db.transaction() as session:
             user = await session.scalar(select(User).where(User.login == login))
             if user is None or not actor.sees_domain(user.domain_id):
                 raise NotFound(f"user {login!r} not found")
+            # Also for oneself: an API token narrowed to a few permissions gets no more.
+            if await self.roles.effective_permissions(user) - actor.permissions:
+                raise Forbidden(
+                    "cannot create a credential for a user holding permissions you do not hold"
+                )
             if await session.get(ServiceAccount, client_id) is not None:
                 raise Conflict(f"client {client_id!r} already exists")
-            session.add(
-                ServiceAccount(
-                    client_id=client_id,
-                    realm=realm,
-                    secret_hash=tokens.digest(secret),
-                    user_id=user.id,
-                )
+            account = ServiceAccount(
+                client_id=client_id,
+                realm=realm,
+                secret_hash=tokens.digest(secret),
+                user_id=user.id,
+                created_at=utcnow(),
             )
+            session.add(account)
             audit.record(
                 session,
                 "service_account.created",
@@ -657,7 +694,46 @@ class Identity:
                 domain_id=user.domain_id,
                 client_id=client_id,
             )
-        return secret
+        return secret, account
+
+    async def list_service_accounts(self, actor: Principal) -> list[tuple[ServiceAccount, str]]:
+        """Service accounts acting as users of the caller's subtree, with their logins."""
+        async with self.db.session() as session:
+            rows = await session.execute(
+                select(ServiceAccount, User.login)
+                .join(User, User.id == ServiceAccount.user_id)
+                .where(in_scope(User.domain_id, actor.domain_id))
+                .order_by(ServiceAccount.client_id)
+            )
+            return [(account, login) for account, login in rows.all()]
+
+    async def delete_service_account(self, actor: Principal, client_id: str) -> None:
+        """Delete a service account of the caller's subtree and revoke its sessions."""
+        async with self.db.transaction() as session:
+            row = (
+                await session.execute(
+                    select(ServiceAccount, User)
+                    .join(User, User.id == ServiceAccount.user_id)
+                    .where(ServiceAccount.client_id == client_id)
+                )
+            ).first()
+            if row is None or not actor.sees_domain(row[1].domain_id):
+                raise NotFound(f"service account {client_id!r} not found")
+            await session.delete(row[0])
+            await session.execute(
+                update(AuthSession)
+                .where(
+                    AuthSession.grant == client_grant(client_id), AuthSession.revoked_at.is_(None)
+                )
+                .values(revoked_at=utcnow(), revoked_reason="service_account_deleted")
+            )
+            audit.record(
+                session,
+                "service_account.deleted",
+                actor=actor.login,
+                subject=client_id,
+                domain_id=row[1].domain_id,
+            )
 
 
 def client_grant(client_id: str) -> str:
@@ -673,23 +749,34 @@ def validate_password(password: str) -> str:
     return password
 
 
+_ACCOUNT_COLUMNS = (
+    User.id,
+    User.login,
+    User.domain_id,
+    User.account_type,
+    User.active,
+    User.expiration_date,
+    User.token_generation,
+    User.roles,
+    User.extra_permissions,
+    User.things_group_ids,
+    User.totp_enabled,
+)
 _BEARER_QUERY = (
-    select(
-        User.id,
-        User.login,
-        User.domain_id,
-        User.account_type,
-        User.active,
-        User.expiration_date,
-        User.token_generation,
-        User.roles,
-        User.extra_permissions,
-        User.things_group_ids,
-        AuthSession.revoked_at,
-    )
+    select(*_ACCOUNT_COLUMNS, AuthSession.revoked_at)
     .join(AuthSession, AuthSession.user_id == User.id)
     .where(AuthSession.id == bindparam("sid"))
 )
+_ACCOUNT_QUERY = select(*_ACCOUNT_COLUMNS).where(User.id == bindparam("uid"))
+
+
+def _usable_account(row: Any, generation: int) -> bool:
+    """Active, not expired, and not revoked since ``generation`` was handed out."""
+    return bool(
+        row.active
+        and (row.expiration_date is None or _as_utc(row.expiration_date) > utcnow())
+        and row.token_generation == generation
+    )
 
 
 def _as_utc(value: datetime) -> datetime:

@@ -17,8 +17,13 @@ from meadowlark.core import audit
 from meadowlark.core.domains import ROOT, in_scope, new_domain, normalize_domain_id
 from meadowlark.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from meadowlark.core.identity import Identity, validate_password
-from meadowlark.core.roles import RoleCache, ensure_grantable, sync_builtin_roles
-from meadowlark.store.models import Domain, Role, User
+from meadowlark.core.roles import (
+    RoleCache,
+    ensure_grantable,
+    resolve_for_user,
+    sync_builtin_roles,
+)
+from meadowlark.store.models import Domain, User
 
 ADMIN_LOGIN = "admin"
 ACCOUNT_TYPES = ("developer", "business", "admin")
@@ -73,17 +78,17 @@ class Users:
         actor: Principal,
         roles: tuple[str, ...],
         permissions: tuple[str, ...],
+        user_domain: str,
     ) -> None:
-        known = {r.name: r for r in (await session.scalars(select(Role))).all()}
+        """The actor may hand these roles and permissions to a user of ``user_domain``."""
         for name in roles:
-            if name not in known:
-                raise InvalidInput(f"unknown role {name!r}")
-            ensure_grantable(actor.permissions, known[name].permissions, is_admin=actor.is_admin)
+            role = await resolve_for_user(session, actor, name, user_domain)
+            ensure_grantable(actor.permissions, role.permissions)
         try:
             catalog.validate_names(permissions)
         except catalog.UnknownPermissionError as exc:
             raise InvalidInput(str(exc)) from exc
-        ensure_grantable(actor.permissions, permissions, is_admin=actor.is_admin)
+        ensure_grantable(actor.permissions, permissions)
 
     async def create(self, session: AsyncSession, actor: Principal, new: NewUser) -> User:
         validate_login(new.login)
@@ -94,11 +99,15 @@ class Users:
             raise NotFound(f"domain {domain_id!r} not found", code=4041)
         if new.account_type not in ACCOUNT_TYPES:
             raise InvalidInput(f"account type must be one of {', '.join(ACCOUNT_TYPES)}")
-        if new.account_type == "admin" and not actor.is_admin:
-            raise Forbidden("only administrators create administrators")
+        if new.account_type == "admin":
+            # An administrator holds every permission: only a caller holding them all
+            # (not an administrator's narrowed API token) creates one.
+            if not actor.is_admin:
+                raise Forbidden("only administrators create administrators")
+            ensure_grantable(actor.permissions, catalog.GRANTABLE)
         # The account type's default role is a grant too (a Developer holds 47 permissions).
         roles = new.roles or (catalog.ROLE_FOR_ACCOUNT_TYPE[new.account_type],)
-        await self._check_grants(session, actor, roles, new.permissions)
+        await self._check_grants(session, actor, roles, new.permissions, domain_id)
         if await session.scalar(select(User.id).where(User.login == new.login)) is not None:
             raise Conflict(f"user {new.login!r} already exists")
         user = User(
@@ -135,7 +144,7 @@ class Users:
 
     async def _check_manageable(self, actor: Principal, user: User) -> None:
         """Nobody changes or deletes an account that holds permissions they do not hold."""
-        if actor.is_admin or user.id == actor.user_id:
+        if user.id == actor.user_id:
             return
         if await self.roles.effective_permissions(user) - actor.permissions:
             raise Forbidden("you cannot manage an account with permissions you do not hold")
@@ -165,10 +174,13 @@ class Users:
             user.email_verified = changes.email_verified
         if changes.tos_accepted is not None:
             user.tos_accepted = changes.tos_accepted
+        if changes.domain is not None and changes.roles is None:
+            # Role names resolve per domain: the roles kept must exist in the new one too.
+            await self._check_grants(session, actor, tuple(user.roles), (), user.domain_id)
         if changes.roles is not None or changes.permissions is not None:
             roles = changes.roles if changes.roles is not None else tuple(user.roles)
             extra = changes.permissions if changes.permissions is not None else ()
-            await self._check_grants(session, actor, roles, extra)
+            await self._check_grants(session, actor, roles, extra, user.domain_id)
             if changes.roles is not None:
                 user.roles = list(changes.roles)
             if changes.permissions is not None:

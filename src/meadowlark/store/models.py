@@ -68,12 +68,21 @@ class Domain(Base):
 
 
 class Role(Base):
-    """A named set of catalog permissions; a Monogoto user profile is the same thing."""
+    """A named set of catalog permissions; a Monogoto user profile is the same thing.
+
+    Built-in roles have no domain and are read-only everywhere. A custom role belongs to
+    a domain: it is seen and changed from that domain's subtree only, and only users of
+    that subtree can hold it. A name is unique along any root-to-leaf line of domains,
+    so a user's role names resolve to exactly one role each.
+    """
 
     __tablename__ = "roles"
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    name: Mapped[str] = mapped_column(String(128), unique=True)
+    name: Mapped[str] = mapped_column(String(128), index=True)
+    domain_id: Mapped[str | None] = mapped_column(
+        ForeignKey("domains.id", ondelete="CASCADE"), index=True, default=None
+    )
     realm: Mapped[str] = mapped_column(String(32), default="customer")
     permissions: Mapped[list[str]] = mapped_column(default=list)
     builtin: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -13,7 +13,7 @@ def test_per_account_throttling(server_factory, given_on, error_body):
     limited = server_factory(
         rate_limits={
             "login_failures_per_account": 3,
-            "login_attempts_per_ip": 1000,
+            "login_failures_per_ip": 1000,
             "login_window_seconds": 300,
         }
     )
@@ -46,7 +46,7 @@ def test_successful_login_resets_the_account_counter(server_factory, given_on):
     limited = server_factory(
         rate_limits={
             "login_failures_per_account": 3,
-            "login_attempts_per_ip": 1000,
+            "login_failures_per_ip": 1000,
             "login_window_seconds": 300,
         }
     )
@@ -64,7 +64,7 @@ def test_per_address_throttling(server_factory, error_body):
     limited = server_factory(
         rate_limits={
             "login_failures_per_account": 1000,
-            "login_attempts_per_ip": 4,
+            "login_failures_per_ip": 4,
             "login_window_seconds": 300,
         }
     )

@@ -96,3 +96,45 @@ def test_prepare_store_bootstraps_once(database_url, tmp_path, settings_for):
         "API user",
     }
     assert root is not None
+
+
+def test_custom_roles_made_before_role_domains_belong_to_the_root_domain(database_url, tmp_path):
+    """0005 gives existing custom roles to /root/ (only root administrators made them)."""
+    from alembic import command
+
+    def to(revision):
+        def run(connection):
+            config = alembic_config(str(connection.engine.url))
+            config.attributes["connection"] = connection
+            command.upgrade(config, revision)
+
+        return run
+
+    async def main():
+        db = Database(_url(database_url, tmp_path))
+        try:
+            async with db.engine.begin() as connection:
+                await connection.run_sync(to("0004"))
+                await connection.execute(
+                    text(
+                        "INSERT INTO domains (id, description, customer_id, organization_id,"
+                        " created_at) VALUES ('/root/', '', 'c', 'o', CURRENT_TIMESTAMP)"
+                    )
+                )
+                for role_id, builtin in (("custom", False), ("UserProfileId_admin", True)):
+                    await connection.execute(
+                        text(
+                            "INSERT INTO roles (id, name, realm, permissions, builtin,"
+                            " things_group_scoped, created_at, modified_at, cas) VALUES"
+                            " (:id, :id, 'customer', '[]', :builtin, false,"
+                            " CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, 1)"
+                        ),
+                        {"id": role_id, "builtin": builtin},
+                    )
+                await connection.run_sync(to("head"))
+                rows = await connection.execute(text("SELECT id, domain_id FROM roles"))
+                return dict(rows.all())
+        finally:
+            await db.dispose()
+
+    assert asyncio.run(main()) == {"custom": "/root/", "UserProfileId_admin": None}

@@ -59,9 +59,9 @@ def test_defaults(monkeypatch, tmp_path):
         ("MEADOWLARK_LOG_JSON", "true", lambda s: s.log_json is True),
         ("MEADOWLARK_REFRESH_TOKEN_LIFETIME", "3600", lambda s: s.refresh_token_lifetime == 3600),
         (
-            "MEADOWLARK_RATE_LIMITS__LOGIN_ATTEMPTS_PER_IP",
+            "MEADOWLARK_RATE_LIMITS__LOGIN_FAILURES_PER_IP",
             "20",
-            lambda s: s.rate_limits.login_attempts_per_ip == 20,
+            lambda s: s.rate_limits.login_failures_per_ip == 20,
         ),
         (
             "MEADOWLARK_RATE_LIMITS__LOGIN_FAILURES_PER_ACCOUNT",
@@ -99,7 +99,7 @@ def test_each_env_var_is_parsed(monkeypatch, tmp_path, env, value, check):
         ("MEADOWLARK_SIGNUP", "maybe"),
         ("MEADOWLARK_LOG_LEVEL", "loud"),
         ("MEADOWLARK_MAX_BODY_BYTES", "10"),
-        ("MEADOWLARK_RATE_LIMITS__LOGIN_ATTEMPTS_PER_IP", "0"),
+        ("MEADOWLARK_RATE_LIMITS__LOGIN_FAILURES_PER_IP", "0"),
     ],
 )
 def test_bad_values_are_refused(monkeypatch, env, value):
@@ -128,7 +128,7 @@ def test_toml_file_via_meadowlark_config(monkeypatch, tmp_path):
         "signup = false\n"
         f'data_dir = "{tmp_path / "state"}"\n'
         "[rate_limits]\n"
-        "login_attempts_per_ip = 7\n"
+        "login_failures_per_ip = 7\n"
         "[token_exchange]\n"
         'issuer = "https://idp.example"\n'
     )
@@ -138,7 +138,7 @@ def test_toml_file_via_meadowlark_config(monkeypatch, tmp_path):
     assert settings.token_lifetime == 42
     assert settings.signup is False
     assert settings.data_dir == tmp_path / "state"
-    assert settings.rate_limits.login_attempts_per_ip == 7
+    assert settings.rate_limits.login_failures_per_ip == 7
     assert settings.rate_limits.login_failures_per_account == 5
     assert settings.token_exchange.issuer == "https://idp.example"
     # Environment variables win over the file, explicit arguments over both.

@@ -7,16 +7,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from meadowlark.api.deps import RuntimeDep, SessionDep, require
 from meadowlark.auth import permissions as catalog
 from meadowlark.auth.principal import Principal
 from meadowlark.core import audit, roles
 from meadowlark.core.domains import in_scope
-from meadowlark.core.errors import NotFound
-from meadowlark.core.identity import client_grant
-from meadowlark.store.models import AuthSession, Role, ServiceAccount, User, utcnow
+from meadowlark.store.models import Role, User
 
 router = APIRouter(prefix="/api/admin", tags=["admin"])
 
@@ -75,6 +73,9 @@ class RoleIn(BaseModel):
     permissions: list[str] = Field(default_factory=list, max_length=1000)
     profile: dict[str, list[str]] | None = Field(default=None, max_length=200)
     thingsGroupScoped: bool = False
+    domain: str | None = Field(
+        default=None, max_length=512, description="Owning domain; default: your own"
+    )
 
 
 class RoleUpdate(BaseModel):
@@ -87,6 +88,7 @@ class RoleOut(BaseModel):
     id: str
     name: str
     realm: str
+    domain: str | None
     builtin: bool
     thingsGroupScoped: bool
     permissions: list[str]
@@ -99,6 +101,7 @@ def _role_out(role: Role) -> RoleOut:
         id=role.id,
         name=role.name,
         realm=role.realm,
+        domain=role.domain_id,
         builtin=role.builtin,
         thingsGroupScoped=role.things_group_scoped,
         permissions=role.permissions,
@@ -110,10 +113,10 @@ def _role_out(role: Role) -> RoleOut:
 @router.get("/roles")
 async def list_roles(
     session: SessionDep,
-    _: Annotated[Principal, require("admin:GET /api/admin/roles")],
+    principal: Annotated[Principal, require("admin:GET /api/admin/roles")],
 ) -> list[RoleOut]:
-    """Every role (= user profile) with its permissions in both notations."""
-    return [_role_out(r) for r in (await session.scalars(select(Role).order_by(Role.name))).all()]
+    """Built-in roles and your subtree's roles (= user profiles), in both notations."""
+    return [_role_out(r) for r in await roles.list_roles(session, principal)]
 
 
 @router.post("/roles", status_code=201)
@@ -123,21 +126,22 @@ async def create_role(
     session: SessionDep,
     principal: Annotated[Principal, require("admin:POST /api/admin/roles")],
 ) -> RoleOut:
-    """A custom role; you can only put in permissions you hold."""
+    """A custom role of your domain (or one below it) made of permissions you hold."""
     role = await roles.create_role(
         session,
+        principal,
         name=body.name,
         permissions=body.permissions,
         profile=body.profile,
         things_group_scoped=body.thingsGroupScoped,
+        domain=body.domain,
     )
-    roles.ensure_grantable(principal.permissions, role.permissions, is_admin=principal.is_admin)
     audit.record(
         session,
         "permissions.changed",
         actor=principal.login,
         subject=f"role:{body.name}",
-        domain_id=principal.domain_id,
+        domain_id=role.domain_id,
         permissions=role.permissions,
     )
     await session.commit()
@@ -149,10 +153,10 @@ async def create_role(
 async def get_role(
     role_id: str,
     session: SessionDep,
-    _: Annotated[Principal, require("admin:GET /api/admin/roles/{id}")],
+    principal: Annotated[Principal, require("admin:GET /api/admin/roles/{id}")],
 ) -> RoleOut:
-    """One role."""
-    return _role_out(await roles.get_role(session, role_id))
+    """One role: built in, or of your subtree."""
+    return _role_out(await roles.get_role(session, principal, role_id))
 
 
 @router.put("/roles/{role_id}")
@@ -165,15 +169,14 @@ async def update_role(
 ) -> RoleOut:
     """Replace a custom role's permissions."""
     role = await roles.update_role(
-        session, role_id, permissions=body.permissions, profile=body.profile
+        session, principal, role_id, permissions=body.permissions, profile=body.profile
     )
-    roles.ensure_grantable(principal.permissions, role.permissions, is_admin=principal.is_admin)
     audit.record(
         session,
         "permissions.changed",
         actor=principal.login,
         subject=f"role:{role.name}",
-        domain_id=principal.domain_id,
+        domain_id=role.domain_id,
         permissions=role.permissions,
     )
     await session.commit()
@@ -188,14 +191,14 @@ async def delete_role(
     session: SessionDep,
     principal: Annotated[Principal, require("admin:DELETE /api/admin/roles/{id}")],
 ) -> Response:
-    """Delete a custom role that nobody holds."""
-    await roles.delete_role(session, role_id)
+    """Delete a custom role of your subtree that nobody holds."""
+    role = await roles.delete_role(session, principal, role_id)
     audit.record(
         session,
         "permissions.changed",
         actor=principal.login,
-        subject=f"role:{role_id}",
-        domain_id=principal.domain_id,
+        subject=f"role:{role.name}",
+        domain_id=role.domain_id,
         deleted=True,
     )
     await session.commit()
@@ -257,19 +260,13 @@ class ServiceAccountCreated(ServiceAccountOut):
 
 @router.get("/service-accounts")
 async def list_service_accounts(
-    session: SessionDep,
+    runtime: RuntimeDep,
     principal: Annotated[Principal, require("admin:GET /api/admin/service-accounts")],
 ) -> list[ServiceAccountOut]:
     """Service accounts acting as users of your domain subtree."""
-    rows = await session.execute(
-        select(ServiceAccount, User.login)
-        .join(User, User.id == ServiceAccount.user_id)
-        .where(in_scope(User.domain_id, principal.domain_id))
-        .order_by(ServiceAccount.client_id)
-    )
     return [
         ServiceAccountOut(clientId=a.client_id, realm=a.realm, login=login, createdAt=a.created_at)
-        for a, login in rows.all()
+        for a, login in await runtime.identity.list_service_accounts(principal)
     ]
 
 
@@ -279,13 +276,10 @@ async def create_service_account(
     runtime: RuntimeDep,
     principal: Annotated[Principal, require("admin:POST /api/admin/service-accounts")],
 ) -> ServiceAccountCreated:
-    """An OAuth2 client acting as an existing user; the secret is shown only once."""
-    secret = await runtime.identity.create_service_account(
+    """An OAuth2 client acting as a user whose permissions you hold; the secret is shown once."""
+    secret, account = await runtime.identity.create_service_account(
         principal, realm=body.realm, client_id=body.clientId, login=body.login
     )
-    async with runtime.db.session() as session:
-        account = await session.get(ServiceAccount, body.clientId)
-    assert account is not None
     return ServiceAccountCreated(
         clientId=account.client_id,
         realm=account.realm,
@@ -298,31 +292,9 @@ async def create_service_account(
 @router.delete("/service-accounts/{client_id}", status_code=204, response_class=Response)
 async def delete_service_account(
     client_id: str,
-    session: SessionDep,
+    runtime: RuntimeDep,
     principal: Annotated[Principal, require("admin:DELETE /api/admin/service-accounts/{clientId}")],
 ) -> Response:
     """Delete a service account and revoke the tokens it was issued."""
-    row = (
-        await session.execute(
-            select(ServiceAccount, User)
-            .join(User, User.id == ServiceAccount.user_id)
-            .where(ServiceAccount.client_id == client_id)
-        )
-    ).first()
-    if row is None or not principal.sees_domain(row[1].domain_id):
-        raise NotFound(f"service account {client_id!r} not found")
-    await session.delete(row[0])
-    await session.execute(
-        update(AuthSession)
-        .where(AuthSession.grant == client_grant(client_id), AuthSession.revoked_at.is_(None))
-        .values(revoked_at=utcnow(), revoked_reason="service_account_deleted")
-    )
-    audit.record(
-        session,
-        "service_account.deleted",
-        actor=principal.login,
-        subject=client_id,
-        domain_id=row[1].domain_id,
-    )
-    await session.commit()
+    await runtime.identity.delete_service_account(principal, client_id)
     return Response(status_code=204)
