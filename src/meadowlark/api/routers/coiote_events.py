@@ -32,6 +32,8 @@ EVENT_TYPES: dict[EventKind, str] = {
     EventKind.SLEEPING: "deviceSleeping",
     EventKind.NOTIFICATION: "notification",
     EventKind.SEND: "send",
+    EventKind.REGISTRATION_REFUSED: "deviceRegistrationRefused",
+    EventKind.ADDRESS_CHANGED: "deviceAddressChanged",
 }
 
 
@@ -57,6 +59,13 @@ def event_payloads(runtime: Runtime, event: DeviceEvent) -> list[dict[str, Any]]
             entry["ipAddress"] = event.registration.peer.host
         if event.kind is EventKind.DEREGISTRATION:
             entry["expired"] = event.expired
+        if event.peer is not None:  # refusals and address changes: who asked
+            entry["ipAddress"] = event.peer.host
+            entry["operation"] = event.operation
+        if event.previous_peer is not None:
+            entry["previousIpAddress"] = event.previous_peer.host
+        if event.reason:
+            entry["reason"] = event.reason
         return [entry]
     models = runtime.object_models.registry_for(event.domain_id)
     batches = (

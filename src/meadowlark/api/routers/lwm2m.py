@@ -515,6 +515,22 @@ def _event_json(runtime: Runtime, event: DeviceEvent, opaque: OpaqueEncoding) ->
             return {"ep": ep, "val": nodes_to_json(newest, opaque)}
         case EventKind.REQUEST_RESPONSE:
             return _request_response_json(event, opaque)
+        case EventKind.REGISTRATION_REFUSED:
+            assert event.peer is not None
+            return {
+                "ep": ep,
+                "operation": event.operation,
+                "reason": event.reason,
+                "address": str(event.peer),
+            }
+        case EventKind.ADDRESS_CHANGED:
+            assert event.peer is not None and event.previous_peer is not None
+            return {
+                "ep": ep,
+                "operation": event.operation,
+                "address": str(event.peer),
+                "previousAddress": str(event.previous_peer),
+            }
     return {"ep": ep}
 
 
