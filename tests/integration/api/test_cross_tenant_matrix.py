@@ -161,7 +161,7 @@ def _changes(before: dict[str, Any], after: dict[str, Any]) -> dict[str, tuple[A
 
 def _created(response: httpx.Response, status: int = 201) -> Any:
     assert response.status_code == status, (response.status_code, response.text)
-    return response.json() if response.content else None
+    return response.json()
 
 
 def _tenant(server: Lwm2mTestServer, given: Any, prefix: str) -> Tenant:
