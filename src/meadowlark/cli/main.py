@@ -136,6 +136,7 @@ def serve(
             settings.coap.port,
             max_payload=lwm2m.max_payload,
             block_size=lwm2m.block_size,
+            traffic=runtime.lwm2m.traffic,
         )
         await runtime.start_lwm2m()
         runtime.lwm2m.attach(await coap_server.start())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from aiocoap import Message, Reliable, Unreliable
+from aiocoap import CON, Message, Reliable, Unreliable
 from aiocoap.numbers.codes import Code
 
 from meadowlark.server.transport import (
@@ -86,3 +86,11 @@ def result_message(result: UplinkResult) -> Message:
     if result.diagnostic and not code.is_successful():
         message.payload = result.diagnostic.encode("utf-8")[:128]
     return message
+
+
+def wire_size(message: Message, *, token: bytes | None = None) -> int:
+    """The datagram size of ``message`` on UDP (with ``token`` if it has none yet)."""
+    sized = message.copy(
+        mid=message.mid or 0, mtype=message.mtype or CON, token=message.token or token or b""
+    )
+    return len(sized.encode())

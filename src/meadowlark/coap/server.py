@@ -10,7 +10,7 @@ from aiocoap import Context
 
 from meadowlark.coap.endpoint import AiocoapEndpoint
 from meadowlark.coap.site import Lwm2mSite
-from meadowlark.server.transport import UplinkHandler
+from meadowlark.server.transport import TrafficCounter, UplinkHandler
 
 _log = structlog.get_logger("meadowlark.lwm2m")
 
@@ -26,8 +26,11 @@ class CoapServer:
         *,
         max_payload: int = 65536,
         block_size: int = 1024,
+        traffic: TrafficCounter | None = None,
     ) -> None:
-        self._site = Lwm2mSite(handler, max_payload, block_size)
+        """``traffic`` counts every request and answer exchanged (usage per device)."""
+        self._site = Lwm2mSite(handler, max_payload, block_size, traffic)
+        self._traffic = traffic
         self._bind = (host, port)
         self._context: Context | None = None
         self.endpoint: AiocoapEndpoint | None = None
@@ -38,7 +41,7 @@ class CoapServer:
         )
         for message_interface in self._message_interfaces():
             _drop_undecodable_datagrams(message_interface)
-        self.endpoint = AiocoapEndpoint(self._context)
+        self.endpoint = AiocoapEndpoint(self._context, self._traffic)
         return self.endpoint
 
     async def stop(self) -> None:

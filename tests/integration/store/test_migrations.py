@@ -88,6 +88,7 @@ def test_prepare_store_bootstraps_once(database_url, tmp_path, settings_for):
     )
     assert {r.name for r in roles} == {
         "Admin",
+        "Customer Admin",
         "Developer",
         "Business",
         "Standard",
