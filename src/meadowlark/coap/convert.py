@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import ipaddress
+from typing import Any
 
-from aiocoap import CON, Message, Reliable, Unreliable
+from aiocoap import Message, Reliable, Unreliable
 from aiocoap.numbers.codes import Code
 
 from meadowlark.server.transport import (
@@ -36,9 +37,15 @@ def peer_of(remote: object) -> Peer:
     if sockaddr is None:
         host, _, port = str(getattr(remote, "hostinfo", "")).rpartition(":")
         return Peer(host.strip("[]"), int(port or 0), "udp", handle=remote, identity=None)
+    host, port = sockaddr_address(sockaddr)
+    return Peer(host, port, "udp", handle=remote, identity=None)
+
+
+def sockaddr_address(sockaddr: tuple[Any, ...]) -> tuple[str, int]:
+    """``(host, port)`` of a socket address, IPv4-mapped IPv6 addresses as IPv4."""
     address = ipaddress.ip_address(str(sockaddr[0]).partition("%")[0])
     mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
-    return Peer(str(mapped or address), int(sockaddr[1]), "udp", handle=remote, identity=None)
+    return str(mapped or address), int(sockaddr[1])
 
 
 def request_message(peer: Peer, request: DownlinkRequest) -> Message:
@@ -86,11 +93,3 @@ def result_message(result: UplinkResult) -> Message:
     if result.diagnostic and not code.is_successful():
         message.payload = result.diagnostic.encode("utf-8")[:128]
     return message
-
-
-def wire_size(message: Message, *, token: bytes | None = None) -> int:
-    """The datagram size of ``message`` on UDP (with ``token`` if it has none yet)."""
-    sized = message.copy(
-        mid=message.mid or 0, mtype=message.mtype or CON, token=message.token or token or b""
-    )
-    return len(sized.encode())

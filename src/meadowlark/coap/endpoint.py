@@ -9,22 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
 from typing import Any
 
 import structlog
-from aiocoap import CON, Context, Message
+from aiocoap import Context, Message, Reliable
 from aiocoap import error as coap_error
 from aiocoap.numbers.codes import Code
 
-from meadowlark.coap.convert import request_message, response_of, wire_size
+from meadowlark.coap.convert import request_message, response_of
 from meadowlark.server.transport import (
     DownlinkRequest,
     DownlinkResponse,
     NotificationCallback,
     ObservationEndCallback,
     Peer,
-    TrafficCounter,
     TransportError,
     TransportTimeout,
 )
@@ -38,9 +36,8 @@ ACTIVE_CANCEL_WAIT = 5.0
 class AiocoapEndpoint:
     """``LwM2mEndpoint`` on an aiocoap ``Context``."""
 
-    def __init__(self, context: Context, traffic: TrafficCounter | None = None) -> None:
+    def __init__(self, context: Context) -> None:
         self._context = context
-        self._traffic = traffic
 
     async def send(
         self,
@@ -48,17 +45,13 @@ class AiocoapEndpoint:
         request: DownlinkRequest,
         timeout: float,  # noqa: ASYNC109 - API deadline, mapped to 504
     ) -> DownlinkResponse:
-        message = request_message(peer, request)
-        coap_request = self._context.request(message)
+        coap_request = self._context.request(request_message(peer, request))
         try:
             response = await asyncio.wait_for(coap_request.response, timeout)
         except TimeoutError:
             raise TransportTimeout(f"no answer within {timeout:g} s") from None
         except coap_error.Error as exc:
             raise TransportError(f"{type(exc).__name__}: {exc}") from None
-        if self._traffic is not None:
-            self._traffic.add(peer.address, sent=wire_size(message, token=response.token))
-            self._traffic.add(peer.address, received=wire_size(response))
         return response_of(response)
 
     async def ping(
@@ -67,7 +60,7 @@ class AiocoapEndpoint:
         timeout: float,  # noqa: ASYNC109 - API deadline, mapped to 504
     ) -> None:
         """An empty CON; the device's message layer answers it with RST (RFC 7252 §4.3)."""
-        ping = Message(mtype=CON, code=Code.EMPTY)
+        ping = Message(code=Code.EMPTY, transport_tuning=Reliable)
         ping.remote = peer.handle
         try:
             interface = await self._context.find_remote_and_interface(ping)
@@ -87,11 +80,6 @@ class AiocoapEndpoint:
             await asyncio.wait_for(answered, timeout)
         except TimeoutError:
             raise TransportTimeout(f"no answer within {timeout:g} s") from None
-        finally:
-            if self._traffic is not None:
-                self._traffic.add(peer.address, sent=4)
-                if answered.done():
-                    self._traffic.add(peer.address, received=4)
 
     async def observe(
         self,
@@ -109,17 +97,8 @@ class AiocoapEndpoint:
             raise TransportTimeout(f"no answer within {timeout:g} s") from None
         except coap_error.Error as exc:
             raise TransportError(f"{type(exc).__name__}: {exc}") from None
-        if self._traffic is not None:
-            self._traffic.add(peer.address, sent=wire_size(message, token=first.token))
-            self._traffic.add(peer.address, received=wire_size(first))
         observation = AiocoapObservation(
-            self._context,
-            message,
-            coap_request,
-            response_of(first),
-            on_notify,
-            on_end,
-            lambda size: self._traffic.add(peer.address, received=size) if self._traffic else None,
+            self._context, message, coap_request, response_of(first), on_notify, on_end
         )
         observation.start(established=first.opt.observe is not None and first.code.is_successful())
         return observation
@@ -140,10 +119,8 @@ class AiocoapObservation:
         initial_response: DownlinkResponse,
         on_notify: NotificationCallback,
         on_end: ObservationEndCallback,
-        count_received: Callable[[int], None],
     ) -> None:
         self._context = context
-        self._count_received = count_received
         self._message = message
         self._request = coap_request
         self._initial_response = initial_response
@@ -186,7 +163,6 @@ class AiocoapObservation:
             async for notification in self._request.observation:
                 if not self._active:
                     break
-                self._count_received(wire_size(notification))
                 try:
                     self._on_notify(response_of(notification))
                 except Exception:  # the server's bug must not end the observation

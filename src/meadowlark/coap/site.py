@@ -15,8 +15,8 @@ from aiocoap.numbers.codes import Code
 from aiocoap.pipe import Pipe
 from aiocoap.resource import PathCapable, Resource
 
-from meadowlark.coap.convert import peer_of, result_message, wire_size
-from meadowlark.server.transport import TrafficCounter, UplinkHandler
+from meadowlark.coap.convert import peer_of, result_message
+from meadowlark.server.transport import UplinkHandler
 
 _log = structlog.get_logger("meadowlark.lwm2m")
 
@@ -24,16 +24,9 @@ _log = structlog.get_logger("meadowlark.lwm2m")
 class Lwm2mSite(Resource, PathCapable):
     """Routes device requests to an ``UplinkHandler``; never lets an error escape."""
 
-    def __init__(
-        self,
-        handler: UplinkHandler,
-        max_payload: int,
-        block_size: int = 1024,
-        traffic: TrafficCounter | None = None,
-    ) -> None:
+    def __init__(self, handler: UplinkHandler, max_payload: int, block_size: int = 1024) -> None:
         super().__init__()
         self._handler = handler
-        self._traffic = traffic
         self._max_payload = max_payload
         self._block_size_exp = block_size_exponent(block_size)
 
@@ -60,17 +53,10 @@ class Lwm2mSite(Resource, PathCapable):
         if len(request.payload) > self._max_payload:
             return Message(code=Code.REQUEST_ENTITY_TOO_LARGE)
         try:
-            response = await self._route(request)
+            return await self._route(request)
         except Exception:  # a handler bug must still produce a proper CoAP answer
             _log.exception("uplink_failed", path="/".join(request.opt.uri_path))
-            response = Message(code=Code.INTERNAL_SERVER_ERROR)
-        if self._traffic is not None:
-            self._traffic.add(
-                peer_of(request.remote).address,
-                received=wire_size(request),
-                sent=wire_size(response, token=request.token),
-            )
-        return response
+            return Message(code=Code.INTERNAL_SERVER_ERROR)
 
     async def _route(self, request: Message) -> Message:
         path = tuple(request.opt.uri_path)

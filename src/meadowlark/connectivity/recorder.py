@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from typing import Any
@@ -52,6 +53,10 @@ async def add_usage(
 
 
 class ActivityRecorder:
+    UNATTRIBUTED_GRACE = 60.0
+    """Seconds traffic from an address no device is registered at is kept for the device
+    that registers there next (a Register is counted before it is admitted)."""
+
     def __init__(
         self, db: Database, index: ThingIndex, traffic: TrafficCounter, interval: float = 1.0
     ) -> None:
@@ -64,6 +69,7 @@ class ActivityRecorder:
         self._endpoints: dict[tuple[str, int], str] = {}
         """Peer address -> endpoint registered from it (kept until its traffic is in)."""
         self._gone: set[tuple[str, int]] = set()
+        self._unattributed: dict[tuple[str, int], tuple[float, list[int]]] = {}
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
@@ -134,9 +140,23 @@ class ActivityRecorder:
     def _usage_by_thing(self) -> tuple[dict[str, dict[str, int]], dict[str, str]]:
         usage: dict[str, dict[str, int]] = {}
         domains: dict[str, str] = {}
-        for address, (bytes_in, bytes_out, in_count, out_count) in self._traffic.drain().items():
+        now = time.monotonic()
+        drained = self._traffic.drain()
+        for address in drained.keys() | self._unattributed.keys():
+            since, carried = self._unattributed.pop(address, (now, [0, 0, 0, 0]))
+            new = drained.get(address, (0, 0, 0, 0))
+            bytes_in, bytes_out, in_count, out_count = (
+                a + b for a, b in zip(carried, new, strict=True)
+            )
             endpoint = self._endpoints.get(address)
-            facts = None if endpoint is None else self._index.for_endpoint(endpoint)
+            if endpoint is None:
+                if now - since < self.UNATTRIBUTED_GRACE:
+                    self._unattributed[address] = (
+                        since,
+                        [bytes_in, bytes_out, in_count, out_count],
+                    )
+                continue
+            facts = self._index.for_endpoint(endpoint)
             if facts is None:
                 continue
             counts = usage.setdefault(facts.id, dict.fromkeys(USAGE_COLUMNS, 0))
