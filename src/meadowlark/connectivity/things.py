@@ -9,6 +9,8 @@ exist. ``ThingsSensitiveData`` guards IMSI and MSISDN (seen with ``view``, chang
 
 from __future__ import annotations
 
+import csv
+import io
 import secrets
 import time
 import uuid
@@ -908,3 +910,34 @@ async def visible_thing_ids(
         ids = [thing_id(iccid) for ref in refs if (iccid := iccid_of(ref)) is not None]
         statement = statement.where(Thing.id.in_(ids))
     return tuple((await session.scalars(statement)).all())
+
+
+MAX_IMPORT_ROWS = 100_000
+
+
+def parse_import_csv(text: str) -> list[NewThing | InvalidInput]:
+    """Rows of an import CSV (header: ICCID, IMSI, MSISDN, IMEI, name, group, tags)."""
+    try:
+        return _parse_rows(csv.DictReader(io.StringIO(text)))
+    except csv.Error as exc:
+        raise InvalidInput(f"malformed CSV: {exc}") from None
+
+
+def _parse_rows(reader: csv.DictReader[str]) -> list[NewThing | InvalidInput]:
+    if not reader.fieldnames or not any(
+        (name or "").strip().lower() == "iccid" for name in reader.fieldnames
+    ):
+        raise InvalidInput("the CSV needs a header row with an ICCID column")
+    rows: list[NewThing | InvalidInput] = []
+    for record in reader:
+        if len(rows) >= MAX_IMPORT_ROWS:
+            raise InvalidInput(f"at most {MAX_IMPORT_ROWS} rows per import")
+        if None in record:
+            rows.append(InvalidInput("the row has more cells than the header"))
+            continue
+        fields = {(k or "").strip().lower(): (v or "").strip() for k, v in record.items()}
+        try:
+            rows.append(NewThing.from_fields(fields))
+        except InvalidInput as exc:
+            rows.append(exc)
+    return rows

@@ -6,8 +6,6 @@ answers in text (``Thing state updated successfully.``).
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 from typing import Annotated, Any
 
@@ -21,6 +19,7 @@ from meadowlark.connectivity import cdr, groups, reports
 from meadowlark.connectivity.things import (
     NewThing,
     customer_id_of,
+    parse_import_csv,
     require_apikey,
     things_by_ids,
     visible_thing_ids,
@@ -29,7 +28,6 @@ from meadowlark.core.errors import InvalidInput
 
 router = APIRouter(tags=["console"])
 _BRACKET = re.compile(r"^(sortBy|filterBy)\[([A-Za-z_]{1,40})\]$")
-MAX_IMPORT_ROWS = 100_000
 ApiKey = Annotated[str | None, Header(alias="apikey")]
 
 
@@ -103,28 +101,6 @@ async def create_thing(
     return await runtime.things.body(session, principal, thing)
 
 
-def parse_csv(text: str) -> list[NewThing | InvalidInput]:
-    """Rows of an import CSV (header: ICCID, IMSI, MSISDN, IMEI, name, group, tags)."""
-    reader = csv.DictReader(io.StringIO(text))
-    if not reader.fieldnames or not any(
-        (name or "").strip().lower() == "iccid" for name in reader.fieldnames
-    ):
-        raise InvalidInput("the CSV needs a header row with an ICCID column")
-    rows: list[NewThing | InvalidInput] = []
-    for record in reader:
-        if len(rows) >= MAX_IMPORT_ROWS:
-            raise InvalidInput(f"at most {MAX_IMPORT_ROWS} rows per import")
-        if None in record:
-            rows.append(InvalidInput("the row has more cells than the header"))
-            continue
-        fields = {(k or "").strip().lower(): (v or "").strip() for k, v in record.items()}
-        try:
-            rows.append(NewThing.from_fields(fields))
-        except InvalidInput as exc:
-            rows.append(exc)
-    return rows
-
-
 @router.post("/things/import")
 async def import_things(
     request: Request,
@@ -136,10 +112,7 @@ async def import_things(
         text = (await request.body()).decode("utf-8-sig")
     except UnicodeDecodeError:
         raise InvalidInput("the CSV is not valid UTF-8") from None
-    try:
-        rows = parse_csv(text)
-    except csv.Error as exc:
-        raise InvalidInput(f"malformed CSV: {exc}") from None
+    rows = parse_import_csv(text)
     report = await runtime.things.import_things(principal, rows, first_row=2)
     return {
         "Imported": report.imported,
