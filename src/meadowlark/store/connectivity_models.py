@@ -47,7 +47,7 @@ class Thing(Base):
 
     __tablename__ = "things"
     __table_args__ = (
-        Index("ix_things_domain_name", "domain_id", "name", "id"),
+        Index("ix_things_name", "name", "id"),
         Index("ix_things_domain_state", "domain_id", "state"),
     )
 

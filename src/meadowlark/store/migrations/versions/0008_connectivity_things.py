@@ -169,7 +169,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("things", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_things_domain_id"), ["domain_id"], unique=False)
-        batch_op.create_index("ix_things_domain_name", ["domain_id", "name", "id"], unique=False)
+        batch_op.create_index("ix_things_name", ["name", "id"], unique=False)
         batch_op.create_index("ix_things_domain_state", ["domain_id", "state"], unique=False)
         batch_op.create_index(batch_op.f("ix_things_group_id"), ["group_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_things_imei"), ["imei"], unique=False)
@@ -199,7 +199,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_things_imei"))
         batch_op.drop_index(batch_op.f("ix_things_group_id"))
         batch_op.drop_index("ix_things_domain_state")
-        batch_op.drop_index("ix_things_domain_name")
+        batch_op.drop_index("ix_things_name")
         batch_op.drop_index(batch_op.f("ix_things_domain_id"))
 
     op.drop_table("things")
