@@ -39,7 +39,7 @@ from meadowlark.connectivity.sms import OutgoingSms, SmsGateway
 from meadowlark.connectivity.states import ThingState, check_transition, parse_state
 from meadowlark.core import audit
 from meadowlark.core.domains import in_scope
-from meadowlark.core.errors import Conflict, Forbidden, InvalidInput, NotFound
+from meadowlark.core.errors import Conflict, Forbidden, InvalidInput, NotFound, ServiceError
 from meadowlark.lwm2m.path import LwM2mPath
 from meadowlark.server.errors import Lwm2mServerError, RequestQueuedError
 from meadowlark.server.service import LwM2mServer
@@ -199,7 +199,11 @@ class ImportResult:
     row: int
     iccid: str
     thing_id: str | None = None
-    error: str | None = None
+    failure: ServiceError | None = None
+
+    @property
+    def error(self) -> str | None:
+        return None if self.failure is None else self.failure.message
 
 
 @dataclass
@@ -396,13 +400,9 @@ class ThingService:
 
     async def create(self, principal: Principal, new: NewThing) -> Thing:
         report = await self.import_things(principal, [new])
-        result = report.results[0]
-        if result.error is not None:
-            raise (
-                Conflict(result.error, code=DUPLICATE)
-                if "exists" in result.error
-                else (InvalidInput(result.error))
-            )
+        failure = report.results[0].failure
+        if failure is not None:
+            raise failure
         async with self.db.session() as session:
             return await self.get(session, principal, thing_id(new.iccid))
 
@@ -432,18 +432,20 @@ class ThingService:
                 for offset, row in enumerate(part):
                     number = first_row + start + offset
                     if isinstance(row, InvalidInput):
-                        report.results.append(ImportResult(number, "", error=row.message))
+                        report.results.append(ImportResult(number, "", failure=row))
                         continue
                     result = ImportResult(number, row.iccid)
                     report.results.append(result)
                     try:
                         if row.iccid in existing or row.iccid in seen:
-                            raise Conflict(f"a Thing with ICCID {row.iccid} already exists")
+                            raise Conflict(
+                                f"a Thing with ICCID {row.iccid} already exists", code=DUPLICATE
+                            )
                         self._check_sensitive(principal, row)
                         group = await self._group_for(session, principal, row.group)
                         await self._ensure_tags(session, principal.domain_id, row.tags)
                     except (InvalidInput, Conflict, Forbidden) as exc:
-                        result.error = exc.message
+                        result.failure = exc
                         continue
                     thing = Thing(
                         id=thing_id(row.iccid),
