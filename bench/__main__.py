@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-BENCHMARKS = ("auth", "lwm2m", "devices")
+BENCHMARKS = ("auth", "lwm2m", "devices", "things")
 
 
 def main() -> None:

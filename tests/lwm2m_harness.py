@@ -63,7 +63,9 @@ def running_lwm2m_server(settings: Any) -> Iterator[Lwm2mTestServer]:
             timeout_graceful_shutdown=5,
         )
     )
-    coap = CoapServer(runtime.lwm2m, "127.0.0.1", 0, max_payload=4096)
+    coap = CoapServer(
+        runtime.lwm2m, "127.0.0.1", 0, max_payload=4096, traffic=runtime.lwm2m.traffic
+    )
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     sock.listen(128)

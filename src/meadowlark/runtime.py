@@ -6,6 +6,11 @@ from dataclasses import dataclass
 from functools import partial
 
 from meadowlark.config import Settings
+from meadowlark.connectivity.enforcement import ThingAdmissionPolicy, ThingIndex
+from meadowlark.connectivity.listener import ConnectivityListener
+from meadowlark.connectivity.recorder import ActivityRecorder
+from meadowlark.connectivity.sms import LoggingSmsGateway
+from meadowlark.connectivity.things import ThingService
 from meadowlark.core.events import EventBus
 from meadowlark.core.identity import Identity
 from meadowlark.core.object_models import ModelCatalog
@@ -30,6 +35,8 @@ class Runtime:
     object_models: ModelCatalog
     observations: ObservationManager
     events: EventBus
+    things: ThingService
+    activity: ActivityRecorder
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Runtime:
@@ -61,6 +68,11 @@ class Runtime:
         )
         events = EventBus(partial(device_domain, db))
         lwm2m.add_listener(events)
+        thing_index = ThingIndex()
+        things = ThingService(db, thing_index, lwm2m, LoggingSmsGateway())
+        activity = ActivityRecorder(db, thing_index, lwm2m.traffic)
+        lwm2m.admission_policy = ThingAdmissionPolicy(thing_index)
+        lwm2m.add_listener(ConnectivityListener(thing_index, activity, things.link_automatically))
         return cls(
             settings=settings,
             db=db,
@@ -72,6 +84,8 @@ class Runtime:
             object_models=object_models,
             observations=ObservationManager(db, lwm2m, object_models),
             events=events,
+            things=things,
+            activity=activity,
         )
 
     async def prepare_store(self) -> str | None:
@@ -82,6 +96,7 @@ class Runtime:
         """
         await upgrade_to_head(self.db.engine)
         await self.object_models.load()
+        await self.things.index.load(self.db)
         async with self.db.session() as session:
             generated = await bootstrap(
                 session,
@@ -93,12 +108,14 @@ class Runtime:
         return generated
 
     async def start_lwm2m(self) -> None:
-        """Start the LwM2M server's timers and the batched device-data writer."""
+        """Start the LwM2M server's timers and the batched device-data and usage writers."""
         self.device_stores.start()
+        self.activity.start()
         await self.lwm2m.start()
 
     async def close(self) -> None:
         await self.observations.stop()
         await self.lwm2m.stop()
+        await self.activity.stop()
         await self.device_stores.stop()
         await self.db.dispose()

@@ -29,6 +29,7 @@ from meadowlark.api.routers import (
     coiote_sessions,
     coiote_users,
     console,
+    console_things,
     health,
     lwm2m,
 )
@@ -106,6 +107,7 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
         health,
         auth,
         console,
+        console_things,
         coiote_users,
         coiote_domains,
         coiote_devices,

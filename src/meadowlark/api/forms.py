@@ -74,3 +74,20 @@ def required(fields: dict[str, str], *names: str) -> str:
         if value:
             return value
     raise InvalidInput(f"missing field: {names[0]}")
+
+
+async def read_object(request: Request) -> dict[str, Any]:
+    """The body as an object: JSON (values of any type) or a form (string values)."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "application/json":
+        text = _decode(await request.body())
+        try:
+            data = json.loads(text) if text.strip() else {}
+        except json.JSONDecodeError as exc:
+            raise InvalidInput(f"malformed JSON body: {exc.msg} at position {exc.pos}") from exc
+        except RecursionError as exc:
+            raise InvalidInput("malformed JSON body: nested too deeply") from exc
+        if not isinstance(data, dict):
+            raise InvalidInput("JSON body must be an object")
+        return data
+    return dict(await read_fields(request))

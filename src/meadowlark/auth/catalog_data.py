@@ -207,3 +207,105 @@ lwm2m:POST /api/lwm2m/v1/clients/{ep}/composite/observe       | POST   | /api/lw
 lwm2m:DELETE /api/lwm2m/v1/clients/{ep}/composite/observe     | DELETE | /api/lwm2m/v1/clients/{ep}/composite/observe        | Devices | edit
 lwm2m:GET /api/lwm2m/v1/events                                | GET    | /api/lwm2m/v1/events                                | Devices | view
 """
+
+# The Monogoto console's connectivity surface (SIMs as Things). Paths as the console has
+# them; actions as its profiles grant them: actions on a Thing (ping, SMS, refresh) are
+# ``edit`` whatever their method, and searching the CDR log is a ``view``.
+CONSOLE_ENDPOINTS = """
+console:GET /things                                | GET    | /things                                   | Things
+console:POST /thing                                | POST   | /thing                                    | Things
+console:POST /things/import                        | POST   | /things/import                            | Things
+console:GET /thing/status                          | GET    | /thing/status                             | Things
+console:PUT /thing/update                          | PUT    | /thing/update                             | Things
+console:GET /thing/{ThingId}                       | GET    | /thing/{ThingId}                          | Things
+console:DELETE /thing/{ThingId}                    | DELETE | /thing/{ThingId}                          | Things
+console:GET /thing/{ThingId}/state                 | GET    | /thing/{ThingId}/state                    | Things
+console:PUT /thing/{ThingId}/state                 | PUT    | /thing/{ThingId}/state                    | Things
+console:PUT /thing/{ThingId}/device                | PUT    | /thing/{ThingId}/device                   | Things
+console:GET /thing/{ThingId}/refreshConnection     | GET    | /thing/{ThingId}/refreshConnection        | Things    | edit
+console:POST /thing/{ThingId}/ping                 | POST   | /thing/{ThingId}/ping                     | Things
+console:POST /thing/{ThingId}/sms                  | POST   | /thing/{ThingId}/sms                      | Things
+console:POST /thing/searchCDR                      | POST   | /thing/searchCDR                          | Search    | view
+console:GET /thingsgroups                          | GET    | /thingsgroups                             | ThingsGroup
+console:POST /thingsgroup                          | POST   | /thingsgroup                              | ThingsGroup
+console:GET /thingsgroup/{ThingsGroupId}           | GET    | /thingsgroup/{ThingsGroupId}              | ThingsGroup
+console:PUT /thingsgroup/{ThingsGroupId}           | PUT    | /thingsgroup/{ThingsGroupId}              | ThingsGroup
+console:DELETE /thingsgroup/{ThingsGroupId}        | DELETE | /thingsgroup/{ThingsGroupId}              | ThingsGroup
+console:GET /tags                                  | GET    | /tags                                     | Tags
+console:POST /tag                                  | POST   | /tag                                      | Tags
+console:DELETE /tag/{TagId}                        | DELETE | /tag/{TagId}                              | Tags
+console:GET /report-templates                      | GET    | /report-templates                         | ReportTemplate
+console:POST /report-template                      | POST   | /report-template                          | ReportTemplate
+console:POST /report-history/{ReportTemplateId}    | POST   | /report-history/{ReportTemplateId}        | ReportHistory
+console:GET /report-history/byTemplate             | GET    | /report-history/byTemplate                | ReportHistory
+console:GET /report-history/downloadReport/csv/{csvPath} | GET | /report-history/downloadReport/csv/{csvPath} | ReportHistory
+"""
+
+# The Customer Admin profile of the Monogoto /Auth document, resource for resource and
+# verb for verb (its "view7" under Search is a typo for "view"). Cells that no route
+# above covers are capabilities: granted, shown and checked by the console's services
+# (``ThingsSensitiveData`` guards IMSI/MSISDN/keys), or held for console resources
+# Meadowlark has no data for (pricing, IP pools, dashboards...).
+CUSTOMER_ADMIN_PROFILE: dict[str, tuple[str, ...]] = {
+    "API": ("view",),
+    "AlertsTasksSettings": ("view", "edit", "delete"),
+    "ApnAllowedToCustomer": ("view", "edit", "delete"),
+    "AuditLogs": ("view",),
+    "AuditLogsOwned": ("view",),
+    "BillingReports": ("view",),
+    "CurrencyCodes": ("view",),
+    "Dashboard": ("view", "edit", "delete"),
+    "ExternalHLR": ("view",),
+    "GlobalSettings": ("view",),
+    "IpPools": ("view", "edit", "delete"),
+    "MobileSubscriber": ("view", "edit", "delete"),
+    "NetwSecSettings": ("view", "edit", "delete"),
+    "NetworkProvider": ("view",),
+    "NetworkProviderDetails": ("view", "edit", "delete"),
+    "PortalAlertsTasksSettings": ("view",),
+    "PortalAuditLogs": ("view",),
+    "PortalBillingReports": ("view",),
+    "PortalDashboard": ("view",),
+    "PortalIpPools": ("view",),
+    "PortalLogin": ("view",),
+    "PortalMobileIdentities": ("view",),
+    "PortalNetwork": ("view",),
+    "PortalPricePlanDetails": ("view",),
+    "PortalRealtimeDashboard": ("view",),
+    "PortalRoamingOwned": ("view",),
+    "PortalSecurity": ("view",),
+    "PortalSettings": ("view",),
+    "PortalThings": ("view",),
+    "PortalThingsGroups": ("view",),
+    "PortalUsers": ("view",),
+    "PricePlanDetails": ("view", "edit", "delete"),
+    "RoamingOwned": ("view", "edit", "delete"),
+    "Settings": ("view",),
+    "Tags": ("view", "edit", "delete"),
+    "TagsOwned": ("view", "edit", "delete"),
+    "Things": ("view", "edit", "delete"),
+    "ThingsGroup": ("view", "edit", "delete"),
+    "ThingsGroupOwned": ("view", "edit", "delete"),
+    "ThingsSensitiveData": ("view", "edit", "delete"),
+    "UserProfile": ("view",),
+    "Users": ("view", "edit", "delete"),
+    "PortalReports": ("view",),
+    "ReportTemplate": ("view", "edit", "delete"),
+    "ReportHistory": ("view", "edit", "delete"),
+    "DownloadReportInPdf": ("view", "edit", "delete"),
+    "Scheduler": ("view", "edit", "delete"),
+    "PortalScheduler": ("view",),
+    "Search": ("view", "edit", "delete"),
+    "DownloadPCAPFile": ("view",),
+    "DataLocationService": ("view",),
+    "Bundle": ("view", "edit", "delete"),
+}
+PRICING_RESOURCES = (
+    "BillingReports",
+    "CurrencyCodes",
+    "PricePlanDetails",
+    "PortalBillingReports",
+    "PortalPricePlanDetails",
+    "Bundle",
+)
+"""What the Standard profile leaves out besides user management ("no pricing")."""

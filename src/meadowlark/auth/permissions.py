@@ -16,9 +16,12 @@ from typing import Literal
 from meadowlark.auth.catalog_data import (
     COIOTE,
     COIOTE_ENDPOINTS,
+    CONSOLE_ENDPOINTS,
+    CUSTOMER_ADMIN_PROFILE,
     DEVELOPER_ENDPOINTS,
     LWM2M_ENDPOINTS,
     PLATFORM_ENDPOINTS,
+    PRICING_RESOURCES,
 )
 
 Action = Literal["view", "edit", "delete"]
@@ -35,6 +38,9 @@ class Permission:
     action: Action
     public: bool = False
     self_service: bool = False
+    capability: bool = False
+    """A profile cell no route covers (``method`` and ``path`` are ``-``): granted and
+    shown like the others, checked by the services that need it."""
 
     @property
     def route_key(self) -> tuple[str, str]:
@@ -71,10 +77,22 @@ def _parse(table: str) -> list[Permission]:
     return permissions
 
 
-CATALOG: dict[str, Permission] = {
-    p.name: p for p in _parse(COIOTE_ENDPOINTS + PLATFORM_ENDPOINTS + LWM2M_ENDPOINTS)
+def _capabilities(routes: Iterable[Permission]) -> list[Permission]:
+    """``profile:<Resource>:<action>`` for each Customer Admin cell without a route."""
+    covered = {(p.resource, p.action) for p in routes}
+    return [
+        Permission(f"profile:{resource}:{action}", "-", "-", resource, action, capability=True)  # type: ignore[arg-type]
+        for resource, actions in CUSTOMER_ADMIN_PROFILE.items()
+        for action in actions
+        if (resource, action) not in covered
+    ]
+
+
+_ROUTES = _parse(COIOTE_ENDPOINTS + PLATFORM_ENDPOINTS + LWM2M_ENDPOINTS + CONSOLE_ENDPOINTS)
+CATALOG: dict[str, Permission] = {p.name: p for p in [*_ROUTES, *_capabilities(_ROUTES)]}
+BY_ROUTE: dict[tuple[str, str], Permission] = {
+    p.route_key: p for p in CATALOG.values() if not p.capability
 }
-BY_ROUTE: dict[tuple[str, str], Permission] = {p.route_key: p for p in CATALOG.values()}
 GRANTABLE: frozenset[str] = frozenset(p.name for p in CATALOG.values() if not p.public)
 SELF_SERVICE: frozenset[str] = frozenset(p.name for p in CATALOG.values() if p.self_service)
 DEVELOPER: frozenset[str] = frozenset(DEVELOPER_ENDPOINTS.strip().splitlines())
@@ -136,6 +154,10 @@ def permissions_where(*, exclude_resources: Iterable[str] = (), actions: Iterabl
 
 ALL = GRANTABLE
 USER_MANAGEMENT = ("Users", "UserProfile", "ServiceAccounts", "AuditLogs")
+CUSTOMER_ADMIN: frozenset[str] = expand_profile(CUSTOMER_ADMIN_PROFILE)
+"""The seed's Customer Admin: exactly its map, none of Meadowlark's own resources."""
+SENSITIVE_VIEW = "profile:ThingsSensitiveData:view"
+SENSITIVE_EDIT = "profile:ThingsSensitiveData:edit"
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,15 +170,18 @@ class BuiltinRole:
 
 BUILTIN_ROLES: tuple[BuiltinRole, ...] = (
     BuiltinRole("UserProfileId_admin", "Admin", ALL),
+    BuiltinRole("UserProfileId_customer_admin", "Customer Admin", CUSTOMER_ADMIN),
     BuiltinRole("UserProfileId_developer", "Developer", DEVELOPER),
     BuiltinRole("UserProfileId_business", "Business", DEVELOPER),
     BuiltinRole(
-        "UserProfileId_standard", "Standard", permissions_where(exclude_resources=USER_MANAGEMENT)
+        "UserProfileId_standard",
+        "Standard",
+        permissions_where(exclude_resources=USER_MANAGEMENT + PRICING_RESOURCES),
     ),
     BuiltinRole(
         "UserProfileId_group",
         "Group",
-        permissions_where(exclude_resources=USER_MANAGEMENT),
+        permissions_where(exclude_resources=USER_MANAGEMENT + PRICING_RESOURCES),
         things_group_scoped=True,
     ),
     BuiltinRole("UserProfileId_monitor", "Monitor", permissions_where(actions=("view",))),

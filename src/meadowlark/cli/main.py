@@ -6,7 +6,9 @@ import asyncio
 import importlib.util
 import os
 import socket
+import sys
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -18,6 +20,8 @@ from meadowlark.auth import permissions as catalog
 from meadowlark.auth.principal import Principal
 from meadowlark.cli.simulate import simulate
 from meadowlark.config import Settings
+from meadowlark.connectivity.things import ImportReport, parse_import_csv
+from meadowlark.core.domains import get_domain, normalize_domain_id
 from meadowlark.core.users import NewUser, UserChanges
 from meadowlark.logging import configure_logging
 from meadowlark.runtime import Runtime
@@ -26,8 +30,10 @@ from meadowlark.store.models import User
 app = typer.Typer(help="Meadowlark LwM2M device management server.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 user_app = typer.Typer(help="User accounts.", no_args_is_help=True)
+things_app = typer.Typer(help="SIM cards (console Things).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(user_app, name="user")
+app.add_typer(things_app, name="things")
 app.command()(simulate)
 
 T = TypeVar("T")
@@ -136,6 +142,7 @@ def serve(
             settings.coap.port,
             max_payload=lwm2m.max_payload,
             block_size=lwm2m.block_size,
+            traffic=runtime.lwm2m.traffic,
         )
         await runtime.start_lwm2m()
         runtime.lwm2m.attach(await coap_server.start())
@@ -253,6 +260,37 @@ def _change_user(login: str, changes: UserChanges, message: str) -> None:
         typer.echo(message)
 
     _run(change)
+
+
+@things_app.command("import")
+def things_import(
+    file: Annotated[Path, typer.Argument(help="CSV: ICCID, IMSI, MSISDN, IMEI, name, group, tags")],
+    domain: Annotated[str, typer.Option(help="Domain that owns the SIMs")] = "/root/",
+) -> None:
+    """Import SIMs from a CSV: a result per row (created, or why not), with a progress bar."""
+    try:
+        text = file.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        typer.echo(f"error: cannot read {file}: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+    async def run(runtime: Runtime) -> ImportReport:
+        owner = replace(SYSTEM, domain_id=normalize_domain_id(domain))
+        async with runtime.db.session() as session:
+            await get_domain(session, SYSTEM, owner.domain_id)
+        rows = parse_import_csv(text)
+        with typer.progressbar(length=len(rows), label="Importing", file=sys.stderr) as bar:
+            return await runtime.things.import_things(
+                owner, rows, first_row=2, progress=bar.update, chunk=100
+            )
+
+    report = _run(run)
+    for result in report.results:
+        outcome = result.thing_id if result.error is None else f"error: {result.error}"
+        typer.echo(f"row {result.row}\t{result.iccid or '-'}\t{outcome}")
+    typer.echo(f"{report.imported} imported, {report.failed} failed", err=True)
+    if report.failed:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from typing import Any
 
 from aiocoap import Message, Reliable, Unreliable
 from aiocoap.numbers.codes import Code
@@ -36,9 +37,15 @@ def peer_of(remote: object) -> Peer:
     if sockaddr is None:
         host, _, port = str(getattr(remote, "hostinfo", "")).rpartition(":")
         return Peer(host.strip("[]"), int(port or 0), "udp", handle=remote, identity=None)
+    host, port = sockaddr_address(sockaddr)
+    return Peer(host, port, "udp", handle=remote, identity=None)
+
+
+def sockaddr_address(sockaddr: tuple[Any, ...]) -> tuple[str, int]:
+    """``(host, port)`` of a socket address, IPv4-mapped IPv6 addresses as IPv4."""
     address = ipaddress.ip_address(str(sockaddr[0]).partition("%")[0])
     mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
-    return Peer(str(mapped or address), int(sockaddr[1]), "udp", handle=remote, identity=None)
+    return str(mapped or address), int(sockaddr[1])
 
 
 def request_message(peer: Peer, request: DownlinkRequest) -> Message:

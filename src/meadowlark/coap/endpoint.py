@@ -12,8 +12,9 @@ import contextlib
 from typing import Any
 
 import structlog
-from aiocoap import Context, Message
+from aiocoap import Context, Message, Reliable
 from aiocoap import error as coap_error
+from aiocoap.numbers.codes import Code
 
 from meadowlark.coap.convert import request_message, response_of
 from meadowlark.server.transport import (
@@ -52,6 +53,33 @@ class AiocoapEndpoint:
         except coap_error.Error as exc:
             raise TransportError(f"{type(exc).__name__}: {exc}") from None
         return response_of(response)
+
+    async def ping(
+        self,
+        peer: Peer,
+        timeout: float,  # noqa: ASYNC109 - API deadline, mapped to 504
+    ) -> None:
+        """An empty CON; the device's message layer answers it with RST (RFC 7252 §4.3)."""
+        ping = Message(code=Code.EMPTY, transport_tuning=Reliable)
+        ping.remote = peer.handle
+        try:
+            interface = await self._context.find_remote_and_interface(ping)
+        except coap_error.Error as exc:
+            raise TransportError(f"{type(exc).__name__}: {exc}") from None
+        message_layer = getattr(interface, "token_interface", None)
+        if message_layer is None or not hasattr(message_layer, "send_message"):
+            raise TransportError("this transport cannot send a CoAP ping")
+        answered = asyncio.get_running_loop().create_future()
+
+        def on_reset() -> None:  # aiocoap reports the RST of an exchange as its error
+            if not answered.done():
+                answered.set_result(None)
+
+        message_layer.send_message(ping, on_reset)
+        try:
+            await asyncio.wait_for(answered, timeout)
+        except TimeoutError:
+            raise TransportTimeout(f"no answer within {timeout:g} s") from None
 
     async def observe(
         self,

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
 import structlog
 from aiocoap import Context
 
+from meadowlark.coap.convert import sockaddr_address
 from meadowlark.coap.endpoint import AiocoapEndpoint
 from meadowlark.coap.site import Lwm2mSite
-from meadowlark.server.transport import UplinkHandler
+from meadowlark.server.transport import TrafficCounter, UplinkHandler
 
 _log = structlog.get_logger("meadowlark.lwm2m")
 
@@ -26,8 +28,11 @@ class CoapServer:
         *,
         max_payload: int = 65536,
         block_size: int = 1024,
+        traffic: TrafficCounter | None = None,
     ) -> None:
+        """``traffic`` counts every datagram received and sent, per address."""
         self._site = Lwm2mSite(handler, max_payload, block_size)
+        self._traffic = traffic
         self._bind = (host, port)
         self._context: Context | None = None
         self.endpoint: AiocoapEndpoint | None = None
@@ -38,6 +43,8 @@ class CoapServer:
         )
         for message_interface in self._message_interfaces():
             _drop_undecodable_datagrams(message_interface)
+            if self._traffic is not None:
+                _count_datagrams(message_interface, self._traffic)
         self.endpoint = AiocoapEndpoint(self._context)
         return self.endpoint
 
@@ -87,3 +94,26 @@ def _drop_undecodable_datagrams(message_interface: Any) -> None:
             _log.debug("datagram_dropped", reason=f"{type(exc).__name__}: {exc}")
 
     message_interface.datagram_msg_received = guarded
+
+
+def _count_datagrams(message_interface: Any, traffic: TrafficCounter) -> None:
+    """Count every datagram the socket receives and sends (ACKs, pings, retransmissions
+    and blocks included) in ``traffic``: a dictionary update each, no I/O."""
+    receive: Callable[..., None] | None = getattr(message_interface, "datagram_msg_received", None)
+    send: Callable[[Any], None] | None = getattr(message_interface, "send", None)
+    if receive is None or send is None:
+        return
+
+    def counted_receive(data: bytes, ancdata: Any, flags: Any, address: Any) -> None:
+        with contextlib.suppress(ValueError, IndexError):
+            traffic.add(sockaddr_address(address), received=len(data))
+        receive(data, ancdata, flags, address)
+
+    def counted_send(message: Any) -> None:
+        send(message)
+        sockaddr = getattr(message.remote, "sockaddr", None)
+        if sockaddr is not None:
+            traffic.add(sockaddr_address(sockaddr), sent=len(message.encode()))
+
+    message_interface.datagram_msg_received = counted_receive
+    message_interface.send = counted_send

@@ -36,6 +36,23 @@ class DeviceRegistry(Protocol):
         """Note that the device talked to us; may be written later in a batch."""
 
 
+@dataclass(frozen=True, slots=True)
+class PolicyRefusal:
+    """Why an admission policy refuses a device: ``reason`` for events, ``diagnostic``
+    for the 4.03 answer."""
+
+    reason: str
+    diagnostic: str
+
+
+class AdmissionPolicy(Protocol):
+    """Rules beyond the device registry's, checked on every Register and Update (e.g.
+    the state of the SIM card a device uses). Must answer from memory: no I/O."""
+
+    def refusal(self, registration: Registration, operation: str) -> PolicyRefusal | None:
+        """None admits the device; ``operation`` is ``register`` or ``update``."""
+
+
 class ValueCache(Protocol):
     """Last known resource values per device and leaf path."""
 

@@ -45,6 +45,7 @@ from meadowlark.server.operations import (
 )
 from meadowlark.server.ports import (
     Admission,
+    AdmissionPolicy,
     DeviceRegistry,
     InMemoryDeviceRegistry,
     InMemoryRequestQueue,
@@ -79,6 +80,7 @@ from meadowlark.server.transport import (
     Method,
     ObservationHandle,
     Peer,
+    TrafficCounter,
     TransportError,
     TransportTimeout,
     UplinkResult,
@@ -127,7 +129,8 @@ class ServerListener:
     ) -> None:
         """A Register (``operation`` ``register``), Update (``update``), De-register
         (``deregister``) or Send (``send``) from ``peer`` for ``endpoint`` got 4.03;
-        ``reason`` is the ``Admission`` value (e.g. ``unsecured_transport``)."""
+        ``reason`` is the ``Admission`` value (e.g. ``unsecured_transport``) or the
+        admission policy's (e.g. ``thing_suspended``)."""
 
     def on_address_changed(
         self, registration: Registration, previous: Peer, operation: str
@@ -205,6 +208,10 @@ class LwM2mServer:
         self.devices = devices or InMemoryDeviceRegistry()
         self.values = values or InMemoryValueCache()
         self.queue = queue or InMemoryRequestQueue()
+        self.admission_policy: AdmissionPolicy | None = None
+        """Further admission rules (set by the runtime; e.g. SIM states)."""
+        self.traffic = TrafficCounter()
+        """What the transport exchanged with each address (it counts, others drain)."""
         self._endpoint: LwM2mEndpoint | None = None
         self._listeners: list[ServerListener] = []
         self._limiter = RegistrationRateLimiter(
@@ -328,6 +335,9 @@ class LwM2mServer:
             registered_at=now,
             last_update=now,
         )
+        refused = self._policy_refusal(registration, "register")
+        if refused is not None:
+            return refused
         # The registry checks the device's security mode against peer.identity (the
         # transport's authentication) along with its other admission rules.
         admission = await self.devices.admit_registration(registration)
@@ -377,6 +387,11 @@ class LwM2mServer:
         except RegistrationRejected as exc:
             return UplinkResult(exc.code, diagnostic=exc.message)
         registration = params.applied_to(previous, peer, _utcnow())
+        refused = self._policy_refusal(registration, "update")
+        if refused is not None:  # e.g. its SIM was suspended: the registration ends
+            if await self.registrations.remove(previous.registration_id) is not None:
+                await self._deregistered(previous, expired=False)
+            return refused
         await self.registrations.replace(registration)
         self._schedule_expiry(registration)
         for observation in self._observations.get(registration.endpoint, {}).values():
@@ -431,6 +446,22 @@ class LwM2mServer:
         return UplinkResult(CHANGED)
 
     # --- downlink operations -----------------------------------------------------------
+
+    async def ping(self, endpoint: str, timeout: float | None = None) -> float:  # noqa: ASYNC109
+        """CoAP ping the registered device; the round-trip time in seconds."""
+        registration = await self.registrations.get_by_endpoint(endpoint)
+        if registration is None:
+            raise DeviceNotRegisteredError(endpoint)
+        limit = self.options.request_timeout if timeout is None else timeout
+        started = time.perf_counter()
+        try:
+            await self._require_endpoint().ping(registration.peer, limit)
+        except TransportTimeout:
+            raise RequestTimeoutError(f"no answer from {endpoint!r} within {limit:g} s") from None
+        except TransportError as exc:
+            raise DeviceUnreachableError(f"cannot reach {endpoint!r}: {exc}") from None
+        self._heard_from(registration)
+        return time.perf_counter() - started
 
     async def read(
         self,
@@ -986,6 +1017,28 @@ class LwM2mServer:
             )
         )
         return UplinkResult(FORBIDDEN, diagnostic=admission.diagnostic)
+
+    def _policy_refusal(self, registration: Registration, operation: str) -> UplinkResult | None:
+        """4.03 (reported like a registry refusal) if the admission policy refuses."""
+        if self.admission_policy is None:
+            return None
+        refusal = self.admission_policy.refusal(registration, operation)
+        if refusal is None:
+            return None
+        endpoint, peer = registration.endpoint, registration.peer
+        _log.info(
+            "registration_forbidden",
+            endpoint=endpoint,
+            peer=str(peer),
+            operation=operation,
+            reason=refusal.reason,
+        )
+        self._emit(
+            lambda listener: listener.on_registration_refused(
+                endpoint, peer, refusal.reason, operation
+            )
+        )
+        return UplinkResult(FORBIDDEN, diagnostic=refusal.diagnostic)
 
     def _address_changed(self, registration: Registration, previous: Peer, operation: str) -> None:
         _log.info(

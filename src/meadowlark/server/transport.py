@@ -169,8 +169,40 @@ class ObservationHandle(Protocol):
         (RFC 7641 §3.6, "passive" cancellation)."""
 
 
+class TrafficCounter:
+    """Bytes and datagrams exchanged per peer address, added by the transport as they
+    pass and drained in batches by whoever keeps usage (no I/O per datagram)."""
+
+    def __init__(self) -> None:
+        self._by_address: dict[tuple[str, int], list[int]] = {}
+
+    def add(self, address: tuple[str, int], *, received: int = 0, sent: int = 0) -> None:
+        """Count one datagram of ``received`` or ``sent`` bytes."""
+        counts = self._by_address.get(address)
+        if counts is None:
+            counts = self._by_address[address] = [0, 0, 0, 0]
+        if received:
+            counts[0] += received
+            counts[2] += 1
+        if sent:
+            counts[1] += sent
+            counts[3] += 1
+
+    def drain(self) -> dict[tuple[str, int], tuple[int, int, int, int]]:
+        """Address -> (bytes in, bytes out, datagrams in, datagrams out) since last drain."""
+        drained, self._by_address = self._by_address, {}
+        return {address: (c[0], c[1], c[2], c[3]) for address, c in drained.items()}
+
+
 class LwM2mEndpoint(Protocol):
     """What ``server/`` needs from a transport to reach devices."""
+
+    async def ping(
+        self,
+        peer: Peer,
+        timeout: float,  # noqa: ASYNC109 - API deadline, mapped to 504
+    ) -> None:
+        """A CoAP ping (empty CON, answered by RST); ``TransportTimeout`` if unanswered."""
 
     async def send(
         self,

@@ -201,4 +201,5 @@ class AuditEvent(Base):
 
 
 import meadowlark.store.coiote_models  # noqa: E402, F401 - register the Coiote tables
+import meadowlark.store.connectivity_models  # noqa: E402, F401
 import meadowlark.store.device_models  # noqa: E402, F401

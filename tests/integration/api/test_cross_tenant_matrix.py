@@ -104,6 +104,8 @@ class World:
     simulated: SimulatedDevice
     markers: frozenset[str] = field(default_factory=frozenset)
     """Every name and id of B's objects: none may appear in what A is shown."""
+    connectivity: dict[str, str] = field(default_factory=dict)
+    """B's console objects (``_connectivity_objects``)."""
 
     def as_a(self) -> httpx.Client:
         return self.a.client(self.server)
@@ -130,6 +132,7 @@ class World:
             "tokens": "/api/auth/tokens",
             "registration": f"{LWM2M}/clients/{self.device}",
             "device value": f"{LWM2M}/clients/{self.device}/{APPLICATION_TYPE}",
+            **_connectivity_reads(self),
         }
         with self.as_b() as http:
             answers = {name: http.get(url) for name, url in reads.items()}
@@ -216,6 +219,7 @@ def world(server: Lwm2mTestServer, given: Any) -> Iterator[World]:
             )
             api_token = _created(http.post("/api/auth/tokens", json={"name": f"{tag}-token"}))
         _own_objects(server, a)
+        connectivity = _connectivity_objects(server, b, device)
         yield World(
             server=server,
             a=a,
@@ -233,7 +237,9 @@ def world(server: Lwm2mTestServer, given: Any) -> Iterator[World]:
             token_id=api_token["id"],
             api_token=api_token["token"],
             simulated=simulated,
-            markers=frozenset({tag, user_id, role["id"], api_token["id"]}),
+            markers=frozenset({tag, user_id, role["id"], api_token["id"]})
+            | {value for key, value in connectivity.items() if key.endswith("_id")},
+            connectivity=connectivity,
         )
     finally:
         server.call(simulated.stop())
@@ -297,6 +303,7 @@ class Call:
     json: Any = None
     data: dict[str, str] | None = None
     names: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -380,6 +387,173 @@ def _b_client_still_works(world: World) -> None:
 def _client_credentials(client_id: str) -> dict[str, str]:
     return {"grant_type": "client_credentials", "client_id": client_id, "client_secret": "guess"}
 
+
+# --- the console's connectivity objects (Things, groups, tags, reports) ----------------------
+# Kept in one block: B gets a SIM linked to its registered device, a Things group, a tag and
+# a generated usage report; A gets one of each of its own.
+
+
+VOLATILE = VOLATILE | {"ActualUsage"}
+"""B's own reads of its device (the snapshot's) are traffic of its SIM too."""
+
+
+def _thing_of(tenant: Tenant, n: int) -> str:
+    from meadowlark.connectivity.identifiers import with_check_digit
+
+    return with_check_digit(f"8933{int(tenant.tag[2:], 16) % 10**8:08d}{n:06d}")
+
+
+def _console_objects(server: Lwm2mTestServer, tenant: Tenant, n: int) -> dict[str, str]:
+    """A SIM, a group, a tag and a generated report of ``tenant``, all named after it."""
+    iccid = _thing_of(tenant, n)
+    with tenant.client(server) as http:
+        group = _created(http.post("/thingsgroup", json={"ThingsGroupName": f"{tenant.tag}-tg"}))
+        thing = _created(
+            http.post(
+                "/thing",
+                json={
+                    "ICCID": iccid,
+                    "ThingName": f"{tenant.tag}-sim",
+                    "MSISDN": "4915550001",
+                    "ThingsGroupId": group["ThingsGroupId"],
+                },
+            )
+        )
+        tag = _created(http.post("/tag", json={"Name": f"{tenant.tag}-tag"}))
+        template = _created(
+            http.post(
+                "/report-template",
+                json={
+                    "Name": f"{tenant.tag}-report",
+                    "ReportPeriod": {"startDate": 0, "endDate": 4_102_444_800_000},
+                },
+            ),
+            200,
+        )
+        history = _created(http.post(f"/report-history/{template}"), 200)
+        csv_path = http.get("/report-history/byTemplate").json()["dbResponse"][0]["csvPath"]
+        login = http.post(
+            "/Auth", json={"UserName": f"{tenant.tag}-admin", "Password": "User-Test-Pa55word!"}
+        )
+    return {
+        "thing_id": thing["ThingId"],
+        "group_id": group["ThingsGroupId"],
+        "tag_id": tag["TagId"],
+        "template_id": template,
+        "history_id": history,
+        "csv_path": csv_path,
+        "customer": login.json()["CustomerId"],
+    }
+
+
+def _connectivity_objects(server: Lwm2mTestServer, b: Tenant, device: str) -> dict[str, str]:
+    objects = _console_objects(server, b, 1)
+    with b.client(server) as http:
+        thing = objects["thing_id"]
+        assert http.put(f"/thing/{thing}/device", json={"Endpoint": device}).is_success
+        assert http.put(f"/thing/{thing}/state", json={"state": "ACTIVE"}).is_success
+    return objects
+
+
+def _connectivity_reads(world: World) -> dict[str, str]:
+    objects = world.connectivity
+    return {
+        "thing": f"/thing/{objects['thing_id']}",
+        "things group": f"/thingsgroup/{objects['group_id']}",
+        "tags": "/tags",
+        "report histories": "/report-history/byTemplate",
+    }
+
+
+_A_CONSOLE: dict[str, dict[str, str]] = {}
+
+
+def _a_console(world: World) -> dict[str, str]:
+    """A's own console objects (made once, on first use)."""
+    if world.a.tag not in _A_CONSOLE:
+        _A_CONSOLE[world.a.tag] = _console_objects(world.server, world.a, 2)
+    return _A_CONSOLE[world.a.tag]
+
+
+def _a_apikey(world: World) -> dict[str, str]:
+    return {"apikey": _a_console(world)["customer"]}
+
+
+def _b_thing(**extra: Any) -> Target:
+    headers = extra.pop("apikey", False)
+    fixed = extra.pop("params", {})
+    return Target(
+        sibling=lambda w: Call(
+            {"ThingId": w.connectivity["thing_id"], **fixed},
+            headers=_a_apikey(w) if headers else {},
+            **extra,
+        ),
+        missing=lambda w: Call(
+            {"ThingId": f"ThingId_ICCID_{_thing_of(w.b, 999)}", **fixed},
+            headers=_a_apikey(w) if headers else {},
+            **extra,
+        ),
+    )
+
+
+def _b_console(name: str, key: str, missing: Callable[[], str], **extra: Any) -> Target:
+    return _by(name, lambda w: w.connectivity[key], missing, **extra)
+
+
+CONNECTIVITY_FIXTURES: dict[tuple[str, str], Target] = {
+    ("GET", "/thing/{ThingId}"): _b_thing(),
+    ("DELETE", "/thing/{ThingId}"): _b_thing(),
+    ("GET", "/thing/{ThingId}/state"): _b_thing(),
+    ("PUT", "/thing/{ThingId}/state"): _b_thing(json={"state": "SUSPENDED"}),
+    ("PUT", "/thing/{ThingId}/device"): _b_thing(json={"Endpoint": ""}),
+    ("GET", "/thing/{ThingId}/refreshConnection"): _b_thing(),
+    ("POST", "/thing/{ThingId}/ping"): _b_thing(apikey=True, json={}),
+    ("POST", "/thing/{ThingId}/sms"): _b_thing(json={"Message": "from A", "From": "A"}),
+    ("GET", "/thingsgroup/{ThingsGroupId}"): _b_console(
+        "ThingsGroupId", "group_id", lambda: f"ThingsGroupId_{uuid.uuid4()}"
+    ),
+    ("PUT", "/thingsgroup/{ThingsGroupId}"): _b_console(
+        "ThingsGroupId",
+        "group_id",
+        lambda: f"ThingsGroupId_{uuid.uuid4()}",
+        json={"ThingsGroupName": "changed by A", "IMEIPrefix": "35", "LockMasterImei": True},
+    ),
+    ("DELETE", "/thingsgroup/{ThingsGroupId}"): _b_console(
+        "ThingsGroupId", "group_id", lambda: f"ThingsGroupId_{uuid.uuid4()}"
+    ),
+    ("DELETE", "/tag/{TagId}"): _b_console("TagId", "tag_id", lambda: f"TagId_{uuid.uuid4()}"),
+    ("POST", "/report-history/{ReportTemplateId}"): _b_console(
+        "ReportTemplateId", "template_id", lambda: f"ReportTemplateId_{uuid.uuid4()}"
+    ),
+    ("GET", "/report-history/downloadReport/csv/{csvPath}"): _b_console(
+        "csvPath", "csv_path", lambda: f"/efs/reports/csv/2026/1/1/Report_{_nobody()}.csv"
+    ),
+}
+
+
+def _own_console_lists(world: World) -> list[dict[str, str]]:
+    _a_console(world)
+    return [{}]
+
+
+CONNECTIVITY_LIST_QUERIES: dict[str, Callable[[World], list[dict[str, str]]]] = {
+    "/things": lambda w: [
+        *_own_console_lists(w),
+        {"filterBy[ThingId]": w.connectivity["thing_id"]},
+        {"filterBy[ThingsGroupId]": w.connectivity["group_id"]},
+    ],
+    "/thing/status": lambda w: [*_own_console_lists(w), {"ThingIds": w.connectivity["thing_id"]}],
+    "/thingsgroups": _own_console_lists,
+    "/tags": _own_console_lists,
+    "/report-templates": _own_console_lists,
+    "/report-history/byTemplate": lambda w: [
+        *_own_console_lists(w),
+        {"ReportTemplateId": w.connectivity["template_id"]},
+    ],
+}
+# Requests naming B's console objects join REFERENCES below, once ``_refers`` exists.
+
+# --- end of the connectivity block -----------------------------------------------------------
 
 SENSOR = {"params": {"path": SENSOR_URL.lstrip("/")}}
 WRITE = {"params": {"path": APPLICATION_TYPE}, "json": {"value": "changed by A"}}
@@ -470,6 +644,7 @@ FIXTURES: dict[tuple[str, str], Target] = {
     ),
     ("DELETE", f"{LWM2M}/clients/{{ep}}/{{path}}"): _client(params={"path": "3303/0"}),
 }
+FIXTURES.update(CONNECTIVITY_FIXTURES)
 
 
 def _url(route: str, params: dict[str, str]) -> str:
@@ -486,6 +661,7 @@ def _send(http: httpx.Client, method: str, route: str, call: Call) -> httpx.Resp
         params=call.query,
         json=call.json,
         data=call.data,
+        headers=call.headers,
     )
 
 
@@ -537,6 +713,7 @@ LISTS: dict[str, Listing] = {
     "/api/auth/tokens": Listing(),
     f"{LWM2M}/clients": Listing(shows_own=False),
 }
+LISTS.update({route: Listing(q) for route, q in CONNECTIVITY_LIST_QUERIES.items()})
 FEEDS = {
     f"{LWM2M}/events": ("UPDATED", "ep"),
     f"{COIOTE}/events": ("deviceUpdated", "endpointName"),
@@ -769,6 +946,34 @@ REFERENCES: dict[str, tuple[str, str, Target]] = {
         lambda w: w.user,
     ),
 }
+
+
+# -- connectivity: bodies naming B's console objects (part of the connectivity block)
+REFERENCES.update(
+    {
+        "new SIM in B's Things group": _refers(
+            "POST",
+            "/thing",
+            lambda w, g: {"ICCID": _thing_of(w.a, 7), "ThingsGroupId": g},
+            lambda w: w.connectivity["group_id"],
+            lambda w: f"ThingsGroupId_{uuid.uuid4()}",
+        ),
+        "update of B's SIM": _refers(
+            "PUT",
+            "/thing/update",
+            lambda w, t: {"cas": "1", "ThingId": t, "ThingName": "changed by A"},
+            lambda w: w.connectivity["thing_id"],
+            lambda w: f"ThingId_ICCID_{_thing_of(w.b, 998)}",
+        ),
+        "own SIM linked to B's device": _refers(
+            "PUT",
+            "/thing/{ThingId}/device",
+            lambda w, d: {"Endpoint": d},
+            lambda w: w.device,
+            params=lambda w: {"ThingId": _a_console(w)["thing_id"]},
+        ),
+    }
+)
 
 
 def _refused_as_if_missing(world: World, method: str, route: str, target: Target) -> Call:

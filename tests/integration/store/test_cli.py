@@ -175,3 +175,26 @@ def test_version_and_doctor(cli_env):
 def test_placeholder_secret_is_a_configuration_error(cli_env):
     result = _run({**cli_env, "MEADOWLARK_ADMIN_PASSWORD": "changeme"}, "db", "upgrade")
     assert result.exit_code == 2 and "placeholder" in result.stderr
+
+
+def test_things_import_reports_each_row(cli_env, generated_password, tmp_path):
+    from meadowlark.connectivity.identifiers import with_check_digit
+
+    good = [with_check_digit(f"89490000000000{n:04d}") for n in range(3)]
+    csv_file = tmp_path / "sims.csv"
+    csv_file.write_text(
+        "ICCID,IMSI,MSISDN,IMEI,name,group,tags\n"
+        + "".join(f"{iccid},,,,meter {n},,north;south\n" for n, iccid in enumerate(good))
+        + "89490000000000000001,,,,bad,,\n"
+        + f"{good[0]},,,,again,,\n"
+    )
+    result = _run(cli_env, "things", "import", str(csv_file))
+    assert result.exit_code == 1, result.output
+    lines = result.stdout.splitlines()
+    assert lines[:3] == [
+        f"row {n + 2}\t{iccid}\tThingId_ICCID_{iccid}" for n, iccid in enumerate(good)
+    ]
+    assert "check digit" in lines[3] and "already exists" in lines[4]
+    assert "3 imported, 2 failed" in result.stderr and "Importing" in result.stderr
+    missing = _run(cli_env, "things", "import", str(csv_file), "--domain", "/root/nowhere/")
+    assert missing.exit_code == 1 and "not found" in missing.stderr

@@ -88,6 +88,7 @@ def test_prepare_store_bootstraps_once(database_url, tmp_path, settings_for):
     )
     assert {r.name for r in roles} == {
         "Admin",
+        "Customer Admin",
         "Developer",
         "Business",
         "Standard",
@@ -110,10 +111,13 @@ def test_custom_roles_made_before_role_domains_belong_to_the_root_domain(databas
 
         return run
 
-    async def main():
-        db = Database(_url(database_url, tmp_path))
+    async def main(url):
+        db = Database(url)
         try:
             async with db.engine.begin() as connection:
+                # The module's PostgreSQL database is at head already: start from empty.
+                await connection.run_sync(Base.metadata.drop_all)
+                await connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
                 await connection.run_sync(to("0004"))
                 await connection.execute(
                     text(
@@ -137,4 +141,5 @@ def test_custom_roles_made_before_role_domains_belong_to_the_root_domain(databas
         finally:
             await db.dispose()
 
-    assert asyncio.run(main()) == {"custom": "/root/", "UserProfileId_admin": None}
+    roles = asyncio.run(main(_url(database_url, tmp_path)))
+    assert roles == {"custom": "/root/", "UserProfileId_admin": None}

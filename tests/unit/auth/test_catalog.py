@@ -36,9 +36,10 @@ def test_developer_and_business_roles_hold_exactly_the_seed_list(seed_developer_
 
 
 def test_one_permission_per_route():
-    keys = [p.route_key for p in catalog.CATALOG.values()]
+    keys = [p.route_key for p in catalog.CATALOG.values() if not p.capability]
     assert len(keys) == len(set(keys)), "two catalog entries share one method and path"
-    assert set(catalog.BY_ROUTE.values()) == set(catalog.CATALOG.values())
+    routed = {p for p in catalog.CATALOG.values() if not p.capability}
+    assert set(catalog.BY_ROUTE.values()) == routed
 
 
 def test_coiote_names_are_method_and_relative_path():
@@ -139,3 +140,29 @@ def test_validate_names_accepts_catalog_names():
 )
 def test_normalize_path(path, normalized):
     assert catalog.normalize_path(path) == normalized
+
+
+def test_customer_admin_is_the_seed_profile_word_for_word(seed_auth_example):
+    seed = seed_auth_example["UserProfile"]["Permissions"]
+    seed["Search"] = ["view" if a == "view7" else a for a in seed["Search"]]  # the seed's typo
+    assert len(seed) == 52
+    customer_admin = {r.name: r for r in catalog.BUILTIN_ROLES}["Customer Admin"]
+    assert catalog.collapse_to_profile(customer_admin.permissions) == seed
+    assert catalog.expand_profile(seed) == customer_admin.permissions
+
+
+def test_other_console_profiles_are_subsets_of_the_resource_names():
+    roles = {role.name: role for role in catalog.BUILTIN_ROLES}
+    names = set(catalog.RESOURCES)
+    for name in ("Standard", "Group", "Monitor", "API user"):
+        assert set(catalog.collapse_to_profile(roles[name].permissions)) <= names
+    assert "PricePlanDetails" not in catalog.collapse_to_profile(roles["Standard"].permissions)
+    monitor = catalog.collapse_to_profile(roles["Monitor"].permissions)
+    assert monitor["Things"] == ["view"] and monitor["ThingsGroup"] == ["view"]
+
+
+def test_capabilities_have_no_route_and_routes_cover_their_cells():
+    capabilities = [p for p in catalog.CATALOG.values() if p.capability]
+    assert catalog.SENSITIVE_VIEW in {p.name for p in capabilities}
+    routed = {(p.resource, p.action) for p in catalog.CATALOG.values() if not p.capability}
+    assert not [p.name for p in capabilities if (p.resource, p.action) in routed]
