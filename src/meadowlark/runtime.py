@@ -7,6 +7,8 @@ from functools import partial
 
 from meadowlark.config import Settings
 from meadowlark.core.events import EventBus
+from meadowlark.core.firmware import FirmwareUpdates
+from meadowlark.core.firmware_images import FirmwareImages
 from meadowlark.core.identity import Identity
 from meadowlark.core.object_models import ModelCatalog
 from meadowlark.core.observations import ObservationManager
@@ -30,6 +32,9 @@ class Runtime:
     object_models: ModelCatalog
     observations: ObservationManager
     events: EventBus
+    firmware_images: FirmwareImages
+    firmware: FirmwareUpdates
+    """The ``FirmwareUpdater`` (core.firmware_contract) for the task engine."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Runtime:
@@ -61,6 +66,18 @@ class Runtime:
         )
         events = EventBus(partial(device_domain, db))
         lwm2m.add_listener(events)
+        firmware_settings = settings.firmware
+        firmware_images = FirmwareImages(
+            db,
+            settings.data_dir,
+            settings.signing_key,
+            max_bytes=firmware_settings.max_bytes,
+            url_lifetime=firmware_settings.url_lifetime,
+            coap_url=firmware_settings.coap_url,
+            http_url=firmware_settings.http_url,
+        )
+        firmware = FirmwareUpdates(db, lwm2m, firmware_images)
+        lwm2m.add_listener(firmware)
         return cls(
             settings=settings,
             db=db,
@@ -72,6 +89,8 @@ class Runtime:
             object_models=object_models,
             observations=ObservationManager(db, lwm2m, object_models),
             events=events,
+            firmware_images=firmware_images,
+            firmware=firmware,
         )
 
     async def prepare_store(self) -> str | None:

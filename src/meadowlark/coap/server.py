@@ -10,13 +10,14 @@ from aiocoap import Context
 
 from meadowlark.coap.endpoint import AiocoapEndpoint
 from meadowlark.coap.site import Lwm2mSite
-from meadowlark.server.transport import UplinkHandler
+from meadowlark.server.transport import DownloadSource, UplinkHandler
 
 _log = structlog.get_logger("meadowlark.lwm2m")
 
 
 class CoapServer:
-    """Binds ``host:port`` (port 0 picks a free one) over plain UDP."""
+    """Binds ``host:port`` (port 0 picks a free one) over plain UDP; ``downloads`` serves
+    ``/fw/{token}`` (firmware images) on the same endpoint."""
 
     def __init__(
         self,
@@ -26,8 +27,9 @@ class CoapServer:
         *,
         max_payload: int = 65536,
         block_size: int = 1024,
+        downloads: DownloadSource | None = None,
     ) -> None:
-        self._site = Lwm2mSite(handler, max_payload, block_size)
+        self._site = Lwm2mSite(handler, max_payload, block_size, downloads)
         self._bind = (host, port)
         self._context: Context | None = None
         self.endpoint: AiocoapEndpoint | None = None
