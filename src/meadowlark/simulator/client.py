@@ -633,11 +633,13 @@ class SimulatedDevice:
                 self._call_later(delays.firmware_delay, self._install_firmware)
 
     def _install_firmware(self) -> None:
-        effect = self.objects.finish_firmware_update()
+        if self.objects.firmware.reboot_after_update:
+            # Like a real device: the new firmware runs after a reboot, and the server
+            # learns the Update Result once the device has registered again.
+            self._spawn(self._reboot(while_down=self.objects.finish_firmware_update))
+            return
+        self.objects.finish_firmware_update()
         self.values_changed()
-        if effect is Effect.REBOOT:
-            # Let the notification of the result go out before the reboot drops observers.
-            self._call_later(0.05, lambda: self._spawn(self._reboot()))
 
     async def _download_firmware(self, uri: str) -> None:
         """Pull the package from ``uri`` (coap:// block-wise, http(s)://), checking it
@@ -668,14 +670,19 @@ class SimulatedDevice:
             self.objects.firmware_downloaded(receiver, expected)
         self.values_changed()
 
-    async def _reboot(self) -> None:
-        """A reboot loses observations and the registration; the device registers anew."""
+    async def _reboot(self, while_down: Callable[[], None] | None = None) -> None:
+        """A reboot loses observations and the registration; the device registers anew.
+
+        ``while_down`` runs before registering (e.g. installing new firmware).
+        """
         self._drop_observations()
         if self._update_timer is not None:
             self._update_timer.cancel()
         self.location = None
         self.state = DeviceState.REGISTERING
         await asyncio.sleep(self.timing.reboot_delay)
+        if while_down is not None:
+            while_down()
         try:
             await self._register()
         except RegistrationError as error:

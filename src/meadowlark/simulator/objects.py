@@ -479,17 +479,17 @@ class DeviceObjects:
         resources[5] = FirmwareResult.INITIAL.value
         self._firmware_version = receiver.version
 
-    def finish_firmware_update(self) -> Effect:
+    def finish_firmware_update(self) -> None:
         """The update ends: the package's version (or the next one) and Update Result 1,
         or, when told to fail, State Downloaded and Update Result 8."""
         tree = self._materialized()
         firmware = tree[FIRMWARE][0]
         if firmware[3] != FirmwareState.UPDATING.value:
-            return Effect.NONE
+            return
         if self.firmware.update_failure:
             firmware[3] = FirmwareState.DOWNLOADED.value
             firmware[5] = UPDATE_FAILED
-            return Effect.NONE
+            return
         firmware[3] = FirmwareState.IDLE.value
         firmware[5] = FirmwareResult.SUCCESS.value
         version = self._firmware_version
@@ -499,7 +499,6 @@ class DeviceObjects:
             version = f"{head}{dot}{int(last) + 1}" if last.isdigit() else current + ".1"
         tree[DEVICE][0][3] = version
         self._firmware_version = None
-        return Effect.REBOOT if self.firmware.reboot_after_update else Effect.NONE
 
     # --- Execute ---------------------------------------------------------------------
 
