@@ -221,7 +221,7 @@ def test_wrong_or_expired_download_tokens_get_nothing(server):
     expired = server.call(token_of(-1))
     forged = good[:-4] + ("AAAA" if not good.endswith("AAAA") else "BBBB")
     for token in (expired, forged, "garbage", "0" * 32 + ".1.AAAAAAAAAAAAAAAAAAAAAA"):
-        answer = httpx.get(f"{server.url}/fw/{token}")
+        answer = httpx.get(f"{server.url}/fw", params={"token": token})
         assert answer.status_code == 404, token
         assert answer.json()["code"] == 404
 
@@ -235,7 +235,7 @@ def test_wrong_or_expired_download_tokens_get_nothing(server):
                 endpoint.close()
 
         server.call(coap_get())
-    assert httpx.get(f"{server.url}/fw/{good}").content == b"secret image"
+    assert httpx.get(f"{server.url}/fw", params={"token": good}).content == b"secret image"
 
 
 # --- the update procedure ----------------------------------------------------------------------

@@ -115,7 +115,7 @@ auth:POST /iam/realms/{realm}/protocol/openid-connect/token | POST | /iam/realms
 console:POST /Auth                                 | POST   | /Auth                                     | Login     | edit public
 console:POST /Auth/refresh                         | POST   | /Auth/refresh                             | Login     | edit public
 auth:POST /api/auth/refresh                        | POST   | /api/auth/refresh                         | Login     | edit public
-firmware:GET /fw/{token}                           | GET    | /fw/{token}                               | Firmware  | view public
+firmware:GET /fw                                   | GET    | /fw                                       | Firmware  | view public
 health:GET /health                                 | GET    | /health                                   | Health    | view public
 health:GET /ready                                  | GET    | /ready                                    | Health    | view public
 auth:GET /api/auth/me                              | GET    | /api/auth/me                              | Account   | view self

@@ -289,7 +289,7 @@ class FirmwareImages:
         *,
         http_base: str | None = None,
     ) -> str:
-        """``coap://.../fw/{token}`` or ``http(s)://.../fw/{token}`` for the resource;
+        """``coap://.../fw/{token}`` or ``http(s)://.../fw?token={token}`` for the resource;
         ``http_base`` is used for HTTP(S) when no base is configured or bound."""
         protocol = protocol.upper()
         if protocol not in PROTOCOLS:
@@ -301,7 +301,8 @@ class FirmwareImages:
             raise InvalidInput(
                 "HTTPS downloads need MEADOWLARK_FIRMWARE__HTTP_URL set to an https:// URL"
             )
-        return f"{base}/fw/{self.token_for(resource, lifetime)}"
+        token = self.token_for(resource, lifetime)
+        return f"{base}/fw/{token}" if protocol == "COAP" else f"{base}/fw?token={token}"
 
     async def _blob_meta(self, blob_key: str) -> _BlobMeta | None:
         meta = self._meta.get(blob_key)

@@ -1,10 +1,13 @@
-"""Firmware downloads for devices over HTTP(S): the token in the URL is the credential."""
+"""Firmware downloads for devices over HTTP(S): the token in the URL is the credential.
+
+The token travels as a query parameter, which the access log never records.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse
 
 from meadowlark.api.deps import RuntimeDep, public
@@ -14,13 +17,13 @@ router = APIRouter(tags=["firmware"])
 
 
 @router.get(
-    "/fw/{token}",
-    dependencies=[public("firmware:GET /fw/{token}")],
+    "/fw",
+    dependencies=[public("firmware:GET /fw")],
     response_class=FileResponse,
     responses={200: {"content": {"application/octet-stream": {}}}},
 )
 async def download_firmware(
-    token: Annotated[str, Path(max_length=128)], runtime: RuntimeDep
+    token: Annotated[str, Query(max_length=128)], runtime: RuntimeDep
 ) -> FileResponse:
     """The image a download URL names, streamed; 404 if the token is unknown or expired."""
     download = await runtime.firmware_images.open_download(token)
