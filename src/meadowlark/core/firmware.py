@@ -126,8 +126,8 @@ class FirmwareUpdates(ServerListener):
         poll_interval: float = 5.0,
     ) -> None:
         self._db = db
-        self._lwm2m = lwm2m
-        self._images = images
+        self.lwm2m = lwm2m
+        self.images = images
         self.poll_interval = poll_interval
         self._watching: dict[str, list[_Progress]] = {}
 
@@ -156,7 +156,7 @@ class FirmwareUpdates(ServerListener):
             device = await session.get(Device, device_id)
             if device is None or not device.domain_id.startswith(domain_id):
                 raise NotFound(f"device {device_id[:255]!r} not found", code=4041)
-            resource = await self._images.get(session, domain_id, resource_id)
+            resource = await self.images.get(session, domain_id, resource_id)
         return device, resource
 
     async def update(
@@ -221,8 +221,8 @@ class _Procedure:
         timeout: float,
     ) -> None:
         self.updates = updates
-        self.lwm2m = updates._lwm2m
-        self.images = updates._images
+        self.lwm2m = updates.lwm2m
+        self.images = updates.images
         self.endpoint = endpoint
         self.resource = resource
         self.method = method
