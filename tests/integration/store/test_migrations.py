@@ -110,10 +110,17 @@ def test_custom_roles_made_before_role_domains_belong_to_the_root_domain(databas
 
         return run
 
-    async def main():
-        db = Database(_url(database_url, tmp_path))
+    def down_to_base(connection):
+        config = alembic_config(str(connection.engine.url))
+        config.attributes["connection"] = connection
+        command.downgrade(config, "base")
+
+    async def main(url):
+        db = Database(url)
         try:
             async with db.engine.begin() as connection:
+                # The module's PostgreSQL database is at head already (the tests above).
+                await connection.run_sync(down_to_base)
                 await connection.run_sync(to("0004"))
                 await connection.execute(
                     text(
@@ -137,4 +144,7 @@ def test_custom_roles_made_before_role_domains_belong_to_the_root_domain(databas
         finally:
             await db.dispose()
 
-    assert asyncio.run(main()) == {"custom": "/root/", "UserProfileId_admin": None}
+    assert asyncio.run(main(_url(database_url, tmp_path))) == {
+        "custom": "/root/",
+        "UserProfileId_admin": None,
+    }
