@@ -64,7 +64,12 @@ def running_lwm2m_server(settings: Any) -> Iterator[Lwm2mTestServer]:
         )
     )
     coap = CoapServer(
-        runtime.lwm2m, "127.0.0.1", 0, max_payload=4096, traffic=runtime.lwm2m.traffic
+        runtime.lwm2m,
+        "127.0.0.1",
+        0,
+        max_payload=4096,
+        traffic=runtime.lwm2m.traffic,
+        downloads=runtime.firmware_images,
     )
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
@@ -80,6 +85,8 @@ def running_lwm2m_server(settings: Any) -> Iterator[Lwm2mTestServer]:
         if not serving.done():  # the lifespan has prepared the store: devices may come
             await runtime.start_lwm2m()
             runtime.lwm2m.attach(await coap.start())
+            runtime.firmware_images.bind_coap("127.0.0.1", coap.port)
+            runtime.firmware_images.bind_http("127.0.0.1", sock.getsockname()[1])
             started.update(loop=asyncio.get_running_loop(), port=coap.port)
         ready.set()
         try:

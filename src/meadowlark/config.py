@@ -109,6 +109,21 @@ class Lwm2mSettings(BaseModel):
         return value
 
 
+class FirmwareSettings(BaseModel):
+    """Firmware images (``MEADOWLARK_FIRMWARE__MAX_BYTES=...``)."""
+
+    max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    """Largest firmware image accepted by ``PUT resources/{id}/data`` (else 413)."""
+    url_lifetime: int = Field(default=3600, ge=10, le=86400 * 7)
+    """Seconds a download URL from ``POST resources/{id}/downloadUrl`` stays valid."""
+    coap_url: str | None = None
+    """Base of the CoAP download URLs given to devices, e.g. ``coap://lwm2m.example.com:5683``;
+    default: the CoAP listen address (a wildcard host becomes 127.0.0.1)."""
+    http_url: str | None = None
+    """Base of the HTTP(S) download URLs given to devices, e.g. ``https://dm.example.com``;
+    default: the REST listen address (a wildcard host becomes 127.0.0.1)."""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="MEADOWLARK_",
@@ -145,6 +160,7 @@ class Settings(BaseSettings):
     rate_limits: RateLimits = RateLimits()
     token_exchange: TokenExchange = TokenExchange()
     lwm2m: Lwm2mSettings = Lwm2mSettings()
+    firmware: FirmwareSettings = FirmwareSettings()
 
     _parse_http = field_validator("http", "coap", mode="before")(_host_port)
 

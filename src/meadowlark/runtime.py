@@ -12,6 +12,8 @@ from meadowlark.connectivity.recorder import ActivityRecorder
 from meadowlark.connectivity.sms import LoggingSmsGateway
 from meadowlark.connectivity.things import ThingService
 from meadowlark.core.events import EventBus
+from meadowlark.core.firmware import FirmwareUpdates
+from meadowlark.core.firmware_images import FirmwareImages
 from meadowlark.core.identity import Identity
 from meadowlark.core.object_models import ModelCatalog
 from meadowlark.core.observations import ObservationManager
@@ -37,6 +39,9 @@ class Runtime:
     events: EventBus
     things: ThingService
     activity: ActivityRecorder
+    firmware_images: FirmwareImages
+    firmware: FirmwareUpdates
+    """The ``FirmwareUpdater`` (core.firmware_contract) for the task engine."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Runtime:
@@ -73,6 +78,18 @@ class Runtime:
         activity = ActivityRecorder(db, thing_index, lwm2m.traffic)
         lwm2m.admission_policy = ThingAdmissionPolicy(thing_index)
         lwm2m.add_listener(ConnectivityListener(thing_index, activity, things.link_automatically))
+        firmware_settings = settings.firmware
+        firmware_images = FirmwareImages(
+            db,
+            settings.data_dir,
+            settings.signing_key,
+            max_bytes=firmware_settings.max_bytes,
+            url_lifetime=firmware_settings.url_lifetime,
+            coap_url=firmware_settings.coap_url,
+            http_url=firmware_settings.http_url,
+        )
+        firmware = FirmwareUpdates(db, lwm2m, firmware_images)
+        lwm2m.add_listener(firmware)
         return cls(
             settings=settings,
             db=db,
@@ -86,6 +103,8 @@ class Runtime:
             events=events,
             things=things,
             activity=activity,
+            firmware_images=firmware_images,
+            firmware=firmware,
         )
 
     async def prepare_store(self) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager
@@ -26,10 +27,12 @@ from meadowlark.api.routers import (
     coiote_events,
     coiote_groups,
     coiote_observations,
+    coiote_resources,
     coiote_sessions,
     coiote_users,
     console,
     console_things,
+    firmware_download,
     health,
     lwm2m,
 )
@@ -119,10 +122,22 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
         coiote_dialects,
         coiote_observations,
         coiote_events,
+        coiote_resources,
+        firmware_download,
     ):
         app.include_router(module.router)
 
     if log.is_enabled_for(logging.DEBUG):
         app.add_middleware(AccessLog)
-    app.add_middleware(BodySizeLimit, max_bytes=runtime.settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=runtime.settings.max_body_bytes,
+        overrides=[
+            (
+                "PUT",
+                re.compile(coiote_resources.UPLOAD_PATH),
+                runtime.settings.firmware.max_bytes,
+            )
+        ],
+    )
     return app

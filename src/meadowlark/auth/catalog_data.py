@@ -97,6 +97,7 @@ PUT deviceEvents/handler/kafka/{id}            | PUT    | deviceEvents/handler/k
 POST deviceEvents/handler/test/existing/{id}   | POST   | deviceEvents/handler/test/existing/{id}   | DeviceEvents
 POST deviceEvents/handler/test/webhook         | POST   | deviceEvents/handler/test/webhook         | DeviceEvents
 POST deviceEvents/handler/test/kafka           | POST   | deviceEvents/handler/test/kafka           | DeviceEvents
+GET resources                                  | GET    | resources                                 | Resources
 POST resources                                 | POST   | resources                                 | Resources
 GET resources/{id}                             | GET    | resources/{id}                            | Resources
 DELETE resources/{id}                          | DELETE | resources/{id}                            | Resources
@@ -114,6 +115,7 @@ auth:POST /iam/realms/{realm}/protocol/openid-connect/token | POST | /iam/realms
 console:POST /Auth                                 | POST   | /Auth                                     | Login     | edit public
 console:POST /Auth/refresh                         | POST   | /Auth/refresh                             | Login     | edit public
 auth:POST /api/auth/refresh                        | POST   | /api/auth/refresh                         | Login     | edit public
+firmware:GET /fw                                   | GET    | /fw                                       | Firmware  | view public
 health:GET /health                                 | GET    | /health                                   | Health    | view public
 health:GET /ready                                  | GET    | /ready                                    | Health    | view public
 auth:GET /api/auth/me                              | GET    | /api/auth/me                              | Account   | view self

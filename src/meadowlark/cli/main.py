@@ -143,9 +143,12 @@ def serve(
             max_payload=lwm2m.max_payload,
             block_size=lwm2m.block_size,
             traffic=runtime.lwm2m.traffic,
+            downloads=runtime.firmware_images,
         )
         await runtime.start_lwm2m()
         runtime.lwm2m.attach(await coap_server.start())
+        runtime.firmware_images.bind_coap(settings.coap.host, coap_server.port)
+        runtime.firmware_images.bind_http(settings.http.host, settings.http.port)
         typer.echo(f"LwM2M (CoAP) on udp://{settings.coap}", err=True)
         server = uvicorn.Server(
             uvicorn.Config(

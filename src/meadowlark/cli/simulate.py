@@ -10,6 +10,7 @@ import typer
 
 from meadowlark.lwm2m.codec.formats import ContentFormat
 from meadowlark.simulator.client import LEGACY_FORMATS, MODERN_FORMATS, DeviceTiming
+from meadowlark.simulator.firmware import FirmwareBehaviour
 from meadowlark.simulator.fleet import Fleet, FleetConfig, FleetSnapshot
 
 FORMAT_NAMES = {
@@ -46,6 +47,16 @@ def simulate(
         float, typer.Option(help="Seconds a queue-mode device listens after an uplink.")
     ] = 93.0,
     interval: Annotated[float, typer.Option(help="Seconds between stats lines.", min=0.1)] = 5,
+    firmware_fail: Annotated[
+        str | None,
+        typer.Option(
+            help="Make firmware updates fail: 'download:N' (Update Result N: 2-7 or 9 "
+            "after the download) or 'update' (Execute Update fails, Update Result 8)."
+        ),
+    ] = None,
+    firmware_reboot: Annotated[
+        bool, typer.Option(help="Reboot and register again to install new firmware.")
+    ] = False,
 ) -> None:
     """Simulate LwM2M devices (register, answer requests, notify) until stopped."""
     preferred = FORMAT_NAMES.get(format)
@@ -53,6 +64,7 @@ def simulate(
         raise typer.BadParameter(f"unknown format {format!r}", param_hint="--format")
     if lwm2m_version not in ("1.0", "1.1", "1.2"):
         raise typer.BadParameter("must be 1.0, 1.1 or 1.2", param_hint="--lwm2m-version")
+    firmware = _firmware_behaviour(firmware_fail, firmware_reboot)
     available = LEGACY_FORMATS if lwm2m_version == "1.0" else MODERN_FORMATS
     formats = (preferred, *(fmt for fmt in available if fmt != preferred))
     config = FleetConfig(
@@ -68,6 +80,7 @@ def simulate(
         rate=rate,
         ramp_rate=ramp,
         timing=DeviceTiming(queue_window=queue_window),
+        firmware=firmware,
     )
     try:
         asyncio.run(_run(Fleet(config), duration, interval))
@@ -76,6 +89,20 @@ def simulate(
     except ValueError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from error
+
+
+def _firmware_behaviour(failure: str | None, reboot: bool) -> FirmwareBehaviour:
+    if failure is None:
+        return FirmwareBehaviour(reboot_after_update=reboot)
+    if failure == "update":
+        return FirmwareBehaviour(update_failure=True, reboot_after_update=reboot)
+    kind, _, code = failure.partition(":")
+    try:
+        if kind != "download" or not code.isdigit():
+            raise ValueError("expected 'download:N' or 'update'")
+        return FirmwareBehaviour(download_failure=int(code), reboot_after_update=reboot)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--firmware-fail") from error
 
 
 async def _run(fleet: Fleet, duration: float | None, interval: float) -> None:

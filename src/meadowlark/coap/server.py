@@ -12,13 +12,14 @@ from aiocoap import Context
 from meadowlark.coap.convert import sockaddr_address
 from meadowlark.coap.endpoint import AiocoapEndpoint
 from meadowlark.coap.site import Lwm2mSite
-from meadowlark.server.transport import TrafficCounter, UplinkHandler
+from meadowlark.server.transport import DownloadSource, TrafficCounter, UplinkHandler
 
 _log = structlog.get_logger("meadowlark.lwm2m")
 
 
 class CoapServer:
-    """Binds ``host:port`` (port 0 picks a free one) over plain UDP."""
+    """Binds ``host:port`` (port 0 picks a free one) over plain UDP; ``downloads`` serves
+    ``/fw/{token}`` (firmware images) on the same endpoint."""
 
     def __init__(
         self,
@@ -29,9 +30,11 @@ class CoapServer:
         max_payload: int = 65536,
         block_size: int = 1024,
         traffic: TrafficCounter | None = None,
+        downloads: DownloadSource | None = None,
     ) -> None:
-        """``traffic`` counts every datagram received and sent, per address."""
-        self._site = Lwm2mSite(handler, max_payload, block_size)
+        """``traffic`` counts every datagram received and sent, per address;
+        ``downloads`` serves firmware images block-wise at ``/fw/{token}``."""
+        self._site = Lwm2mSite(handler, max_payload, block_size, downloads)
         self._traffic = traffic
         self._bind = (host, port)
         self._context: Context | None = None

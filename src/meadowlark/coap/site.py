@@ -1,5 +1,5 @@
 """The server's CoAP resources: ``/rd`` and ``/rd/{location}`` (Registration interface),
-``/dp`` (Send, LwM2M 1.1).
+``/dp`` (Send, LwM2M 1.1) and ``/fw/{token}`` (firmware images for devices to pull).
 
 One path-capable root resource dispatches on the Uri-Path itself instead of going through
 aiocoap's ``Site`` (which copies each request per routing step, and whose ``("rd",)``
@@ -12,26 +12,37 @@ from __future__ import annotations
 import structlog
 from aiocoap import Message
 from aiocoap.numbers.codes import Code
+from aiocoap.optiontypes import BlockOption
 from aiocoap.pipe import Pipe
 from aiocoap.resource import PathCapable, Resource
 
 from meadowlark.coap.convert import peer_of, result_message
-from meadowlark.server.transport import UplinkHandler
+from meadowlark.server.transport import DownloadSource, UplinkHandler
 
 _log = structlog.get_logger("meadowlark.lwm2m")
+OCTET_STREAM = 42
+"""Content-Format of firmware images (application/octet-stream)."""
 
 
 class Lwm2mSite(Resource, PathCapable):
     """Routes device requests to an ``UplinkHandler``; never lets an error escape."""
 
-    def __init__(self, handler: UplinkHandler, max_payload: int, block_size: int = 1024) -> None:
+    def __init__(
+        self,
+        handler: UplinkHandler,
+        max_payload: int,
+        block_size: int = 1024,
+        downloads: DownloadSource | None = None,
+    ) -> None:
         super().__init__()
         self._handler = handler
         self._max_payload = max_payload
         self._block_size_exp = block_size_exponent(block_size)
+        self._downloads = downloads
 
     async def needs_blockwise_assembly(self, request: Message) -> bool:
-        return True
+        # Downloads answer each Block2 request from the file itself, never assembling it.
+        return not _is_download(request)
 
     async def render_to_pipe(self, pipe: Pipe) -> None:
         request = pipe.request
@@ -77,6 +88,8 @@ class Lwm2mSite(Resource, PathCapable):
                 result = await self._handler.on_deregister(peer_of(request.remote), path[1])
             else:
                 return Message(code=Code.METHOD_NOT_ALLOWED)
+        elif _is_download(request):
+            return await self._download(request)
         elif path == ("dp",):
             if code != Code.POST:
                 return Message(code=Code.METHOD_NOT_ALLOWED)
@@ -84,6 +97,41 @@ class Lwm2mSite(Resource, PathCapable):
         else:
             return Message(code=Code.NOT_FOUND)
         return result_message(result)
+
+    async def _download(self, request: Message) -> Message:
+        """``GET /fw/{token}``: the block the request asks for (RFC 7959 §2.4), read from
+        the file; the first answer carries Size2 and every one the content's ETag."""
+        if request.code != Code.GET:
+            return Message(code=Code.METHOD_NOT_ALLOWED)
+        if self._downloads is None:
+            return Message(code=Code.NOT_FOUND)
+        requested = request.opt.block2
+        size_exp = self._block_size_exp
+        number = 0
+        if requested is not None:
+            size_exp = min(requested.size_exponent, size_exp)
+            # A smaller block size than asked for renumbers the blocks (RFC 7959 §2.4).
+            number = requested.start // (1 << (size_exp + 4))
+        size = 1 << (size_exp + 4)
+        block = await self._downloads.read_block(request.opt.uri_path[1], number * size, size)
+        if block is None:
+            return Message(code=Code.NOT_FOUND)
+        if number * size >= block.total_size and number > 0:
+            return Message(code=Code.BAD_OPTION, payload=b"block out of range")
+        more = number * size + len(block.data) < block.total_size
+        response = Message(
+            code=Code.CONTENT, payload=block.data, etag=block.etag, content_format=OCTET_STREAM
+        )
+        if requested is not None or more:
+            response.opt.block2 = BlockOption.BlockwiseTuple(number, more, size_exp)
+        if number == 0:
+            response.opt.size2 = block.total_size
+        return response
+
+
+def _is_download(request: Message) -> bool:
+    path = request.opt.uri_path
+    return len(path) == 2 and path[0] == "fw"
 
 
 def block_size_exponent(block_size: int) -> int:

@@ -256,3 +256,23 @@ class UplinkHandler(Protocol):
     async def on_send(
         self, peer: Peer, payload: bytes, content_format: int | None
     ) -> UplinkResult: ...
+
+
+@dataclass(frozen=True, slots=True)
+class DownloadBlock:
+    """One slice of a file offered to devices (a firmware image, RFC 7959 Block2).
+
+    ``etag`` (at most 8 bytes, RFC 7252 §5.10.6) changes whenever the content does.
+    """
+
+    data: bytes
+    total_size: int
+    etag: bytes
+
+
+class DownloadSource(Protocol):
+    """Files devices fetch over CoAP by an unguessable, expiring name (``/fw/{token}``)."""
+
+    async def read_block(self, token: str, offset: int, size: int) -> DownloadBlock | None:
+        """Up to ``size`` bytes from ``offset``; ``None`` when the token names nothing
+        (unknown, expired, forged, or its file is gone)."""

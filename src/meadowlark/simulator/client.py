@@ -24,8 +24,9 @@ from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
+import httpx
 from aiocoap import Message
 from aiocoap.numbers.codes import Code
 
@@ -43,11 +44,13 @@ from meadowlark.lwm2m.node import (
 )
 from meadowlark.lwm2m.path import InvalidPathError, LwM2mPath
 from meadowlark.simulator import notify
-from meadowlark.simulator.coap import Address, CoapEndpoint, CoapError
+from meadowlark.simulator.coap import Address, CoapEndpoint, CoapError, CoapErrorResponse
+from meadowlark.simulator.firmware import CONNECTION_LOST, FirmwareBehaviour, ImageReceiver
 from meadowlark.simulator.objects import (
     CURRENT_TIME,
     DeviceObjects,
     Effect,
+    FirmwareResult,
     OperationError,
     models,
 )
@@ -177,6 +180,7 @@ class SimulatedDevice:
         stats: DeviceStats | None = None,
         timing: DeviceTiming | None = None,
         local_host: str | None = None,
+        firmware: FirmwareBehaviour | None = None,
     ) -> None:
         if lwm2m_version not in ("1.0", "1.1", "1.2"):
             raise ValueError(f"unsupported LwM2M version {lwm2m_version!r}")
@@ -201,6 +205,7 @@ class SimulatedDevice:
             lifetime=lifetime,
             binding=binding,
             lwm2m_version=lwm2m_version,
+            firmware=firmware or FirmwareBehaviour(),
         )
         self.objects.lwm2m_version = lwm2m_version
         self.stats = stats or DeviceStats()
@@ -623,23 +628,61 @@ class SimulatedDevice:
             case Effect.REBOOT:
                 self._call_later(0, lambda: self._spawn(self._reboot()))
             case Effect.FIRMWARE_DOWNLOAD:
-                self._call_later(delays.firmware_delay, self._firmware_step)
+                self._spawn(self._download_firmware(self.objects.package_uri))
             case Effect.FIRMWARE_UPDATE:
-                self._call_later(delays.firmware_delay, self._firmware_step)
+                self._call_later(delays.firmware_delay, self._install_firmware)
 
-    def _firmware_step(self) -> None:
-        self.objects.finish_firmware_download()
+    def _install_firmware(self) -> None:
+        if self.objects.firmware.reboot_after_update:
+            # Like a real device: the new firmware runs after a reboot, and the server
+            # learns the Update Result once the device has registered again.
+            self._spawn(self._reboot(while_down=self.objects.finish_firmware_update))
+            return
         self.objects.finish_firmware_update()
         self.values_changed()
 
-    async def _reboot(self) -> None:
-        """A reboot loses observations and the registration; the device registers anew."""
+    async def _download_firmware(self, uri: str) -> None:
+        """Pull the package from ``uri`` (coap:// block-wise, http(s)://), checking it
+        chunk by chunk; the State and Update Result changes reach observers."""
+        receiver = ImageReceiver()
+        try:
+            parts = urlsplit(uri)
+            if parts.scheme == "coap":
+                server = await resolve_server(f"coap://{parts.netloc}")
+                assert self._endpoint is not None
+                segments = tuple(unquote(s) for s in parts.path.split("/") if s)
+                expected = await self._endpoint.fetch(
+                    server,
+                    segments,
+                    receiver.feed,
+                    response_timeout=self.timing.request_timeout,
+                )
+            else:
+                expected = await _http_download(uri, receiver, self.timing.request_timeout)
+        except (CoapError, httpx.HTTPError, OSError, ValueError) as error:
+            log.info("%s: firmware download from %s failed: %s", self.endpoint_name, uri, error)
+            not_found = isinstance(error, _NotFound) or (
+                isinstance(error, CoapErrorResponse) and error.code == Code.NOT_FOUND
+            )
+            failure = FirmwareResult.INVALID_URI.value if not_found else CONNECTION_LOST
+            self.objects.firmware_download_failed(failure)
+        else:
+            self.objects.firmware_downloaded(receiver, expected)
+        self.values_changed()
+
+    async def _reboot(self, while_down: Callable[[], None] | None = None) -> None:
+        """A reboot loses observations and the registration; the device registers anew.
+
+        ``while_down`` runs before registering (e.g. installing new firmware).
+        """
         self._drop_observations()
         if self._update_timer is not None:
             self._update_timer.cancel()
         self.location = None
         self.state = DeviceState.REGISTERING
         await asyncio.sleep(self.timing.reboot_delay)
+        if while_down is not None:
+            while_down()
         try:
             await self._register()
         except RegistrationError as error:
@@ -826,6 +869,25 @@ def _observed_value(node: Node) -> object:
     if isinstance(node, SingleResource):
         return node.value
     return node
+
+
+class _NotFound(ValueError):
+    """The package URI names nothing (4.04, 404): Update Result 7, invalid URI."""
+
+
+async def _http_download(uri: str, receiver: ImageReceiver, io_timeout: float) -> int | None:
+    """Stream an HTTP(S) download into ``receiver``; returns the announced length."""
+    async with (
+        httpx.AsyncClient(timeout=io_timeout) as http,
+        http.stream("GET", uri) as response,
+    ):
+        if response.status_code == 404:
+            raise _NotFound(f"{uri} answered 404")
+        response.raise_for_status()
+        length = response.headers.get("content-length")
+        async for chunk in response.aiter_bytes():
+            receiver.feed(chunk)
+    return int(length) if length is not None and length.isdigit() else None
 
 
 _server_addresses: dict[str, Address] = {}

@@ -4,8 +4,9 @@ aiocoap's ``Message`` does the wire encoding; this module does the rest with a h
 of objects per device instead of a full aiocoap ``Context`` (about 37 KB each):
 confirmable requests with retransmission, piggybacked and separate responses, duplicate
 detection for incoming confirmable requests, confirmable and non-confirmable
-notifications with RST detection (RFC 7641 §3.6), and Block2 slicing of large
-responses (RFC 7959). Requests are answered synchronously by a handler, which keeps the
+notifications with RST detection (RFC 7641 §3.6), Block2 slicing of large
+responses and Block1 reassembly of large requests (RFC 7959), and block-wise downloads
+(``fetch``). Requests are answered synchronously by a handler, which keeps the
 answering path free of per-request tasks. One endpoint is one UDP socket: requests to the
 server and answers to it share it, as LwM2M needs behind NAT.
 """
@@ -40,10 +41,20 @@ MAX_BLOCK_SIZE_EXPONENT = 6
 """Responses above 1024 bytes go block-wise."""
 _RECENT_LIMIT = 8
 _NON_TRACKED_LIMIT = 16
+MAX_REQUEST_BODY = 64 * 1024 * 1024
+"""Largest Block1-reassembled request body accepted (else 4.13)."""
 
 
 class CoapError(Exception):
     """A request to the server that got no usable answer."""
+
+
+class CoapErrorResponse(CoapError):
+    """The server answered a ``fetch`` with an error code."""
+
+    def __init__(self, code: Code) -> None:
+        super().__init__(f"answered {code}")
+        self.code = code
 
 
 class CoapTimeout(CoapError):
@@ -99,6 +110,7 @@ class CoapEndpoint(asyncio.DatagramProtocol):
         self._awaiting: dict[bytes, asyncio.Future[Message]] = {}
         self._recent: dict[tuple[Address, int], bytes] | None = None
         self._non_tracked: dict[int, DeliveryCallback] | None = None
+        self._uploads: dict[tuple[Address, tuple[str, ...]], bytearray] | None = None
 
     @classmethod
     async def open(
@@ -283,7 +295,10 @@ class CoapEndpoint(asyncio.DatagramProtocol):
         if request.mtype is Type.CON and self._recent is not None and key in self._recent:
             self._sendto(self._recent[key], addr)
             return
-        response = self.handler(request)
+        if request.opt.block1 is not None:
+            response: Message | None = self._receive_block1(request, addr)
+        else:
+            response = self.handler(request)
         if response is None:
             return
         _slice_block2(request, response)
@@ -302,6 +317,70 @@ class CoapEndpoint(asyncio.DatagramProtocol):
             if len(self._recent) > _RECENT_LIMIT:
                 del self._recent[next(iter(self._recent))]
         self._sendto(data, addr)
+
+    def _receive_block1(self, request: Message, addr: Address) -> Message | None:
+        """One block of a request body (RFC 7959 §2.3): 2.31 Continue until the last,
+        which hands the whole request to the handler."""
+        block1 = request.opt.block1
+        assert block1 is not None
+        key = (addr, tuple(request.opt.uri_path))
+        if self._uploads is None:
+            self._uploads = {}
+        if block1.block_number == 0:
+            self._uploads[key] = bytearray()
+        body = self._uploads.get(key)
+        if body is None or block1.start != len(body):
+            self._uploads.pop(key, None)
+            return Message(code=Code.REQUEST_ENTITY_INCOMPLETE)
+        if len(body) + len(request.payload) > MAX_REQUEST_BODY:
+            self._uploads.pop(key, None)
+            return Message(code=Code.REQUEST_ENTITY_TOO_LARGE)
+        body += request.payload
+        if block1.more:
+            response = Message(code=Code.CONTINUE)
+            response.opt.block1 = block1
+            return response
+        del self._uploads[key]
+        request.payload = bytes(body)
+        request.opt.block1 = None
+        response = self.handler(request)
+        if response is not None:
+            response.opt.block1 = block1
+        return response
+
+    async def fetch(
+        self,
+        remote: Address,
+        uri_path: tuple[str, ...],
+        on_block: Callable[[bytes], None],
+        *,
+        response_timeout: float = 93.0,
+    ) -> int | None:
+        """GET a resource block by block (RFC 7959 §2.4), handing each block's payload to
+        ``on_block``; returns the Size2 the server announced, if any.
+
+        Raises ``CoapError`` on an error answer or if the ETag changes midway.
+        """
+        size_exponent = MAX_BLOCK_SIZE_EXPONENT
+        number = 0
+        etag: bytes | None = None
+        total: int | None = None
+        while True:
+            request = Message(code=Code.GET, uri_path=uri_path)
+            request.opt.block2 = BlockOption.BlockwiseTuple(number, False, size_exponent)
+            response = await self.request(request, remote, response_timeout=response_timeout)
+            if not response.code.is_successful():
+                raise CoapErrorResponse(response.code)
+            if number == 0:
+                etag, total = response.opt.etag, response.opt.size2
+            elif response.opt.etag != etag:
+                raise CoapError("the content changed during the download")
+            on_block(response.payload)
+            block2 = response.opt.block2
+            if block2 is None or not block2.more:
+                return total
+            size_exponent = block2.size_exponent
+            number = (block2.start + len(response.payload)) // (1 << (size_exponent + 4))
 
     # --- helpers -------------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ from meadowlark.simulator.client import (
     SimulatedDevice,
 )
 from meadowlark.simulator.coap import CoapError
+from meadowlark.simulator.firmware import FirmwareBehaviour
 from meadowlark.simulator.objects import DeviceObjects
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class FleetConfig:
     first_index: int = 0
     seed: int = 0
     timing: DeviceTiming = field(default_factory=DeviceTiming)
+    firmware: FirmwareBehaviour = field(default_factory=FirmwareBehaviour)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +101,7 @@ class Fleet:
             lwm2m_version=config.lwm2m_version,
             live_clock=False,
             temperature=round(self._random.uniform(18.0, 24.0), 2),
+            firmware=config.firmware,
         )
         return SimulatedDevice(
             name,

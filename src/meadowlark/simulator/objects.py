@@ -42,6 +42,7 @@ from meadowlark.lwm2m.node import (
     time_to_epoch,
 )
 from meadowlark.lwm2m.path import LwM2mPath
+from meadowlark.simulator.firmware import UPDATE_FAILED, FirmwareBehaviour, ImageReceiver
 
 SECURITY, SERVER, DEVICE, CONNECTIVITY, FIRMWARE, TEMPERATURE = 0, 1, 3, 4, 5, 3303
 SUPPORTED_OBJECTS = (SECURITY, SERVER, DEVICE, CONNECTIVITY, FIRMWARE, TEMPERATURE)
@@ -69,11 +70,16 @@ class FirmwareState(int, Enum):
 
 
 class FirmwareResult(int, Enum):
-    """Firmware Update /5/0/5 (subset)."""
+    """Firmware Update /5/0/5 (subset; see ``simulator.firmware`` for failure codes)."""
 
     INITIAL = 0
     SUCCESS = 1
     INVALID_URI = 7
+    UNSUPPORTED_PROTOCOL = 9
+
+
+FIRMWARE_SCHEMES = frozenset({"coap", "http", "https"})
+"""Package URI schemes the simulated device downloads from."""
 
 
 class Effect(Enum):
@@ -115,6 +121,7 @@ Resources = dict[int, Value | dict[int, Value]]
 """Resource id -> value, or resource instance id -> value for multiple resources."""
 
 _DEFAULT_IDENTITY = DeviceIdentity()
+_DEFAULT_FIRMWARE = FirmwareBehaviour()
 
 
 class DeviceObjects:
@@ -140,6 +147,8 @@ class DeviceObjects:
         "max_measured",
         "_clock_offset",
         "_frozen_time",
+        "firmware",
+        "_firmware_version",
         "_tree",
         "_attributes",
     )
@@ -157,6 +166,7 @@ class DeviceObjects:
         clock: Callable[[], float] = time.time,
         live_clock: bool = True,
         temperature: float = 21.5,
+        firmware: FirmwareBehaviour = _DEFAULT_FIRMWARE,
     ) -> None:
         self.endpoint = endpoint
         self.server_uri = server_uri
@@ -173,6 +183,9 @@ class DeviceObjects:
         self.max_measured = temperature
         self._clock_offset = 0.0
         self._frozen_time = clock()
+        self.firmware = firmware
+        self._firmware_version: str | None = None
+        """Version of the downloaded package, if its header named one."""
         self._tree: dict[int, dict[int, Resources]] | None = None
         self._attributes: dict[LwM2mPath, NotificationAttributes] | None = None
 
@@ -408,39 +421,84 @@ class DeviceObjects:
                 del resources[resource_id]
 
     def _firmware_written(self, resource_id: int, value: Value | dict[int, Value]) -> Effect:
+        """Package (/5/0/0, pushed) or Package URI (/5/0/1, to pull) written (OMA 5.xml)."""
         resources = self._materialized()[FIRMWARE][0]
+        resources[0] = b""  # the package is checked here, never kept
         if value in ("", b""):
+            # An empty Package or Package URI resets the state machine.
             resources[3] = FirmwareState.IDLE.value
             resources[5] = FirmwareResult.INITIAL.value
+            self._firmware_version = None
             return Effect.NONE
-        if resource_id == 0:
-            resources[3] = FirmwareState.DOWNLOADED.value
+        if resource_id == 0 and isinstance(value, bytes):
+            receiver = ImageReceiver()
+            receiver.feed(value)
+            self._package_received(receiver, len(value))
             return Effect.NONE
         if resource_id == 1:
-            if not isinstance(value, str) or "://" not in value:
+            scheme, separator, rest = str(value).partition("://")
+            if not separator or not scheme or not rest:
+                resources[3] = FirmwareState.IDLE.value
                 resources[5] = FirmwareResult.INVALID_URI.value
+                return Effect.NONE
+            if scheme.lower() not in FIRMWARE_SCHEMES:
+                resources[3] = FirmwareState.IDLE.value
+                resources[5] = FirmwareResult.UNSUPPORTED_PROTOCOL.value
                 return Effect.NONE
             resources[3] = FirmwareState.DOWNLOADING.value
             resources[5] = FirmwareResult.INITIAL.value
             return Effect.FIRMWARE_DOWNLOAD
         return Effect.NONE
 
-    def finish_firmware_download(self) -> None:
+    @property
+    def package_uri(self) -> str:
+        return str(self._materialized()[FIRMWARE][0][1])
+
+    def firmware_downloaded(
+        self, receiver: ImageReceiver, expected_size: int | None = None
+    ) -> None:
+        """A pull ended with ``receiver``'s bytes (checked against ``expected_size``)."""
+        if self._materialized()[FIRMWARE][0][3] == FirmwareState.DOWNLOADING.value:
+            self._package_received(receiver, expected_size)
+
+    def firmware_download_failed(self, result: int) -> None:
         resources = self._materialized()[FIRMWARE][0]
         if resources[3] == FirmwareState.DOWNLOADING.value:
-            resources[3] = FirmwareState.DOWNLOADED.value
+            resources[3] = FirmwareState.IDLE.value
+            resources[5] = result
+
+    def _package_received(self, receiver: ImageReceiver, expected_size: int | None) -> None:
+        resources = self._materialized()[FIRMWARE][0]
+        problem = self.firmware.download_failure or receiver.problem(expected_size)
+        if problem is not None:
+            resources[3] = FirmwareState.IDLE.value
+            resources[5] = problem
+            self._firmware_version = None
+            return
+        resources[3] = FirmwareState.DOWNLOADED.value
+        resources[5] = FirmwareResult.INITIAL.value
+        self._firmware_version = receiver.version
 
     def finish_firmware_update(self) -> None:
-        """The update succeeded: new firmware version, state Idle, result Success."""
+        """The update ends: the package's version (or the next one) and Update Result 1,
+        or, when told to fail, State Downloaded and Update Result 8."""
         tree = self._materialized()
         firmware = tree[FIRMWARE][0]
         if firmware[3] != FirmwareState.UPDATING.value:
             return
+        if self.firmware.update_failure:
+            firmware[3] = FirmwareState.DOWNLOADED.value
+            firmware[5] = UPDATE_FAILED
+            return
         firmware[3] = FirmwareState.IDLE.value
         firmware[5] = FirmwareResult.SUCCESS.value
-        version = str(tree[DEVICE][0][3])
-        head, dot, last = version.rpartition(".")
-        tree[DEVICE][0][3] = f"{head}{dot}{int(last) + 1}" if last.isdigit() else version + ".1"
+        version = self._firmware_version
+        if version is None:
+            current = str(tree[DEVICE][0][3])
+            head, dot, last = current.rpartition(".")
+            version = f"{head}{dot}{int(last) + 1}" if last.isdigit() else current + ".1"
+        tree[DEVICE][0][3] = version
+        self._firmware_version = None
 
     # --- Execute ---------------------------------------------------------------------
 
@@ -471,6 +529,7 @@ class DeviceObjects:
             if firmware[3] != FirmwareState.DOWNLOADED.value:
                 raise OperationError(Code.METHOD_NOT_ALLOWED, "no firmware downloaded")
             firmware[3] = FirmwareState.UPDATING.value
+            firmware[5] = FirmwareResult.INITIAL.value
             return Effect.FIRMWARE_UPDATE
         elif target == (TEMPERATURE, 5605):
             if path.instance_id == 0:
@@ -765,7 +824,7 @@ class DeviceObjects:
                     5: FirmwareResult.INITIAL.value,
                     6: "",
                     7: "",
-                    8: {0: 0},
+                    8: {0: 0, 1: 2, 2: 3},
                     9: 2,
                 }
             },

@@ -647,6 +647,58 @@ FIXTURES: dict[tuple[str, str], Target] = {
 FIXTURES.update(CONNECTIVITY_FIXTURES)
 
 
+# --- firmware resources (issue 8) -------------------------------------------------------------
+# B's resource (with an uploaded image) and one of A's, made on first use.
+
+_FIRMWARE_RESOURCES: dict[tuple[int, str], str] = {}
+
+
+def _firmware_resource(world: World, tenant: Tenant) -> str:
+    key = (id(world), tenant.tag)
+    if key not in _FIRMWARE_RESOURCES:
+        resource_id = f"{tenant.tag}-fw"
+        body = {
+            "id": resource_id,
+            "name": f"{tenant.tag} firmware",
+            "location": {"InternalLocation": {"fileName": f"{tenant.tag}.bin"}},
+        }
+        with tenant.client(world.server) as http:
+            _created(http.post(f"{COIOTE}/resources", json=body))
+            uploaded = http.put(
+                f"{COIOTE}/resources/{resource_id}/data",
+                content=b"image of " + tenant.tag.encode(),
+                headers={"Content-Type": "application/octet-stream"},
+            )
+            assert uploaded.status_code == 200, uploaded.text
+        _FIRMWARE_RESOURCES[key] = resource_id
+    return _FIRMWARE_RESOURCES[key]
+
+
+def _b_resource_still_works(world: World) -> None:
+    resource_id = _firmware_resource(world, world.b)
+    with world.as_b() as http:
+        resource = http.get(f"{COIOTE}/resources/{resource_id}")
+    assert resource.status_code == 200, resource.text
+    assert resource.json()["size"] == len(b"image of " + world.b.tag.encode())
+
+
+def _resource(**extra: Any) -> Target:
+    target = _by("resource_id", lambda w: _firmware_resource(w, w.b), **extra)
+    return Target(target.sibling, target.missing, still_works=_b_resource_still_works)
+
+
+FIXTURES.update(
+    {
+        ("GET", f"{COIOTE}/resources/{{resource_id}}"): _resource(),
+        ("DELETE", f"{COIOTE}/resources/{{resource_id}}"): _resource(),
+        ("PUT", f"{COIOTE}/resources/{{resource_id}}/data"): _resource(),
+        ("POST", f"{COIOTE}/resources/{{resource_id}}/downloadUrl"): _resource(
+            json={"protocol": "COAP"}
+        ),
+    }
+)
+
+
 def _url(route: str, params: dict[str, str]) -> str:
     def fill(match: re.Match[str]) -> str:
         return quote(params[match.group(1)], safe="/")
@@ -714,6 +766,8 @@ LISTS: dict[str, Listing] = {
     f"{LWM2M}/clients": Listing(shows_own=False),
 }
 LISTS.update({route: Listing(q) for route, q in CONNECTIVITY_LIST_QUERIES.items()})
+
+
 FEEDS = {
     f"{LWM2M}/events": ("UPDATED", "ep"),
     f"{COIOTE}/events": ("deviceUpdated", "endpointName"),
@@ -726,6 +780,17 @@ NOT_LISTS = {
     "/api/auth/me": "the caller itself",
     f"{COIOTE}/devices/all/count": "a number: test_device_count_counts_only_own_devices",
 }
+
+
+# -- firmware resources (issue 8): both tenants own one, made on first use
+def _firmware_queries(world: World) -> list[dict[str, str]]:
+    _firmware_resource(world, world.a)
+    _firmware_resource(world, world.b)
+    return [{}]
+
+
+LISTS[f"{COIOTE}/resources"] = Listing(_firmware_queries)
+NOT_LISTS["/fw"] = "firmware download: the token in the query is the credential"
 
 
 def test_every_get_route_without_parameters_is_checked(openapi):

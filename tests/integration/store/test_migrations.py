@@ -111,13 +111,17 @@ def test_custom_roles_made_before_role_domains_belong_to_the_root_domain(databas
 
         return run
 
+    def down_to_base(connection):
+        config = alembic_config(str(connection.engine.url))
+        config.attributes["connection"] = connection
+        command.downgrade(config, "base")
+
     async def main(url):
         db = Database(url)
         try:
             async with db.engine.begin() as connection:
-                # The module's PostgreSQL database is at head already: start from empty.
-                await connection.run_sync(Base.metadata.drop_all)
-                await connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
+                # The module's PostgreSQL database is at head already (the tests above).
+                await connection.run_sync(down_to_base)
                 await connection.run_sync(to("0004"))
                 await connection.execute(
                     text(
@@ -141,5 +145,7 @@ def test_custom_roles_made_before_role_domains_belong_to_the_root_domain(databas
         finally:
             await db.dispose()
 
-    roles = asyncio.run(main(_url(database_url, tmp_path)))
-    assert roles == {"custom": "/root/", "UserProfileId_admin": None}
+    assert asyncio.run(main(_url(database_url, tmp_path))) == {
+        "custom": "/root/",
+        "UserProfileId_admin": None,
+    }

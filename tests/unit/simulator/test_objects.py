@@ -18,6 +18,7 @@ from meadowlark.lwm2m.node import (
     SingleResource,
 )
 from meadowlark.lwm2m.path import LwM2mPath
+from meadowlark.simulator.firmware import ImageReceiver
 from meadowlark.simulator.objects import DeviceObjects, Effect, FirmwareState, OperationError
 
 
@@ -185,7 +186,10 @@ def test_firmware_update_goes_through_its_states() -> None:
     uri = SingleResource(1, ResourceType.STRING, "coap://fw.example/image")
     assert device.write(path("/5/0/1"), uri, replace=True) is Effect.FIRMWARE_DOWNLOAD
     assert device.read(path("/5/0/3")).value == FirmwareState.DOWNLOADING
-    device.finish_firmware_download()
+    received = ImageReceiver()
+    received.feed(b"an image")
+    device.firmware_downloaded(received, expected_size=8)
+    assert device.read(path("/5/0/3")).value == FirmwareState.DOWNLOADED
     assert device.execute(path("/5/0/2")) is Effect.FIRMWARE_UPDATE
     device.finish_firmware_update()
     assert device.read(path("/5/0/3")).value == FirmwareState.IDLE

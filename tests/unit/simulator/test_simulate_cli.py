@@ -23,3 +23,10 @@ def test_unknown_format_is_refused() -> None:
 def test_unknown_lwm2m_version_is_refused() -> None:
     result = CliRunner().invoke(given_app(), ["--lwm2m-version", "2.0"])
     assert result.exit_code == 2
+
+
+def test_firmware_failure_option_is_checked() -> None:
+    for bad in ("download:1", "download:x", "explode"):
+        result = CliRunner().invoke(given_app(), ["--firmware-fail", bad])
+        assert result.exit_code == 2, bad
+        assert "firmware-fail" in result.output
