@@ -27,6 +27,8 @@ from meadowlark.api.routers import (
     coiote_groups,
     coiote_observations,
     coiote_sessions,
+    coiote_settings,
+    coiote_tasks,
     coiote_users,
     console,
     health,
@@ -117,6 +119,8 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
         coiote_dialects,
         coiote_observations,
         coiote_events,
+        coiote_tasks,
+        coiote_settings,
     ):
         app.include_router(module.router)
 

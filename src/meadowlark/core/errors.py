@@ -44,3 +44,9 @@ class Throttled(ServiceError):
     def __init__(self, message: str, *, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class Unavailable(ServiceError):
+    """A feature this server is not configured for, or a retry-later condition."""
+
+    status = 503

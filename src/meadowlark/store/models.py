@@ -202,3 +202,4 @@ class AuditEvent(Base):
 
 import meadowlark.store.coiote_models  # noqa: E402, F401 - register the Coiote tables
 import meadowlark.store.device_models  # noqa: E402, F401
+import meadowlark.store.task_models  # noqa: E402, F401
