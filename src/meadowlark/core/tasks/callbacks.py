@@ -84,6 +84,7 @@ class CallbackSender:
         self.options = options or CallbackOptions()
         self._wake = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
+        self._stopping = False
         self._client: httpx.AsyncClient | None = None
 
     def start(self) -> None:
@@ -94,6 +95,7 @@ class CallbackSender:
             )
 
     async def stop(self) -> None:
+        self._stopping = True
         if self._runner is not None:
             self._runner.cancel()
             await asyncio.gather(self._runner, return_exceptions=True)
@@ -106,11 +108,13 @@ class CallbackSender:
         self._wake.set()
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             self._wake.clear()
             try:
                 busy = await self.deliver_due()
             except Exception:  # a failing store must not end deliveries for good
+                if self._stopping:
+                    return
                 _log.exception("callback_delivery_failed")
                 busy = False
             if busy:

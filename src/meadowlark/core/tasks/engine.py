@@ -116,6 +116,7 @@ class TaskEngine(ServerListener):
         self._queued: set[str] = set()
         self._fresh: set[str] = set()
         self._workers: list[asyncio.Task[None]] = []
+        self._stopping = False
         self.runs_finished = 0
         server.add_listener(self)
 
@@ -136,6 +137,9 @@ class TaskEngine(ServerListener):
         self.callbacks.start()
 
     async def stop(self) -> None:
+        # A driver may turn the cancellation into its own error (psycopg: QueryCanceled);
+        # the flag ends the worker's loop anyway.
+        self._stopping = True
         for worker in self._workers:
             worker.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
@@ -197,13 +201,14 @@ class TaskEngine(ServerListener):
     # --- workers -----------------------------------------------------------------------------
 
     async def _work(self) -> None:
-        while True:
+        while not self._stopping:
             endpoint = await self._queue.get()
             self._queued.discard(endpoint)
             try:
                 await self._serve(endpoint)
             except Exception:  # one device's trouble must not stop the worker
-                _log.exception("task_worker_failed", endpoint=endpoint)
+                if not self._stopping:
+                    _log.exception("task_worker_failed", endpoint=endpoint)
 
     async def _serve(self, endpoint: str) -> None:
         registration = await self._server.get_registration(endpoint)
