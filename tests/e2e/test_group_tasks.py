@@ -20,7 +20,7 @@ from meadowlark.simulator import DeviceTiming, SimulatedDevice
 API = "/api/coiotedm/v3"
 DEVICES = 100
 SLEEPERS = 20
-AWAKE_WINDOW = 0.5
+AWAKE_WINDOW = 1.5
 T = TypeVar("T")
 
 
