@@ -23,6 +23,7 @@ import socket
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -31,7 +32,7 @@ from bench.lwm2m import ADMIN_PASSWORD, JsonProcess
 
 
 async def _measure(
-    devices: int, workers: int, port: int, load: JsonProcess, data_dir: Path
+    devices: int, workers: int, port: int, start_load: Callable[[], JsonProcess], data_dir: Path
 ) -> dict[str, float]:
     from sqlalchemy import insert
 
@@ -58,6 +59,7 @@ async def _measure(
     coap = CoapServer(runtime.lwm2m, "127.0.0.1", port)
     await runtime.start_lwm2m()
     runtime.lwm2m.attach(await coap.start())
+    load = start_load()  # after our port is bound: the generator's sockets never take it
     try:
         await asyncio.to_thread(load.expect, "registered", 1800)
         await asyncio.to_thread(load.expect, "ready", 60)
@@ -119,6 +121,7 @@ async def _measure(
             "most_tasks": most_tasks,
         }
     finally:
+        load.stop()
         await coap.stop()
         await runtime.close()
 
@@ -135,11 +138,15 @@ def run(duration: float = 5.0, devices: int = 10_000, workers: int = 64) -> dict
             "--devices", str(devices), "--prefix", "task", "--window", "64",
             "--timeout", "30", "--max-seconds", "1800",
         ]  # fmt: skip
-        load = JsonProcess(command, stderr, "task-devices")
-        try:
-            figures = asyncio.run(_measure(devices, workers, port, load, tmp / "data"))
-        finally:
-            load.stop()
+        figures = asyncio.run(
+            _measure(
+                devices,
+                workers,
+                port,
+                lambda: JsonProcess(command, stderr, "task-devices"),
+                tmp / "data",
+            )
+        )
     ratio = figures["runs_per_second"] / figures["bare_per_second"]
     print(
         f"tasks: group task over {figures['devices']} simulated devices (of {devices} started),"

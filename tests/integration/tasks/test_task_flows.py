@@ -348,3 +348,29 @@ def test_bad_input_is_refused_and_nothing_is_created(server, devices, given_on):
         assert theirs.get(f"{API}/tasks").json() == []
     with server.admin() as http:
         assert http.get(f"{API}/tasks").json() == before
+
+
+def test_a_silent_device_times_out_after_its_attempts(server, devices):
+    endpoint = name("silent")
+    device = devices(endpoint)
+    server.call(device.stop(deregister=False))  # still registered, no longer answering
+    with server.admin() as http:
+        task_id = http.post(
+            f"{API}/tasks/configure/{endpoint}",
+            json={
+                "taskDefinition": {
+                    "name": "read",
+                    "operations": [{"read": {"key": "/3/0/0"}}],
+                    "maxAttempts": 1,
+                }
+            },
+        ).json()
+        report = eventually(
+            lambda: (
+                (r := http.get(f"{API}/taskReports/{task_id}/{endpoint}")).status_code == 200
+                and r.json()
+            ),
+            timeout=20,
+        )
+    assert report["status"] == "Timeout"
+    assert report["summary"].startswith("no answer after 1 attempts")
