@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-BENCHMARKS = ("auth", "lwm2m", "devices", "things")
+BENCHMARKS = ("auth", "lwm2m", "devices", "things", "tasks")
 
 
 def main() -> None:
@@ -15,12 +15,17 @@ def main() -> None:
     parser.add_argument(
         "--lwm2m-devices", type=int, help="lwm2m: devices registered for the memory figure"
     )
+    parser.add_argument(
+        "--task-devices", type=int, default=10_000, help="tasks: simulated devices in the group"
+    )
     args = parser.parse_args()
     for name in args.names or BENCHMARKS:
         module = importlib.import_module(f"bench.{name}")
         options = {"duration": args.duration}
         if name == "lwm2m" and args.lwm2m_devices:
             options["max_devices"] = args.lwm2m_devices
+        if name == "tasks":
+            options["devices"] = args.task_devices
         module.run(**options)
 
 

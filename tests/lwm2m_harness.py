@@ -43,8 +43,9 @@ class Lwm2mTestServer(Server):
 
 
 @contextmanager
-def running_lwm2m_server(settings: Any) -> Iterator[Lwm2mTestServer]:
-    """uvicorn and the CoAP server (127.0.0.1, ephemeral port) on one loop in a thread."""
+def running_lwm2m_server(settings: Any, coap_port: int = 0) -> Iterator[Lwm2mTestServer]:
+    """uvicorn and the CoAP server (127.0.0.1, ``coap_port`` or an ephemeral one) on one
+    loop in a thread."""
     import uvicorn
 
     from meadowlark.api.app import create_app
@@ -66,7 +67,7 @@ def running_lwm2m_server(settings: Any) -> Iterator[Lwm2mTestServer]:
     coap = CoapServer(
         runtime.lwm2m,
         "127.0.0.1",
-        0,
+        coap_port,
         max_payload=4096,
         traffic=runtime.lwm2m.traffic,
         downloads=runtime.firmware_images,

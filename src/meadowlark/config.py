@@ -124,6 +124,26 @@ class FirmwareSettings(BaseModel):
     default: the REST listen address (a wildcard host becomes 127.0.0.1)."""
 
 
+class TaskSettings(BaseModel):
+    """Task execution and report callbacks (``MEADOWLARK_TASKS__...``)."""
+
+    workers: int = Field(default=16, ge=1, le=1024)
+    """Devices served at the same time (each runs its due tasks in order)."""
+    registration_reads: str = "/3/0,/5/0"
+    """Paths read when a device (re-)registers, unless the setting ``registrationRead``
+    of its domain, group or device says otherwise (``off``: none)."""
+    callback_timeout: float = Field(default=5.0, gt=0)
+    """Seconds a callback receiver has to answer."""
+    callback_retry_initial: float = Field(default=1.0, gt=0)
+    """Seconds before the first retry of a failed callback; doubled on each retry."""
+    callback_retry_max: float = Field(default=300.0, gt=0)
+    """Longest wait between two retries of a callback."""
+    callback_max_attempts: int = Field(default=20, ge=1)
+    """Attempts before a callback delivery is given up."""
+    callback_poll_interval: float = Field(default=1.0, gt=0)
+    """Seconds between looks for due callback retries."""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="MEADOWLARK_",
@@ -161,6 +181,7 @@ class Settings(BaseSettings):
     token_exchange: TokenExchange = TokenExchange()
     lwm2m: Lwm2mSettings = Lwm2mSettings()
     firmware: FirmwareSettings = FirmwareSettings()
+    tasks: TaskSettings = TaskSettings()
 
     _parse_http = field_validator("http", "coap", mode="before")(_host_port)
 

@@ -18,6 +18,9 @@ from meadowlark.core.identity import Identity
 from meadowlark.core.object_models import ModelCatalog
 from meadowlark.core.observations import ObservationManager
 from meadowlark.core.roles import RoleCache
+from meadowlark.core.tasks.callbacks import CallbackOptions, CallbackSender
+from meadowlark.core.tasks.engine import EngineOptions, TaskEngine
+from meadowlark.core.tasks.service import TaskService
 from meadowlark.core.users import Users, bootstrap
 from meadowlark.server.service import LwM2mServer, ServerOptions
 from meadowlark.store.db import Database
@@ -42,6 +45,7 @@ class Runtime:
     firmware_images: FirmwareImages
     firmware: FirmwareUpdates
     """The ``FirmwareUpdater`` (core.firmware_contract) for the task engine."""
+    tasks: TaskService
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Runtime:
@@ -90,6 +94,27 @@ class Runtime:
         )
         firmware = FirmwareUpdates(db, lwm2m, firmware_images)
         lwm2m.add_listener(firmware)
+        task_settings = settings.tasks
+        callbacks = CallbackSender(
+            db,
+            CallbackOptions(
+                request_timeout=task_settings.callback_timeout,
+                retry_initial=task_settings.callback_retry_initial,
+                retry_max=task_settings.callback_retry_max,
+                max_attempts=task_settings.callback_max_attempts,
+                poll_interval=task_settings.callback_poll_interval,
+            ),
+        )
+        engine = TaskEngine(
+            db,
+            lwm2m,
+            callbacks,
+            EngineOptions(
+                workers=task_settings.workers,
+                registration_reads=task_settings.registration_reads,
+            ),
+            firmware=firmware,
+        )
         return cls(
             settings=settings,
             db=db,
@@ -105,6 +130,7 @@ class Runtime:
             activity=activity,
             firmware_images=firmware_images,
             firmware=firmware,
+            tasks=TaskService(db, lwm2m, object_models, engine),
         )
 
     async def prepare_store(self) -> str | None:
@@ -127,12 +153,15 @@ class Runtime:
         return generated
 
     async def start_lwm2m(self) -> None:
-        """Start the LwM2M server's timers and the batched device-data and usage writers."""
+        """Start the LwM2M server's timers, the batched device-data and usage writers and
+        the task workers."""
         self.device_stores.start()
         self.activity.start()
         await self.lwm2m.start()
+        await self.tasks.engine.start()
 
     async def close(self) -> None:
+        await self.tasks.engine.stop()
         await self.observations.stop()
         await self.lwm2m.stop()
         await self.activity.stop()

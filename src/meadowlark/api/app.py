@@ -29,6 +29,8 @@ from meadowlark.api.routers import (
     coiote_observations,
     coiote_resources,
     coiote_sessions,
+    coiote_settings,
+    coiote_tasks,
     coiote_users,
     console,
     console_things,
@@ -124,6 +126,8 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
         coiote_events,
         coiote_resources,
         firmware_download,
+        coiote_tasks,
+        coiote_settings,
     ):
         app.include_router(module.router)
 

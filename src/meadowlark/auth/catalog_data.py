@@ -45,6 +45,9 @@ POST tasks/upgrade/{deviceId}/{resourceId}     | POST   | tasks/upgrade/{deviceI
 DELETE tasks/callback/{taskId}/{callbackName}  | DELETE | tasks/callback/{taskId}/{callbackName}    | Tasks
 POST tasksFromTemplates/device/{id}            | POST   | tasksFromTemplates/device/{id}            | Tasks
 POST tasksFromTemplates/group/{groupId}        | POST   | tasksFromTemplates/group/{groupId}        | Tasks
+GET tasksFromTemplates/templates               | GET    | tasksFromTemplates/templates              | Tasks
+PUT tasksFromTemplates/templates/{name}        | PUT    | tasksFromTemplates/templates/{name}       | Tasks
+DELETE tasksFromTemplates/templates/{name}     | DELETE | tasksFromTemplates/templates/{name}       | Tasks
 GET taskReports                                | GET    | taskReports                               | TaskReports
 GET taskReports/{taskId}/{deviceId}            | GET    | taskReports/{taskId}/{deviceId}           | TaskReports
 GET taskReports/findReports                    | GET    | taskReports/findReports                   | TaskReports

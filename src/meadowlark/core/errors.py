@@ -52,3 +52,9 @@ class PayloadTooLarge(ServiceError):
 
 class UnsupportedMediaType(ServiceError):
     status = 415
+
+
+class Unavailable(ServiceError):
+    """A feature this server is not configured for, or a retry-later condition."""
+
+    status = 503

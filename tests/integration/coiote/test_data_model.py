@@ -105,8 +105,17 @@ def test_resources_data_carries_cached_values(coiote, known_device):
     assert all(path.startswith("Device.0.") for path in by_path)
 
 
-def test_resources_data_of_an_uncached_device_has_empty_values(coiote, devices):
+def test_resources_data_of_an_uncached_device_has_empty_values(server, coiote, devices):
     endpoint = f"dm-cold-{secrets.token_hex(4)}"
+    with server.admin() as http:  # no reads when it registers: nothing is cached
+        assert (
+            http.post(
+                f"{BASE}/devices", json={"properties": {"endpointName": endpoint}}
+            ).status_code
+            == 201
+        )
+        setting = {"name": "registrationRead", "value": "off", "deviceId": endpoint}
+        assert http.put(f"{BASE}/settingValues", json=setting).status_code == 204
     devices(endpoint)
     data = {item.path: item for item in coiote.device_resources.get_resources_data(endpoint, [])}
     # Nothing is cached: the mandatory resources of the registered instances are listed.

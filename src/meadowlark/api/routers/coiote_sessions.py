@@ -31,8 +31,8 @@ async def _start(
     allow_deregistered: bool,
 ) -> SessionOutcome:
     device = await devices.get_device(session, principal, device_id)
-    if task_id is not None:
-        raise NotFound(f"task {task_id[:255]!r} not found", code=4040)
+    if task_id is not None and not await runtime.tasks.targets(session, principal, task_id, device):
+        raise NotFound(f"task {task_id[:255]!r} not found for this device", code=4040)
     await session.commit()  # ends the read transaction before waiting for the device
     return await devices.request_session(
         runtime.lwm2m, device, allow_deregistered=allow_deregistered
@@ -70,7 +70,8 @@ async def start_session(
     """Send the Registration Update Trigger: 200 when the device acknowledged it, 202 when
     it waits for a sleeping (queue mode) device; 404 (4041) if the device is not registered.
 
-    ``taskId`` names a task to run in the session; there are no tasks yet, so any is 404.
+    ``taskId`` names a task of the device that the session carries out (404 (4040) if
+    there is no such task); every due task of the device runs in the session anyway.
     """
     outcome = await _start(runtime, session, principal, device_id, taskId, allow_deregistered=False)
     status = 200 if outcome is SessionOutcome.TRIGGERED else 202

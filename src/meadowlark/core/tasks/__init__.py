@@ -1,0 +1,1 @@
+"""Tasks: operations described once and carried out on devices when they are reachable."""
