@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,3 +137,95 @@ def python() -> str:
 
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+POSTGRES_ENV = "MEADOWLARK_BENCH_POSTGRES_URL"
+
+
+@contextmanager
+def postgres_database(maintenance_url: str) -> Iterator[str]:
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(maintenance_url)
+    params = {
+        "host": parsed.host or "127.0.0.1",
+        "port": parsed.port or 5432,
+        "user": parsed.username,
+        "password": parsed.password,
+        "dbname": parsed.database or "postgres",
+    }
+    name = f"meadowlark_bench_{secrets.token_hex(4)}"
+    with psycopg.connect(**params, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield parsed.set(drivername="postgresql+psycopg", database=name).render_as_string(
+            hide_password=False
+        )
+    finally:
+        with psycopg.connect(**params, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def database_for(backend: str, data_dir: Path) -> Iterator[str]:
+    if backend == "sqlite":
+        yield f"sqlite+aiosqlite:///{data_dir / 'meadowlark.db'}"
+        return
+    with postgres_database(os.environ[POSTGRES_ENV]) as url:
+        yield url
+
+
+@contextmanager
+def serving(backend: str, admin_password: str) -> Iterator[tuple[int, str]]:
+    """``meadowlark serve`` as users start it, on a fresh database of ``backend``:
+    yields its HTTP port and the database URL (for seeding it directly)."""
+    port = free_port()
+    with tempfile.TemporaryDirectory() as data_dir, database_for(backend, Path(data_dir)) as url:
+        env = {
+            "MEADOWLARK_HTTP": f"127.0.0.1:{port}",
+            "MEADOWLARK_COAP": f"127.0.0.1:{free_port()}",
+            "MEADOWLARK_DATA_DIR": data_dir,
+            "MEADOWLARK_DATABASE_URL": url,
+            "MEADOWLARK_ADMIN_PASSWORD": admin_password,
+            "MEADOWLARK_LOG_LEVEL": "warning",
+        }
+        command = [python(), "-m", "meadowlark.cli.main", "serve"]
+        with server_process(command, env=env, ready_url=f"http://127.0.0.1:{port}/ready"):
+            yield port, url
+
+
+def latency_growth(
+    title: str,
+    sizes: tuple[int, int],
+    measure: Callable[[str, int, float], dict[str, LoadResult]],
+    duration: float,
+    *,
+    limit: float | None = None,
+) -> dict[str, float]:
+    """p50 latency at the large size divided by p50 at the small one, per request and
+    backend (PostgreSQL when ``MEADOWLARK_BENCH_POSTGRES_URL`` is set)."""
+    backends = ["sqlite"]
+    if os.environ.get(POSTGRES_ENV):
+        backends.append("postgres")
+    else:
+        print(f"{title}: PostgreSQL skipped ({POSTGRES_ENV} not set)")
+    small_label, large_label = (f"@{size // 1000}k" for size in sizes)
+    ratios: dict[str, float] = {}
+    for backend in backends:
+        print(f"{title} on {backend}:")
+        results = {size: measure(backend, size, duration) for size in sizes}
+        small, large = results[sizes[0]], results[sizes[-1]]
+        for name in small:
+            ratio = large[name].p50_ms / small[name].p50_ms
+            ratios[f"{backend} {name}"] = ratio
+            errors = small[name].errors + large[name].errors
+            over = limit is not None and ratio > limit
+            print(
+                f"  {name:26} p50 {small[name].p50_ms:7.2f} ms {small_label}  "
+                f"{large[name].p50_ms:7.2f} ms {large_label}  ratio {ratio:5.2f}  "
+                f"(p99 {small[name].p99_ms:.1f} / {large[name].p99_ms:.1f} ms)"
+                f"{f'  OVER {limit}' if over else ''}"
+                f"{'  ERRORS ' + str(errors) if errors else ''}"
+            )
+    return ratios

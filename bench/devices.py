@@ -11,24 +11,17 @@ server (a maintenance URL such as ``scripts/local-postgres.sh`` prints).
 from __future__ import annotations
 
 import asyncio
-import os
-import secrets
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 from urllib.parse import quote, urlencode
 
 import httpx
 from sqlalchemy import insert, select, text
 
-from bench.common import LoadResult, free_port, http_request, python, run_load, server_process
+from bench.common import LoadResult, http_request, latency_growth, run_load, serving
 from meadowlark.core.devices import device_condition, encode_bookmark
 from meadowlark.store.db import Database
 from meadowlark.store.device_models import Device
 
-POSTGRES_ENV = "MEADOWLARK_BENCH_POSTGRES_URL"
 ADMIN_PASSWORD = "bench-admin-password"  # noqa: S105 - a throwaway local server
 SIZES = (1_000, 200_000)
 CHUNK = 5_000
@@ -101,98 +94,33 @@ async def _plan(url: str, after: str) -> str:
         await db.dispose()
 
 
-@contextmanager
-def _postgres_database(maintenance_url: str) -> Iterator[str]:
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    parsed = make_url(maintenance_url)
-    params = {
-        "host": parsed.host or "127.0.0.1",
-        "port": parsed.port or 5432,
-        "user": parsed.username,
-        "password": parsed.password,
-        "dbname": parsed.database or "postgres",
-    }
-    name = f"meadowlark_bench_{secrets.token_hex(4)}"
-    with psycopg.connect(**params, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield parsed.set(drivername="postgresql+psycopg", database=name).render_as_string(
-            hide_password=False
-        )
-    finally:
-        with psycopg.connect(**params, autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@contextmanager
-def _database(backend: str, data_dir: Path) -> Iterator[str]:
-    if backend == "sqlite":
-        yield f"sqlite+aiosqlite:///{data_dir / 'meadowlark.db'}"
-        return
-    with _postgres_database(os.environ[POSTGRES_ENV]) as url:
-        yield url
-
-
 def _measure(backend: str, size: int, duration: float) -> dict[str, LoadResult]:
-    port = free_port()
-    with tempfile.TemporaryDirectory() as data_dir, _database(backend, Path(data_dir)) as url:
-        env = {
-            "MEADOWLARK_HTTP": f"127.0.0.1:{port}",
-            "MEADOWLARK_COAP": f"127.0.0.1:{free_port()}",
-            "MEADOWLARK_DATA_DIR": data_dir,
-            "MEADOWLARK_DATABASE_URL": url,
-            "MEADOWLARK_ADMIN_PASSWORD": ADMIN_PASSWORD,
-            "MEADOWLARK_LOG_LEVEL": "warning",
+    with serving(backend, ADMIN_PASSWORD) as (port, url):
+        asyncio.run(_insert_devices(url, size))
+        deep_after = device_id(size * 9 // 10)
+        print(f"    plan {backend} {size}: {asyncio.run(_plan(url, deep_after))}")
+        form = {"grant_type": "password", "username": "admin", "password": ADMIN_PASSWORD}
+        token = httpx.post(f"http://127.0.0.1:{port}/api/auth/oauth_password", data=form).json()[
+            "access_token"
+        ]
+        headers = {"Authorization": f"Bearer {token}"}
+        base = "/api/coiotedm/v3/devices"
+        deep = urlencode({"limit": PAGE, "pageBookmark": encode_bookmark(deep_after, None)})
+        paths = {
+            "find/details first page": f"{base}/find/details?limit={PAGE}",
+            "find/details deep page": f"{base}/find/details?{deep}",
+            "devices/{id}": f"{base}/{quote(device_id(size // 2))}",
         }
-        command = [python(), "-m", "meadowlark.cli.main", "serve"]
-        with server_process(command, env=env, ready_url=f"http://127.0.0.1:{port}/ready"):
-            asyncio.run(_insert_devices(url, size))
-            deep_after = device_id(size * 9 // 10)
-            print(f"    plan {backend} {size}: {asyncio.run(_plan(url, deep_after))}")
-            form = {"grant_type": "password", "username": "admin", "password": ADMIN_PASSWORD}
-            token = httpx.post(
-                f"http://127.0.0.1:{port}/api/auth/oauth_password", data=form
-            ).json()["access_token"]
-            headers = {"Authorization": f"Bearer {token}"}
-            base = "/api/coiotedm/v3/devices"
-            deep = urlencode({"limit": PAGE, "pageBookmark": encode_bookmark(deep_after, None)})
-            paths = {
-                "find/details first page": f"{base}/find/details?limit={PAGE}",
-                "find/details deep page": f"{base}/find/details?{deep}",
-                "devices/{id}": f"{base}/{quote(device_id(size // 2))}",
-            }
-            return {
-                name: run_load(
-                    http_request("GET", path, headers=headers),
-                    port=port,
-                    duration=duration,
-                    concurrency=4,
-                )
-                for name, path in paths.items()
-            }
+        return {
+            name: run_load(
+                http_request("GET", path, headers=headers),
+                port=port,
+                duration=duration,
+                concurrency=4,
+            )
+            for name, path in paths.items()
+        }
 
 
 def run(duration: float = 5.0) -> dict[str, float]:
-    backends = ["sqlite"]
-    if os.environ.get(POSTGRES_ENV):
-        backends.append("postgres")
-    else:
-        print(f"devices: PostgreSQL skipped ({POSTGRES_ENV} not set)")
-    ratios: dict[str, float] = {}
-    for backend in backends:
-        print(f"devices on {backend}:")
-        results = {size: _measure(backend, size, duration) for size in SIZES}
-        small, large = results[SIZES[0]], results[SIZES[-1]]
-        for name in small:
-            ratio = large[name].p50_ms / small[name].p50_ms
-            ratios[f"{backend} {name}"] = ratio
-            errors = small[name].errors + large[name].errors
-            print(
-                f"  {name:26} p50 {small[name].p50_ms:7.2f} ms @1k  "
-                f"{large[name].p50_ms:7.2f} ms @200k  ratio {ratio:5.2f}  "
-                f"(p99 {small[name].p99_ms:.1f} / {large[name].p99_ms:.1f} ms)"
-                f"{'  ERRORS ' + str(errors) if errors else ''}"
-            )
-    return ratios
+    return latency_growth("devices", SIZES, _measure, duration)

@@ -11,17 +11,14 @@ under 1.5. PostgreSQL runs when ``MEADOWLARK_BENCH_POSTGRES_URL`` is set.
 from __future__ import annotations
 
 import asyncio
-import os
-import tempfile
 from datetime import UTC, datetime
-from pathlib import Path
 from urllib.parse import urlencode
 
 import httpx
 from sqlalchemy import insert, text
 
-from bench.common import LoadResult, free_port, http_request, python, run_load, server_process
-from bench.devices import ADMIN_PASSWORD, POSTGRES_ENV, _database
+from bench.common import LoadResult, http_request, latency_growth, run_load, serving
+from bench.devices import ADMIN_PASSWORD
 from meadowlark.connectivity.identifiers import thing_id, with_check_digit
 from meadowlark.store.connectivity_models import Thing
 from meadowlark.store.db import Database
@@ -70,60 +67,29 @@ async def _insert_things(url: str, count: int) -> None:
 
 
 def _measure(backend: str, size: int, duration: float) -> dict[str, LoadResult]:
-    port = free_port()
-    with tempfile.TemporaryDirectory() as data_dir, _database(backend, Path(data_dir)) as url:
-        env = {
-            "MEADOWLARK_HTTP": f"127.0.0.1:{port}",
-            "MEADOWLARK_COAP": f"127.0.0.1:{free_port()}",
-            "MEADOWLARK_DATA_DIR": data_dir,
-            "MEADOWLARK_DATABASE_URL": url,
-            "MEADOWLARK_ADMIN_PASSWORD": ADMIN_PASSWORD,
-            "MEADOWLARK_LOG_LEVEL": "warning",
+    with serving(backend, ADMIN_PASSWORD) as (port, url):
+        asyncio.run(_insert_things(url, size))
+        login = {"UserName": "admin", "Password": ADMIN_PASSWORD}
+        token = httpx.post(f"http://127.0.0.1:{port}/Auth", json=login).json()["token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        paths = {
+            "things first page": "/things?limit=50",
+            "things sorted by name": "/things?"
+            + urlencode({"limit": 50, "sortBy[ThingName]": "ASC"}),
+            "things filtered by IMEI": "/things?"
+            + urlencode({"filterBy[IMEI]": f"35{size // 2:013d}"}),
+            "thing/{id}": f"/thing/{thing_id(iccid(size // 2))}",
         }
-        command = [python(), "-m", "meadowlark.cli.main", "serve"]
-        with server_process(command, env=env, ready_url=f"http://127.0.0.1:{port}/ready"):
-            asyncio.run(_insert_things(url, size))
-            login = {"UserName": "admin", "Password": ADMIN_PASSWORD}
-            token = httpx.post(f"http://127.0.0.1:{port}/Auth", json=login).json()["token"]
-            headers = {"Authorization": f"Bearer {token}"}
-            paths = {
-                "things first page": "/things?limit=50",
-                "things sorted by name": "/things?"
-                + urlencode({"limit": 50, "sortBy[ThingName]": "ASC"}),
-                "things filtered by IMEI": "/things?"
-                + urlencode({"filterBy[IMEI]": f"35{size // 2:013d}"}),
-                "thing/{id}": f"/thing/{thing_id(iccid(size // 2))}",
-            }
-            return {
-                name: run_load(
-                    http_request("GET", path, headers=headers),
-                    port=port,
-                    duration=duration,
-                    concurrency=4,
-                )
-                for name, path in paths.items()
-            }
+        return {
+            name: run_load(
+                http_request("GET", path, headers=headers),
+                port=port,
+                duration=duration,
+                concurrency=4,
+            )
+            for name, path in paths.items()
+        }
 
 
 def run(duration: float = 5.0) -> dict[str, float]:
-    backends = ["sqlite"]
-    if os.environ.get(POSTGRES_ENV):
-        backends.append("postgres")
-    else:
-        print(f"things: PostgreSQL skipped ({POSTGRES_ENV} not set)")
-    ratios: dict[str, float] = {}
-    for backend in backends:
-        print(f"things on {backend}:")
-        results = {size: _measure(backend, size, duration) for size in SIZES}
-        small, large = results[SIZES[0]], results[SIZES[-1]]
-        for name in small:
-            ratio = large[name].p50_ms / small[name].p50_ms
-            ratios[f"{backend} {name}"] = ratio
-            errors = small[name].errors + large[name].errors
-            print(
-                f"  {name:24} p50 {small[name].p50_ms:7.2f} ms @1k  "
-                f"{large[name].p50_ms:7.2f} ms @100k  ratio {ratio:5.2f}"
-                f"{'  OVER ' + str(LIMIT) if ratio > LIMIT else ''}"
-                f"{'  ERRORS ' + str(errors) if errors else ''}"
-            )
-    return ratios
+    return latency_growth("things", SIZES, _measure, duration, limit=LIMIT)
