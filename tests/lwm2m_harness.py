@@ -65,6 +65,7 @@ def running_lwm2m_server(settings: Any) -> Iterator[Lwm2mTestServer]:
     )
     coap = CoapServer(runtime.lwm2m, "127.0.0.1", 0, max_payload=4096)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # see tests/conftest.py
     sock.bind(("127.0.0.1", 0))
     sock.listen(128)
     ready = threading.Event()
