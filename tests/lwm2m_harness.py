@@ -73,6 +73,7 @@ def running_lwm2m_server(settings: Any, coap_port: int = 0) -> Iterator[Lwm2mTes
         downloads=runtime.firmware_images,
     )
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # see tests/conftest.py
     sock.bind(("127.0.0.1", 0))
     sock.listen(128)
     ready = threading.Event()

@@ -38,6 +38,7 @@ from meadowlark.api.routers import (
     health,
     lwm2m,
 )
+from meadowlark.api.text_guard import TextGuard
 from meadowlark.runtime import Runtime
 
 log = structlog.get_logger("meadowlark.http")
@@ -133,6 +134,7 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
 
     if log.is_enabled_for(logging.DEBUG):
         app.add_middleware(AccessLog)
+    app.add_middleware(TextGuard)  # inside BodySizeLimit, which bounds what it reads
     app.add_middleware(
         BodySizeLimit,
         max_bytes=runtime.settings.max_body_bytes,

@@ -55,6 +55,13 @@ def install_error_handlers(app: FastAPI) -> None:
         # The database refused a value (PostgreSQL: NUL in text, out-of-range numbers).
         return error_response(400, "invalid input: a value is not accepted by the database")
 
+    @app.exception_handler(OverflowError)
+    async def overflow_error(request: Request, exc: OverflowError) -> JSONResponse:
+        # SQLite's driver cannot bind integers beyond 64 bits (PostgreSQL raises DataError);
+        # other conversions of client numbers (to floats, dates) fail the same way.
+        log.info("number out of range", method=request.method, path=request.url.path)
+        return error_response(400, "invalid input: a number is out of range")
+
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", method=request.method, path=request.url.path)

@@ -1,17 +1,20 @@
 """Lenient reading of small request bodies: form-urlencoded, multipart or JSON objects.
 
 Real clients disagree on encodings (python-coiote posts forms, some Monogoto clients post
-forms where the docs say JSON), so credential endpoints accept all three.
+forms where the docs say JSON), so credential endpoints accept all three. JSON goes
+through ``json_input.loads``; no field name or value holds NUL or an unpaired surrogate.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import parse_qsl
 
 from fastapi import Request
 
+from meadowlark.api.json_input import check_text, loads
 from meadowlark.core.errors import InvalidInput
 
 FORM_BODY_SCHEMA: dict[str, Any] = {
@@ -34,22 +37,22 @@ async def read_fields(request: Request) -> dict[str, str]:
     body = await request.body()
     if content_type == "multipart/form-data":
         form = await request.form()
-        return {k: v for k, v in form.items() if isinstance(v, str)}
+        return _checked((k, v) for k, v in form.items() if isinstance(v, str))
     text = _decode(body)
     if content_type == "application/json" or (not content_type and text.lstrip().startswith("{")):
-        try:
-            data = json.loads(text) if text.strip() else {}
-        except json.JSONDecodeError as exc:
-            raise InvalidInput(f"malformed JSON body: {exc.msg} at position {exc.pos}") from exc
-        except RecursionError as exc:
-            raise InvalidInput("malformed JSON body: nested too deeply") from exc
+        data = loads(text) if text.strip() else {}
         if not isinstance(data, dict):
             raise InvalidInput("JSON body must be an object")
         return {str(k): _as_text(k, v) for k, v in data.items() if v is not None}
     try:
-        return dict(parse_qsl(text, keep_blank_values=True, strict_parsing=bool(text)))
+        pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=bool(text))
     except ValueError as exc:
         raise InvalidInput("malformed form body") from exc
+    return _checked(pairs)
+
+
+def _checked(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
+    return {check_text(name): check_text(value) for name, value in pairs}
 
 
 def _decode(body: bytes) -> str:

@@ -1,4 +1,5 @@
-"""ASGI middleware refusing request bodies over the configured size with 413."""
+"""ASGI middleware refusing request bodies over the configured size with 413, and
+``send_error``: the error answer of middleware that refuses a request before routing."""
 
 from __future__ import annotations
 
@@ -71,16 +72,17 @@ class BodySizeLimit:
 
     async def _refuse(self, send: Send, status: int) -> None:
         message = "request body too large" if status == 413 else "invalid Content-Length"
-        body = json.dumps({"error": message, "message": message, "code": status}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await send_error(send, status, message, close=True)
+
+
+async def send_error(send: Send, status: int, message: str, *, close: bool = False) -> None:
+    """The ``{"error", "message", "code"}`` answer; ``close`` when the body is left unread."""
+    body = json.dumps({"error": message, "message": message, "code": status}).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -88,9 +88,15 @@ CONTENT_TYPES = st.sampled_from(
         "",
     ]
 )
+TEXT = st.text(st.characters(codec="utf-8", exclude_characters="\x00"))
+"""Text as read_fields takes it: no NUL (lone surrogates st.text never makes)."""
 JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | TEXT,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(TEXT, inner, max_size=3),
     max_leaves=10,
 )
 
@@ -124,7 +130,37 @@ def test_any_json_document_is_fields_or_invalid_input(value):
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.dictionaries(st.text(min_size=1), st.text(), min_size=1, max_size=5))
+@given(st.dictionaries(TEXT.filter(bool), TEXT, min_size=1, max_size=5))
 def test_form_round_trip(fields):
     body = urlencode(fields).encode()
     assert read(body, "application/x-www-form-urlencoded") == fields
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b"username=a%00b&password=p", "application/x-www-form-urlencoded"),
+        (b"user%00name=a&password=p", None),
+        (b'{"username": "a\\u0000b"}', "application/json"),
+        (b'{"username": "x\\ud800y"}', "application/json"),
+        (b'{"username": "\\udc00"}', None),
+        ('{"username": "x\ud800y"}'.encode("utf-8", "surrogatepass"), "application/json"),
+        (b'{"username": "a", "n": NaN}', "application/json"),
+        (b'{"username": "a", "n": 1e400}', "application/json"),
+        (b'{"username": "a", "n": 18446744073709551616}', "application/json"),
+        (b'{"a":' * 65 + b"1" + b"}" * 65, "application/json"),
+    ],
+)
+def test_nul_surrogates_and_unusable_numbers_are_invalid_input(body, content_type):
+    with pytest.raises(InvalidInput):
+        read(body, content_type)
+
+
+def test_multipart_fields_are_checked_too():
+    body = b'--b\r\nContent-Disposition: form-data; name="username"\r\n\r\na\x00b\r\n--b--\r\n'
+    with pytest.raises(InvalidInput, match="NUL"):
+        read(body, "multipart/form-data; boundary=b")
+
+
+def test_paired_surrogate_escapes_are_one_character():
+    assert read(b'{"username": "\\ud83d\\ude00"}', "application/json") == {"username": "\U0001f600"}

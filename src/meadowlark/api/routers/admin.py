@@ -37,7 +37,7 @@ async def list_audit_events(
     event: Annotated[str | None, Query(max_length=64)] = None,
     actor: Annotated[str | None, Query(max_length=255)] = None,
     since: AwareDatetime | None = None,
-    beforeId: Annotated[int | None, Query(ge=1)] = None,
+    beforeId: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[AuditEventOut]:
     """Security events of your domain subtree, newest first (page with ``beforeId``)."""

@@ -10,7 +10,6 @@ answered 202 ``{"requestId", "delayed": true}``; its outcome comes later as a
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 
@@ -19,6 +18,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.routing import APIRoute
 from sqlalchemy import select
 
+from meadowlark.api import json_input
 from meadowlark.api.deps import RuntimeDep, require
 from meadowlark.api.errors import error_response
 from meadowlark.api.lwm2m_json import (
@@ -405,10 +405,7 @@ async def execute_or_create(
         return {"status": CHANGED}
     if target.depth > 2:
         raise InvalidInput("POST needs a resource (execute) or an object/instance (create)")
-    try:
-        document = json.loads(body)
-    except ValueError:
-        raise InvalidInput("create needs JSON object instance node(s)") from None
+    document = json_input.loads(body)
     instances = instances_from_json(
         document,
         target,
