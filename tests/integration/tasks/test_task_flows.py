@@ -326,6 +326,14 @@ def test_bad_input_is_refused_and_nothing_is_created(server, devices, given_on):
         assert http.get(f"{API}/tasks").json() == before
         no_report = http.get(f"{API}/taskReports/d:nope:1/{endpoint}")
         assert (no_report.status_code, no_report.json()["code"]) == (404, 4040)
+        # A polling interval beyond 30 s, or not a number, is refused, not waited for.
+        for interval in ("31", "1e400", "NaN", "-1"):
+            since = http.get(
+                f"{API}/taskReports/findSince",
+                params={"lastUpdateTime": "2026-01-01T00:00:00Z", "pollingInterval": interval},
+                timeout=5,
+            )
+            assert (since.status_code, since.json()["code"]) == (400, 4000), since.text
 
     given = given_on(server)
     domain = given.domain()

@@ -709,6 +709,10 @@ class TaskService:
     ) -> list[dict[str, Any]]:
         if not 1 <= limit <= MAX_FIND_SINCE:
             raise InvalidInput(f"limit must be 1..{MAX_FIND_SINCE}", code=4001)
+        if not 0 <= polling_seconds <= MAX_POLL_SECONDS:  # also refuses NaN
+            raise InvalidInput(
+                f"pollingInterval must be 0..{MAX_POLL_SECONDS:g} seconds", code=4000
+            )
         conditions = [
             TaskRun.status.in_(FINISHED),
             in_scope(TaskRun.domain_id, principal.domain_id),
@@ -720,7 +724,7 @@ class TaskService:
             conditions.append(TaskRun.device_id == device_id)
         if direct_only:
             conditions.append(TaskRun.direct.is_(True))
-        deadline = time.monotonic() + min(max(polling_seconds, 0.0), MAX_POLL_SECONDS)
+        deadline = time.monotonic() + polling_seconds
         while True:
             async with self._db.session() as session:
                 runs = list(
