@@ -106,6 +106,10 @@ class World:
     """Every name and id of B's objects: none may appear in what A is shown."""
     connectivity: dict[str, str] = field(default_factory=dict)
     """B's console objects (``_connectivity_objects``)."""
+    tasks: dict[str, str] = field(default_factory=dict)
+    """B's task, report cursor, template and setting (``_task_objects``)."""
+    own_tasks: dict[str, str] = field(default_factory=dict)
+    """A's equivalents (``_own_task_objects``)."""
 
     def as_a(self) -> httpx.Client:
         return self.a.client(self.server)
@@ -133,6 +137,7 @@ class World:
             "registration": f"{LWM2M}/clients/{self.device}",
             "device value": f"{LWM2M}/clients/{self.device}/{APPLICATION_TYPE}",
             **_connectivity_reads(self),
+            **_task_reads(self),
         }
         with self.as_b() as http:
             answers = {name: http.get(url) for name, url in reads.items()}
@@ -220,6 +225,8 @@ def world(server: Lwm2mTestServer, given: Any) -> Iterator[World]:
             api_token = _created(http.post("/api/auth/tokens", json={"name": f"{tag}-token"}))
         _own_objects(server, a)
         connectivity = _connectivity_objects(server, b, device)
+        tasks = _task_objects(server, b, device, group)
+        own_tasks = _own_task_objects(server, a)
         yield World(
             server=server,
             a=a,
@@ -237,9 +244,11 @@ def world(server: Lwm2mTestServer, given: Any) -> Iterator[World]:
             token_id=api_token["id"],
             api_token=api_token["token"],
             simulated=simulated,
-            markers=frozenset({tag, user_id, role["id"], api_token["id"]})
+            markers=frozenset({tag, user_id, role["id"], api_token["id"], tasks["task_id"]})
             | {value for key, value in connectivity.items() if key.endswith("_id")},
             connectivity=connectivity,
+            tasks=tasks,
+            own_tasks=own_tasks,
         )
     finally:
         server.call(simulated.stop())
@@ -717,6 +726,11 @@ def _send(http: httpx.Client, method: str, route: str, call: Call) -> httpx.Resp
     )
 
 
+def _body(response: httpx.Response) -> Any:
+    """The JSON body; None for an empty one (a 204)."""
+    return response.json() if response.content else None
+
+
 def _without_ids(body: Any, call: Call) -> Any:
     """The answer with the ids the request named replaced by their names."""
     text = json.dumps(body, sort_keys=True)
@@ -732,7 +746,8 @@ def _without_ids(body: Any, call: Call) -> Any:
 @dataclass(frozen=True)
 class Listing:
     """A list route: the queries to try as A (some aimed at B's objects), and whether A's
-    own objects must show (so that an empty answer cannot pass by accident)."""
+    own objects must show (so that an empty answer cannot pass by accident) in the first
+    one, A's plain view (``{}``, or the parameters a route cannot do without)."""
 
     queries: Callable[[World], list[dict[str, str]]] = lambda w: [{}]
     shows_own: bool = True
@@ -793,6 +808,325 @@ LISTS[f"{COIOTE}/resources"] = Listing(_firmware_queries)
 NOT_LISTS["/fw"] = "firmware download: the token in the query is the credential"
 
 
+# --- tasks, reports, templates and setting values (issue 8) ------------------------------------
+# Kept in one block. B owns a read task on its registered device (with a callback, so the
+# callback route has a target) and that run's finished report, a report cursor, a domain
+# template and setting values (one of its domain, one secret of its group). A owns the same
+# of its own (its device registers just long enough to run its task), and a group task,
+# whose id names A's group, so that A's lists of ids show A's own.
+
+READ_TASK = {"operations": [{"read": {"key": "/3/0/0"}}]}
+RUN_READ_TEMPLATE = {
+    "templateName": "readResource",
+    "config": {"parameters": [{"name": "key", "value": "/3/0/0"}]},
+}
+
+
+def _template_body(tenant: Tenant) -> dict[str, Any]:
+    return {"description": f"{tenant.tag} reads", **READ_TASK}
+
+
+def _task_objects(
+    server: Lwm2mTestServer, tenant: Tenant, device: str, group: str
+) -> dict[str, str]:
+    """``tenant``'s task on its registered ``device`` with its finished report, a report
+    cursor, a template and setting values (its domain's, and a secret one of ``group``)."""
+    tag = tenant.tag
+    callback = {"name": f"{tag}-callback", "url": "http://127.0.0.1:9/reports", "secret": "s" * 20}
+    definition = {"taskDefinition": {"name": f"{tag}-read", **READ_TASK, "callback": callback}}
+    with tenant.client(server) as http:
+        task = _created(http.post(f"{COIOTE}/tasks/configure/{device}", json=definition))
+        report = f"{COIOTE}/taskReports/{quote(task, safe='')}/{device}"
+        eventually(lambda: http.get(report).status_code == 200)
+        template = f"{tag}-template"
+        put = http.put(
+            f"{COIOTE}/tasksFromTemplates/templates/{template}", json=_template_body(tenant)
+        )
+        assert put.status_code == 204, put.text
+        for setting in (
+            {"name": f"{tag}_zone", "value": f"{tag}-zone"},
+            {"name": f"{tag}_key", "value": f"{tag}-secret", "groupId": group, "isSecret": True},
+        ):
+            assert http.put(f"{COIOTE}/settingValues", json=setting).status_code == 204
+        cursor = _created(http.get(f"{COIOTE}/taskReports/findReports"), 200)
+    return {
+        "task_id": task,
+        "device": device,
+        "callback": callback["name"],
+        "template": template,
+        "setting": f"{tag}_zone",
+        "cursor": str(cursor),
+    }
+
+
+def _own_task_objects(server: Lwm2mTestServer, a: Tenant) -> dict[str, str]:
+    """A's equivalents; A's device registers for its task's run only."""
+    device, group = f"{a.tag}-dev", f"{a.tag}-group"
+    simulated = server.call(_registered(device, server.server_uri))
+    try:
+        objects = _task_objects(server, a, device, group)
+    finally:
+        server.call(simulated.stop())
+    with a.client(server) as http:
+        group_task = http.post(f"{COIOTE}/tasksFromTemplates/group/{group}", json=RUN_READ_TEMPLATE)
+    return {**objects, "group_task_id": _created(group_task)}
+
+
+def _task_reads(world: World) -> dict[str, str]:
+    """For the snapshot: B's task, its report, and B's lists of templates and settings."""
+    task = world.tasks["task_id"]
+    return {
+        "task": f"{COIOTE}/tasks/{quote(task, safe='')}",
+        "task report": f"{COIOTE}/taskReports/{quote(task, safe='')}/{world.device}",
+        "task templates": f"{COIOTE}/tasksFromTemplates/templates",
+        "setting values": f"{COIOTE}/settingValues",
+    }
+
+
+def _missing_task() -> str:
+    return f"d:{secrets.token_hex(8)}:1"
+
+
+def _task(**extra: Any) -> Target:
+    return _by("taskId", lambda w: w.tasks["task_id"], _missing_task, **extra)
+
+
+def _template(**extra: Any) -> Target:
+    return _by("name", lambda w: w.tasks["template"], **extra)
+
+
+def _forget_a_templates(world: World) -> None:
+    """A's PUT made A's own templates (one named like B's): remove them, so that the DELETE
+    case meets B's name only in B's domain."""
+    with world.as_a() as http:
+        for name in (world.tasks["template"], f"{world.a.tag}-fresh"):
+            response = http.delete(f"{COIOTE}/tasksFromTemplates/templates/{name}")
+            assert response.status_code == 204, response.text
+
+
+TASK_FIXTURES: dict[tuple[str, str], Target] = {
+    ("GET", f"{COIOTE}/tasks/{{taskId}}"): _task(),
+    ("PUT", f"{COIOTE}/tasks/{{taskId}}"): _task(
+        json={"taskName": "changed by A", "isActive": False, "parameters": [], "properties": {}}
+    ),
+    ("DELETE", f"{COIOTE}/tasks/{{taskId}}"): _task(),
+    ("DELETE", f"{COIOTE}/tasks/callback/{{taskId}}/{{callbackName}}"): Target(
+        sibling=lambda w: Call({"taskId": w.tasks["task_id"], "callbackName": w.tasks["callback"]}),
+        missing=lambda w: Call({"taskId": _missing_task(), "callbackName": w.tasks["callback"]}),
+    ),
+    ("POST", f"{COIOTE}/tasks/configure/{{deviceId}}"): _device(
+        "deviceId", json={"taskDefinition": {"name": "by A", **READ_TASK}}
+    ),
+    ("POST", f"{COIOTE}/tasks/upgrade/{{deviceId}}/{{resourceId}}"): Target(
+        sibling=lambda w: Call(
+            {"deviceId": w.device, "resourceId": _firmware_resource(w, w.b)},
+            query={"transferProtocol": "COAP"},
+        ),
+        missing=lambda w: Call(
+            {"deviceId": _nobody(), "resourceId": _nobody()}, query={"transferProtocol": "COAP"}
+        ),
+    ),
+    ("POST", f"{COIOTE}/tasksFromTemplates/device/{{deviceId}}"): _device(
+        "deviceId", json=RUN_READ_TEMPLATE
+    ),
+    ("POST", f"{COIOTE}/tasksFromTemplates/group/{{groupId}}"): _group(
+        "groupId", json=RUN_READ_TEMPLATE
+    ),
+    # A template's name is its domain's own: A's PUT of B's name makes A's template, exactly
+    # as a name no one uses does, and leaves B's as it was (the snapshot).
+    ("PUT", f"{COIOTE}/tasksFromTemplates/templates/{{name}}"): Target(
+        sibling=lambda w: Call({"name": w.tasks["template"]}, json=_template_body(w.a)),
+        missing=lambda w: Call({"name": f"{w.a.tag}-fresh"}, json=_template_body(w.a)),
+        refused=frozenset({204}),
+        still_works=_forget_a_templates,
+    ),
+    ("DELETE", f"{COIOTE}/tasksFromTemplates/templates/{{name}}"): _template(),
+    ("GET", f"{COIOTE}/taskReports/{{taskId}}/{{deviceId}}"): Target(
+        sibling=lambda w: Call({"taskId": w.tasks["task_id"], "deviceId": w.device}),
+        missing=lambda w: Call({"taskId": _missing_task(), "deviceId": _nobody()}),
+    ),
+    ("GET", f"{COIOTE}/settingValues/deviceProfile/{{deviceId}}"): _device(
+        "deviceId", query={"withDeviceProperties": "true"}
+    ),
+    ("GET", f"{COIOTE}/settingValues/groupProfile/{{groupId}}"): _group("groupId"),
+}
+FIXTURES.update(TASK_FIXTURES)
+
+SINCE_EVER = {"lastUpdateTime": "2000-01-01T00:00:00Z"}
+
+
+def _own_cursor(world: World, criteria: str | None = None) -> str:
+    """A new report cursor of A's (over ``criteria``)."""
+    query = {"searchCriteria": criteria} if criteria else {}
+    with world.as_a() as http:
+        return str(_created(http.get(f"{COIOTE}/taskReports/findReports", params=query), 200))
+
+
+def _about_b_reports(world: World) -> list[str]:
+    return [f"taskId eq '{world.tasks['task_id']}'", f"deviceId eq '{world.device}'"]
+
+
+LISTS.update(
+    {
+        f"{COIOTE}/tasks": Listing(
+            _criteria(
+                lambda w: f"id eq '{w.tasks['task_id']}'",
+                lambda w: f"domain eq '{w.b.domain}'",
+                lambda w: f"targetId eq '{w.device}'",
+            )
+        ),
+        f"{COIOTE}/tasksFromTemplates/templates": Listing(),
+        f"{COIOTE}/taskReports": Listing(
+            _criteria(
+                lambda w: f"taskId eq '{w.tasks['task_id']}'",
+                lambda w: f"deviceId eq '{w.device}'",
+                lambda w: f"domain eq '{w.b.domain}'",
+            )
+        ),
+        f"{COIOTE}/taskReports/findReports": Listing(
+            lambda w: [{}, *({"searchCriteria": c} for c in _about_b_reports(w))],
+            shows_own=False,  # a cursor id: moreReports reads what it shows
+        ),
+        f"{COIOTE}/taskReports/moreReports": Listing(
+            lambda w: [
+                {"cursor": _own_cursor(w)},
+                *({"cursor": _own_cursor(w, c)} for c in _about_b_reports(w)),
+            ]
+        ),
+        f"{COIOTE}/taskReports/findSince": Listing(
+            lambda w: [
+                SINCE_EVER,
+                {**SINCE_EVER, "taskId": w.tasks["task_id"]},
+                {**SINCE_EVER, "deviceId": w.device},
+                {**SINCE_EVER, "taskId": w.tasks["task_id"], "deviceId": w.device},
+            ]
+        ),
+        # Counts only; B's task id is refused as if unknown (TASK_REFERENCES).
+        f"{COIOTE}/taskReports/summary": Listing(
+            lambda w: [{"taskId": w.own_tasks["task_id"]}], shows_own=False
+        ),
+        f"{COIOTE}/settingValues": Listing(
+            _criteria(
+                lambda w: f"name eq '{w.tasks['setting']}'",
+                lambda w: f"domain eq '{w.b.domain}'",
+                lambda w: f"groupId eq '{w.group}'",
+            )
+        ),
+    }
+)
+
+
+def _queried(
+    method: str,
+    route: str,
+    name: str,
+    sibling_value: Callable[[World], str],
+    missing_value: Callable[[World], str],
+    shown_as: str = "{}",
+    params: Callable[[World], dict[str, str]] = lambda w: {},
+) -> tuple[str, str, Target]:
+    """A request of A's whose query parameter ``name`` names one of B's objects; the error
+    message shows it as ``shown_as`` (which is what the comparison takes out)."""
+
+    def aimed(value: Callable[[World], str]) -> Callable[[World], Call]:
+        def call(world: World) -> Call:
+            named = value(world)
+            return Call(params(world), query={name: named}, names={name: shown_as.format(named)})
+
+        return call
+
+    return method, route, Target(aimed(sibling_value), aimed(missing_value))
+
+
+def _bodied(
+    method: str,
+    route: str,
+    body: Callable[[World, str], dict[str, Any]],
+    sibling_ref: Callable[[World], str],
+    params: Callable[[World], dict[str, str]],
+) -> tuple[str, str, Target]:
+    """As ``_refers`` (defined further down) does it: a body naming one of B's objects."""
+
+    def aimed(ref: Callable[[World], str]) -> Callable[[World], Call]:
+        def call(world: World) -> Call:
+            named = ref(world)
+            return Call(params(world), json=body(world, named), names={"ref": named})
+
+        return call
+
+    return (
+        method,
+        route,
+        Target(aimed(sibling_ref), aimed(lambda w: _nobody()), refused=frozenset({400, 403, 404})),
+    )
+
+
+def _a_group(w: World) -> dict[str, str]:
+    return {"groupId": f"{w.a.tag}-group"}
+
+
+def _a_device_id(w: World) -> dict[str, str]:
+    return {"deviceId": f"{w.a.tag}-dev"}
+
+
+TASK_REFERENCES: dict[str, tuple[str, str, Target]] = {
+    "summary of B's task": _queried(
+        "GET",
+        f"{COIOTE}/taskReports/summary",
+        "taskId",
+        lambda w: w.tasks["task_id"],
+        lambda w: _missing_task(),
+    ),
+    "more reports of B's cursor": _queried(
+        "GET",
+        f"{COIOTE}/taskReports/moreReports",
+        "cursor",
+        lambda w: w.tasks["cursor"],
+        lambda w: str(10**9 + secrets.randbelow(10**6)),
+        shown_as="cursor {}",
+    ),
+    "session of A's device carrying B's task": _queried(
+        "POST",
+        f"{COIOTE}/sessions/{{device_id}}",
+        "taskId",
+        lambda w: w.tasks["task_id"],
+        lambda w: _missing_task(),
+        params=lambda w: {"device_id": f"{w.a.tag}-dev"},
+    ),
+    "A's device from B's template": _bodied(
+        "POST",
+        f"{COIOTE}/tasksFromTemplates/device/{{deviceId}}",
+        lambda w, t: {"templateName": t},
+        lambda w: w.tasks["template"],
+        _a_device_id,
+    ),
+    "A's group from B's template": _bodied(
+        "POST",
+        f"{COIOTE}/tasksFromTemplates/group/{{groupId}}",
+        lambda w, t: {"templateName": t},
+        lambda w: w.tasks["template"],
+        _a_group,
+    ),
+    "setting on B's group": _bodied(
+        "PUT",
+        f"{COIOTE}/settingValues",
+        lambda w, g: {"name": f"{w.a.tag}_x", "value": "by A", "groupId": g},
+        lambda w: w.group,
+        lambda w: {},
+    ),
+    "setting on B's device": _bodied(
+        "PUT",
+        f"{COIOTE}/settingValues",
+        lambda w, d: {"name": f"{w.a.tag}_x", "value": "by A", "deviceId": d},
+        lambda w: w.device,
+        lambda w: {},
+    ),
+}
+# Joins REFERENCES once that exists (below).
+
+# --- end of the tasks block ----------------------------------------------------------------------
+
+
 def test_every_get_route_without_parameters_is_checked(openapi):
     plain = {
         route for method, route in _operations(openapi) if method == "GET" and "{" not in route
@@ -813,11 +1147,11 @@ def _leaks(world: World, text: str) -> list[str]:
 def test_list_shows_nothing_of_the_sibling(world, route):
     listing = LISTS[route]
     with world.as_a() as http:
-        for query in listing.queries(world):
+        for position, query in enumerate(listing.queries(world)):
             response = http.get(route, params=query)
             assert response.status_code == 200, (query, response.text)
             assert not _leaks(world, response.text), (query, response.text)
-            if listing.shows_own and not query:
+            if listing.shows_own and position == 0:
                 assert world.a.tag in response.text, response.text
 
 
@@ -1040,6 +1374,9 @@ REFERENCES.update(
     }
 )
 
+# -- tasks: requests naming B's task, cursor, template, group or device (the tasks block)
+REFERENCES.update(TASK_REFERENCES)
+
 
 def _refused_as_if_missing(world: World, method: str, route: str, target: Target) -> Call:
     """A's request aimed at B's object is answered exactly like one aimed at nothing, and
@@ -1052,7 +1389,7 @@ def _refused_as_if_missing(world: World, method: str, route: str, target: Target
 
     assert refused.status_code in target.refused, (refused.status_code, refused.text)
     assert refused.status_code == unknown.status_code, (refused.text, unknown.text)
-    assert _without_ids(refused.json(), sibling) == _without_ids(unknown.json(), missing)
+    assert _without_ids(_body(refused), sibling) == _without_ids(_body(unknown), missing)
     assert _changes(before, world.snapshot()) == {}
     return sibling
 
