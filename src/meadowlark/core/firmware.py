@@ -159,6 +159,10 @@ class FirmwareUpdates(ServerListener):
             resource = await self.images.get(session, domain_id, resource_id)
         return device, resource
 
+    async def check_image(self, *, domain_id: str, resource_id: str) -> None:
+        async with self._db.session() as session:
+            await self.images.get(session, domain_id, resource_id)
+
     async def update(
         self,
         *,

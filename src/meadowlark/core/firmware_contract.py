@@ -36,3 +36,8 @@ class FirmwareUpdater(Protocol):
         """Update the device's firmware with the image ``resource_id``; never raises for a
         device-side failure (that is an unsuccessful outcome)."""
         ...
+
+    async def check_image(self, *, domain_id: str, resource_id: str) -> None:
+        """Raise ``NotFound`` unless the image ``resource_id`` is visible from ``domain_id``
+        (checked when a firmware task is created, so a bad id is refused at once)."""
+        ...

@@ -38,7 +38,7 @@ from meadowlark.store.models import Domain
 CATEGORIES = frozenset({"FIRMWARE", "SOFTWARE", "CONFIGURATION", "OTHER"})
 EXPIRATION_TIMES = frozenset({"ONE_HOUR", "ONE_DAY", "ONE_WEEK", "ONE_MONTH", "NEVER"})
 PROTOCOLS = frozenset({"COAP", "HTTP", "HTTPS"})
-RESOURCE_NOT_FOUND_CODE = 4044
+RESOURCE_NOT_FOUND_CODE = 4041  # the reference: "resource/domain not found"
 _RESOURCE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,254}")
 _TOKEN = re.compile(r"([0-9a-f]{32})\.([0-9a-f]{1,12})\.([A-Za-z0-9_-]{22})")
 _MAC_BYTES = 16

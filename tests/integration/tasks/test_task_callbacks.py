@@ -11,10 +11,11 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import httpx
 import pytest
 
 from lwm2m_harness import Lwm2mTestServer, devices, eventually, running_lwm2m_server  # noqa: F401
@@ -166,34 +167,90 @@ class RecordingUpdater:
         self.calls.append(request)
         return self.outcome
 
+    async def check_image(self, *, domain_id: str, resource_id: str) -> None:
+        """Every image exists for this updater."""
+
 
 @pytest.fixture
-def updater(server) -> Iterator[RecordingUpdater]:
+def firmware_updater(server) -> Iterator[Callable[[Any], None]]:
+    """``firmware_updater(u)`` hands the task engine ``u``; the real one comes back after."""
     engine = server.runtime.tasks.engine
+    real = engine.firmware
+
+    def use(updater: Any) -> None:
+        engine.firmware = updater
+
+    yield use
+    engine.firmware = real
+
+
+@pytest.fixture
+def updater(firmware_updater) -> RecordingUpdater:
     recording = RecordingUpdater(FirmwareOutcome(True, 1, "1.0.0", "1.0.1", "updated"))
-    engine.firmware = recording
-    yield recording
-    engine.firmware = None
+    firmware_updater(recording)
+    return recording
 
 
-def test_firmware_requests_without_an_updater_are_503(server, devices):
-    endpoint = f"fw-{secrets.token_hex(3)}"
-    devices(endpoint)
-    with server.admin() as http:
-        upgrade = http.post(f"{API}/tasks/upgrade/{endpoint}/image-1")
-        assert (upgrade.status_code, upgrade.json()["code"]) == (503, 5030)
-        template = http.post(
+def _firmware_requests(http: httpx.Client, endpoint: str, image: str) -> list[httpx.Response]:
+    return [
+        http.post(f"{API}/tasks/upgrade/{endpoint}/{image}"),
+        http.post(
             f"{API}/tasksFromTemplates/device/{endpoint}",
             json={
                 "templateName": "Lwm2mFirmwareUpdate",
-                "config": {"parameters": [{"name": "resourceId", "value": "image-1"}]},
+                "config": {"parameters": [{"name": "resourceId", "value": image}]},
+            },
+        ),
+    ]
+
+
+def _tasks_of(http: httpx.Client, endpoint: str) -> list[Any]:
+    return http.get(f"{API}/tasks", params={"searchCriteria": f"targetId eq '{endpoint}'"}).json()
+
+
+def test_firmware_requests_for_an_unknown_image_are_refused(server, given_on):
+    """An image of a sibling domain is refused exactly like one that does not exist."""
+    given = given_on(server)
+    ours, theirs = (
+        given.token(given.user(domain=given.domain(), account_type="admin")) for _ in range(2)
+    )
+    endpoint = f"fw-{secrets.token_hex(3)}"
+    with server.client(theirs) as http:
+        created = http.post(
+            f"{API}/resources",
+            json={
+                "name": "theirs",
+                "category": "FIRMWARE",
+                "location": {"InternalLocation": {"fileName": "theirs.bin"}},
             },
         )
-        assert (template.status_code, template.json()["code"]) == (503, 5030)
-        assert (
-            http.get(f"{API}/tasks", params={"searchCriteria": f"targetId eq '{endpoint}'"}).json()
-            == []
+        assert created.status_code == 201, created.text
+        their_image = created.json()["id"]
+    with server.client(ours) as http:
+        device = http.post(f"{API}/devices", json={"properties": {"endpointName": endpoint}})
+        assert device.status_code == 201, device.text
+        device_id = device.json()["id"]
+        for image in ("no-such-image", their_image):
+            for response in _firmware_requests(http, device_id, image):
+                assert (response.status_code, response.json()["code"]) == (404, 4041), image
+        assert _tasks_of(http, device_id) == []
+        own = http.post(
+            f"{API}/resources",
+            json={"name": "ours", "location": {"InternalLocation": {"fileName": "ours.bin"}}},
         )
+        assert own.status_code == 201, own.text
+        accepted = http.post(f"{API}/tasks/upgrade/{device_id}/{own.json()['id']}")
+        assert accepted.status_code == 201, accepted.text  # the same request with a real image
+
+
+def test_firmware_requests_without_an_updater_are_503(server, devices, firmware_updater):
+    firmware_updater(None)
+    endpoint = f"fw-{secrets.token_hex(3)}"
+    devices(endpoint)
+    with server.admin() as http:
+        for response in _firmware_requests(http, endpoint, "image-1"):
+            assert (response.status_code, response.json()["code"]) == (503, 5030)
+        assert _tasks_of(http, endpoint) == []
 
 
 def test_firmware_upgrade_route_and_template_call_the_updater(server, devices, updater):

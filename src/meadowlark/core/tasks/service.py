@@ -283,9 +283,19 @@ class TaskService:
     async def _device_models(self, device: Device) -> ModelLookup:
         return (await device_data_model(device, self._catalog, self._server)).models
 
-    def _check_firmware(self, operations: Sequence[Mapping[str, Any]]) -> None:
-        if uses_firmware(operations) and self.engine.firmware is None:
+    async def _check_firmware(
+        self, operations: Sequence[Mapping[str, Any]], domain_id: str
+    ) -> None:
+        """Firmware operations need an updater and an image the target's domain sees."""
+        if not uses_firmware(operations):
+            return
+        if self.engine.firmware is None:
             raise Unavailable("firmware update is not configured on this server", code=5030)
+        for operation in operations:
+            if "firmwareUpdate" in operation:
+                await self.engine.firmware.check_image(
+                    domain_id=domain_id, resource_id=str(operation["firmwareUpdate"]["resourceId"])
+                )
 
     async def create_for_device(
         self,
@@ -299,7 +309,7 @@ class TaskService:
     ) -> str:
         device = await get_device(session, principal, device_id)
         operations = validate_operations(new.operations, await self._device_models(device))
-        self._check_firmware(operations)
+        await self._check_firmware(operations, device.domain_id)
         prefix = "d:" + hashlib.sha256(device.id.encode()).hexdigest()[:16]
         task_id = await self._save(
             session, device.domain_id, DEVICE, device.id, prefix, new, operations, rerun_if_exists
@@ -324,7 +334,7 @@ class TaskService:
         group = await get_group(session, principal, group_id)
         models = self._catalog.registry_for(group.domain_id).with_versions({})
         operations = validate_operations(new.operations, models)
-        self._check_firmware(operations)
+        await self._check_firmware(operations, group.domain_id)
         task_id = await self._save(
             session,
             group.domain_id,
@@ -554,7 +564,7 @@ class TaskService:
             operations = template.expand({item["name"]: item["value"] for item in parameters})
             models = self._catalog.registry_for(task.domain_id).with_versions({})
             task.operations = validate_operations(operations, models)
-            self._check_firmware(task.operations)
+            await self._check_firmware(task.operations, task.domain_id)
         name = config.get("taskName")
         if isinstance(name, str) and name != task.name:
             task.name = _check_name(name)
