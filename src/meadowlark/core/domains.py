@@ -38,6 +38,16 @@ def parent_of(domain_id: str) -> str | None:
     return domain_id[: domain_id.rstrip("/").rfind("/") + 1]
 
 
+def domain_lineage(domain_id: str) -> list[str]:
+    """The domain and its ancestors, nearest first: ``/root/a/b/``, ``/root/a/``, ``/root/``."""
+    chain: list[str] = []
+    current: str | None = domain_id
+    while current is not None:
+        chain.append(current)
+        current = parent_of(current)
+    return chain
+
+
 def in_scope(column, scope: str):  # noqa: ANN001, ANN201 - SQLAlchemy column expression
     """SQL condition: ``column`` is ``scope`` or below it (LIKE wildcards escaped)."""
     return column.startswith(scope, autoescape=True)

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from meadowlark.auth import permissions as catalog
 from meadowlark.auth.principal import Principal
-from meadowlark.core.domains import in_scope, normalize_domain_id
+from meadowlark.core.domains import domain_lineage, in_scope, normalize_domain_id
 from meadowlark.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from meadowlark.store.db import Database
 from meadowlark.store.models import Domain, Role, User
@@ -146,18 +146,12 @@ def ensure_grantable(granter: frozenset[str], wanted: Iterable[str]) -> None:
         raise Forbidden(f"cannot grant a permission you do not hold: {missing[0]!r}")
 
 
-def _ancestors_and_self(domain_id: str) -> list[str]:
-    """``/root/a/b/`` -> ``/root/``, ``/root/a/``, ``/root/a/b/``."""
-    segments = domain_id.strip("/").split("/")
-    return ["/" + "/".join(segments[:n]) + "/" for n in range(1, len(segments) + 1)]
-
-
 def _visible(principal: Principal):  # noqa: ANN202 - SQLAlchemy condition
     """Built in, owned by the caller's subtree, or owned above it (roles its users hold)."""
     return or_(
         Role.domain_id.is_(None),
         in_scope(Role.domain_id, principal.domain_id),
-        Role.domain_id.in_(_ancestors_and_self(principal.domain_id)),
+        Role.domain_id.in_(domain_lineage(principal.domain_id)),
     )
 
 

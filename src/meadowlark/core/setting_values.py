@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from meadowlark.auth.principal import Principal
 from meadowlark.core.devices import device_properties, get_device
-from meadowlark.core.domains import in_scope, parent_of
+from meadowlark.core.domains import domain_lineage, in_scope
 from meadowlark.core.errors import Conflict, InvalidInput
 from meadowlark.core.groups import get_group
 from meadowlark.core.search_criteria import Field, compile_criteria
@@ -87,16 +87,6 @@ def group_lineage(group_ids: Sequence[str]) -> list[str]:
         for depth in range(len(segments), 0, -1):
             lineage.setdefault(".".join(segments[:depth]), depth)
     return sorted(lineage, key=lambda group_id: (-lineage[group_id], group_id))
-
-
-def domain_lineage(domain_id: str) -> list[str]:
-    """The domain and its ancestors, nearest first."""
-    chain: list[str] = []
-    current: str | None = domain_id
-    while current is not None:
-        chain.append(current)
-        current = parent_of(current)
-    return chain
 
 
 async def list_settings(
@@ -176,7 +166,11 @@ async def _effective(
         (SettingValueRow.target_kind == kind) & (SettingValueRow.target_id == target)
         for kind, target in strongest_first
     ]
-    query = select(SettingValueRow).where(or_(*conditions))
+    # A value counts only where its owner reaches: a group or device id reused by another
+    # domain after a delete does not inherit the old owner's values.
+    query = select(SettingValueRow).where(
+        or_(*conditions), SettingValueRow.domain_id.in_(domain_lineage(domain_id))
+    )
     if visible is not None:
         query = query.where(in_scope(SettingValueRow.domain_id, visible.domain_id))
     rows = list(await session.scalars(query))

@@ -382,3 +382,39 @@ def test_a_silent_device_times_out_after_its_attempts(server, devices):
         )
     assert report["status"] == "Timeout"
     assert report["summary"].startswith("no answer after 1 attempts")
+
+
+def test_a_reused_group_id_inherits_nothing_from_its_former_owner(
+    server, devices, coiote, given_on
+):
+    """Group ids are global: a domain that deletes its group and another that creates one
+    with the same id later must not share group tasks or setting values."""
+    given = given_on(server)
+    former = given.token(given.user(domain=given.domain(), account_type="admin"))
+    group, setting = f"reused{secrets.token_hex(3)}", f"former{secrets.token_hex(2)}"
+    with server.client(former) as http:
+        assert http.post(f"{API}/groups", json={"id": group}).status_code == 201
+        put = http.put(
+            f"{API}/settingValues", json={"name": setting, "value": "x", "groupId": group}
+        )
+        assert put.status_code == 204, put.text
+        task_id = http.post(
+            f"{API}/tasksFromTemplates/group/{group}", json={"templateName": "reboot"}
+        ).json()
+        assert http.delete(f"{API}/groups/{group}").status_code == 204
+    endpoint = name("reuse")
+    with server.admin() as http:  # the root domain takes the id over, with a device in it
+        assert http.post(f"{API}/groups", json={"id": group}).status_code == 201
+        created = http.post(
+            f"{API}/devices",
+            json={"properties": {"endpointName": endpoint}, "directGroups": [group]},
+        )
+        assert created.status_code == 201, created.text
+    devices(endpoint)
+    # The registration reads are done: the engine has served the device's first contact.
+    eventually(lambda: coiote.devices.get_one(endpoint).manufacturer)
+    with server.admin() as http:
+        profile = http.get(f"{API}/settingValues/deviceProfile/{endpoint}").json()
+        assert setting not in {value["name"] for value in profile}
+        summary = http.get(f"{API}/taskReports/summary", params={"taskId": task_id}).json()
+        assert summary["totalScheduled"] == 0, summary

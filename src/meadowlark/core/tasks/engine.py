@@ -29,6 +29,7 @@ import structlog
 from sqlalchemy import exists, insert, literal, or_, select, update
 
 from meadowlark.core.data_model import render_value
+from meadowlark.core.domains import domain_lineage
 from meadowlark.core.errors import InvalidInput
 from meadowlark.core.firmware_contract import FirmwareUpdater
 from meadowlark.core.observations import parse_observation_attributes
@@ -290,6 +291,8 @@ class TaskEngine(ServerListener):
             ).where(
                 TaskRow.target_kind == GROUP,
                 TaskRow.target_id.in_(sorted(lineage)),
+                # A group id reused by another domain does not inherit the old owner's tasks.
+                TaskRow.domain_id.in_(domain_lineage(device.domain_id)),
                 TaskRow.is_active.is_(True),
                 ~exists().where(TaskRun.task_id == TaskRow.id, TaskRun.device_id == device.id),
             )
