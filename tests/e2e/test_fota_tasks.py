@@ -49,12 +49,12 @@ def device(server: Lwm2mTestServer) -> Iterator[Callable[..., SimulatedDevice]]:
     """``device(**options)``: a registered simulated device (with object 5), stopped after."""
     started: list[SimulatedDevice] = []
 
-    def start(**options: Any) -> SimulatedDevice:
+    def start(endpoint: str | None = None, **options: Any) -> SimulatedDevice:
         options.setdefault("timing", TIMING)
 
         async def register() -> SimulatedDevice:
             simulated = SimulatedDevice(
-                f"fota-{secrets.token_hex(4)}", server.server_uri, **options
+                endpoint or f"fota-{secrets.token_hex(4)}", server.server_uri, **options
             )
             await simulated.start()
             return simulated
@@ -195,8 +195,16 @@ def test_failure_the_device_reports_fails_the_task(server, device, coiote):
 
 
 def test_builtin_firmware_template_updates_the_device(server, device, coiote):
+    """The device's Coiote id is not its endpoint name: the task, the updater and the
+    report all go by the id."""
     resource_id = given_image(server, build_image("3.0.0", os.urandom(10_000)))
-    simulated = device()
+    endpoint, device_id = f"fota-{secrets.token_hex(4)}", f"dev-{secrets.token_hex(4)}"
+    with server.admin() as http:
+        created = http.post(
+            f"{COIOTE}/devices", json={"id": device_id, "properties": {"endpointName": endpoint}}
+        )
+        assert created.status_code == 201, created.text
+    simulated = device(endpoint=endpoint)
     invocation = TaskTemplateInvocation(
         templateName="Lwm2mFirmwareUpdate",
         config=TaskTemplateConfig(
@@ -211,10 +219,11 @@ def test_builtin_firmware_template_updates_the_device(server, device, coiote):
         ),
     )
     report = coiote.task_templates.run_on_device_and_await(
-        simulated.endpoint_name, invocation, wait_time_seconds=int(REPORT_WAIT)
+        device_id, invocation, wait_time_seconds=int(REPORT_WAIT)
     )
     assert report.status == "Success", report.summary
     found = properties(report)
     assert (found["oldFirmwareVersion"], found["newFirmwareVersion"]) == ("1.0.0", "3.0.0")
     assert found["result"] == "1"
+    assert report.deviceId == device_id
     assert version_of(server, simulated) == "3.0.0"
