@@ -169,14 +169,24 @@ class RecordingUpdater:
 
 @pytest.fixture
 def updater(server) -> Iterator[RecordingUpdater]:
+    """The recording updater in place of the server's own (restored afterwards)."""
     engine = server.runtime.tasks.engine
     recording = RecordingUpdater(FirmwareOutcome(True, 1, "1.0.0", "1.0.1", "updated"))
-    engine.firmware = recording
+    own, engine.firmware = engine.firmware, recording
     yield recording
-    engine.firmware = None
+    engine.firmware = own
 
 
-def test_firmware_requests_without_an_updater_are_503(server, devices):
+@pytest.fixture
+def no_updater(server) -> Iterator[None]:
+    """A server without a firmware updater (the runtime wires the real one in)."""
+    engine = server.runtime.tasks.engine
+    own, engine.firmware = engine.firmware, None
+    yield
+    engine.firmware = own
+
+
+def test_firmware_requests_without_an_updater_are_503(server, devices, no_updater):
     endpoint = f"fw-{secrets.token_hex(3)}"
     devices(endpoint)
     with server.admin() as http:
@@ -204,7 +214,14 @@ def test_firmware_upgrade_route_and_template_call_the_updater(server, devices, u
         assert (bad.status_code, bad.json()["code"]) == (400, 4000)
         upgrade = http.post(
             f"{API}/tasks/upgrade/{endpoint}/image-1",
-            params={"transferMethod": "Push", "transferProtocol": "COAP", "timeout": "2m"},
+            # python-coiote's spelling of its enums; the plain one is accepted too.
+            params={
+                "transferMethod": "TransferMethod.Push",
+                "transferProtocol": "TransferProtocol.COAP",
+                "timeout": "2m",
+                "upgradeStrategy": "UpgradeStrategy.WithoutObservations",
+                "blocking": "True",
+            },
         )
         assert upgrade.status_code == 201, upgrade.text
         task_id = upgrade.json()
