@@ -261,7 +261,14 @@ def test_firmware_upgrade_route_and_template_call_the_updater(server, devices, u
         assert (bad.status_code, bad.json()["code"]) == (400, 4000)
         upgrade = http.post(
             f"{API}/tasks/upgrade/{endpoint}/image-1",
-            params={"transferMethod": "Push", "transferProtocol": "COAP", "timeout": "2m"},
+            # python-coiote's spelling of its enums; the plain one is accepted too.
+            params={
+                "transferMethod": "TransferMethod.Push",
+                "transferProtocol": "TransferProtocol.COAP",
+                "timeout": "2m",
+                "upgradeStrategy": "UpgradeStrategy.WithoutObservations",
+                "blocking": "True",
+            },
         )
         assert upgrade.status_code == 201, upgrade.text
         task_id = upgrade.json()

@@ -17,7 +17,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from meadowlark.api.deps import RuntimeDep, SessionDep, require
 from meadowlark.auth.principal import Principal
 from meadowlark.core.errors import InvalidInput
-from meadowlark.core.tasks.definitions import TRANSFER_METHODS, TRANSFER_PROTOCOLS, parse_duration
+from meadowlark.core.tasks.definitions import (
+    TRANSFER_METHODS,
+    TRANSFER_PROTOCOLS,
+    enum_text,
+    parse_duration,
+)
 from meadowlark.core.tasks.engine import DEVICE, GROUP
 from meadowlark.core.tasks.service import NewTask, parse_callback, task_view
 
@@ -123,13 +128,17 @@ async def upgrade_firmware(
     runtime: RuntimeDep,
     session: SessionDep,
     principal: Annotated[Principal, require("POST tasks/upgrade/{deviceId}/{resourceId}")],
-    transferMethod: Annotated[str, Query(max_length=16)] = "Pull",
-    transferProtocol: Annotated[str, Query(max_length=16)] = "COAP",
+    transferMethod: Annotated[str, Query(max_length=64)] = "Pull",
+    transferProtocol: Annotated[str, Query(max_length=64)] = "COAP",
     timeout: Annotated[str, Query(max_length=32)] = "20m",  # noqa: ASYNC109 - the reference names it
     executeImmediately: Flag = True,
 ) -> str:
     """Update the device's firmware (object 5) with the uploaded image ``resourceId``;
-    503 (5030) when this server has no firmware updater."""
+    503 (5030) when this server has no firmware updater. python-coiote's enum spelling
+    (``TransferMethod.Pull``, ``TransferProtocol.COAP``) is accepted; its other query
+    parameters (``upgradeStrategy``, ``blocking``, ``useQuota``, ...) are ignored."""
+    transferMethod = enum_text(transferMethod, "TransferMethod")
+    transferProtocol = enum_text(transferProtocol, "TransferProtocol")
     if transferMethod not in TRANSFER_METHODS:
         raise InvalidInput("transferMethod is Pull or Push", code=4000)
     if transferProtocol.upper() not in TRANSFER_PROTOCOLS:

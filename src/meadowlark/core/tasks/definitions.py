@@ -45,6 +45,14 @@ class ModelLookup(NamedModels, Protocol):
     def get_resource(self, object_id: int, resource_id: int) -> ResourceModel | None: ...
 
 
+def enum_text(text: str, enum_name: str) -> str:
+    """``text`` without the ``<enum_name>.`` prefix: python-coiote passes its enums as query
+    parameters unconverted, so requests sends ``str(TransferMethod.Pull)``, i.e.
+    ``TransferMethod.Pull``."""
+    prefix = f"{enum_name}."
+    return text[len(prefix) :] if text.startswith(prefix) else text
+
+
 def parse_duration(text: str, what: str = "timeout") -> float:
     """``20m``, ``30s``, ``1h``, ``1500ms`` or plain seconds, as seconds (> 0)."""
     match = _DURATION.fullmatch(text.strip())
@@ -272,8 +280,12 @@ def _attributes(raw: object, position: int) -> tuple[tuple[str, str], ...]:
 
 def _plan_firmware(body: Mapping[str, Any], position: int) -> PlannedOperation:
     resource_id = _text(body, "resourceId", position)
-    method = _text(body, "transferMethod", position, required=False) or "Pull"
-    protocol = (_text(body, "transferProtocol", position, required=False) or "COAP").upper()
+    method = enum_text(
+        _text(body, "transferMethod", position, required=False) or "Pull", "TransferMethod"
+    )
+    protocol = enum_text(
+        _text(body, "transferProtocol", position, required=False) or "COAP", "TransferProtocol"
+    ).upper()
     if method not in TRANSFER_METHODS:
         raise InvalidInput(
             f"operation {position}: transferMethod is Pull or Push", code=INVALID_PAYLOAD
