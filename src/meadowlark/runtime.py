@@ -81,7 +81,14 @@ class Runtime:
         things = ThingService(db, thing_index, lwm2m, LoggingSmsGateway())
         activity = ActivityRecorder(db, thing_index, lwm2m.traffic)
         lwm2m.admission_policy = ThingAdmissionPolicy(thing_index)
-        lwm2m.add_listener(ConnectivityListener(thing_index, activity, things.link_automatically))
+        lwm2m.add_listener(
+            ConnectivityListener(
+                thing_index,
+                activity,
+                things.link_automatically,
+                domain_of=device_stores.devices.domain_of,
+            )
+        )
         firmware_settings = settings.firmware
         firmware_images = FirmwareImages(
             db,
