@@ -330,9 +330,15 @@ def test_state_is_enforced_on_real_traffic_and_everything_is_recorded(
                     == "CONNECTED"
                 )
             )
-            flush()
+
             # Every datagram counts, the refused Update and Register included: they went
-            # to and from the address the device registers at again.
+            # to and from the address the device registers at again. The reads the task
+            # engine makes at the new registration may still be in flight: wait for them.
+            def counted() -> bool:
+                flush()
+                return _usage(http, target) == (relay.to_server, relay.to_device)
+
+            eventually(counted)
             used_in, used_out = _usage(http, target)
             assert (used_in, used_out) == (relay.to_server, relay.to_device)
 
