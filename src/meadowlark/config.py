@@ -12,7 +12,7 @@ import os
 import secrets
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
@@ -144,6 +144,32 @@ class TaskSettings(BaseModel):
     """Seconds between looks for due callback retries."""
 
 
+class SmsSettings(BaseModel):
+    """How MT SMS reach SIMs: ``log`` (default: logged, not sent) or ``smpp`` (an SMSC)."""
+
+    gateway: Literal["log", "smpp"] = "log"
+    host: str = "127.0.0.1"
+    """The SMSC's host (``smpp``)."""
+    port: int = Field(default=2775, ge=1, le=65535)
+    system_id: str = Field(default="", max_length=15)
+    """The ESME's SMPP login."""
+    password: SecretStr | None = None
+    """The ESME's SMPP password (at most 8 characters in SMPP 3.4); never logged."""
+    system_type: str = Field(default="", max_length=12)
+    source_addr: str = Field(default="", max_length=20)
+    """Sender address when a message names none."""
+    registered_delivery: bool = True
+    """Ask the SMSC for delivery receipts (recorded as connectivity events)."""
+    connect_timeout: float = Field(default=10.0, gt=0)
+    """Seconds to bind before a message counts as not accepted."""
+
+    @model_validator(mode="after")
+    def _smpp_needs_a_login(self) -> SmsSettings:
+        if self.gateway == "smpp" and not self.system_id:
+            raise ValueError("MEADOWLARK_SMS__SYSTEM_ID is required with the smpp gateway")
+        return self
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="MEADOWLARK_",
@@ -182,6 +208,7 @@ class Settings(BaseSettings):
     lwm2m: Lwm2mSettings = Lwm2mSettings()
     firmware: FirmwareSettings = FirmwareSettings()
     tasks: TaskSettings = TaskSettings()
+    sms: SmsSettings = SmsSettings()
 
     _parse_http = field_validator("http", "coap", mode="before")(_host_port)
 

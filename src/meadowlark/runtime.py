@@ -9,7 +9,7 @@ from meadowlark.config import Settings
 from meadowlark.connectivity.enforcement import ThingAdmissionPolicy, ThingIndex
 from meadowlark.connectivity.listener import ConnectivityListener
 from meadowlark.connectivity.recorder import ActivityRecorder
-from meadowlark.connectivity.sms import LoggingSmsGateway
+from meadowlark.connectivity.sms import make_gateway
 from meadowlark.connectivity.things import ThingService
 from meadowlark.core.events import EventBus
 from meadowlark.core.firmware import FirmwareUpdates
@@ -78,10 +78,17 @@ class Runtime:
         events = EventBus(partial(device_domain, db))
         lwm2m.add_listener(events)
         thing_index = ThingIndex()
-        things = ThingService(db, thing_index, lwm2m, LoggingSmsGateway())
+        things = ThingService(db, thing_index, lwm2m, make_gateway(settings.sms))
         activity = ActivityRecorder(db, thing_index, lwm2m.traffic)
         lwm2m.admission_policy = ThingAdmissionPolicy(thing_index)
-        lwm2m.add_listener(ConnectivityListener(thing_index, activity, things.link_automatically))
+        lwm2m.add_listener(
+            ConnectivityListener(
+                thing_index,
+                activity,
+                things.link_automatically,
+                domain_of=device_stores.devices.domain_of,
+            )
+        )
         firmware_settings = settings.firmware
         firmware_images = FirmwareImages(
             db,
@@ -164,6 +171,7 @@ class Runtime:
         await self.tasks.engine.stop()
         await self.observations.stop()
         await self.lwm2m.stop()
+        await self.things.sms.close()
         await self.activity.stop()
         await self.device_stores.stop()
         await self.db.dispose()

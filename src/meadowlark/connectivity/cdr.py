@@ -25,6 +25,8 @@ class DataType(StrEnum):
     REGISTRATION_REFUSED = "REGISTRATION_REFUSED"
     IMEI_VIOLATION = "IMEI_VIOLATION"
     MT_SMS = "MT_SMS"
+    SMS_DELIVERY = "MT_SMS_DELIVERY"
+    """A delivery receipt of an MT SMS (SMPP)."""
     PING = "PING"
     REFRESH = "REFRESH_CONNECTION"
     USAGE = "DATA"

@@ -115,6 +115,10 @@ class ThingIndex:
         imei = imei_of_endpoint(endpoint)
         return None if imei is None else self._by_imei.get(imei)
 
+    def for_imei(self, imei: str) -> ThingFacts | None:
+        """The Thing whose inventory IMEI is ``imei``."""
+        return self._by_imei.get(imei)
+
     def get(self, thing_id: str) -> ThingFacts | None:
         return self._by_id.get(thing_id)
 

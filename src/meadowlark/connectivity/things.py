@@ -35,7 +35,7 @@ from meadowlark.connectivity.identifiers import (
     validate_msisdn,
 )
 from meadowlark.connectivity.recorder import add_usage
-from meadowlark.connectivity.sms import OutgoingSms, SmsGateway
+from meadowlark.connectivity.sms import DeliveryReceipt, OutgoingSms, SmsGateway
 from meadowlark.connectivity.states import ThingState, check_transition, parse_state
 from meadowlark.core import audit
 from meadowlark.core.domains import in_scope
@@ -236,6 +236,7 @@ class ThingService:
         self.index = index
         self.lwm2m = lwm2m
         self.sms = sms
+        sms.receipts_to(self.record_receipt)
 
     # --- reading -------------------------------------------------------------------------
 
@@ -856,7 +857,8 @@ class ThingService:
         if ThingState(thing.state) not in (ThingState.ACTIVE, ThingState.TEST_ACTIVE):
             raise Conflict(f"MT SMS needs an active SIM; this one is {thing.state}")
         message_id = f"{thing.id}_{int(time.time() * 1000)}_{secrets.token_hex(4)}"
-        delivered = await self.sms.send(OutgoingSms(message_id, thing.msisdn, sender, text))
+        network_id = await self.sms.send(OutgoingSms(message_id, thing.msisdn, sender, text))
+        delivered = network_id is not None
         async with self.db.transaction() as session:
             cdr.record(
                 session,
@@ -867,12 +869,34 @@ class ThingService:
                 severity="Info" if delivered else "Warning",
                 message="Success" if delivered else "Failure",
                 messageId=message_id,
+                networkMessageId=network_id,
                 sender=sender,
                 length=len(text),
             )
             if delivered:
                 await add_usage(session, datetime.now(UTC).date(), {thing.id: {"sms_mt": 1}})
         return message_id
+
+    async def record_receipt(self, receipt: DeliveryReceipt) -> None:
+        """The network's delivery receipt of an MT SMS, as an event of its Thing."""
+        facts = self.index.get(receipt.message_id.rsplit("_", 2)[0])
+        if facts is None:
+            return
+        delivered = receipt.status == "DELIVRD"
+        async with self.db.transaction() as session:
+            cdr.record(
+                session,
+                cdr.DataType.SMS_DELIVERY,
+                domain_id=facts.domain_id,
+                thing_id=facts.id,
+                endpoint=facts.endpoint,
+                severity="Info" if delivered else "Warning",
+                message=f"SMS {receipt.status}",
+                messageId=receipt.message_id,
+                networkMessageId=receipt.network_id,
+                status=receipt.status,
+                error=receipt.error,
+            )
 
 
 def _ip_version(host: str) -> str:

@@ -23,6 +23,7 @@ from meadowlark.core.roles import (
     resolve_for_user,
     sync_builtin_roles,
 )
+from meadowlark.store.connectivity_models import ThingsGroup
 from meadowlark.store.models import Domain, User
 
 ADMIN_LOGIN = "admin"
@@ -54,6 +55,7 @@ class NewUser:
     tos_accepted: bool = False
     roles: tuple[str, ...] = ()
     permissions: tuple[str, ...] = ()
+    things_group_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +67,44 @@ class UserChanges:
     tos_accepted: bool | None = None
     roles: tuple[str, ...] | None = None
     permissions: tuple[str, ...] | None = None
+    things_group_ids: tuple[str, ...] | None = None
+    """None: unchanged; empty: no longer limited to Things groups."""
+
+
+MAX_THINGS_GROUPS = 100
+
+
+async def check_things_groups(
+    session: AsyncSession, actor: Principal, group_ids: tuple[str, ...], user_domain: str
+) -> list[str]:
+    """The Things groups a user of ``user_domain`` may be limited to, as the actor sets them.
+
+    Each group must be one the actor sees (its subtree, and its own groups if it is limited
+    to some) and one the user's domain sees; a caller limited to groups cannot lift the
+    limit (an empty list would show the user every Thing of its domain).
+    """
+    ids = list(dict.fromkeys(group_ids))
+    if len(ids) > MAX_THINGS_GROUPS:
+        raise InvalidInput(f"at most {MAX_THINGS_GROUPS} Things groups per user")
+    if not ids:
+        if actor.things_group_ids:
+            raise Forbidden("a user limited to Things groups only gives users some of them")
+        return ids
+    for group_id in ids:
+        if not isinstance(group_id, str) or not group_id or len(group_id) > 128:
+            raise InvalidInput("each Things group id is 1 to 128 characters")
+    condition = in_scope(ThingsGroup.domain_id, actor.domain_id)
+    if actor.things_group_ids:
+        condition = condition & ThingsGroup.id.in_(actor.things_group_ids)
+    rows = await session.execute(
+        select(ThingsGroup.id, ThingsGroup.domain_id).where(ThingsGroup.id.in_(ids), condition)
+    )
+    found = {row.id: row.domain_id for row in rows}
+    for group_id in ids:
+        domain_id = found.get(group_id)
+        if domain_id is None or not domain_id.startswith(user_domain):
+            raise NotFound(f"Things group {group_id[:80]!r} not found", code=4041)
+    return ids
 
 
 class Users:
@@ -108,6 +148,7 @@ class Users:
         # The account type's default role is a grant too (a Developer holds 47 permissions).
         roles = new.roles or (catalog.ROLE_FOR_ACCOUNT_TYPE[new.account_type],)
         await self._check_grants(session, actor, roles, new.permissions, domain_id)
+        group_ids = await check_things_groups(session, actor, new.things_group_ids, domain_id)
         if await session.scalar(select(User.id).where(User.login == new.login)) is not None:
             raise Conflict(f"user {new.login!r} already exists")
         user = User(
@@ -121,6 +162,7 @@ class Users:
             tos_accepted=new.tos_accepted,
             roles=list(roles),
             extra_permissions=sorted(set(new.permissions)),
+            things_group_ids=group_ids,
         )
         session.add(user)
         audit.record(
@@ -131,6 +173,7 @@ class Users:
             domain_id=domain_id,
             roles=user.roles,
             permissions=user.extra_permissions,
+            things_group_ids=group_ids,
         )
         return user
 
@@ -148,6 +191,10 @@ class Users:
             return
         if await self.roles.effective_permissions(user) - actor.permissions:
             raise Forbidden("you cannot manage an account with permissions you do not hold")
+        if actor.things_group_ids and (
+            not user.things_group_ids or set(user.things_group_ids) - set(actor.things_group_ids)
+        ):
+            raise Forbidden("you cannot manage an account that sees Things you do not see")
 
     async def update(
         self, session: AsyncSession, actor: Principal, login: str, changes: UserChanges
@@ -193,6 +240,28 @@ class Users:
                 domain_id=user.domain_id,
                 roles=user.roles,
                 permissions=user.extra_permissions,
+            )
+        if changes.things_group_ids is not None or (
+            changes.domain is not None and user.things_group_ids
+        ):
+            wanted = (
+                changes.things_group_ids
+                if changes.things_group_ids is not None
+                else tuple(user.things_group_ids)
+            )
+            if user.id == actor.user_id and changes.things_group_ids is not None:
+                if set(wanted) != set(user.things_group_ids):
+                    raise Forbidden("you cannot change your own Things groups")
+            user.things_group_ids = await check_things_groups(
+                session, actor, wanted, user.domain_id
+            )
+            audit.record(
+                session,
+                "things_groups.changed",
+                actor=actor.login,
+                subject=user.login,
+                domain_id=user.domain_id,
+                things_group_ids=user.things_group_ids,
             )
         if revoke_reason:
             self.identity.revoke_all(session, user, actor=actor.login, reason=revoke_reason)

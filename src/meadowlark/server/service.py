@@ -147,6 +147,11 @@ class ServerListener:
     def on_send(self, registration: Registration, batches: list[TimestampedNodes]) -> None:
         """The device pushed data with the Send operation."""
 
+    def on_values_cached(self, registration: Registration, nodes: Mapping[LwM2mPath, Node]) -> None:
+        """Values the device reported reached the value cache: the answer to a read, an
+        observe or a composite read (whoever asked: REST, task engine, registration reads),
+        a notification, or data it pushed with Send."""
+
     def on_awake(self, registration: Registration) -> None:
         """A queue-mode device became reachable."""
 
@@ -440,6 +445,9 @@ class LwM2mServer:
         oldest_first = sorted(batches, key=lambda batch: batch.timestamp or now)
         for batch in oldest_first:
             self.values.put(registration.endpoint, flatten_all(batch.nodes, batch.timestamp or now))
+            self._emit(
+                lambda listener, nodes=batch.nodes: listener.on_values_cached(registration, nodes)
+            )
         _log.debug("device_sent_data", endpoint=registration.endpoint, batches=len(batches))
         self._emit(lambda listener: listener.on_send(registration, batches))
         self._after_uplink(registration)
@@ -847,6 +855,7 @@ class LwM2mServer:
 
     def _cache(self, registration: Registration, nodes: Mapping[LwM2mPath, Node]) -> None:
         self.values.put(registration.endpoint, flatten_all(nodes, _utcnow()))
+        self._emit(lambda listener: listener.on_values_cached(registration, nodes))
 
     # --- queue mode ----------------------------------------------------------------------
 

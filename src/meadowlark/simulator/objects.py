@@ -115,6 +115,9 @@ class DeviceIdentity:
     firmware_version: str = "1.0.0"
     hardware_version: str = "1.0"
     device_type: str = "temperature-sensor"
+    serial_number: str = ""
+    """The Device object's serial number (/3/0/2), e.g. a cellular module's IMEI; empty:
+    ``SN`` and a checksum of the endpoint name."""
 
 
 Resources = dict[int, Value | dict[int, Value]]
@@ -750,7 +753,7 @@ class DeviceObjects:
 
     def _initial_tree(self) -> dict[int, dict[int, Resources]]:
         identity = self.identity
-        serial = f"SN{zlib.crc32(self.endpoint.encode()):08X}"
+        serial = identity.serial_number or f"SN{zlib.crc32(self.endpoint.encode()):08X}"
         supported_binding = "UQ" if self.lwm2m_version == "1.0" else "U"
         return {
             SECURITY: {

@@ -14,6 +14,7 @@ from meadowlark.core.users import NewUser, UserChanges
 from meadowlark.store.models import User
 
 BASE = "/api/coiotedm/v3"
+GroupIds = list[Annotated[str, Field(min_length=1, max_length=128)]]
 router = APIRouter(prefix=BASE, tags=["users"])
 
 
@@ -28,6 +29,8 @@ class UserCreateRequest(BaseModel):
     roles: list[str] = Field(default_factory=list, max_length=100)
     permissions: list[str] = Field(default_factory=list, max_length=1000)
     accountType: str = "developer"
+    thingsGroupIds: GroupIds = Field(default_factory=list, max_length=100)
+    """Things groups (console SIM groups) the user is limited to; empty: all of its domain's."""
 
 
 class UserPatchRequest(BaseModel):
@@ -41,6 +44,8 @@ class UserPatchRequest(BaseModel):
     tosAccepted: bool | None = None
     roles: list[str] = Field(default_factory=list, max_length=100)
     permissions: list[str] = Field(default_factory=list, max_length=1000)
+    thingsGroupIds: GroupIds | None = Field(default=None, max_length=100)
+    """Absent or null: unchanged; an empty list lifts the limit to Things groups."""
 
 
 class UserPublic(BaseModel):
@@ -63,6 +68,7 @@ class UserPublic(BaseModel):
     emailVerified: bool
     tosAccepted: bool
     twoFactorAuthentication: bool
+    thingsGroupIds: list[str] = Field(default_factory=list)
 
 
 class UserCreated(BaseModel):
@@ -88,6 +94,7 @@ def user_public(user: User) -> UserPublic:
         emailVerified=user.email_verified,
         tosAccepted=user.tos_accepted,
         twoFactorAuthentication=user.totp_enabled,
+        thingsGroupIds=list(user.things_group_ids or ()),
     )
 
 
@@ -112,6 +119,7 @@ async def create_user(
             tos_accepted=body.tosAccepted,
             roles=tuple(body.roles),
             permissions=tuple(body.permissions),
+            things_group_ids=tuple(body.thingsGroupIds),
         ),
     )
     await session.commit()
@@ -167,6 +175,7 @@ async def update_user(
             tos_accepted=body.tosAccepted,
             roles=tuple(body.roles) or None,
             permissions=tuple(body.permissions) or None,
+            things_group_ids=(None if body.thingsGroupIds is None else tuple(body.thingsGroupIds)),
         ),
     )
     await session.commit()
