@@ -111,8 +111,24 @@ def fresh_postgres_database(maintenance_url: str) -> Iterator[str]:
             .render_as_string(hide_password=False)
         )
     finally:
-        with psycopg.connect(**params, autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        _drop_database(params, name)
+
+
+def _drop_database(params: dict[str, Any], name: str) -> None:
+    """DROP ... WITH (FORCE) ends our sessions, but not an autovacuum worker the server
+    started on the database after a busy test (superuser-owned): wait for it to finish."""
+    import psycopg
+
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with psycopg.connect(**params, autocommit=True) as connection:
+                connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            return
+        except psycopg.errors.InsufficientPrivilege:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 BACKENDS = [

@@ -3,6 +3,11 @@
 
 Runs when ``MEADOWLARK_TEST_INTEROP_NODE_MODULES`` names a ``node_modules`` folder holding
 ``lwm2m-node-lib`` (``.ci/run`` installs it); skipped otherwise.
+
+That library answers single values only in text: an object-instance read in TLV (which
+LwM2M 1.0 requires clients to support) wedges it. The server's registration reads of /3/0
+and /5/0 are such reads, so the test switches them off with the ``registrationRead``
+setting; Eclipse Wakaama (``test_wakaama_tasks.py``) answers them.
 """
 
 from __future__ import annotations
@@ -32,6 +37,11 @@ SCRIPT = Path(__file__).with_name("node_lwm2m_client.js")
 @pytest.fixture
 def node_client(server) -> Iterator[str]:
     endpoint = f"node-{secrets.token_hex(4)}"
+    with server.admin() as http:
+        off = http.put(
+            "/api/coiotedm/v3/settingValues", json={"name": "registrationRead", "value": "off"}
+        )
+        assert off.status_code == 204, off.text
     process = subprocess.Popen(  # noqa: S603 - our own script
         ["node", str(SCRIPT), str(server.coap_port), endpoint],  # noqa: S607
         env={**os.environ, "NODE_PATH": NODE_MODULES, "NODE_NO_WARNINGS": "1"},

@@ -6,7 +6,7 @@ import json
 import math
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from meadowlark.api.json_input import MAX_DEPTH, check_text, loads
@@ -104,14 +104,19 @@ def _acceptable(value: object, depth: int = 0) -> bool:
 
 @settings(max_examples=400, deadline=None)
 @given(ANY_JSON, st.integers(0, 2 * MAX_DEPTH), st.booleans())
+@example("\ud800\udc00", 0, True)  # an escaped pair: U+10000, acceptable
+@example("\ud800\udc00", 0, False)  # the same code points raw: not UTF-8
 def test_loads_takes_exactly_the_acceptable_documents(value, nesting, ascii_only):
     for _ in range(nesting):
         value = [value]
     text = json.dumps(value, ensure_ascii=ascii_only)
+    # Escaped, a high and a low surrogate next to each other are one character to any JSON
+    # reader ("\\ud800\\udc00" is U+10000); unescaped they are not UTF-8 at all.
+    meaning = json.loads(text) if ascii_only else value
     try:
         loaded = loads(text.encode("utf-8", "surrogatepass"))
     except InvalidInput:
-        assert not _acceptable(value)
+        assert not _acceptable(meaning)
         return
-    assert _acceptable(value)
+    assert _acceptable(meaning)
     assert json.dumps(loaded) == json.dumps(value)
