@@ -9,9 +9,11 @@ import asyncio
 import contextlib
 import re
 from collections import OrderedDict
+from typing import Any
 
 import smpp34
 import structlog
+from smpp34._smpp34 import TLV_MESSAGE_PAYLOAD, TLV_MESSAGE_STATE, TLV_RECEIPTED_MESSAGE_ID
 
 from meadowlark.config import SmsSettings
 from meadowlark.connectivity.sms import DeliveryReceipt, OutgoingSms, ReceiptSink
@@ -48,8 +50,8 @@ def parse_receipt(event: smpp34.DeliverSmEvent) -> tuple[str, str, str] | None:
     if not event.esm_class & RECEIPT_ESM_CLASS:
         return None
     tlvs = {tlv.tag: tlv for tlv in event.tlvs}
-    receipted = tlvs.get(smpp34.TLV_RECEIPTED_MESSAGE_ID)
-    state = tlvs.get(smpp34.TLV_MESSAGE_STATE)
+    receipted = tlvs.get(TLV_RECEIPTED_MESSAGE_ID)
+    state = tlvs.get(TLV_MESSAGE_STATE)
     match = _RECEIPT.search(event.short_message)
     network_id = (receipted.as_string() if receipted else None) or (
         match.group("id").decode("ascii", "replace") if match else None
@@ -65,6 +67,11 @@ def parse_receipt(event: smpp34.DeliverSmEvent) -> tuple[str, str, str] | None:
     return network_id.rstrip("\x00"), status or "UNKNOWN", error
 
 
+def _bound_size(entries: OrderedDict[str, Any]) -> None:
+    while len(entries) > MAX_PENDING_RECEIPTS:
+        entries.popitem(last=False)
+
+
 class SmppGateway:
     """``SmsGateway`` over SMPP; the password is a SecretStr and never logged."""
 
@@ -75,8 +82,11 @@ class SmppGateway:
         self._reader: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._sink: ReceiptSink | None = None
+        self._receipt_tasks: set[asyncio.Task[None]] = set()
         self._pending: OrderedDict[str, str] = OrderedDict()
         """Network message id -> our message id, for receipts still to come."""
+        self._early: OrderedDict[str, tuple[str, str]] = OrderedDict()
+        """Receipts read before their submit_sm_resp was handled (a fast SMSC)."""
 
     def receipts_to(self, sink: ReceiptSink) -> None:
         self._sink = sink
@@ -116,7 +126,7 @@ class SmppGateway:
                     source_addr=sms.sender or self._settings.source_addr,
                     data_coding=data_coding,
                     registered_delivery=1 if self._settings.registered_delivery else 0,
-                    tlvs=[smpp34.Tlv(smpp34.TLV_MESSAGE_PAYLOAD, payload)] if long else [],
+                    tlvs=[smpp34.Tlv(TLV_MESSAGE_PAYLOAD, payload)] if long else [],
                 ),
                 self._settings.connect_timeout,
             )
@@ -130,12 +140,28 @@ class SmppGateway:
             )
             return None
         network_id = response.message_id
-        if self._settings.registered_delivery:
-            self._pending[network_id] = sms.message_id
-            while len(self._pending) > MAX_PENDING_RECEIPTS:
-                self._pending.popitem(last=False)
         _log.info("sms_submitted", message_id=sms.message_id, network_id=network_id)
+        if self._settings.registered_delivery:
+            early = self._early.pop(network_id, None)
+            if early is not None:
+                self._spawn_receipt(DeliveryReceipt(sms.message_id, network_id, *early))
+            else:
+                self._pending[network_id] = sms.message_id
+                _bound_size(self._pending)
         return network_id
+
+    def _spawn_receipt(self, receipt: DeliveryReceipt) -> None:
+        task = asyncio.get_running_loop().create_task(self._deliver(receipt))
+        self._receipt_tasks.add(task)
+        task.add_done_callback(self._receipt_tasks.discard)
+
+    async def _deliver(self, receipt: DeliveryReceipt) -> None:
+        if self._sink is None:
+            return
+        try:
+            await self._sink(receipt)
+        except Exception:  # a failing sink must not end the receipt reader
+            _log.exception("sms_receipt_not_recorded", network_id=receipt.network_id)
 
     async def _read(self, smsc: smpp34.Smsc) -> None:
         while True:
@@ -150,12 +176,11 @@ class SmppGateway:
                 continue
             network_id, status, error = parsed
             message_id = self._pending.pop(network_id, None)
-            if message_id is None or self._sink is None:
+            if message_id is None:
+                self._early[network_id] = (status, error)
+                _bound_size(self._early)
                 continue
-            try:
-                await self._sink(DeliveryReceipt(message_id, network_id, status, error))
-            except Exception:  # a failing sink must not end the receipt reader
-                _log.exception("sms_receipt_not_recorded", network_id=network_id)
+            await self._deliver(DeliveryReceipt(message_id, network_id, status, error))
 
     async def _drop(self) -> None:
         client, self._client, self._smsc = self._client, None, None

@@ -20,7 +20,7 @@ import smpp34  # noqa: E402
 from meadowlark.config import Settings, SmsSettings  # noqa: E402
 from meadowlark.connectivity.identifiers import with_check_digit  # noqa: E402
 from meadowlark.connectivity.smpp import SmppGateway  # noqa: E402
-from meadowlark.connectivity.sms import OutgoingSms  # noqa: E402
+from meadowlark.connectivity.sms import DeliveryReceipt, OutgoingSms  # noqa: E402
 
 SMPP_PASSWORD = "pw-" + secrets.token_hex(2)
 
@@ -40,6 +40,8 @@ class Smsc:
     binds: list[str] = field(default_factory=list)
     submitted: list[dict[str, Any]] = field(default_factory=list)
     reject: bool = False
+    receipt_first: bool = False
+    """Send the delivery receipt before the submit_sm_resp (a fast SMSC)."""
     loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.new_event_loop)
 
     def start(self) -> None:
@@ -78,7 +80,8 @@ class Smsc:
                         "id": message_id,
                     }
                 )
-                event.accept(message_id=message_id)
+                if not self.receipt_first:
+                    event.accept(message_id=message_id)
                 if event.registered_delivery:
                     await sessions[event.session_id].deliver_sm(
                         event.source_addr or "000",
@@ -87,6 +90,8 @@ class Smsc:
                         source_addr=event.destination_addr,
                         esm_class=0x04,
                     )
+                if self.receipt_first:
+                    event.accept(message_id=message_id)
 
     def stop(self) -> None:
         self.serving.cancel()
@@ -220,3 +225,30 @@ def test_gateway_texts_and_an_unreachable_smsc(smsc):
     assert first["data_coding"] == 0x08 and first["text"] == "שלום".encode("utf-16-be")
     assert second["text"] == b"" and second["payload"] == [b"x" * 300]
     assert first["registered_delivery"] == 0
+
+
+def test_a_receipt_before_the_submit_response_is_kept(smsc):
+    async def run() -> tuple[str | None, list[DeliveryReceipt]]:
+        receipts: list[DeliveryReceipt] = []
+
+        async def sink(receipt: DeliveryReceipt) -> None:
+            receipts.append(receipt)
+
+        gateway = SmppGateway(
+            SmsSettings(gateway="smpp", port=smsc.port, system_id="fast", password=SMPP_PASSWORD)
+        )
+        gateway.receipts_to(sink)
+        network_id = await gateway.send(OutgoingSms("m9", "972500000009", "", "hi"))
+        for _ in range(100):
+            if receipts:
+                break
+            await asyncio.sleep(0.02)
+        await gateway.close()
+        return network_id, receipts
+
+    smsc.receipt_first = True
+    try:
+        network_id, receipts = asyncio.run(run())
+    finally:
+        smsc.receipt_first = False
+    assert network_id and receipts == [DeliveryReceipt("m9", network_id, "DELIVRD", "000")]
