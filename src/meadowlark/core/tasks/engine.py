@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import exists, insert, literal, or_, select, update
+from sqlalchemy import Insert, Select, exists, insert, literal, or_, select, update
 
 from meadowlark.core.data_model import render_value
 from meadowlark.core.domains import domain_lineage
@@ -94,6 +94,35 @@ class _OperationFailed(Exception):
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def group_run_defaults(now: datetime) -> tuple[Any, ...]:
+    """The columns after task, device and domain of a new run from a group task."""
+    return (
+        literal(False),
+        literal(SCHEDULED),
+        literal(0),
+        literal(now, TaskRun.created_at.type),
+        literal(now, TaskRun.last_update_time.type),
+        literal(""),
+    )
+
+
+def insert_group_runs(rows: Select[Any]) -> Insert:
+    """INSERT ... SELECT of Scheduled runs; ``rows`` selects task id, device id, domain id,
+    then ``group_run_defaults``."""
+    columns = [
+        "task_id",
+        "device_id",
+        "domain_id",
+        "direct",
+        "status",
+        "attempts",
+        "created_at",
+        "last_update_time",
+        "summary",
+    ]
+    return insert(TaskRun).from_select(columns, rows)
 
 
 class TaskEngine(ServerListener):
@@ -279,15 +308,7 @@ class TaskEngine(ServerListener):
             }
             now = _now()
             missing = select(
-                TaskRow.id,
-                literal(device.id),
-                TaskRow.domain_id,
-                literal(False),
-                literal(SCHEDULED),
-                literal(0),
-                literal(now, TaskRun.created_at.type),
-                literal(now, TaskRun.last_update_time.type),
-                literal(""),
+                TaskRow.id, literal(device.id), TaskRow.domain_id, *group_run_defaults(now)
             ).where(
                 TaskRow.target_kind == GROUP,
                 TaskRow.target_id.in_(sorted(lineage)),
@@ -296,22 +317,7 @@ class TaskEngine(ServerListener):
                 TaskRow.is_active.is_(True),
                 ~exists().where(TaskRun.task_id == TaskRow.id, TaskRun.device_id == device.id),
             )
-            await session.execute(
-                insert(TaskRun).from_select(
-                    [
-                        "task_id",
-                        "device_id",
-                        "domain_id",
-                        "direct",
-                        "status",
-                        "attempts",
-                        "created_at",
-                        "last_update_time",
-                        "summary",
-                    ],
-                    missing,
-                )
-            )
+            await session.execute(insert_group_runs(missing))
 
     async def _claim_next(self, device_id: str) -> tuple[TaskRun, TaskRow] | None:
         async with self._db.transaction() as session:

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import delete, func, insert, literal, or_, select
+from sqlalchemy import delete, func, literal, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -50,6 +50,8 @@ from meadowlark.core.tasks.engine import (
     SCHEDULED,
     SUCCESS,
     TaskEngine,
+    group_run_defaults,
+    insert_group_runs,
 )
 from meadowlark.server.service import LwM2mServer
 from meadowlark.store.coiote_models import GroupMembership
@@ -444,32 +446,9 @@ class TaskService:
         )
         existing = select(TaskRun.device_id).where(TaskRun.task_id == task_id)
         rows = select(
-            literal(task_id),
-            members.c.device_id,
-            literal(domain_id),
-            literal(False),
-            literal(SCHEDULED),
-            literal(0),
-            literal(now, TaskRun.created_at.type),
-            literal(now, TaskRun.last_update_time.type),
-            literal(""),
+            literal(task_id), members.c.device_id, literal(domain_id), *group_run_defaults(now)
         ).where(members.c.device_id.not_in(existing))
-        await session.execute(
-            insert(TaskRun).from_select(
-                [
-                    "task_id",
-                    "device_id",
-                    "domain_id",
-                    "direct",
-                    "status",
-                    "attempts",
-                    "created_at",
-                    "last_update_time",
-                    "summary",
-                ],
-                rows,
-            )
-        )
+        await session.execute(insert_group_runs(rows))
 
     async def from_template(
         self,
