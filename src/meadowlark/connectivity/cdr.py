@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from meadowlark.core.domains import in_scope
 from meadowlark.core.errors import InvalidInput
-from meadowlark.store.connectivity_models import ConnectivityEvent
+from meadowlark.store.connectivity_models import ConnectivityEvent, Thing
 
 MAX_RESULTS = 1000
 
@@ -64,6 +64,18 @@ def event_row(
 def record(session: AsyncSession, data_type: DataType, **fields: Any) -> None:
     """Add an event to the caller's unit of work (committed with it)."""
     session.add(ConnectivityEvent(**event_row(data_type, **fields)))
+
+
+def record_for(session: AsyncSession, data_type: DataType, thing: Thing, **fields: Any) -> None:
+    """``record`` an event of ``thing``: its domain, id and linked endpoint."""
+    record(
+        session,
+        data_type,
+        domain_id=thing.domain_id,
+        thing_id=thing.id,
+        endpoint=thing.device_endpoint,
+        **fields,
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -598,12 +598,10 @@ class ThingService:
             if target is not current:
                 thing.state = target.value
                 thing.cas += 1
-                cdr.record(
+                cdr.record_for(
                     session,
                     cdr.DataType.STATE_CHANGE,
-                    domain_id=thing.domain_id,
-                    thing_id=thing.id,
-                    endpoint=thing.device_endpoint,
+                    thing,
                     message=f"state changed from {current.value} to {target.value}",
                     previous=current.value,
                     state=target.value,
@@ -804,12 +802,10 @@ class ThingService:
             "packetLoss": 100 - 100 * received,
         }
         async with self.db.transaction() as session:
-            cdr.record(
+            cdr.record_for(
                 session,
                 cdr.DataType.PING,
-                domain_id=thing.domain_id,
-                thing_id=thing.id,
-                endpoint=thing.device_endpoint,
+                thing,
                 severity="Info" if received else "Warning",
                 message="Success" if received else "Failure",
                 **result,
@@ -831,12 +827,10 @@ class ThingService:
         except Lwm2mServerError as exc:
             raise Conflict(f"the device did not take the trigger: {exc.message}") from None
         async with self.db.transaction() as session:
-            cdr.record(
+            cdr.record_for(
                 session,
                 cdr.DataType.REFRESH,
-                domain_id=thing.domain_id,
-                thing_id=thing.id,
-                endpoint=endpoint,
+                thing,
                 message=outcome,
                 actor=principal.login,
             )
@@ -860,12 +854,10 @@ class ThingService:
         network_id = await self.sms.send(OutgoingSms(message_id, thing.msisdn, sender, text))
         delivered = network_id is not None
         async with self.db.transaction() as session:
-            cdr.record(
+            cdr.record_for(
                 session,
                 cdr.DataType.MT_SMS,
-                domain_id=thing.domain_id,
-                thing_id=thing.id,
-                endpoint=thing.device_endpoint,
+                thing,
                 severity="Info" if delivered else "Warning",
                 message="Success" if delivered else "Failure",
                 messageId=message_id,
