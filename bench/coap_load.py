@@ -11,7 +11,8 @@ shares the processor with the server under test.
   object links of a simulated LwM2M 1.1 device) from its own socket, at most
   ``window`` in flight; replies are matched by token (piggybacked or separate
   responses; separate ones are acknowledged), requests unanswered after ``timeout``
-  seconds count as timeouts (no retransmission, which would blur the figure).
+  seconds count as timeouts (no retransmission, which would blur the figure). Requests
+  of the server's (registration reads) get 4.04 at once.
 - ``notify``: the devices (optionally registered first) answer the observer's
   ``GET /3303/0/5700`` with Observe=0, then push notifications with the observation's
   token for ``duration`` seconds per phase, one phase per ``non``/``con`` line on stdin:
@@ -40,7 +41,7 @@ from collections.abc import Sequence
 
 CON, NON, ACK, RST = 0, 1, 2, 3
 EMPTY, GET, POST = 0x00, 0x01, 0x02
-CREATED, CONTENT = 0x41, 0x45
+CREATED, CONTENT, NOT_FOUND = 0x41, 0x45, 0x84
 OBSERVE, LOCATION_PATH, URI_PATH, CONTENT_FORMAT, URI_QUERY, ACCEPT = 6, 8, 11, 12, 15, 17
 LINK_FORMAT = 40
 OBSERVED_PATH = ("3303", "0", "5700")
@@ -258,6 +259,10 @@ class Devices:
             mtype, code, mid, token, _, _ = message
             if code == EMPTY:
                 return  # empty ACK: a separate response follows
+            if code <= 31:  # a request of the server's (e.g. its registration reads)
+                if mtype == CON:
+                    sockets[index].sendto(encode(ACK, NOT_FOUND, mid, token), address)
+                return
             if mtype == CON:
                 sockets[index].sendto(empty(ACK, mid), address)
                 separate += 1
@@ -309,7 +314,7 @@ class Devices:
         observe = next((int.from_bytes(v, "big") for n, v in options if n == OBSERVE), None)
         accept = next((int.from_bytes(v, "big") for n, v in options if n == ACCEPT), 0)
         if code != GET or path != OBSERVED_PATH:
-            reply_code, reply_options, payload = 0x84, [], b""  # 4.04
+            reply_code, reply_options, payload = NOT_FOUND, [], b""
         else:
             if accept not in self.payloads:
                 self.payloads[accept] = sensor_payloads(accept)
