@@ -68,6 +68,8 @@ SEARCHABLE = {
     "url": Field(ObservationConfig.lwm2m_path),
     "domain": Field(ObservationConfig.domain_id),
 }
+ANY_CONFIGURED = select(exists().where(ObservationConfig.target_kind.in_((DEVICE, GROUP))))
+"""Whether any observation is configured (reads one index entry at most)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,7 +243,7 @@ class ObservationManager(ServerListener):
 
     async def _query_any_configured(self) -> bool:
         async with self._db.session() as session:
-            return bool(await session.scalar(select(exists().select_from(ObservationConfig))))
+            return bool(await session.scalar(ANY_CONFIGURED))
 
     async def _wanted(self, endpoint: str) -> dict[LwM2mPath, NotificationAttributes]:
         """Configured observations of the device: its own win over its groups', a deeper

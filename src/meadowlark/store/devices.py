@@ -44,6 +44,16 @@ DEVICE_INFO_COLUMNS = {
 
 _DEVICES = Device.__table__
 _VALUES = ResourceValue.__table__
+IDS_BY_ENDPOINT = select(_DEVICES.c.endpoint_name, _DEVICES.c.id).where(
+    _DEVICES.c.endpoint_name.in_(bindparam("endpoints", expanding=True))
+)
+UPDATE_CONTACT = (
+    _DEVICES.update()
+    .where(_DEVICES.c.id == bindparam("device_key"))
+    .values(last_contact_time=bindparam("contact_at"))
+)
+"""Hot statements are built once (SQLAlchemy caches their compiled form); the plan test
+(``tests/integration/store/test_hot_query_plans.py``) proves each uses an index."""
 REGISTRATION_REFUSED_EVENT = "device.registration_refused"
 """Audit event of a Register refused for the device's security mode (no secrets in it)."""
 
@@ -68,9 +78,7 @@ class DeviceIds:
     async def resolve(self, session: AsyncSession, endpoints: Sequence[str]) -> dict[str, str]:
         missing = [endpoint for endpoint in endpoints if endpoint not in self._ids]
         if missing:
-            rows = await session.execute(
-                select(Device.endpoint_name, Device.id).where(Device.endpoint_name.in_(missing))
-            )
+            rows = await session.execute(IDS_BY_ENDPOINT, {"endpoints": missing})
             for endpoint, device_id in rows:
                 self._ids[endpoint] = device_id
         return {endpoint: self._ids[endpoint] for endpoint in endpoints if endpoint in self._ids}
@@ -200,16 +208,11 @@ class BatchWriter:
             if endpoint in ids
         ]
         if rows:
-            statement = (
-                _DEVICES.update()
-                .where(_DEVICES.c.id == bindparam("device_key"))
-                .values(last_contact_time=bindparam("contact_at"))
-            )
-            await session.execute(statement, rows)
+            await session.execute(UPDATE_CONTACT, rows)
 
 
 _ADMIT, _UPDATE, _DEREGISTER = "admit", "update", "deregister"
-_ADMISSION_ROWS = select(
+ADMISSION_ROWS = select(
     _DEVICES.c.endpoint_name,
     _DEVICES.c.id,
     _DEVICES.c.domain_id,
@@ -218,15 +221,15 @@ _ADMISSION_ROWS = select(
     _DEVICES.c.security_mode,
     _DEVICES.c.dtls_identity,
 ).where(_DEVICES.c.endpoint_name.in_(bindparam("endpoints", expanding=True)))
-_UPDATE_BY_ID = _DEVICES.update().where(_DEVICES.c.id == bindparam("device_key"))
-_OF_REGISTRATION = (
+UPDATE_BY_ID = _DEVICES.update().where(_DEVICES.c.id == bindparam("device_key"))
+OF_REGISTRATION = (
     _DEVICES.c.endpoint_name == bindparam("endpoint"),
     _DEVICES.c.registration_id == bindparam("current_registration"),
 )
 """A device row still holding the registration an Update or De-register belongs to
 (a later Register of the device, even in the same batch, is not overwritten)."""
-_UPDATE_REGISTRATION = _DEVICES.update().where(*_OF_REGISTRATION)
-_DEREGISTER_ROW = _DEVICES.update().where(*_OF_REGISTRATION).values(registration_id=None)
+UPDATE_REGISTRATION = _DEVICES.update().where(*OF_REGISTRATION)
+DEREGISTER_ROW = _DEVICES.update().where(*OF_REGISTRATION).values(registration_id=None)
 _Write = tuple[str, Registration, "asyncio.Future[Admission | None]"]
 
 
@@ -340,9 +343,9 @@ class SqlDeviceRegistry:
         async with self._db.engine.begin() as connection:
             admissions = await self._write_admissions(connection, admitted) if admitted else None
             if updated:
-                await connection.execute(_UPDATE_REGISTRATION, updated)
+                await connection.execute(UPDATE_REGISTRATION, updated)
             if deregistered:
-                await connection.execute(_DEREGISTER_ROW, deregistered)
+                await connection.execute(DEREGISTER_ROW, deregistered)
         if admissions is None:
             return [None] * len(batch)
         for endpoint, (device_id, domain_id) in admissions.devices.items():
@@ -364,7 +367,7 @@ class SqlDeviceRegistry:
         endpoints = list({registration.endpoint for registration in registrations})
         rows = {
             row.endpoint_name: row
-            for row in await connection.execute(_ADMISSION_ROWS, {"endpoints": endpoints})
+            for row in await connection.execute(ADMISSION_ROWS, {"endpoints": endpoints})
         }
         refusals: list[dict[str, Any]] = []
         for registration in registrations:
@@ -411,7 +414,7 @@ class SqlDeviceRegistry:
         if inserts:
             await connection.execute(_DEVICES.insert(), list(inserts.values()))
         if updates:
-            await connection.execute(_UPDATE_BY_ID, list(updates.values()))
+            await connection.execute(UPDATE_BY_ID, list(updates.values()))
         return admissions
 
 

@@ -84,6 +84,14 @@ class EngineOptions:
     says otherwise (``off``: none)."""
 
 
+PENDING_WORK = select(
+    exists().where(SettingValueRow.name == REGISTRATION_READ_SETTING),
+    exists().where(TaskRow.target_kind == GROUP, TaskRow.is_active.is_(True)),
+    exists().where(TaskRun.status == SCHEDULED),
+)
+"""Whether any device's moment may have work (``_PendingWork``), asked once for many."""
+
+
 @dataclass(frozen=True, slots=True)
 class _PendingWork:
     """Whether the store holds anything a device's moment may have to act on."""
@@ -288,15 +296,7 @@ class TaskEngine(ServerListener):
 
     async def _query_pending_work(self) -> _PendingWork:
         async with self._db.session() as session:
-            row = (
-                await session.execute(
-                    select(
-                        exists().where(SettingValueRow.name == REGISTRATION_READ_SETTING),
-                        exists().where(TaskRow.target_kind == GROUP, TaskRow.is_active.is_(True)),
-                        exists().where(TaskRun.status == SCHEDULED),
-                    )
-                )
-            ).one()
+            row = (await session.execute(PENDING_WORK)).one()
         return _PendingWork(*(bool(flag) for flag in row))
 
     async def _device(self, endpoint: str) -> Device | None:
