@@ -95,18 +95,31 @@ class DeviceIds:
 
 
 class BatchWriter:
-    """Coalesces value and last-contact writes and flushes them together."""
+    """Coalesces value and last-contact writes and flushes them together.
+
+    Latency is bounded: a write waits at most ``interval`` plus the flush before it, and
+    each flush is one transaction of one executemany per statement (prepared once).
+    """
 
     def __init__(self, db: Database, ids: DeviceIds, interval: float = 0.1) -> None:
         self._db = db
         self._ids = ids
         self._interval = interval
-        self._values: dict[tuple[str, LwM2mPath], CachedValue] = {}
+        self._values: dict[str, dict[LwM2mPath, CachedValue]] = {}
         # Values being written: still served by ``pending_values`` until committed.
-        self._in_flight: dict[tuple[str, LwM2mPath], CachedValue] = {}
+        self._in_flight: dict[str, dict[LwM2mPath, CachedValue]] = {}
         self._contacts: dict[str, datetime] = {}
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        insert = (sqlite if db.is_sqlite else postgresql).insert(_VALUES)
+        self._upsert_values = insert.on_conflict_do_update(
+            index_elements=[_VALUES.c.device_id, _VALUES.c.path],
+            set_={
+                "type": insert.excluded.type,
+                "value": insert.excluded.value,
+                "updated_at": insert.excluded.updated_at,
+            },
+        )
 
     def start(self) -> None:
         if self._task is None:
@@ -121,8 +134,11 @@ class BatchWriter:
         await self.flush()
 
     def put_values(self, endpoint: str, values: Mapping[LwM2mPath, CachedValue]) -> None:
-        for path, value in values.items():
-            self._values[(endpoint, path)] = value
+        pending = self._values.get(endpoint)
+        if pending is None:
+            self._values[endpoint] = dict(values)
+        else:
+            pending.update(values)
         self._wakeup.set()
 
     def put_contact(self, endpoint: str, at: datetime) -> None:
@@ -130,30 +146,40 @@ class BatchWriter:
         self._wakeup.set()
 
     def pending_values(self, endpoint: str, prefix: LwM2mPath) -> dict[LwM2mPath, CachedValue]:
-        return {
-            path: value
-            for (owner, path), value in [*self._in_flight.items(), *self._values.items()]
-            if owner == endpoint and path.starts_with(prefix)
-        }
+        found: dict[LwM2mPath, CachedValue] = {}
+        for pending in (self._in_flight.get(endpoint), self._values.get(endpoint)):
+            if pending:
+                found.update(
+                    (path, value) for path, value in pending.items() if path.starts_with(prefix)
+                )
+        return found
 
     async def flush(self) -> None:
         values, self._values = self._values, {}
         contacts, self._contacts = self._contacts, {}
         if not values and not contacts:
             return
-        endpoints = sorted({endpoint for endpoint, _ in values} | set(contacts))
-        self._in_flight.update(values)
+        endpoints = sorted(values.keys() | contacts.keys())
+        for endpoint, paths in values.items():
+            self._in_flight.setdefault(endpoint, {}).update(paths)
         try:
             async with self._db.transaction() as session:
                 ids = await self._ids.resolve(session, endpoints)
                 await self._write_values(session, ids, values)
                 await self._write_contacts(session, ids, contacts)
         except Exception:  # keep serving devices; the next values overwrite these anyway
-            _log.exception("value_flush_failed", values=len(values), contacts=len(contacts))
+            count = sum(len(paths) for paths in values.values())
+            _log.exception("value_flush_failed", values=count, contacts=len(contacts))
         finally:
-            for key, value in values.items():
-                if self._in_flight.get(key) is value:
-                    del self._in_flight[key]
+            for endpoint, paths in values.items():
+                in_flight = self._in_flight.get(endpoint)
+                if in_flight is None:
+                    continue
+                for path, value in paths.items():
+                    if in_flight.get(path) is value:
+                        del in_flight[path]
+                if not in_flight:
+                    del self._in_flight[endpoint]
 
     async def _run(self) -> None:
         while True:
@@ -166,38 +192,38 @@ class BatchWriter:
         self,
         session: AsyncSession,
         ids: Mapping[str, str],
-        values: Mapping[tuple[str, LwM2mPath], CachedValue],
+        values: Mapping[str, Mapping[LwM2mPath, CachedValue]],
     ) -> None:
-        rows = [
-            {
-                "device_id": ids[endpoint],
-                "path": str(path),
-                "type": value.type.value,
-                "value": value_to_json(value.type, value.value),
-                "updated_at": value.updated_at,
-            }
-            for (endpoint, path), value in values.items()
-            if endpoint in ids
-        ]
-        if not rows:
-            return
-        insert = (sqlite if self._db.is_sqlite else postgresql).insert(_VALUES)
-        statement = insert.on_conflict_do_update(
-            index_elements=[_VALUES.c.device_id, _VALUES.c.path],
-            set_={
-                "type": insert.excluded.type,
-                "value": insert.excluded.value,
-                "updated_at": insert.excluded.updated_at,
-            },
-        )
-        await session.execute(statement, rows)
-        info: dict[str, dict[str, Any]] = {}
-        for (endpoint, path), value in values.items():
-            column = DEVICE_INFO_COLUMNS.get(path)
-            if column is not None and endpoint in ids and isinstance(value.value, str):
-                info.setdefault(ids[endpoint], {})[column] = value.value
-        for device_id, columns in info.items():
-            await session.execute(update(Device).where(Device.id == device_id).values(**columns))
+        rows = []
+        # Device object resources copied onto the device row, grouped by the columns set
+        # (one executemany per group).
+        info: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for endpoint, paths in values.items():
+            device_id = ids.get(endpoint)
+            if device_id is None:
+                continue
+            columns: dict[str, Any] = {}
+            for path, value in paths.items():
+                rows.append(
+                    {
+                        "device_id": device_id,
+                        "path": str(path),
+                        "type": value.type.value,
+                        "value": value_to_json(value.type, value.value),
+                        "updated_at": value.updated_at,
+                    }
+                )
+                column = DEVICE_INFO_COLUMNS.get(path)
+                if column is not None and isinstance(value.value, str):
+                    columns[column] = value.value
+            if columns:
+                info.setdefault(tuple(sorted(columns)), []).append(
+                    {"device_key": device_id, **columns}
+                )
+        if rows:
+            await session.execute(self._upsert_values, rows)
+        for group in info.values():
+            await session.execute(UPDATE_BY_ID, group)
 
     async def _write_contacts(
         self, session: AsyncSession, ids: Mapping[str, str], contacts: Mapping[str, datetime]
