@@ -242,8 +242,8 @@ class ObservationManager(ServerListener):
             del self._applied[endpoint]  # no empty entry per registered device
 
     async def _query_any_configured(self) -> bool:
-        async with self._db.session() as session:
-            return bool(await session.scalar(ANY_CONFIGURED))
+        async with self._db.engine.connect() as connection:
+            return bool(await connection.scalar(ANY_CONFIGURED))
 
     async def _wanted(self, endpoint: str) -> dict[LwM2mPath, NotificationAttributes]:
         """Configured observations of the device: its own win over its groups', a deeper

@@ -295,8 +295,8 @@ class TaskEngine(ServerListener):
                 return
 
     async def _query_pending_work(self) -> _PendingWork:
-        async with self._db.session() as session:
-            row = (await session.execute(PENDING_WORK)).one()
+        async with self._db.engine.connect() as connection:
+            row = (await connection.execute(PENDING_WORK)).one()
         return _PendingWork(*(bool(flag) for flag in row))
 
     async def _device(self, endpoint: str) -> Device | None:
