@@ -3,6 +3,9 @@
 High-rate writes (values from notifications, last-contact times) go through one
 ``BatchWriter`` that coalesces them per key and flushes every ~100 ms in a single
 transaction, so SQLite keeps up with thousands of notifications per second.
+Registers, Updates and De-registers must be durable before they are answered: the
+``SqlDeviceRegistry`` commits them in groups (many per transaction, each caller waiting
+for its own group's commit).
 """
 
 from __future__ import annotations
