@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-BENCHMARKS = ("auth", "lwm2m", "devices", "things", "tasks")
+BENCHMARKS = ("auth", "lwm2m", "devices", "things", "tasks", "storm", "memory")
 
 
 def main() -> None:
@@ -18,6 +18,12 @@ def main() -> None:
     parser.add_argument(
         "--task-devices", type=int, default=10_000, help="tasks: simulated devices in the group"
     )
+    parser.add_argument(
+        "--storm-devices", type=int, default=100_000, help="storm: devices registering at once"
+    )
+    parser.add_argument(
+        "--memory-devices", type=int, default=200_000, help="memory: devices registered"
+    )
     args = parser.parse_args()
     for name in args.names or BENCHMARKS:
         module = importlib.import_module(f"bench.{name}")
@@ -26,6 +32,10 @@ def main() -> None:
             options["max_devices"] = args.lwm2m_devices
         if name == "tasks":
             options["devices"] = args.task_devices
+        if name == "storm":
+            options["devices"] = args.storm_devices
+        if name == "memory":
+            options["devices"] = args.memory_devices
         module.run(**options)
 
 

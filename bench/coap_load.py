@@ -11,13 +11,21 @@ shares the processor with the server under test.
   object links of a simulated LwM2M 1.1 device) from its own socket, at most
   ``window`` in flight; replies are matched by token (piggybacked or separate
   responses; separate ones are acknowledged), requests unanswered after ``timeout``
-  seconds count as timeouts (no retransmission, which would blur the figure).
+  seconds count as timeouts (no retransmission, which would blur the figure). Requests
+  of the server's (registration reads) get 4.04 at once.
 - ``notify``: the devices (optionally registered first) answer the observer's
   ``GET /3303/0/5700`` with Observe=0, then push notifications with the observation's
   token for ``duration`` seconds per phase, one phase per ``non``/``con`` line on stdin:
   NON ones paced at ``rate`` per second (open loop), or confirmable ones, at most one
   in flight per device (NSTART=1) and ``window`` in flight overall (closed loop: a
   notification goes out when an earlier one is ACKed).
+
+- ``storm``: every device registers once, all starting within ``ramp`` seconds after a
+  ``go`` line on stdin (so several generator processes start together), each as a real
+  CoAP client would: retransmission of an unanswered confirmable request with RFC 7252
+  timing (ACK_TIMEOUT 2 s, ACK_RANDOM_FACTOR 1.5, doubling, MAX_RETRANSMIT 4, then a
+  new exchange), a 5.03 answered by retrying after its Max-Age (RFC 7252 §5.9.3.4,
+  60 s without one), until every device has its 2.01 or ``max_seconds`` pass.
 
 Every loop is bounded in count and time. Source addresses are ``source_host`` (any
 127.0.0.0/8 address, so several processes never reuse each other's (host, port) pairs
@@ -27,6 +35,7 @@ and tens of thousands of devices fit in the ephemeral port range).
 from __future__ import annotations
 
 import argparse
+import heapq
 import json
 import os
 import random
@@ -40,8 +49,15 @@ from collections.abc import Sequence
 
 CON, NON, ACK, RST = 0, 1, 2, 3
 EMPTY, GET, POST = 0x00, 0x01, 0x02
-CREATED, CONTENT = 0x41, 0x45
-OBSERVE, LOCATION_PATH, URI_PATH, CONTENT_FORMAT, URI_QUERY, ACCEPT = 6, 8, 11, 12, 15, 17
+CREATED, CONTENT, NOT_FOUND, SERVICE_UNAVAILABLE = 0x41, 0x45, 0x84, 0xA3
+OBSERVE, LOCATION_PATH, URI_PATH, CONTENT_FORMAT, MAX_AGE, URI_QUERY, ACCEPT = (
+    6, 8, 11, 12, 14, 15, 17
+)  # fmt: skip
+ACK_TIMEOUT, ACK_RANDOM_FACTOR, MAX_RETRANSMIT = 2.0, 1.5, 4
+"""RFC 7252 §4.8 transmission parameters."""
+DEFAULT_MAX_AGE = 60
+SEPARATE_RESPONSE_WAIT = 30.0
+"""Seconds a device waits for the separate response after an empty ACK, then asks again."""
 LINK_FORMAT = 40
 OBSERVED_PATH = ("3303", "0", "5700")
 
@@ -216,6 +232,17 @@ class Devices:
 
     # --- Register ----------------------------------------------------------------------------
 
+    @staticmethod
+    def register_options(name: str, lifetime: int) -> list[Option]:
+        return [
+            (URI_PATH, b"rd"),
+            (CONTENT_FORMAT, uint(LINK_FORMAT)),
+            (URI_QUERY, f"ep={name}".encode()),
+            (URI_QUERY, f"lt={lifetime}".encode()),
+            (URI_QUERY, b"lwm2m=1.1"),
+            (URI_QUERY, b"b=U"),
+        ]
+
     def register(
         self,
         server: tuple[str, int],
@@ -234,14 +261,7 @@ class Devices:
                 POST,
                 self.next_mid(i),
                 i.to_bytes(4, "big"),
-                [
-                    (URI_PATH, b"rd"),
-                    (CONTENT_FORMAT, uint(LINK_FORMAT)),
-                    (URI_QUERY, f"ep={name}".encode()),
-                    (URI_QUERY, f"lt={lifetime}".encode()),
-                    (URI_QUERY, b"lwm2m=1.1"),
-                    (URI_QUERY, b"b=U"),
-                ],
+                self.register_options(name, lifetime),
                 payload,
             )  # fmt: skip
             for i, name in enumerate(names)
@@ -258,6 +278,10 @@ class Devices:
             mtype, code, mid, token, _, _ = message
             if code == EMPTY:
                 return  # empty ACK: a separate response follows
+            if code <= 31:  # a request of the server's (e.g. its registration reads)
+                if mtype == CON:
+                    sockets[index].sendto(encode(ACK, NOT_FOUND, mid, token), address)
+                return
             if mtype == CON:
                 sockets[index].sendto(empty(ACK, mid), address)
                 separate += 1
@@ -300,6 +324,148 @@ class Devices:
             "p99_ms": percentile(ordered, 0.99) * 1000,
         }
 
+    # --- registration storm ------------------------------------------------------------------
+
+    def storm(
+        self,
+        server: tuple[str, int],
+        names: Sequence[str],
+        *,
+        ramp: float,
+        max_seconds: float,
+        lifetime: int = 86400,
+    ) -> dict:
+        """Register every device as a CoAP client would in a storm (module docstring)."""
+        count = len(names)
+        payload = registration_payload()
+        # Per device: token + options + payload after a 4-byte header holding the MID.
+        bodies = [
+            encode(CON, POST, 0, i.to_bytes(4, "big"), self.register_options(name, lifetime),
+                   payload)[4:]
+            for i, name in enumerate(names)
+        ]  # fmt: skip
+        first_byte = bytes((0x40 | (CON << 4) | 4, POST))
+        sockets, mids = self.sockets, self.mids
+        generation = [0] * count  # bumped when a device's pending timer becomes stale
+        transmissions = [0] * count  # in the current exchange
+        timeouts = [0.0] * count
+        acked_at = [0.0] * count  # empty ACK received: a separate response follows
+        first_sent = [0.0] * count
+        state = bytearray(count)  # 0 registering, 1 created, 2 refused for good
+        timers: list[tuple[float, int, int]] = []  # (due, device, generation)
+        counts: Counter[str] = Counter()
+        codes: Counter[str] = Counter()
+        latencies: list[float] = []
+        last_created = 0.0
+        finished = 0
+        rng = random.Random()  # noqa: S311 - timing jitter, not security
+
+        def new_exchange(index: int, now: float) -> None:
+            mid = self.next_mid(index)
+            transmissions[index] = 1
+            timeouts[index] = rng.uniform(ACK_TIMEOUT, ACK_TIMEOUT * ACK_RANDOM_FACTOR)
+            acked_at[index] = 0.0
+            if not first_sent[index]:
+                first_sent[index] = now
+            sockets[index].sendto(first_byte + mid.to_bytes(2, "big") + bodies[index], server)
+            counts["sent"] += 1
+            heapq.heappush(timers, (now + timeouts[index], index, generation[index]))
+
+        def on_timer(index: int, now: float) -> None:
+            if acked_at[index]:
+                if now - acked_at[index] >= SEPARATE_RESPONSE_WAIT:
+                    counts["new_exchanges"] += 1
+                    new_exchange(index, now)
+                else:
+                    due = acked_at[index] + SEPARATE_RESPONSE_WAIT
+                    heapq.heappush(timers, (due, index, generation[index]))
+            elif transmissions[index] == 0:  # a retry after 5.03 is due
+                new_exchange(index, now)
+            elif transmissions[index] <= MAX_RETRANSMIT:
+                transmissions[index] += 1
+                timeouts[index] *= 2
+                message = first_byte + mids[index].to_bytes(2, "big") + bodies[index]
+                sockets[index].sendto(message, server)
+                counts["retransmissions"] += 1
+                heapq.heappush(timers, (now + timeouts[index], index, generation[index]))
+            else:  # the exchange failed (no answer in ~93 s): start again
+                counts["new_exchanges"] += 1
+                new_exchange(index, now)
+
+        def on_message(index: int, address: object, message: tuple) -> None:
+            nonlocal last_created, finished
+            mtype, code, mid, token, options, _ = message
+            if state[index]:
+                if mtype == CON:
+                    sockets[index].sendto(empty(ACK, mid), address)
+                return
+            if 1 <= code <= 31:  # a request of the server's (e.g. its registration reads)
+                if mtype == CON:
+                    sockets[index].sendto(encode(ACK, NOT_FOUND, mid, token), address)
+                return
+            if mtype == CON:  # a separate response: acknowledge it
+                sockets[index].sendto(empty(ACK, mid), address)
+                counts["separate_responses"] += 1
+            elif mid != mids[index]:
+                return  # the answer to an exchange this device gave up
+            if code == EMPTY:
+                if mtype == ACK:
+                    acked_at[index] = time.perf_counter()
+                elif mtype == RST:
+                    counts["resets"] += 1
+                    transmissions[index] = MAX_RETRANSMIT  # the next timer starts again
+                return
+            now = time.perf_counter()
+            generation[index] += 1  # whatever timer is pending is stale now
+            if code == CREATED:
+                state[index] = 1
+                finished += 1
+                last_created = now
+                latencies.append(now - first_sent[index])
+            elif code == SERVICE_UNAVAILABLE:
+                counts["service_unavailable"] += 1
+                max_age = next(
+                    (int.from_bytes(v, "big") for n, v in options if n == MAX_AGE),
+                    DEFAULT_MAX_AGE,
+                )
+                transmissions[index] = 0
+                heapq.heappush(timers, (now + max_age, index, generation[index]))
+            else:
+                state[index] = 2
+                finished += 1
+                codes[f"{code >> 5}.{code & 0x1F:02d}"] += 1
+
+        started = time.perf_counter()
+        for index in range(count):
+            heapq.heappush(timers, (started + ramp * index / count, index, 0))
+        deadline = started + max_seconds
+        now = started
+        while now < deadline:
+            while timers and timers[0][0] <= now:
+                _, index, timer_generation = heapq.heappop(timers)
+                if state[index] == 0 and timer_generation == generation[index]:
+                    on_timer(index, now)
+            wait = min(0.05, max(0.0, timers[0][0] - now)) if timers else 0.05
+            self.poll(wait, on_message)
+            now = time.perf_counter()
+            if finished == count:
+                break
+        created = state.count(1)
+        ordered = sorted(latencies)
+        elapsed = (last_created or now) - started
+        return {
+            "devices": count,
+            "created": created,
+            "refused": state.count(2),
+            "lost": count - created,
+            "codes": dict(codes),
+            **counts,
+            "seconds": elapsed,
+            "per_second": created / elapsed if elapsed > 0 else 0.0,
+            "p50_ms": percentile(ordered, 0.5) * 1000,
+            "p99_ms": percentile(ordered, 0.99) * 1000,
+        }
+
     # --- Observe and notifications -----------------------------------------------------------
 
     def _answer_request(self, index: int, address: object, message: tuple) -> None:
@@ -309,7 +475,7 @@ class Devices:
         observe = next((int.from_bytes(v, "big") for n, v in options if n == OBSERVE), None)
         accept = next((int.from_bytes(v, "big") for n, v in options if n == ACCEPT), 0)
         if code != GET or path != OBSERVED_PATH:
-            reply_code, reply_options, payload = 0x84, [], b""  # 4.04
+            reply_code, reply_options, payload = NOT_FOUND, [], b""
         else:
             if accept not in self.payloads:
                 self.payloads[accept] = sensor_payloads(accept)
@@ -442,7 +608,7 @@ def _next_command(devices: Devices, max_seconds: float) -> str:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=("register", "notify"))
+    parser.add_argument("mode", choices=("register", "notify", "storm"))
     parser.add_argument("--server", type=_address, help="host:port to register with")
     parser.add_argument("--source", default="127.0.0.1", help="local address of the devices")
     parser.add_argument("--devices", type=int, default=1000)
@@ -454,10 +620,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per notify phase")
     parser.add_argument("--rate", type=float, default=20000.0, help="NON notifications/s")
     parser.add_argument("--con-window", type=int, default=64, help="CON notifications in flight")
+    parser.add_argument("--ramp", type=float, default=5.0, help="storm: seconds to start all")
     args = parser.parse_args(argv)
 
     devices = Devices(args.source, args.devices)
     try:
+        if args.mode == "storm":
+            names = [f"{args.prefix}-{args.first + i:06d}" for i in range(args.devices)]
+            _emit(event="ready", pid=os.getpid())
+            if _next_command(devices, args.max_seconds) != "go":
+                return
+            result = devices.storm(
+                args.server, names, ramp=args.ramp, max_seconds=args.max_seconds
+            )  # fmt: skip
+            _emit(event="stormed", pid=os.getpid(), **result)
+            return
         if args.server is not None:
             names = [f"{args.prefix}-{args.first + i:06d}" for i in range(args.devices)]
             result = devices.register(

@@ -7,6 +7,10 @@ registers, when a configuration changes and when its groups change
 (``reconcile_device``). Reconciling writes the notification attributes first
 (Write-Attributes), then sends Observe; a configuration that goes away is cancelled
 actively and the attributes it wrote are cleared.
+
+Most fleets configure no observation at all: a Register then costs one shared
+existence check (``SharedQuery``: one query for all devices registering meanwhile)
+instead of three queries of its own.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from sqlalchemy import case, or_, select
+from sqlalchemy import case, exists, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from meadowlark.auth.principal import Principal
@@ -41,7 +45,7 @@ from meadowlark.server.errors import Lwm2mServerError, RequestQueuedError
 from meadowlark.server.registration import Registration
 from meadowlark.server.service import LwM2mServer, ServerListener
 from meadowlark.store.coiote_models import GroupMembership, ObservationConfig
-from meadowlark.store.db import Database
+from meadowlark.store.db import Database, SharedQuery
 from meadowlark.store.device_models import Device
 
 _log = structlog.get_logger("meadowlark.observations")
@@ -64,6 +68,8 @@ SEARCHABLE = {
     "url": Field(ObservationConfig.lwm2m_path),
     "domain": Field(ObservationConfig.domain_id),
 }
+ANY_CONFIGURED = select(exists().where(ObservationConfig.target_kind.in_((DEVICE, GROUP))))
+"""Whether any observation is configured (reads one index entry at most)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +171,7 @@ class ObservationManager(ServerListener):
         self._dirty: set[str] = set()
         self._running: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._any_configured = SharedQuery(self._query_any_configured)
         server.add_listener(self)
 
     async def stop(self) -> None:
@@ -216,6 +223,8 @@ class ObservationManager(ServerListener):
         if registration is None:
             self._applied.pop(endpoint, None)
             return
+        if not self._applied.get(endpoint) and not await self._any_configured():
+            return  # nothing established, nothing wanted
         wanted = await self._wanted(endpoint)
         applied = self._applied.setdefault(endpoint, {})
         if not registration.queue_mode:
@@ -229,6 +238,12 @@ class ObservationManager(ServerListener):
             previous = applied.get(path)
             if previous != attributes and await self._start(endpoint, path, attributes, previous):
                 applied[path] = attributes
+        if not applied and self._applied.get(endpoint) is applied:
+            del self._applied[endpoint]  # no empty entry per registered device
+
+    async def _query_any_configured(self) -> bool:
+        async with self._db.engine.connect() as connection:
+            return bool(await connection.scalar(ANY_CONFIGURED))
 
     async def _wanted(self, endpoint: str) -> dict[LwM2mPath, NotificationAttributes]:
         """Configured observations of the device: its own win over its groups', a deeper

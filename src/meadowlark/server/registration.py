@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import re
 import secrets
+import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from meadowlark.lwm2m.codec.errors import DecodeError
 from meadowlark.lwm2m.codec.formats import ContentFormat
@@ -69,12 +70,10 @@ class Registration:
     """Object id -> version the device registered; derived once, read per notification."""
 
     def __post_init__(self) -> None:
-        versions = {
-            object_id: entry.version
-            for object_id, entry in self.objects.objects.items()
-            if entry.version is not None
-        }
-        object.__setattr__(self, "object_versions", versions)
+        # Few distinct values among many devices: one string object each.
+        object.__setattr__(self, "lwm2m_version", sys.intern(self.lwm2m_version))
+        object.__setattr__(self, "binding", sys.intern(self.binding))
+        object.__setattr__(self, "object_versions", _SHARED_OBJECTS.versions(self.objects))
 
     @property
     def location_path(self) -> tuple[str, str]:
@@ -248,9 +247,55 @@ def _objects(payload: bytes, content_format: int | None) -> RegisteredObjects:
             UNSUPPORTED_CONTENT_FORMAT, "the object list must be in CoRE Link Format (40)"
         )
     try:
-        return parse_registration_links(payload)
+        return _SHARED_OBJECTS.parse(payload)
     except DecodeError as exc:
         raise RegistrationRejected(BAD_REQUEST, str(exc)) from None
+
+
+class SharedObjectLists:
+    """Object lists shared by the registrations that sent the same links.
+
+    Devices of one model and firmware register the same payload: it is parsed once and
+    its ``RegisteredObjects`` (and the object versions derived from it) is held once
+    for all of them, instead of per device. Both are read-only once made. At most
+    ``capacity`` distinct lists are remembered (oldest forgotten first); a forgotten
+    list stays alive in the registrations that hold it.
+    """
+
+    def __init__(self, capacity: int = 1024) -> None:
+        self._capacity = capacity
+        self._parsed: dict[bytes, RegisteredObjects] = {}
+        # id(objects) -> (objects, versions); holding ``objects`` keeps its id unique.
+        self._versions: dict[int, tuple[RegisteredObjects, dict[int, str]]] = {}
+
+    def parse(self, payload: bytes) -> RegisteredObjects:
+        key = bytes(payload)
+        objects = self._parsed.get(key)
+        if objects is None:
+            objects = parse_registration_links(key)
+            self._remember(self._parsed, key, objects)
+        return objects
+
+    def versions(self, objects: RegisteredObjects) -> dict[int, str]:
+        """Object id -> version registered, the same dict for the same ``objects``."""
+        known = self._versions.get(id(objects))
+        if known is not None and known[0] is objects:
+            return known[1]
+        versions = {
+            object_id: entry.version
+            for object_id, entry in objects.objects.items()
+            if entry.version is not None
+        }
+        self._remember(self._versions, id(objects), (objects, versions))
+        return versions
+
+    def _remember(self, cache: dict[Any, Any], key: object, value: object) -> None:
+        if len(cache) >= self._capacity:
+            del cache[next(iter(cache))]
+        cache[key] = value
+
+
+_SHARED_OBJECTS = SharedObjectLists()
 
 
 class RegistrationStore(Protocol):

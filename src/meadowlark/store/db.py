@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
@@ -15,6 +16,8 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+
+T = TypeVar("T")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -62,3 +65,37 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+class SharedQuery(Generic[T]):
+    """One query answering everyone who asks while it waits to run (single flight).
+
+    A caller always gets the result of a run that started after it asked, so the answer
+    is as fresh as a query of its own; callers arriving while a run is under way share
+    the next one. Under load this turns a query per event into a query per round trip.
+    """
+
+    def __init__(self, query: Callable[[], Awaitable[T]]) -> None:
+        self._query = query
+        self._waiting: asyncio.Future[T] | None = None
+        self._runner: asyncio.Task[None] | None = None
+
+    async def __call__(self) -> T:
+        if self._waiting is None:
+            loop = asyncio.get_running_loop()
+            self._waiting = loop.create_future()
+            if self._runner is None:
+                self._runner = loop.create_task(self._run(), name="shared-query")
+        return await asyncio.shield(self._waiting)
+
+    async def _run(self) -> None:
+        try:
+            while self._waiting is not None:
+                future, self._waiting = self._waiting, None
+                try:
+                    future.set_result(await self._query())
+                except Exception as exc:
+                    future.set_exception(exc)
+                    future.exception()  # retrieved: every caller may have gone meanwhile
+        finally:
+            self._runner = None

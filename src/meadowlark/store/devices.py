@@ -3,19 +3,24 @@
 High-rate writes (values from notifications, last-contact times) go through one
 ``BatchWriter`` that coalesces them per key and flushes every ~100 ms in a single
 transaction, so SQLite keeps up with thousands of notifications per second.
+Registers, Updates and De-registers must be durable before they are answered: the
+``SqlDeviceRegistry`` commits them in groups (many per transaction, each caller waiting
+for its own group's commit).
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import structlog
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from meadowlark.lwm2m.codec.link_format import format_links
 from meadowlark.lwm2m.node import ResourceType
@@ -42,6 +47,16 @@ DEVICE_INFO_COLUMNS = {
 
 _DEVICES = Device.__table__
 _VALUES = ResourceValue.__table__
+IDS_BY_ENDPOINT = select(_DEVICES.c.endpoint_name, _DEVICES.c.id).where(
+    _DEVICES.c.endpoint_name.in_(bindparam("endpoints", expanding=True))
+)
+UPDATE_CONTACT = (
+    _DEVICES.update()
+    .where(_DEVICES.c.id == bindparam("device_key"))
+    .values(last_contact_time=bindparam("contact_at"))
+)
+"""Hot statements are built once (SQLAlchemy caches their compiled form); the plan test
+(``tests/integration/store/test_hot_query_plans.py``) proves each uses an index."""
 REGISTRATION_REFUSED_EVENT = "device.registration_refused"
 """Audit event of a Register refused for the device's security mode (no secrets in it)."""
 
@@ -66,9 +81,7 @@ class DeviceIds:
     async def resolve(self, session: AsyncSession, endpoints: Sequence[str]) -> dict[str, str]:
         missing = [endpoint for endpoint in endpoints if endpoint not in self._ids]
         if missing:
-            rows = await session.execute(
-                select(Device.endpoint_name, Device.id).where(Device.endpoint_name.in_(missing))
-            )
+            rows = await session.execute(IDS_BY_ENDPOINT, {"endpoints": missing})
             for endpoint, device_id in rows:
                 self._ids[endpoint] = device_id
         return {endpoint: self._ids[endpoint] for endpoint in endpoints if endpoint in self._ids}
@@ -85,18 +98,31 @@ class DeviceIds:
 
 
 class BatchWriter:
-    """Coalesces value and last-contact writes and flushes them together."""
+    """Coalesces value and last-contact writes and flushes them together.
+
+    Latency is bounded: a write waits at most ``interval`` plus the flush before it, and
+    each flush is one transaction of one executemany per statement (prepared once).
+    """
 
     def __init__(self, db: Database, ids: DeviceIds, interval: float = 0.1) -> None:
         self._db = db
         self._ids = ids
         self._interval = interval
-        self._values: dict[tuple[str, LwM2mPath], CachedValue] = {}
+        self._values: dict[str, dict[LwM2mPath, CachedValue]] = {}
         # Values being written: still served by ``pending_values`` until committed.
-        self._in_flight: dict[tuple[str, LwM2mPath], CachedValue] = {}
+        self._in_flight: dict[str, dict[LwM2mPath, CachedValue]] = {}
         self._contacts: dict[str, datetime] = {}
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        insert = (sqlite if db.is_sqlite else postgresql).insert(_VALUES)
+        self._upsert_values = insert.on_conflict_do_update(
+            index_elements=[_VALUES.c.device_id, _VALUES.c.path],
+            set_={
+                "type": insert.excluded.type,
+                "value": insert.excluded.value,
+                "updated_at": insert.excluded.updated_at,
+            },
+        )
 
     def start(self) -> None:
         if self._task is None:
@@ -111,8 +137,11 @@ class BatchWriter:
         await self.flush()
 
     def put_values(self, endpoint: str, values: Mapping[LwM2mPath, CachedValue]) -> None:
-        for path, value in values.items():
-            self._values[(endpoint, path)] = value
+        pending = self._values.get(endpoint)
+        if pending is None:
+            self._values[endpoint] = dict(values)
+        else:
+            pending.update(values)
         self._wakeup.set()
 
     def put_contact(self, endpoint: str, at: datetime) -> None:
@@ -120,30 +149,40 @@ class BatchWriter:
         self._wakeup.set()
 
     def pending_values(self, endpoint: str, prefix: LwM2mPath) -> dict[LwM2mPath, CachedValue]:
-        return {
-            path: value
-            for (owner, path), value in [*self._in_flight.items(), *self._values.items()]
-            if owner == endpoint and path.starts_with(prefix)
-        }
+        found: dict[LwM2mPath, CachedValue] = {}
+        for pending in (self._in_flight.get(endpoint), self._values.get(endpoint)):
+            if pending:
+                found.update(
+                    (path, value) for path, value in pending.items() if path.starts_with(prefix)
+                )
+        return found
 
     async def flush(self) -> None:
         values, self._values = self._values, {}
         contacts, self._contacts = self._contacts, {}
         if not values and not contacts:
             return
-        endpoints = sorted({endpoint for endpoint, _ in values} | set(contacts))
-        self._in_flight.update(values)
+        endpoints = sorted(values.keys() | contacts.keys())
+        for endpoint, paths in values.items():
+            self._in_flight.setdefault(endpoint, {}).update(paths)
         try:
             async with self._db.transaction() as session:
                 ids = await self._ids.resolve(session, endpoints)
                 await self._write_values(session, ids, values)
                 await self._write_contacts(session, ids, contacts)
         except Exception:  # keep serving devices; the next values overwrite these anyway
-            _log.exception("value_flush_failed", values=len(values), contacts=len(contacts))
+            count = sum(len(paths) for paths in values.values())
+            _log.exception("value_flush_failed", values=count, contacts=len(contacts))
         finally:
-            for key, value in values.items():
-                if self._in_flight.get(key) is value:
-                    del self._in_flight[key]
+            for endpoint, paths in values.items():
+                in_flight = self._in_flight.get(endpoint)
+                if in_flight is None:
+                    continue
+                for path, value in paths.items():
+                    if in_flight.get(path) is value:
+                        del in_flight[path]
+                if not in_flight:
+                    del self._in_flight[endpoint]
 
     async def _run(self) -> None:
         while True:
@@ -156,38 +195,38 @@ class BatchWriter:
         self,
         session: AsyncSession,
         ids: Mapping[str, str],
-        values: Mapping[tuple[str, LwM2mPath], CachedValue],
+        values: Mapping[str, Mapping[LwM2mPath, CachedValue]],
     ) -> None:
-        rows = [
-            {
-                "device_id": ids[endpoint],
-                "path": str(path),
-                "type": value.type.value,
-                "value": value_to_json(value.type, value.value),
-                "updated_at": value.updated_at,
-            }
-            for (endpoint, path), value in values.items()
-            if endpoint in ids
-        ]
-        if not rows:
-            return
-        insert = (sqlite if self._db.is_sqlite else postgresql).insert(_VALUES)
-        statement = insert.on_conflict_do_update(
-            index_elements=[_VALUES.c.device_id, _VALUES.c.path],
-            set_={
-                "type": insert.excluded.type,
-                "value": insert.excluded.value,
-                "updated_at": insert.excluded.updated_at,
-            },
-        )
-        await session.execute(statement, rows)
-        info: dict[str, dict[str, Any]] = {}
-        for (endpoint, path), value in values.items():
-            column = DEVICE_INFO_COLUMNS.get(path)
-            if column is not None and endpoint in ids and isinstance(value.value, str):
-                info.setdefault(ids[endpoint], {})[column] = value.value
-        for device_id, columns in info.items():
-            await session.execute(update(Device).where(Device.id == device_id).values(**columns))
+        rows = []
+        # Device object resources copied onto the device row, grouped by the columns set
+        # (one executemany per group).
+        info: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for endpoint, paths in values.items():
+            device_id = ids.get(endpoint)
+            if device_id is None:
+                continue
+            columns: dict[str, Any] = {}
+            for path, value in paths.items():
+                rows.append(
+                    {
+                        "device_id": device_id,
+                        "path": str(path),
+                        "type": value.type.value,
+                        "value": value_to_json(value.type, value.value),
+                        "updated_at": value.updated_at,
+                    }
+                )
+                column = DEVICE_INFO_COLUMNS.get(path)
+                if column is not None and isinstance(value.value, str):
+                    columns[column] = value.value
+            if columns:
+                info.setdefault(tuple(sorted(columns)), []).append(
+                    {"device_key": device_id, **columns}
+                )
+        if rows:
+            await session.execute(self._upsert_values, rows)
+        for group in info.values():
+            await session.execute(UPDATE_BY_ID, group)
 
     async def _write_contacts(
         self, session: AsyncSession, ids: Mapping[str, str], contacts: Mapping[str, datetime]
@@ -198,20 +237,39 @@ class BatchWriter:
             if endpoint in ids
         ]
         if rows:
-            statement = (
-                _DEVICES.update()
-                .where(_DEVICES.c.id == bindparam("device_key"))
-                .values(last_contact_time=bindparam("contact_at"))
-            )
-            await session.execute(statement, rows)
+            await session.execute(UPDATE_CONTACT, rows)
+
+
+_ADMIT, _UPDATE, _DEREGISTER = "admit", "update", "deregister"
+ADMISSION_ROWS = select(
+    _DEVICES.c.endpoint_name,
+    _DEVICES.c.id,
+    _DEVICES.c.domain_id,
+    _DEVICES.c.blacklisted,
+    _DEVICES.c.management_enabled,
+    _DEVICES.c.security_mode,
+    _DEVICES.c.dtls_identity,
+).where(_DEVICES.c.endpoint_name.in_(bindparam("endpoints", expanding=True)))
+UPDATE_BY_ID = _DEVICES.update().where(_DEVICES.c.id == bindparam("device_key"))
+OF_REGISTRATION = (
+    _DEVICES.c.endpoint_name == bindparam("endpoint"),
+    _DEVICES.c.registration_id == bindparam("current_registration"),
+)
+"""A device row still holding the registration an Update or De-register belongs to
+(a later Register of the device, even in the same batch, is not overwritten)."""
+UPDATE_REGISTRATION = _DEVICES.update().where(*OF_REGISTRATION)
+DEREGISTER_ROW = _DEVICES.update().where(*OF_REGISTRATION).values(registration_id=None)
+_Write = tuple[str, Registration, "asyncio.Future[Admission | None]"]
 
 
 class SqlDeviceRegistry:
     """``DeviceRegistry`` on the ``devices`` table; unknown devices join ``default_domain``.
 
-    Registers are admitted in batches: those arriving while a batch is being written
-    wait, then go together in one transaction (one SELECT, one INSERT, one UPDATE), and
-    each caller gets its answer once that transaction is committed.
+    Registers, Updates and De-registers are written by group commit: those arriving
+    while a batch is being written wait, then go together in one transaction (one
+    SELECT and one executemany per kind of row), and each caller gets its answer once
+    that transaction is committed, so a 2.01 or 2.04 is never sent for a registration
+    a crash could lose. Latency stays bounded by about two transactions.
 
     Each Register is checked on its own against its device's security mode
     (``security.check_peer_security``) before anything else: a device created here is
@@ -220,7 +278,7 @@ class SqlDeviceRegistry:
     """
 
     MAX_BATCH = 500
-    """Registrations per transaction (keeps the SELECT's IN list under SQLite's limits)."""
+    """Writes per transaction (keeps the SELECT's IN list under SQLite's limits)."""
 
     def __init__(self, db: Database, ids: DeviceIds, writer: BatchWriter, default_domain: str):
         self._db = db
@@ -228,164 +286,173 @@ class SqlDeviceRegistry:
         self._writer = writer
         self._default_domain = default_domain
         self._domains: dict[str, str] = {}
-        self._admissions: list[tuple[Registration, asyncio.Future[Admission]]] = []
-        self._admitter: asyncio.Task[None] | None = None
+        """Endpoint -> domain, for devices outside the default domain only."""
+        self._waiting: list[_Write] = []
+        self._committer: asyncio.Task[None] | None = None
 
     def domain_of(self, endpoint: str) -> str:
         """The domain of a device as of its last Register (the default one if never seen)."""
         return self._domains.get(endpoint, self._default_domain)
 
     async def admit_registration(self, registration: Registration) -> Admission:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Admission] = loop.create_future()
-        self._admissions.append((registration, future))
-        if self._admitter is None:
-            self._admitter = loop.create_task(self._admit_waiting(), name="db-admissions")
-        return await future
-
-    async def stop(self) -> None:
-        """Wait for the admissions being written."""
-        if self._admitter is not None:
-            await asyncio.gather(self._admitter, return_exceptions=True)
-
-    async def _admit_waiting(self) -> None:
-        try:
-            while self._admissions:
-                await asyncio.sleep(0)  # Registers read in the same loop turn join in
-                batch = self._admissions[: self.MAX_BATCH]
-                del self._admissions[: self.MAX_BATCH]
-                await self._admit_batch(batch)
-        finally:
-            self._admitter = None
-
-    async def _admit_batch(
-        self, batch: list[tuple[Registration, asyncio.Future[Admission]]]
-    ) -> None:
-        try:
-            admissions = await self._write_admissions([registration for registration, _ in batch])
-        except Exception as exc:
-            if len(batch) > 1:  # one bad row must not refuse the others: one at a time
-                for single in batch:
-                    await self._admit_batch([single])
-                return
-            admissions = [exc]
-        for (_, future), admission in zip(batch, admissions, strict=True):
-            if future.done():  # the caller gave up (cancelled)
-                continue
-            if isinstance(admission, Exception):
-                future.set_exception(admission)
-            else:
-                future.set_result(admission)
-
-    async def _write_admissions(
-        self, registrations: Sequence[Registration]
-    ) -> list[Admission | Exception]:
-        """Record the allowed registrations in one transaction; their admissions in order."""
-        admissions: list[Admission | Exception] = []
-        inserts: dict[str, dict[str, Any]] = {}
-        updates: dict[str, dict[str, Any]] = {}
-        domains: dict[str, str] = {}
-        async with self._db.engine.begin() as connection:
-            rows = {
-                row.endpoint_name: row
-                for row in await connection.execute(
-                    select(
-                        _DEVICES.c.endpoint_name,
-                        _DEVICES.c.id,
-                        _DEVICES.c.domain_id,
-                        _DEVICES.c.blacklisted,
-                        _DEVICES.c.management_enabled,
-                        _DEVICES.c.security_mode,
-                        _DEVICES.c.dtls_identity,
-                    ).where(
-                        _DEVICES.c.endpoint_name.in_(
-                            {registration.endpoint for registration in registrations}
-                        )
-                    )
-                )
-            }
-            refusals: list[dict[str, Any]] = []
-            for registration in registrations:
-                endpoint, now = registration.endpoint, registration.registered_at
-                row = rows.get(endpoint)
-                security = (
-                    None if row is None else DeviceSecurity(row.security_mode, row.dtls_identity)
-                )
-                # No row: the device is created below as NoSec, so plain UDP is enough.
-                checked = check_peer_security(endpoint, security, registration.peer)
-                if checked is not Admission.ALLOWED:
-                    admissions.append(checked)
-                    refusals.append(_refusal_audit(registration, row, checked))
-                    continue
-                if row is not None and row.blacklisted:
-                    admissions.append(Admission.BLACKLISTED)
-                    continue
-                if row is not None and not row.management_enabled:
-                    admissions.append(Admission.MANAGEMENT_DISABLED)
-                    continue
-                columns = {
-                    "last_register_time": now,
-                    "last_contact_time": now,
-                    "last_session_time": now,
-                    **_registration_columns(registration),
-                }
-                if row is not None:
-                    updates[endpoint] = {"device_key": row.id, **columns}
-                    domains[endpoint] = row.domain_id
-                elif endpoint in inserts:  # registered twice in this batch: the last wins
-                    inserts[endpoint].update(columns)
-                else:
-                    inserts[endpoint] = {
-                        "id": endpoint,
-                        "endpoint_name": endpoint,
-                        "domain_id": self._default_domain,
-                        "security_mode": "nosec",
-                        "first_register_time": now,
-                        "creation_time": now,
-                        **columns,
-                    }
-                    domains[endpoint] = self._default_domain
-                admissions.append(Admission.ALLOWED)
-            if refusals:
-                await connection.execute(insert(AuditEvent), refusals)
-            if inserts:
-                await connection.execute(_DEVICES.insert(), list(inserts.values()))
-            if updates:
-                await connection.execute(
-                    _DEVICES.update().where(_DEVICES.c.id == bindparam("device_key")),
-                    list(updates.values()),
-                )
-        for endpoint, columns in inserts.items():
-            self._ids.remember(endpoint, columns["id"])
-        for endpoint, columns in updates.items():
-            self._ids.remember(endpoint, columns["device_key"])
-        self._domains.update(domains)
-        return admissions
+        admission = await self._commit(_ADMIT, registration)
+        assert admission is not None
+        return admission
 
     async def record_update(self, registration: Registration) -> None:
-        async with self._db.transaction() as session:
-            await session.execute(
-                update(Device)
-                .where(Device.endpoint_name == registration.endpoint)
-                .values(
-                    last_contact_time=registration.last_update,
-                    **_registration_columns(registration),
-                )
-            )
+        await self._commit(_UPDATE, registration)
 
     async def record_deregistration(self, registration: Registration, at: datetime) -> None:
-        async with self._db.transaction() as session:
-            await session.execute(
-                update(Device)
-                .where(
-                    Device.endpoint_name == registration.endpoint,
-                    Device.registration_id == registration.registration_id,
-                )
-                .values(registration_id=None)
-            )
+        await self._commit(_DEREGISTER, registration)
 
     def record_contact(self, endpoint: str, at: datetime) -> None:
         self._writer.put_contact(endpoint, at)
+
+    async def stop(self) -> None:
+        """Wait for the writes being committed."""
+        if self._committer is not None:
+            await asyncio.gather(self._committer, return_exceptions=True)
+
+    async def _commit(self, kind: str, registration: Registration) -> Admission | None:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Admission | None] = loop.create_future()
+        self._waiting.append((kind, registration, future))
+        if self._committer is None:
+            self._committer = loop.create_task(self._commit_waiting(), name="db-registrations")
+        return await future
+
+    async def _commit_waiting(self) -> None:
+        try:
+            while self._waiting:
+                await asyncio.sleep(0)  # writes made in the same loop turn join in
+                batch = self._waiting[: self.MAX_BATCH]
+                del self._waiting[: self.MAX_BATCH]
+                await self._commit_batch(batch)
+        finally:
+            self._committer = None
+
+    async def _commit_batch(self, batch: list[_Write]) -> None:
+        try:
+            results: list[Admission | None | Exception] = [*await self._write(batch)]
+        except Exception as exc:
+            if len(batch) > 1:  # one bad row must not fail the others: one at a time
+                for single in batch:
+                    await self._commit_batch([single])
+                return
+            results = [exc]
+        for (_, _, future), result in zip(batch, results, strict=True):
+            if future.done():  # the caller gave up (cancelled)
+                continue
+            if isinstance(result, Exception):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+
+    async def _write(self, batch: Sequence[_Write]) -> list[Admission | None]:
+        """Write the batch in one transaction; each write's result, in order."""
+        admitted = [registration for kind, registration, _ in batch if kind == _ADMIT]
+        updated = [
+            {
+                "endpoint": registration.endpoint,
+                "current_registration": registration.registration_id,
+                "last_contact_time": registration.last_update,
+                **_registration_columns(registration),
+            }
+            for kind, registration, _ in batch
+            if kind == _UPDATE
+        ]
+        deregistered = [
+            {
+                "endpoint": registration.endpoint,
+                "current_registration": registration.registration_id,
+            }
+            for kind, registration, _ in batch
+            if kind == _DEREGISTER
+        ]
+        async with self._db.engine.begin() as connection:
+            admissions = await self._write_admissions(connection, admitted) if admitted else None
+            if updated:
+                await connection.execute(UPDATE_REGISTRATION, updated)
+            if deregistered:
+                await connection.execute(DEREGISTER_ROW, deregistered)
+        if admissions is None:
+            return [None] * len(batch)
+        for endpoint, (device_id, domain_id) in admissions.devices.items():
+            self._ids.remember(endpoint, device_id)
+            if domain_id == self._default_domain:
+                self._domains.pop(endpoint, None)
+            else:
+                self._domains[endpoint] = sys.intern(domain_id)
+        answers = iter(admissions.answers)
+        return [next(answers) if kind == _ADMIT else None for kind, _, _ in batch]
+
+    async def _write_admissions(
+        self, connection: AsyncConnection, registrations: Sequence[Registration]
+    ) -> _Admissions:
+        """Record the allowed registrations; their admissions in order."""
+        admissions = _Admissions()
+        inserts: dict[str, dict[str, Any]] = {}
+        updates: dict[str, dict[str, Any]] = {}
+        endpoints = list({registration.endpoint for registration in registrations})
+        rows = {
+            row.endpoint_name: row
+            for row in await connection.execute(ADMISSION_ROWS, {"endpoints": endpoints})
+        }
+        refusals: list[dict[str, Any]] = []
+        for registration in registrations:
+            endpoint, now = registration.endpoint, registration.registered_at
+            row = rows.get(endpoint)
+            security = None if row is None else DeviceSecurity(row.security_mode, row.dtls_identity)
+            # No row: the device is created below as NoSec, so plain UDP is enough.
+            checked = check_peer_security(endpoint, security, registration.peer)
+            if checked is not Admission.ALLOWED:
+                admissions.answers.append(checked)
+                refusals.append(_refusal_audit(registration, row, checked))
+                continue
+            if row is not None and row.blacklisted:
+                admissions.answers.append(Admission.BLACKLISTED)
+                continue
+            if row is not None and not row.management_enabled:
+                admissions.answers.append(Admission.MANAGEMENT_DISABLED)
+                continue
+            columns = {
+                "last_register_time": now,
+                "last_contact_time": now,
+                "last_session_time": now,
+                **_registration_columns(registration),
+            }
+            if row is not None:
+                updates[endpoint] = {"device_key": row.id, **columns}
+                admissions.devices[endpoint] = (row.id, row.domain_id)
+            elif endpoint in inserts:  # registered twice in this batch: the last wins
+                inserts[endpoint].update(columns)
+            else:
+                inserts[endpoint] = {
+                    "id": endpoint,
+                    "endpoint_name": endpoint,
+                    "domain_id": self._default_domain,
+                    "security_mode": "nosec",
+                    "first_register_time": now,
+                    "creation_time": now,
+                    **columns,
+                }
+                admissions.devices[endpoint] = (endpoint, self._default_domain)
+            admissions.answers.append(Admission.ALLOWED)
+        if refusals:
+            await connection.execute(insert(AuditEvent), refusals)
+        if inserts:
+            await connection.execute(_DEVICES.insert(), list(inserts.values()))
+        if updates:
+            await connection.execute(UPDATE_BY_ID, list(updates.values()))
+        return admissions
+
+
+@dataclass
+class _Admissions:
+    answers: list[Admission] = field(default_factory=list)
+    """One per Register, in order."""
+    devices: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """Endpoint -> (device id, domain id) of the admitted devices."""
 
 
 def _refusal_audit(

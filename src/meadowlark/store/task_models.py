@@ -48,6 +48,7 @@ class TaskRun(Base):
         Index("ix_task_runs_device_status", "device_id", "status"),
         Index("ix_task_runs_task_status", "task_id", "status"),
         Index("ix_task_runs_updated", "last_update_time"),
+        Index("ix_task_runs_status", "status"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -115,7 +116,10 @@ class SettingValueRow(Base):
     """A named value of a domain, a group or a device, used as ``${sv.name}`` in tasks."""
 
     __tablename__ = "setting_values"
-    __table_args__ = (UniqueConstraint("target_kind", "target_id", "name"),)
+    __table_args__ = (
+        UniqueConstraint("target_kind", "target_id", "name"),
+        Index("ix_setting_values_name", "name"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     domain_id: Mapped[str] = mapped_column(ForeignKey("domains.id", ondelete="CASCADE"), index=True)

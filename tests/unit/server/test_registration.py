@@ -7,6 +7,7 @@ import pytest
 from meadowlark.server.registration import (
     RegistrationRateLimiter,
     RegistrationRejected,
+    SharedObjectLists,
     parse_register,
     parse_update,
 )
@@ -99,3 +100,22 @@ def test_rate_limiter_counts_per_host_per_minute():
     assert limiter.retry_after("10.0.0.2") is None
     now[0] = 61.0
     assert limiter.retry_after("10.0.0.1") is None
+
+
+def test_devices_sending_the_same_links_share_one_object_list():
+    links = b"</1/0>,</3/0>,</3303>;ver=1.1"
+    first = parse_register(["ep=a"], links, 40, VERSIONS)
+    second = parse_register(["ep=b"], bytearray(links), 40, VERSIONS)
+    other = parse_register(["ep=c"], b"</1/0>,</3/0>", 40, VERSIONS)
+    assert first.objects is second.objects
+    assert other.objects is not first.objects and 3303 not in other.objects.objects
+    assert first.objects.objects[3303].version == "1.1"
+
+
+def test_a_full_cache_forgets_the_oldest_list_and_still_parses():
+    shared = SharedObjectLists(capacity=2)
+    one, two, three = (shared.parse(f"</{n}/0>".encode()) for n in (1, 2, 3))
+    assert shared.parse(b"</3/0>") is three and shared.parse(b"</2/0>") is two
+    again = shared.parse(b"</1/0>")
+    assert again is not one and again == one
+    assert shared.versions(one) is shared.versions(one)

@@ -15,6 +15,11 @@ are scheduled again.
 On a device's (re-)registration the engine first reads the paths of the registration
 task (setting ``registrationRead``, default ``/3/0,/5/0``; ``off`` switches it off),
 which fills the device's manufacturer, model, serial number and versions.
+
+Most moments find nothing to do: whether any ``registrationRead`` setting, active group
+task or scheduled run exists at all is asked with one shared query
+(``SharedQuery``) for every device served meanwhile, and a device's own rows are only
+read when the answer says there may be something.
 """
 
 from __future__ import annotations
@@ -54,9 +59,9 @@ from meadowlark.server.registration import Registration
 from meadowlark.server.service import LwM2mServer, ServerListener
 from meadowlark.server.values import flatten_all
 from meadowlark.store.coiote_models import GroupMembership
-from meadowlark.store.db import Database
+from meadowlark.store.db import Database, SharedQuery
 from meadowlark.store.device_models import Device
-from meadowlark.store.task_models import CallbackDelivery, TaskRow, TaskRun
+from meadowlark.store.task_models import CallbackDelivery, SettingValueRow, TaskRow, TaskRun
 
 _log = structlog.get_logger("meadowlark.tasks")
 
@@ -77,6 +82,25 @@ class EngineOptions:
     registration_reads: str = "/3/0,/5/0"
     """Paths read at every (re-)registration unless the setting ``registrationRead``
     says otherwise (``off``: none)."""
+
+
+PENDING_WORK = select(
+    exists().where(SettingValueRow.name == REGISTRATION_READ_SETTING),
+    exists().where(TaskRow.target_kind == GROUP, TaskRow.is_active.is_(True)),
+    exists().where(TaskRun.status == SCHEDULED),
+)
+"""Whether any device's moment may have work (``_PendingWork``), asked once for many."""
+
+
+@dataclass(frozen=True, slots=True)
+class _PendingWork:
+    """Whether the store holds anything a device's moment may have to act on."""
+
+    read_settings: bool
+    """Some domain, group or device sets ``registrationRead``."""
+    group_tasks: bool
+    """Some group task is active (a device may have to join it)."""
+    scheduled_runs: bool
 
 
 class _RetryLater(Exception):
@@ -148,6 +172,7 @@ class TaskEngine(ServerListener):
         self._workers: list[asyncio.Task[None]] = []
         self._stopping = False
         self.runs_finished = 0
+        self._pending_work = SharedQuery(self._query_pending_work)
         server.add_listener(self)
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -244,15 +269,23 @@ class TaskEngine(ServerListener):
         registration = await self._server.get_registration(endpoint)
         if registration is None or not self._server.is_awake(registration):
             return
-        async with self._db.session() as session:
-            device = await session.scalar(select(Device).where(Device.endpoint_name == endpoint))
-            if device is None:
-                return
-            session.expunge(device)
-        if endpoint in self._fresh:
-            self._fresh.discard(endpoint)
+        fresh = endpoint in self._fresh
+        self._fresh.discard(endpoint)
+        work = await self._pending_work()
+        device = None
+        if fresh:
+            if work.read_settings:
+                device = await self._device(endpoint)
+                if device is None:
+                    return
             await self._registration_reads(registration, device)
-        await self._join_group_tasks(device)
+        if not work.group_tasks and not work.scheduled_runs:
+            return
+        device = device or await self._device(endpoint)
+        if device is None:
+            return
+        if work.group_tasks:
+            await self._join_group_tasks(device)
         while True:
             claimed = await self._claim_next(device.id)
             if claimed is None:
@@ -261,11 +294,28 @@ class TaskEngine(ServerListener):
             if not await self._carry_out(run, task, device):
                 return
 
-    async def _registration_reads(self, registration: Registration, device: Device) -> None:
+    async def _query_pending_work(self) -> _PendingWork:
+        async with self._db.engine.connect() as connection:
+            row = (await connection.execute(PENDING_WORK)).one()
+        return _PendingWork(*(bool(flag) for flag in row))
+
+    async def _device(self, endpoint: str) -> Device | None:
         async with self._db.session() as session:
-            settings = await device_settings(session, device)
-        configured = settings.get(REGISTRATION_READ_SETTING)
-        spec = configured.value if configured is not None else self.options.registration_reads
+            device = await session.scalar(select(Device).where(Device.endpoint_name == endpoint))
+            if device is not None:
+                session.expunge(device)
+            return device
+
+    async def _registration_reads(self, registration: Registration, device: Device | None) -> None:
+        """Read the registration task's paths; ``device`` (None: no ``registrationRead``
+        setting exists anywhere) is looked up for its settings."""
+        spec = self.options.registration_reads
+        if device is not None:
+            async with self._db.session() as session:
+                settings = await device_settings(session, device)
+            configured = settings.get(REGISTRATION_READ_SETTING)
+            if configured is not None:
+                spec = configured.value
         if spec.strip().lower() in ("", "off", "none", "false"):
             return
         for item in spec.split(","):
@@ -273,7 +323,7 @@ class TaskEngine(ServerListener):
                 path = LwM2mPath.parse(item.strip())
             except InvalidPathError:
                 _log.info(
-                    "registration_read_invalid", endpoint=device.endpoint_name, path=item[:40]
+                    "registration_read_invalid", endpoint=registration.endpoint, path=item[:40]
                 )
                 continue
             if path.object_id not in registration.objects.objects:
@@ -286,7 +336,7 @@ class TaskEngine(ServerListener):
             except Lwm2mServerError as exc:
                 _log.info(
                     "registration_read_failed",
-                    endpoint=device.endpoint_name,
+                    endpoint=registration.endpoint,
                     path=str(path),
                     error=exc.message,
                 )
