@@ -34,6 +34,8 @@ import httpx
 from bench.common import free_port, python, repo_root
 
 ADMIN_PASSWORD = "bench-admin-password"  # noqa: S105 - a throwaway local server
+FLAME_FORMAT = ("-f", os.environ.get("MEADOWLARK_BENCH_FLAME_FORMAT", "flamegraph"))
+"""py-spy's output format (``raw``: collapsed stacks, to read them as text)."""
 WAKAAMA_SCRIPT = repo_root().parent / "shared" / "peers" / "build-wakaama.sh"
 
 
@@ -52,8 +54,9 @@ def wakaama_server() -> str:
 
 
 @contextmanager
-def meadowlark_serve(tmp: Path) -> Iterator[tuple[int, int]]:
-    """``meadowlark serve`` from the CLI; yields (pid, CoAP port)."""
+def meadowlark_serve(tmp: Path, *, with_http: bool = False) -> Iterator[Any]:
+    """``meadowlark serve`` from the CLI, data in ``tmp/meadowlark-data``; yields (pid,
+    CoAP port), or (pid, CoAP port, HTTP port) ``with_http``."""
     http_port, coap_port = free_port(), free_port(socket.SOCK_DGRAM)
     env = {
         **os.environ,
@@ -69,7 +72,7 @@ def meadowlark_serve(tmp: Path) -> Iterator[tuple[int, int]]:
         )
         try:
             _wait_ready(process, f"http://127.0.0.1:{http_port}/ready", tmp / "serve.log")
-            yield process.pid, coap_port
+            yield (process.pid, coap_port, http_port) if with_http else (process.pid, coap_port)
         finally:
             _stop(process)
 
@@ -164,7 +167,18 @@ def flame_graph(pid: int, name: str | None) -> Iterator[None]:
         return
     py_spy = shutil.which("py-spy") or str(Path(python()).parent / "py-spy")
     recorder = subprocess.Popen(  # noqa: S603 - py-spy from the venv
-        [py_spy, "record", "--nonblocking", "-r", "200", "-o", name, "--pid", str(pid)],
+        [
+            py_spy,
+            "record",
+            "--nonblocking",
+            "-r",
+            "200",
+            *FLAME_FORMAT,
+            "-o",
+            name,
+            "--pid",
+            str(pid),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
