@@ -32,6 +32,7 @@ from typing import Any
 import structlog
 from aiocoap import Message
 from aiocoap.transports.udp6 import MessageInterfaceUDP6, UDP6EndpointAddress
+from aiocoap.util import socknumbers
 
 from meadowlark.coap import wire
 from meadowlark.server.transport import (
@@ -51,6 +52,10 @@ EXCHANGE_LIFETIME = 247.0
 _FRESHNESS_WINDOW = 128.0
 """RFC 7641 §3.4: a notification this much later than the last one is always fresh."""
 _MAX_DIAGNOSTIC = 128
+_READ_BATCH = 64
+"""Datagrams read per readiness of the socket before other work gets the loop."""
+_RECEIVE_BUFFER = 4096
+_ANCILLARY_BUFFER = 1024
 _REQUEST_OPTIONS = frozenset({wire.URI_PATH, wire.URI_QUERY, wire.CONTENT_FORMAT})
 _NOTIFICATION_OPTIONS = frozenset(
     {wire.OBSERVE, wire.CONTENT_FORMAT, wire.MAX_AGE, wire.ETAG}
@@ -104,6 +109,7 @@ class Lwm2mUdpInterface(MessageInterfaceUDP6):
     """
 
     handler: UplinkHandler
+    _sock: socket.socket
     traffic: TrafficCounter | None = None
     max_payload: int = 65536
     block_size_exp: int = 6
@@ -129,6 +135,10 @@ class Lwm2mUdpInterface(MessageInterfaceUDP6):
             sock.close()
             raise
         assert isinstance(interface, cls)
+        # aiocoap's transport reads one datagram per readiness (and polls the error queue
+        # each time); read them in batches instead, same socket, same callbacks.
+        interface._sock = sock
+        loop.add_reader(sock.fileno(), interface._read_datagrams)
         return interface
 
     def __init__(self, ctx: Any, log: Any, loop: asyncio.AbstractEventLoop) -> None:
@@ -158,23 +168,57 @@ class Lwm2mUdpInterface(MessageInterfaceUDP6):
 
     # --- receiving -----------------------------------------------------------------------
 
+    def _read_datagrams(self) -> None:
+        sock = self._sock
+        if socknumbers.HAS_RECVERR:  # ICMP errors (e.g. port unreachable) for aiocoap
+            try:
+                error = sock.recvmsg(_RECEIVE_BUFFER, _ANCILLARY_BUFFER, socknumbers.MSG_ERRQUEUE)
+            except (BlockingIOError, InterruptedError):
+                pass
+            except OSError as exc:
+                self.error_received(exc)
+            else:
+                self.datagram_errqueue_received(*error)
+        for _ in range(_READ_BATCH):
+            try:
+                data, ancdata, flags, address = sock.recvmsg(_RECEIVE_BUFFER, _ANCILLARY_BUFFER)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self.error_received(exc)
+                return
+            if not self._receive(data, ancdata, flags, address):
+                # aiocoap expects its loop turn after each datagram (it may start a task
+                # for a request and cancel it on the next one): the rest waits a turn.
+                return
+
     def datagram_msg_received(self, data: bytes, ancdata: Any, flags: Any, address: Any) -> None:
+        self._receive(data, ancdata, flags, address)
+
+    def _receive(self, data: bytes, ancdata: Any, flags: Any, address: Any) -> bool:
+        """Handle one datagram; False if it went to aiocoap."""
         if self.traffic is not None:
             self.traffic.add((self._host(address[0]), address[1]), received=len(data))
         message = wire.parse(data)
-        if message is not None:
-            try:
-                if self._take(message, ancdata, address, flags & socket.MSG_TRUNC):
-                    return
-            except Exception:  # never let a datagram break the socket
-                _log.exception("datagram_failed", peer=str(address[:2]))
-                return
+        if message is None:  # a message format error: silently ignored (RFC 7252 §4.2)
+            _log.debug("datagram_dropped", reason="not a well-formed CoAP message")
+            return True
+        try:
+            if self._take(message, ancdata, address, flags & socket.MSG_TRUNC):
+                return True
+            if not message.strings_valid():
+                self._refuse_undecodable(message, ancdata, address)
+                return True
+        except Exception:  # never let a datagram break the socket
+            _log.exception("datagram_failed", peer=str(address[:2]))
+            return True
         try:
             super().datagram_msg_received(data, ancdata, flags, address)
         except (UnicodeDecodeError, ValueError) as exc:
-            # aiocoap lets e.g. invalid UTF-8 in a Uri-Path escape as an exception: a
+            # aiocoap lets e.g. invalid UTF-8 in an option escape as an exception: a
             # message format error, silently ignored (RFC 7252 §4.2).
             _log.debug("datagram_dropped", reason=f"{type(exc).__name__}: {exc}")
+        return False
 
     def send(self, message: Message) -> None:
         """aiocoap's sends (its responses, requests, ACKs, RSTs), counted."""
@@ -279,6 +323,16 @@ class Lwm2mUdpInterface(MessageInterfaceUDP6):
             self._sendto(ack, address, pktinfo)
         route.deliver(message, asyncio.get_running_loop().time())
         return True
+
+    def _refuse_undecodable(self, message: wire.WireMessage, ancdata: Any, address: Any) -> None:
+        """A string option that is not UTF-8 (RFC 7252 §3.2): 4.00 to a CON request,
+        silence otherwise (aiocoap would fail on it half-way through)."""
+        _log.debug("datagram_dropped", reason="string option not UTF-8")
+        if message.is_request and message.mtype == wire.CON:
+            pktinfo = _pktinfo(ancdata)
+            if not self._duplicate(message, address, pktinfo):
+                result = UplinkResult(_BAD_REQUEST, diagnostic="option value is not UTF-8")
+                self._reply_result(message, address, pktinfo, result)
 
     # --- deduplication (RFC 7252 §4.5) ---------------------------------------------------
 

@@ -32,7 +32,15 @@ BLOCK1 = 27
 SIZE2 = 28
 SIZE1 = 60
 
+LOCATION_QUERY = 20
+PROXY_URI = 35
+PROXY_SCHEME = 39
+
 PAYLOAD_MARKER = 0xFF
+STRING_OPTIONS = frozenset(
+    {URI_HOST, LOCATION_PATH, URI_PATH, LOCATION_QUERY, URI_QUERY, PROXY_URI, PROXY_SCHEME}
+)
+"""Options whose values are UTF-8 strings (RFC 7252 §5.10)."""
 
 
 @dataclass(slots=True)
@@ -85,6 +93,17 @@ class WireMessage:
             return [value.decode("utf-8") for value in self.values(number)]
         except UnicodeDecodeError:
             return None
+
+    def strings_valid(self) -> bool:
+        """Whether every string option (``STRING_OPTIONS``) is valid UTF-8."""
+        data = self.data
+        try:
+            for number, start, end in self.options:
+                if number in STRING_OPTIONS:
+                    data[start:end].decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+        return True
 
 
 def parse(data: bytes) -> WireMessage | None:

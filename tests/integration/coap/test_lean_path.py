@@ -242,3 +242,13 @@ async def test_reuse_port_lets_two_servers_share_a_port():
             await exclusive.start()
     finally:
         await first.stop()
+
+
+async def test_a_string_option_that_is_not_utf8_gets_4_00_and_a_format_error_nothing(served):
+    _, _, device = served
+    device.send(b"\x49\x01\x00\x09" + b"t" * 9)  # token length 9: a message format error
+    await device.nothing()
+    device.send(wire.build(wire.CON, wire.POST, 0x7101, b"\x05", [(wire.URI_PATH, b"\xff")]))
+    answer = await device.receive()
+    assert (answer.mtype, answer.code, answer.mid) == (wire.ACK, 0x80, 0x7101)
+    assert answer.payload == b"option value is not UTF-8"
