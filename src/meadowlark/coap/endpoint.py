@@ -108,7 +108,7 @@ class AiocoapEndpoint:
         sockaddr = getattr(first.remote, "sockaddr", None)
         if established and self._interface is not None and sockaddr is not None:
             observation.unroute = self._interface.route_notifications(
-                first.token, sockaddr, on_notify
+                first.token, sockaddr, on_notify, first.opt.observe
             )
         observation.start(established=established)
         return observation

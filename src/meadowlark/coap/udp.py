@@ -73,10 +73,10 @@ class NotificationRoute:
 
     __slots__ = ("_on_notify", "_sequence", "_received_at")
 
-    def __init__(self, on_notify: NotificationCallback) -> None:
+    def __init__(self, on_notify: NotificationCallback, sequence: int | None, now: float) -> None:
         self._on_notify = on_notify
-        self._sequence: int | None = None
-        self._received_at = 0.0
+        self._sequence = sequence
+        self._received_at = now
 
     def deliver(self, message: wire.WireMessage, now: float) -> None:
         sequence = message.uint(wire.OBSERVE) or 0
@@ -153,12 +153,18 @@ class Lwm2mUdpInterface(MessageInterfaceUDP6):
     # --- observations --------------------------------------------------------------------
 
     def route_notifications(
-        self, token: bytes, sockaddr: Sequence[Any], on_notify: NotificationCallback
+        self,
+        token: bytes,
+        sockaddr: Sequence[Any],
+        on_notify: NotificationCallback,
+        sequence: int | None = None,
     ) -> Callable[[], None]:
-        """Hand notifications with ``token`` from ``sockaddr`` to ``on_notify``; returns
-        the function that stops it (they then go to aiocoap, which answers RST)."""
+        """Hand notifications with ``token`` from ``sockaddr`` to ``on_notify``, newer
+        than Observe ``sequence`` (the first response's); returns the function that stops
+        it (they then go to aiocoap, which rejects them)."""
         key = (token, sockaddr[0], sockaddr[1])
-        route = self._routes[key] = NotificationRoute(on_notify)
+        now = asyncio.get_running_loop().time()
+        route = self._routes[key] = NotificationRoute(on_notify, sequence, now)
 
         def unroute() -> None:
             if self._routes.get(key) is route:
