@@ -15,7 +15,8 @@ on the socket:
 
 Requests are deduplicated by (source address, Message ID) for EXCHANGE_LIFETIME
 (RFC 7252 §4.5): a retransmitted CON gets the answer already sent, or nothing while
-the first copy is still being processed. Everything else (block-wise transfers, ``/dp``
+the first copy is still being processed. A retransmitted notification is ACKed again and
+dropped by the Observe freshness rule. Everything else (block-wise transfers, ``/dp``
 Send, ``/fw`` downloads, other options, ACKs and RSTs of the server's own requests) goes
 to aiocoap unchanged. Every datagram in and out is counted in ``traffic``.
 """
@@ -321,12 +322,10 @@ class Lwm2mUdpInterface(MessageInterfaceUDP6):
         if wire.OBSERVE not in numbers or not numbers <= _NOTIFICATION_OPTIONS:
             return False
         if message.mtype == wire.CON:
-            pktinfo = _pktinfo(ancdata)
-            ack = wire.empty(wire.ACK, message.mid)
-            if self._duplicate(message, address, pktinfo):
-                return True
-            self._remember(address, message.mid, ack)
-            self._sendto(ack, address, pktinfo)
+            # Every copy gets the same empty ACK; a retransmission (within MAX_TRANSMIT_SPAN,
+            # 45 s) carries an Observe number already delivered, so the freshness rule
+            # drops it: processed once (RFC 7252 §4.5) without remembering each MID.
+            self._sendto(wire.empty(wire.ACK, message.mid), address, _pktinfo(ancdata))
         route.deliver(message, asyncio.get_running_loop().time())
         return True
 
