@@ -8,6 +8,7 @@ Found, 4.12 Precondition Failed).
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 import time
@@ -247,10 +248,31 @@ def _objects(payload: bytes, content_format: int | None) -> RegisteredObjects:
         raise RegistrationRejected(
             UNSUPPORTED_CONTENT_FORMAT, "the object list must be in CoRE Link Format (40)"
         )
+    parsed = (
+        _parsed_links(payload) if len(payload) <= MAX_SHARED_LINKS_SIZE else _parse_links(payload)
+    )
+    if isinstance(parsed, str):
+        raise RegistrationRejected(BAD_REQUEST, parsed)
+    return parsed
+
+
+MAX_SHARED_LINKS_SIZE = 2048
+"""Object lists up to this size are parsed once and shared (see ``_parsed_links``)."""
+
+
+@functools.lru_cache(maxsize=512)
+def _parsed_links(payload: bytes) -> RegisteredObjects | str:
+    """``_parse_links``, remembered: the devices of a fleet send the same object list,
+    and the (immutable) result is then shared by their registrations."""
+    return _parse_links(payload)
+
+
+def _parse_links(payload: bytes) -> RegisteredObjects | str:
+    """The object list, or why it is invalid."""
     try:
         return parse_registration_links(payload)
     except DecodeError as exc:
-        raise RegistrationRejected(BAD_REQUEST, str(exc)) from None
+        return str(exc)
 
 
 class RegistrationStore(Protocol):
