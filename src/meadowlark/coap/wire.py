@@ -9,7 +9,7 @@ silently ignored by the caller). ``build`` encodes a message from its parts.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 CON, NON, ACK, RST = 0, 1, 2, 3
@@ -20,16 +20,13 @@ IF_MATCH = 1
 URI_HOST = 3
 ETAG = 4
 OBSERVE = 6
-URI_PORT = 7
 LOCATION_PATH = 8
 URI_PATH = 11
 CONTENT_FORMAT = 12
 MAX_AGE = 14
 URI_QUERY = 15
 ACCEPT = 17
-BLOCK2 = 23
 BLOCK1 = 27
-SIZE2 = 28
 SIZE1 = 60
 
 LOCATION_QUERY = 20
@@ -220,8 +217,3 @@ def build(
 def empty(mtype: int, mid: int) -> bytes:
     """An Empty message: an ACK or a RST (RFC 7252 §4.2, §4.3)."""
     return bytes((0x40 | (mtype << 4), EMPTY, mid >> 8, mid & 0xFF))
-
-
-def sorted_options(options: Sequence[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
-    """Options in ascending number order, keeping the order of repeated ones."""
-    return sorted(options, key=lambda option: option[0])
