@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-BENCHMARKS = ("auth", "lwm2m", "devices", "things", "tasks", "storm", "memory")
+BENCHMARKS = ("registrations", "auth", "lwm2m", "devices", "things", "tasks", "storm", "memory")
 
 
 def main() -> None:
@@ -24,12 +24,24 @@ def main() -> None:
     parser.add_argument(
         "--memory-devices", type=int, default=200_000, help="memory: devices registered"
     )
+    parser.add_argument(
+        "--compare-wakaama",
+        action="store_true",
+        help="registrations: against Eclipse Wakaama's C lwm2mserver (built from ../shared/peers)",
+    )
+    parser.add_argument(
+        "--profile",
+        help="registrations: py-spy flame graph (SVG) of meadowlark serve, to this file",
+    )
     args = parser.parse_args()
     for name in args.names or BENCHMARKS:
         module = importlib.import_module(f"bench.{name}")
         options = {"duration": args.duration}
         if name == "lwm2m" and args.lwm2m_devices:
             options["max_devices"] = args.lwm2m_devices
+        if name == "registrations":
+            options["compare_wakaama"] = args.compare_wakaama
+            options["profile"] = args.profile
         if name == "tasks":
             options["devices"] = args.task_devices
         if name == "storm":

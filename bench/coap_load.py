@@ -596,13 +596,19 @@ def _address(text: str) -> tuple[str, int]:
 
 
 def _next_command(devices: Devices, max_seconds: float) -> str:
-    """The next stdin line; meanwhile late datagrams are read and dropped."""
+    """The next stdin line; meanwhile the server's requests (e.g. reads after Register)
+    are answered and other late datagrams dropped."""
     deadline = time.perf_counter() + max_seconds
+
+    def on_message(index: int, address: object, message: tuple) -> None:
+        if 1 <= message[1] <= 31:
+            devices._answer_request(index, address, message)
+
     while time.perf_counter() < deadline:
         ready, _, _ = select.select([sys.stdin], [], [], 0.02)
         if ready:
             return sys.stdin.readline().strip()
-        devices.poll(0, lambda index, address, message: None)
+        devices.poll(0, on_message)
     return "quit"
 
 

@@ -5,13 +5,9 @@
    our server (a ``Runtime`` with SQLite in a temporary folder, wired to ``CoapServer``
    like ``meadowlark serve``) and to a bare aiocoap ``rd`` resource that only answers
    2.01 Created.
-2. Notifications per second absorbed: ``observed_devices`` generator devices are observed
-   on /3303/0/5700 (our server via ``LwM2mServer.observe`` after they registered; the
-   baseline is a bare aiocoap endpoint that observes them and only counts), then push NON
-   notifications at ``notify_rate`` per second (more than either side absorbs), then
-   confirmable ones with ``con_window`` in flight. Counted: notifications that reached
-   the listener (ours: ``ServerListener.on_notification``, values cached in SQLite) or the
-   observation iterator (baseline).
+2. Notifications per second absorbed with values persisted, by ``meadowlark serve`` as
+   a process against a bare aiocoap observer: ``bench.notifications`` (NON and
+   confirmable phases, devices observed through the REST API).
 3. Resident memory per registered device: VmRSS growth of each server from after a
    warm-up to ``registrations`` and ``max_devices`` registered devices (one socket per
    device, from several generator processes with distinct 127.0.0.x source addresses).
@@ -52,9 +48,14 @@ class JsonProcess:
     def __init__(self, command: list[str], stderr: IO[bytes], name: str) -> None:
         self.name = name
         self._stderr = stderr
+        # The checkout's own code, whatever the interpreter's installed copy points at.
+        source = os.pathsep.join(
+            filter(None, [str(repo_root() / "src"), os.environ.get("PYTHONPATH")])
+        )
         self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and modules
             command,
             cwd=repo_root(),
+            env={**os.environ, "PYTHONPATH": source},
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=stderr,
@@ -222,68 +223,6 @@ def measure_registrations(
     return run
 
 
-# --- 2: notifications ----------------------------------------------------------------------
-
-
-@dataclass
-class NotifyPhase:
-    name: str
-    absorbed: int
-    seconds: float
-    offered: int
-    generator: dict[str, Any]
-
-    @property
-    def per_second(self) -> float:
-        return self.absorbed / self.seconds if self.seconds else 0.0
-
-
-def observed_generator(
-    stack: ExitStack, tmp: Path, name: str, observer: JsonProcess, *, source: str,
-    register_port: int | None, devices: int, duration: float, rate: float, con_window: int,
-) -> JsonProcess:  # fmt: skip
-    """A generator whose ``devices`` are observed by ``observer``, waiting for phases."""
-    options: list[object] = ["--source", source, "--devices", devices, "--prefix", "obs"]
-    if register_port is not None:
-        options += ["--server", f"127.0.0.1:{register_port}"]
-    options += ["--duration", duration, "--rate", rate, "--con-window", con_window]
-    options += ["--max-seconds", 120]
-    load = generator(stack, tmp, f"notify-{name}", "notify", *options)
-    if register_port is not None:
-        registered = load.expect("registered", timeout=180)
-        if registered["created"] != devices:
-            raise RuntimeError(f"{name}: only {registered['created']} of {devices} registered")
-    ready = load.expect("ready", timeout=60)
-    if register_port is None:
-        answer = observer.call(timeout=120, cmd="observe", addresses=ready["addresses"], accept=112)
-    else:
-        answer = observer.call(timeout=120, cmd="observe", prefix="obs-")
-    observing = load.expect("observing", timeout=120)["observations"]
-    if answer["observed"] != devices or observing != devices:
-        raise RuntimeError(f"{name}: observed {answer} / devices saw {observing} of {devices}")
-    return load
-
-
-def notify_phase(
-    load: JsonProcess, observer: JsonProcess, phase: str, duration: float
-) -> NotifyPhase:
-    assert load.process.stdin is not None
-    load.process.stdin.write(f"{phase}\n".encode())
-    load.process.stdin.flush()
-    load.expect("start", timeout=30)
-    before = observer.call(cmd="stats")
-    end = load.expect("end", timeout=duration + 30)
-    after = observer.call(cmd="stats")
-    time.sleep(0.5)  # let the backlog drain before the next phase
-    return NotifyPhase(
-        name=phase,
-        absorbed=after["notifications"] - before["notifications"],
-        seconds=after["t"] - before["t"],
-        offered=end.get("sent", 0),
-        generator=end,
-    )
-
-
 # --- the benchmark ------------------------------------------------------------------------
 
 
@@ -322,44 +261,23 @@ def run(
         with ExitStack() as servers:
             ours, our_port = our_server(servers, tmp, "ours-register", log_level)
             our_run = registration_run("ours", ours, our_port)
-        with ExitStack() as servers:
-            # Both sides are set up first, then measured in turns, so that load from
-            # elsewhere on the machine hits both alike; each keeps its best round.
-            sides = {}
-            observer, _ = bare_process(servers, tmp, "observer", "bare-observer")
-            ours, our_port = our_server(servers, tmp, "ours-notify", log_level)
-            for name, source, server, port in (
-                ("bare", "127.0.0.30", observer, None),
-                ("ours", "127.0.0.31", ours, our_port),
-            ):
-                load = observed_generator(
-                    servers, tmp, name, server, source=source, register_port=port,
-                    devices=observed_devices, duration=duration, rate=notify_rate,
-                    con_window=con_window,
-                )  # fmt: skip
-                sides[name] = (load, server)
-            best: dict[str, dict[str, NotifyPhase]] = {"bare": {}, "ours": {}}
-            for _ in range(rounds):
-                for phase in ("non", "con"):
-                    for name, (load, server) in sides.items():
-                        result = notify_phase(load, server, phase, duration)
-                        kept = best[name].get(phase)
-                        if kept is None or result.per_second > kept.per_second:
-                            best[name][phase] = result
-            bare_notify, our_notify = best["bare"], best["ours"]
 
-    return _report(
-        bare_run, our_run, bare_notify, our_notify, checkpoints=checkpoints, window=window,
-        registrations=registrations, devices=observed_devices, duration=duration,
-        rate=notify_rate, con_window=con_window, log_level=log_level,
+    from bench import notifications  # it uses this module's process helpers
+
+    notify = notifications.run(
+        duration=duration, devices=observed_devices, window=con_window, rate=notify_rate,
+        rounds=rounds,
     )  # fmt: skip
+    figures = _report(
+        bare_run, our_run, checkpoints=checkpoints, window=window,
+        registrations=registrations, log_level=log_level,
+    )  # fmt: skip
+    return {**figures, **notify}
 
 
 def _report(
-    bare: RegistrationRun, ours: RegistrationRun, bare_notify: dict[str, NotifyPhase],
-    our_notify: dict[str, NotifyPhase], *, checkpoints: tuple[int, ...], window: int,
-    registrations: int, devices: int, duration: float, rate: float, con_window: int,
-    log_level: str,
+    bare: RegistrationRun, ours: RegistrationRun, *, checkpoints: tuple[int, ...],
+    window: int, registrations: int, log_level: str,
 ) -> dict[str, float]:  # fmt: skip
     figures: dict[str, float] = {}
 
@@ -391,27 +309,6 @@ def _report(
     figures["register_ratio"] = ours.first_batch["per_second"] / base_rate
     figures["register_per_second"] = ours.first_batch["per_second"]
 
-    print(
-        f"lwm2m notifications absorbed: {devices} observed devices, {duration:g} s per phase; "
-        f"NON offered at {rate:g}/s, CON {con_window} in flight (one per device)"
-    )
-    for phase, label in (("non", "NON"), ("con", "CON")):
-        baseline, ours_phase = bare_notify[phase], our_notify[phase]
-        for name, result in (
-            (f"bare aiocoap observer {label} (baseline)", baseline),
-            (f"meadowlark {label} (values cached in SQLite)", ours_phase),
-        ):
-            extra = result.generator
-            lost = f"  timeouts {extra['timeouts']}" if extra.get("timeouts") else ""
-            lost += f"  RST {extra['reset']}" if extra.get("reset") else ""
-            print(
-                f"  {name:40} {result.per_second:8.1f} notif/s  offered "
-                f"{extra['offered_per_second']:8.1f}/s  ratio "
-                f"{result.per_second / baseline.per_second:6.3f}{lost}"
-            )
-        figures[f"notify_{phase}_ratio"] = ours_phase.per_second / baseline.per_second
-        figures[f"notify_{phase}_per_second"] = ours_phase.per_second
-
     print("lwm2m resident memory per registered device (VmRSS growth after a warm-up)")
     for devices_at in checkpoints:
         base_kib, our_kib = bare.kib_per_device(devices_at), ours.kib_per_device(devices_at)
@@ -441,15 +338,12 @@ def _report(
 
 async def _serve_ours(port: int, data_dir: str, log_level: str) -> None:
     """A ``Runtime`` on SQLite with ``CoapServer``, as ``meadowlark serve`` wires them."""
-    import asyncio
 
     from bench.bare_coap import control_loop
     from meadowlark.coap.server import CoapServer
     from meadowlark.config import Settings
     from meadowlark.logging import configure_logging
-    from meadowlark.lwm2m.path import LwM2mPath
     from meadowlark.runtime import Runtime
-    from meadowlark.server.errors import Lwm2mServerError
     from meadowlark.server.service import ServerListener
 
     settings = Settings(
@@ -457,8 +351,6 @@ async def _serve_ours(port: int, data_dir: str, log_level: str) -> None:
         data_dir=Path(data_dir),
         admin_password=ADMIN_PASSWORD,
         log_level=log_level,
-        # every generator device comes from one of a few loopback addresses
-        lwm2m={"max_registrations_per_address_per_minute": 1_000_000_000},
     )
     configure_logging(settings.log_level, json=settings.log_json)
     runtime = Runtime.from_settings(settings)
@@ -473,47 +365,18 @@ async def _serve_ours(port: int, data_dir: str, log_level: str) -> None:
 
     class Counting(ServerListener):
         registered = 0
-        notifications = 0
 
         def on_registered(self, registration: Any, replaced: Any) -> None:
             self.registered += 1
 
-        def on_notification(self, registration: Any, paths: Any, nodes: Any) -> None:
-            self.notifications += 1
-
     counting = Counting()
     runtime.lwm2m.add_listener(counting)
-    path = LwM2mPath(3303, 0, 5700)
-
-    async def observe(command: dict[str, Any]) -> dict[str, Any]:
-        prefix = command["prefix"]
-        endpoints = [
-            registration.endpoint
-            for registration in await runtime.lwm2m.all_registrations()
-            if registration.endpoint.startswith(prefix)
-        ]
-        limit = asyncio.Semaphore(64)
-
-        async def one(endpoint: str) -> bool:
-            async with limit:
-                try:
-                    await runtime.lwm2m.observe(endpoint, path)
-                    return True
-                except Lwm2mServerError:
-                    return False
-
-        results = await asyncio.gather(*(one(endpoint) for endpoint in endpoints))
-        return {"observed": sum(results), "failed": len(results) - sum(results)}
 
     async def stats(_: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "t": time.monotonic(),
-            "registered": counting.registered,
-            "notifications": counting.notifications,
-        }
+        return {"t": time.monotonic(), "registered": counting.registered}
 
     try:
-        await control_loop({"observe": observe, "stats": stats}, port=coap.port)
+        await control_loop({"stats": stats}, port=coap.port)
     finally:
         await coap.stop()
         await runtime.close()

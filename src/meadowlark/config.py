@@ -90,8 +90,19 @@ class Lwm2mSettings(BaseModel):
     awake_window: float = Field(default=93.0, gt=0)
     """Seconds a queue-mode device stays reachable after its last message
     (CoAP MAX_TRANSMIT_WAIT, Transport 1.1 §6.5 "Queue Mode")."""
-    max_registrations_per_address_per_minute: int = Field(default=120, ge=1)
-    """Registers accepted from one IP address per minute; more get 5.03 with Max-Age."""
+    max_registrations_per_address_per_minute: int | None = Field(default=None, ge=1)
+    """Registers accepted from one IP address per minute, more get 5.03 with Max-Age;
+    unset (the default): no per-address limit. Many fleets reach the server from a few
+    carrier NAT addresses, and after an outage they all register again at once; set it
+    only where each address is one device (or a small site) and a flood is an attack."""
+    max_pending_uplinks: int = Field(default=2048, ge=1)
+    """Register and Update requests in process at once (admitted, not yet answered:
+    waiting for the store); more get 5.03 Service Unavailable (load shedding)."""
+    overload_max_age_min: int = Field(default=5, ge=0)
+    """Smallest Max-Age (seconds) of that 5.03; each answer draws one at random between
+    this and ``overload_max_age_max``, so that retries do not come back in one wave."""
+    overload_max_age_max: int = Field(default=30, ge=0)
+    """Largest Max-Age (seconds) of the overload 5.03."""
     queued_request_ttl: float = Field(default=86400.0, gt=0)
     """Seconds a request for a sleeping device waits in the queue before it expires."""
     max_payload: int = Field(default=65536, ge=1024)
@@ -100,6 +111,12 @@ class Lwm2mSettings(BaseModel):
     """Preferred block size (16..1024, a power of two) for block-wise transfers."""
     value_flush_interval: float = Field(default=0.1, gt=0)
     """Seconds between batched writes of notified values and contact times."""
+
+    @model_validator(mode="after")
+    def _overload_window(self) -> Lwm2mSettings:
+        if self.overload_max_age_min > self.overload_max_age_max:
+            raise ValueError("overload_max_age_min must not exceed overload_max_age_max")
+        return self
 
     @field_validator("block_size")
     @classmethod

@@ -66,6 +66,11 @@ class Runtime:
                 max_registrations_per_address_per_minute=(
                     lwm2m_settings.max_registrations_per_address_per_minute
                 ),
+                max_pending_uplinks=lwm2m_settings.max_pending_uplinks,
+                overload_max_age=(
+                    lwm2m_settings.overload_max_age_min,
+                    lwm2m_settings.overload_max_age_max,
+                ),
                 queued_request_ttl=lwm2m_settings.queued_request_ttl,
             ),
             model_resolver=lambda registration: object_models.registry_for(

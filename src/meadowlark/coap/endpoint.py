@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -17,6 +18,7 @@ from aiocoap import error as coap_error
 from aiocoap.numbers.codes import Code
 
 from meadowlark.coap.convert import request_message, response_of
+from meadowlark.coap.udp import Lwm2mUdpInterface
 from meadowlark.server.transport import (
     DownlinkRequest,
     DownlinkResponse,
@@ -34,10 +36,12 @@ ACTIVE_CANCEL_WAIT = 5.0
 
 
 class AiocoapEndpoint:
-    """``LwM2mEndpoint`` on an aiocoap ``Context``."""
+    """``LwM2mEndpoint`` on an aiocoap ``Context``; with ``interface`` (the server's
+    socket), notifications skip aiocoap and reach the observation from the lean path."""
 
-    def __init__(self, context: Context) -> None:
+    def __init__(self, context: Context, interface: Lwm2mUdpInterface | None = None) -> None:
         self._context = context
+        self._interface = interface
 
     async def send(
         self,
@@ -100,7 +104,13 @@ class AiocoapEndpoint:
         observation = AiocoapObservation(
             self._context, message, coap_request, response_of(first), on_notify, on_end
         )
-        observation.start(established=first.opt.observe is not None and first.code.is_successful())
+        established = first.opt.observe is not None and first.code.is_successful()
+        sockaddr = getattr(first.remote, "sockaddr", None)
+        if established and self._interface is not None and sockaddr is not None:
+            observation.unroute = self._interface.route_notifications(
+                first.token, sockaddr, on_notify, first.opt.observe
+            )
+        observation.start(established=established)
         return observation
 
 
@@ -109,7 +119,12 @@ class AiocoapObservation:
 
     aiocoap's iterator keeps only the newest notification if several arrive before it
     is read, which suits a value cache (observations are lossy by design, RFC 7641 §1.3).
+    When the server's socket routes notifications itself (``unroute`` set), they arrive
+    from there; aiocoap's iterator then only reports the end of the observation.
     """
+
+    unroute: Callable[[], None] | None = None
+    """Stops the lean path's delivery of this observation's notifications."""
 
     def __init__(
         self,
@@ -150,6 +165,8 @@ class AiocoapObservation:
         if not self._active:
             return
         self._active = False
+        if self.unroute is not None:
+            self.unroute()
         if active:
             await self._send_cancellation()
         self._drop_interest()
@@ -207,6 +224,8 @@ class AiocoapObservation:
         await asyncio.wait(waiters, timeout=ACTIVE_CANCEL_WAIT, return_when=asyncio.FIRST_COMPLETED)
 
     def _drop_interest(self) -> None:
+        if self.unroute is not None:
+            self.unroute()
         observation = self._request.observation
         if observation is not None and not observation.cancelled:
             with contextlib.suppress(AssertionError):

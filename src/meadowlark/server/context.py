@@ -37,7 +37,13 @@ class ServerOptions:
     supported_versions: tuple[str, ...] = ("1.0", "1.1", "1.2")
     lifetime_grace: float = 30.0
     awake_window: float = 93.0
-    max_registrations_per_address_per_minute: int = 120
+    max_registrations_per_address_per_minute: int | None = None
+    """Registers accepted per source host and minute; ``None`` (the default): no limit."""
+    max_pending_uplinks: int = 2048
+    """Register and Update requests in process at once; more get 5.03 (load shedding)."""
+    overload_max_age: tuple[int, int] = (5, 30)
+    """Max-Age range (seconds) of that 5.03, drawn at random per answer so that the
+    devices' retries spread out instead of coming back in one wave."""
     queued_request_ttl: float = 86400.0
     queue_sweep_interval: float = 60.0
 

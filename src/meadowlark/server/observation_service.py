@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from meadowlark.lwm2m.model.registry import VersionedModels
 from meadowlark.lwm2m.path import LwM2mPath
 from meadowlark.server import content
 from meadowlark.server.context import ServerContext
@@ -40,6 +41,20 @@ class Observation:
     on_notify: Callable[[DownlinkResponse], None] = field(repr=False)
     on_end: Callable[[], None] = field(repr=False)
     handle: ObservationHandle | None = None
+    _models: tuple[object, VersionedModels] | None = field(default=None, repr=False)
+    """(registry, view at the device's object versions), kept between notifications."""
+
+    def models(self, context: ServerContext) -> VersionedModels:
+        """The device's models, rebuilt only when its registry (e.g. a tenant's custom
+        objects changed) or its registration (an Update) did."""
+        registry = context.model_resolver(self.registration)
+        cached = self._models
+        if cached is None or cached[0] is not registry:
+            cached = self._models = (
+                registry,
+                registry.with_versions(self.registration.object_versions),
+            )
+        return cached[1]
 
     @property
     def key(self) -> ObservationKey:
@@ -133,6 +148,7 @@ class ObservationService:
         """Notifications after an Update are read with the updated registration."""
         for observation in self._observations.get(registration.endpoint, {}).values():
             observation.registration = registration
+            observation._models = None
 
     def device_registered(self, endpoint: str) -> list[Observation]:
         """A (new) registration: the device lost its observations; return those to redo."""
@@ -173,7 +189,7 @@ class ObservationService:
         if not response.code.is_success:
             return
         operation = observation.operation
-        models = self._context.models_for(registration)
+        models = observation.models(self._context)
         fmt = response_format(response, operation.request)
         try:
             if operation.kind is OperationKind.OBSERVE_COMPOSITE:

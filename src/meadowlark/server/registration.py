@@ -247,9 +247,15 @@ def _objects(payload: bytes, content_format: int | None) -> RegisteredObjects:
             UNSUPPORTED_CONTENT_FORMAT, "the object list must be in CoRE Link Format (40)"
         )
     try:
-        return _SHARED_OBJECTS.parse(payload)
+        if len(payload) <= MAX_SHARED_LINKS_SIZE:
+            return _SHARED_OBJECTS.parse(payload)
+        return parse_registration_links(bytes(payload))
     except DecodeError as exc:
         raise RegistrationRejected(BAD_REQUEST, str(exc)) from None
+
+
+MAX_SHARED_LINKS_SIZE = 2048
+"""Object lists up to this size are parsed once and shared (see ``SharedObjectLists``)."""
 
 
 class SharedObjectLists:

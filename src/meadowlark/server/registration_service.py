@@ -9,6 +9,7 @@ observations and queued requests.
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -66,9 +67,10 @@ class RegistrationService:
         self._queue_mode = queue_mode
         self._observations = observations
         self._downlink = downlink
-        self._limiter = RegistrationRateLimiter(
-            context.options.max_registrations_per_address_per_minute, clock
-        )
+        per_address = context.options.max_registrations_per_address_per_minute
+        self._limiter = RegistrationRateLimiter(per_address, clock) if per_address else None
+        self._pending = 0
+        """Register and Update requests in process (admitted, not yet answered)."""
         self._expiry: DeadlineScheduler[str] = DeadlineScheduler(self._on_lifetime_over, clock)
 
     def start(self) -> None:
@@ -89,10 +91,51 @@ class RegistrationService:
         await self.deregistered(registration, expired=False)
         return True
 
+    @property
+    def pending(self) -> int:
+        """Register and Update requests in process now."""
+        return self._pending
+
+    def _overloaded(self) -> UplinkResult | None:
+        """5.03 with a random Max-Age when too many uplinks are in process already."""
+        if self._pending < self._context.options.max_pending_uplinks:
+            return None
+        low, high = self._context.options.overload_max_age
+        return UplinkResult(SERVICE_UNAVAILABLE, max_age=random.randint(low, high))  # noqa: S311
+
     async def on_register(
         self, peer: Peer, query: Sequence[str], payload: bytes, content_format: int | None
     ) -> UplinkResult:
-        retry_after = self._limiter.retry_after(peer.host)
+        shed = self._overloaded()
+        if shed is not None:
+            return shed
+        self._pending += 1
+        try:
+            return await self._register(peer, query, payload, content_format)
+        finally:
+            self._pending -= 1
+
+    async def on_update(
+        self,
+        peer: Peer,
+        location: str,
+        query: Sequence[str],
+        payload: bytes,
+        content_format: int | None,
+    ) -> UplinkResult:
+        shed = self._overloaded()
+        if shed is not None:
+            return shed
+        self._pending += 1
+        try:
+            return await self._update(peer, location, query, payload, content_format)
+        finally:
+            self._pending -= 1
+
+    async def _register(
+        self, peer: Peer, query: Sequence[str], payload: bytes, content_format: int | None
+    ) -> UplinkResult:
+        retry_after = None if self._limiter is None else self._limiter.retry_after(peer.host)
         if retry_after is not None:
             _log.warning("registration_throttled", peer=str(peer), retry_after=retry_after)
             return UplinkResult(SERVICE_UNAVAILABLE, max_age=retry_after)
@@ -152,7 +195,7 @@ class RegistrationService:
             self._context.spawn(self._reobserve(registration, reobserve))
         return UplinkResult(CREATED, location_path=registration.location_path)
 
-    async def on_update(
+    async def _update(
         self,
         peer: Peer,
         location: str,

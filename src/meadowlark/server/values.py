@@ -42,6 +42,13 @@ def flatten(node: Node, path: LwM2mPath) -> dict[LwM2mPath, tuple[ResourceType, 
 def flatten_all(nodes: Mapping[LwM2mPath, Node], at: datetime) -> dict[LwM2mPath, CachedValue]:
     values: dict[LwM2mPath, CachedValue] = {}
     for path, node in nodes.items():
+        if (  # a single resource at its own path: most notifications
+            type(node) is SingleResource
+            and path.resource_id is not None
+            and path.resource_instance_id is None
+        ):
+            values[path] = CachedValue(node.type, node.value, at)
+            continue
         for leaf_path, (resource_type, value) in flatten(node, path).items():
             values[leaf_path] = CachedValue(resource_type, value, at)
     return values

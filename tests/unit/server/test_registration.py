@@ -119,3 +119,15 @@ def test_a_full_cache_forgets_the_oldest_list_and_still_parses():
     again = shared.parse(b"</1/0>")
     assert again is not one and again == one
     assert shared.versions(one) is shared.versions(one)
+
+
+def test_an_object_list_a_fleet_shares_is_parsed_once_and_errors_stay_errors():
+    links = b'</>;ct="60 112",</1/0>,</3/0>,</3303/0>;ver=1.1'
+    first = parse_register(["ep=a", "lwm2m=1.1"], links, 40, ["1.1"])
+    second = parse_register(["ep=b", "lwm2m=1.1"], bytes(links), 40, ["1.1"])
+    assert first.objects is second.objects
+    assert set(first.objects.objects) == {1, 3, 3303}
+    for _ in range(2):
+        with pytest.raises(RegistrationRejected) as caught:
+            parse_register(["ep=c", "lwm2m=1.1"], b"</3/0", 40, ["1.1"])
+        assert caught.value.code == BAD_REQUEST

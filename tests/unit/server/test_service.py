@@ -233,3 +233,100 @@ async def test_send_updates_the_cache():
     stranger = await server.on_send(Peer("198.51.100.1", 1), payload, ContentFormat.SENML_JSON)
     assert stranger.code == NOT_FOUND
     await server.stop()
+
+
+async def test_one_address_may_register_many_devices_by_default():
+    server = await started()
+    for index in range(500):
+        result = await server.on_register(PEER, (f"ep=nat-{index}",), b"", None)
+        assert result.code == CREATED
+    await server.stop()
+
+
+class HeldRegistry(InMemoryDeviceRegistry):
+    """Admits a registration only when ``release`` is set: requests pile up meanwhile."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+
+    async def admit_registration(self, registration):
+        await self.release.wait()
+        return await super().admit_registration(registration)
+
+
+async def test_a_deep_uplink_queue_gets_5_03_with_max_age_spread_over_the_window():
+    devices = HeldRegistry()
+    server = await started(
+        ServerOptions(max_pending_uplinks=3, overload_max_age=(10, 40)), devices=devices
+    )
+    admitted = [
+        asyncio.ensure_future(server.on_register(PEER, (f"ep=held-{index}",), b"", None))
+        for index in range(3)
+    ]
+    await asyncio.sleep(0)
+    shed = [
+        await server.on_register(PEER, (f"ep=shed-{index}",), b"", None) for index in range(200)
+    ]
+    assert {result.code for result in shed} == {SERVICE_UNAVAILABLE}
+    ages = [result.max_age for result in shed]
+    assert all(age is not None and 10 <= age <= 40 for age in ages)
+    assert len(set(ages)) > 10  # spread, not one wave
+    location = admitted[0]
+    devices.release.set()
+    assert [(await request).code for request in admitted] == [CREATED] * 3
+    # Once the queue is short again, requests are admitted (Update too).
+    update = await server.on_update(PEER, (await location).location_path[1], (), b"", None)
+    assert update.code.is_success
+    assert (await server.on_register(PEER, ("ep=later",), b"", None)).code == CREATED
+    await server.stop()
+
+
+class ObservingEndpoint(FakeEndpoint):
+    """Accepts every observation; ``notify`` plays a notification of the last one."""
+
+    def __init__(self, answer: Callable[[DownlinkRequest], DownlinkResponse]) -> None:
+        super().__init__(answer)
+        self.notify: Callable[[DownlinkResponse], None] | None = None
+
+    async def observe(self, peer, request, on_notify, on_end, timeout):  # noqa: ASYNC109
+        self.notify = on_notify
+        initial = self.answer(request)
+
+        class Handle:
+            initial_response = initial
+            active = True
+
+            async def cancel(self, *, active: bool) -> None:
+                Handle.active = False
+
+        return Handle()
+
+
+async def test_notifications_decode_with_the_registry_the_resolver_gives_now():
+    from meadowlark.lwm2m.model.registry import ModelRegistry, builtin_registry
+
+    full = builtin_registry()
+    registries = {"now": ModelRegistry()}  # no models: text is read as a plain string
+    server = await started(model_resolver=lambda registration: registries["now"])
+    notified: list[object] = []
+
+    class Values(ServerListener):
+        def on_notification(self, registration, paths, nodes):
+            notified.append(nodes[paths[0]].value)
+
+    server.add_listener(Values())
+    temperature = LwM2mPath(3303, 0, 5700)
+    endpoint = ObservingEndpoint(lambda request: DownlinkResponse(CONTENT, b"20.5", 0, observe=1))
+    server.attach(endpoint)
+    await register(server, "lwm2m=1.1", payload=b"</3303/0>")
+    registries["now"] = full
+    assert (await server.observe("dev", temperature, format=ContentFormat.TEXT)).value == 20.5
+    assert endpoint.notify is not None
+    endpoint.notify(DownlinkResponse(CONTENT, b"21.5", 0, observe=2))
+    registries["now"] = ModelRegistry()  # e.g. the tenant's objects were replaced
+    endpoint.notify(DownlinkResponse(CONTENT, b"22.5", 0, observe=3))
+    registries["now"] = full
+    endpoint.notify(DownlinkResponse(CONTENT, b"23.5", 0, observe=4))
+    assert notified == [21.5, "22.5", 23.5]
+    await server.stop()
