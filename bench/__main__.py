@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-BENCHMARKS = ("auth", "lwm2m", "devices", "things", "tasks")
+BENCHMARKS = ("auth", "rest", "lwm2m", "devices", "things", "tasks")
 
 
 def main() -> None:

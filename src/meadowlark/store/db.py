@@ -16,6 +16,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from meadowlark.store.hot_reads import HotReads
+
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
@@ -45,6 +47,7 @@ class Database:
         self.url = url
         self.engine = create_engine(url)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.hot_reads = HotReads(self.engine)
 
     @property
     def is_sqlite(self) -> bool:
@@ -61,4 +64,5 @@ class Database:
             yield session
 
     async def dispose(self) -> None:
+        await self.hot_reads.close()
         await self.engine.dispose()

@@ -1,0 +1,138 @@
+"""Hot read queries (one device, the caller's account) in one hop to the database.
+
+Through SQLAlchemy's aiosqlite driver a single SELECT costs about five hand-offs between
+the event loop and the connection's thread (cursor, execute, fetch, close, the pool's
+rollback), and each hand-off waits for the GIL. On SQLite, ``HotReads`` keeps one
+connection of its own on a thread of its own and runs a whole read (every statement
+and the conversion of the rows) in one hand-off: with ``query_only`` set it can only
+read, and in autocommit mode each statement sees every transaction committed before it
+started, in this process or another one. On PostgreSQL (asynchronous I/O, no thread)
+the reads go through the engine: one round trip per statement.
+
+Statements are SQLAlchemy Core selects built once at import time with ``bindparam``
+placeholders; they are compiled once for the engine's dialect, and the rows come back
+with the same Python values the engine would give (UTC datetimes, decoded JSON, bools).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections import namedtuple
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Select
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+Row = Any
+"""A row: indexable like a tuple, columns also as attributes (``row.id``)."""
+_Processor = Callable[[Any], Any] | None
+
+
+def like_prefix(prefix: str) -> str:
+    """A LIKE pattern (escape character ``/``) matching strings that start with ``prefix``,
+    as ``column.startswith(prefix, autoescape=True)`` builds it."""
+    escaped = prefix.replace("/", "//").replace("%", "/%").replace("_", "/_")
+    return escaped + "%"
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    sql: str
+    parameters: tuple[tuple[str, _Processor], ...]
+    results: tuple[_Processor, ...]
+    row_type: Any
+    """A named tuple of the selected columns."""
+
+    def bind(self, values: Mapping[str, Any]) -> list[Any]:
+        return [
+            values[name] if process is None else process(values[name])
+            for name, process in self.parameters
+        ]
+
+    def convert(self, rows: Sequence[tuple[Any, ...]]) -> list[Row]:
+        make, processors = self.row_type._make, self.results
+        return [
+            make(value if p is None else p(value) for value, p in zip(row, processors, strict=True))
+            for row in rows
+        ]
+
+
+def _compile(statement: Select[Any], dialect: Dialect) -> _Compiled:
+    compiled = statement.compile(dialect=dialect)
+    names = compiled.positiontup or ()
+    parameters = tuple(
+        (name, compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))
+        for name in names
+    )
+    results = tuple(
+        column.type.dialect_impl(dialect).result_processor(dialect, None)
+        for column in statement.selected_columns
+    )
+    row_type = namedtuple("Row", statement.selected_columns.keys(), rename=True)  # noqa: PYI024
+    return _Compiled(str(compiled), parameters, results, row_type)
+
+
+class HotReads:
+    """Runs prepared Core selects: see the module docstring."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        url = engine.url
+        self._sqlite_path = (
+            url.database
+            if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:")
+            else None
+        )
+        self._compiled: dict[Select[Any], _Compiled] = {}
+        self._executor: ThreadPoolExecutor | None = None
+        self._connection: sqlite3.Connection | None = None
+
+    async def rows(self, *reads: tuple[Select[Any], Mapping[str, Any]]) -> list[list[Row]]:
+        """The rows of each ``(statement, parameters)``, read in one hand-off on SQLite."""
+        if self._sqlite_path is None:
+            async with self._engine.connect() as connection:
+                return [
+                    list(await connection.execute(statement, dict(values)))
+                    for statement, values in reads
+                ]
+        prepared = [(self._prepare(statement), values) for statement, values in reads]
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="meadowlark-hot-reads")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._run, prepared)
+
+    def _prepare(self, statement: Select[Any]) -> _Compiled:
+        compiled = self._compiled.get(statement)
+        if compiled is None:
+            compiled = self._compiled[statement] = _compile(statement, self._engine.dialect)
+        return compiled
+
+    def _run(self, prepared: list[tuple[_Compiled, Mapping[str, Any]]]) -> list[list[Row]]:
+        """On the reader thread."""
+        connection = self._connection
+        if connection is None:
+            assert self._sqlite_path is not None
+            connection = sqlite3.connect(self._sqlite_path, isolation_level=None, timeout=30)
+            connection.execute("PRAGMA query_only = ON")
+            self._connection = connection
+        return [
+            compiled.convert(connection.execute(compiled.sql, compiled.bind(values)).fetchall())
+            for compiled, values in prepared
+        ]
+
+    async def close(self) -> None:
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+        await asyncio.get_running_loop().run_in_executor(executor, self._close_connection)
+        executor.shutdown(wait=False)
+
+    def _close_connection(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
