@@ -44,7 +44,7 @@ from meadowlark.server.transport import DownlinkRequest, Method
 from meadowlark.store.coiote_models import GroupMembership
 from meadowlark.store.db import Database
 from meadowlark.store.device_models import Device
-from meadowlark.store.hot_reads import Row, like_prefix
+from meadowlark.store.hot_reads import Row, prefix_values, starts_with
 from meadowlark.store.models import Domain
 
 MAX_DEVICE_ID_LENGTH = 255
@@ -312,12 +312,12 @@ _DEVICE_WITH_GROUPS = (
     .outerjoin(GroupMembership, GroupMembership.device_id == Device.id)
     .where(
         Device.id == bindparam("device_id"),
-        Device.domain_id.like(bindparam("scope"), escape="/"),
+        starts_with(Device.domain_id, "scope"),
     )
     .order_by(GroupMembership.group_id)
 )
 _REGISTERED_ENDPOINTS = select(Device.endpoint_name).where(
-    Device.domain_id.like(bindparam("scope"), escape="/"), Device.registration_id.is_not(None)
+    starts_with(Device.domain_id, "scope"), Device.registration_id.is_not(None)
 )
 
 
@@ -325,7 +325,10 @@ async def read_device(db: Database, principal: Principal, device_id: str) -> tup
     """One of the caller's devices (its columns, without the DTLS key) and its direct
     groups in id order: one primary-key read, no ORM."""
     [rows] = await db.hot_reads.rows(
-        (_DEVICE_WITH_GROUPS, {"device_id": device_id, "scope": like_prefix(principal.domain_id)})
+        (
+            _DEVICE_WITH_GROUPS,
+            {"device_id": device_id, **prefix_values("scope", principal.domain_id)},
+        )
     )
     if not rows:
         raise NotFound(f"device {device_id[:MAX_DEVICE_ID_LENGTH]!r} not found", code=4041)
@@ -335,7 +338,7 @@ async def read_device(db: Database, principal: Principal, device_id: str) -> tup
 async def registered_endpoints(db: Database, principal: Principal) -> set[str]:
     """Endpoint names of the caller's devices that hold a registration."""
     [rows] = await db.hot_reads.rows(
-        (_REGISTERED_ENDPOINTS, {"scope": like_prefix(principal.domain_id)})
+        (_REGISTERED_ENDPOINTS, prefix_values("scope", principal.domain_id))
     )
     return {row.endpoint_name for row in rows}
 
