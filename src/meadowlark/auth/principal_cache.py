@@ -50,7 +50,7 @@ class PrincipalCache:
         max_entries: int = 50_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._ttl = ttl_seconds
+        self.ttl_seconds = ttl_seconds
         self._max_entries = max_entries
         self._clock = clock
         self._entries: OrderedDict[str, CachedPrincipal] = OrderedDict()
@@ -67,7 +67,7 @@ class PrincipalCache:
         entry = self._entries.get(key)
         if entry is None:
             return None
-        if self._clock() - entry.read_at >= self._ttl:
+        if self._clock() - entry.read_at >= self.ttl_seconds:
             self._drop(key)
             return None
         return entry
