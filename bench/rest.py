@@ -2,17 +2,18 @@
 
 One server (embedded SQLite defaults) holds ``devices`` provisioned devices and
 ``clients`` LwM2M registrations (made over CoAP by ``bench.coap_load``). With
-``concurrency`` keep-alive connections, one after another for ``duration`` seconds each:
-``GET /health`` (unauthenticated, no database), ``GET devices/{id}`` and
-``GET /api/lwm2m/v1/clients`` with a bearer token, then ``/health`` again. The ratios
-divide each authenticated figure by the mean of the two ``/health`` figures, so a
-neighbour's CPU use during the run shifts both sides alike.
+``concurrency`` keep-alive connections: ``GET /health`` (unauthenticated, no database),
+``GET devices/{id}`` and ``GET /api/lwm2m/v1/clients`` with a bearer token, in
+``rounds`` interleaved rounds that share ``duration`` seconds per request. Each ratio
+divides an authenticated request's throughput by ``/health``'s over the same rounds, so
+a neighbour's CPU use during the run weighs on both sides alike.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import statistics
 import subprocess
 import tempfile
 from pathlib import Path
@@ -40,6 +41,17 @@ def _register_clients(coap_port: int, count: int) -> int:
     raise RuntimeError(f"no registration result: {output.stderr[-2000:]}")
 
 
+def _combined(results: list[LoadResult]) -> LoadResult:
+    """Several rounds of one request as one figure (p50 and p99: the rounds' medians)."""
+    return LoadResult(
+        requests=sum(result.requests for result in results),
+        seconds=sum(result.seconds for result in results),
+        p50_ms=statistics.median(result.p50_ms for result in results),
+        p99_ms=statistics.median(result.p99_ms for result in results),
+        errors=sum(result.errors for result in results),
+    )
+
+
 def _line(name: str, result: LoadResult, health: float) -> str:
     return (
         f"  {name:34} {result.per_second:8.1f} req/s  p50 {result.p50_ms:7.2f} ms  "
@@ -49,7 +61,11 @@ def _line(name: str, result: LoadResult, health: float) -> str:
 
 
 def run(
-    duration: float = 5.0, concurrency: int = 16, devices: int = 1_000, clients: int = 10
+    duration: float = 5.0,
+    concurrency: int = 16,
+    devices: int = 1_000,
+    clients: int = 10,
+    rounds: int = 3,
 ) -> dict[str, float]:
     http_port, coap_port = free_port(), free_port()
     with tempfile.TemporaryDirectory() as data_dir:
@@ -71,30 +87,36 @@ def run(
             ).json()["access_token"]
             bearer = {"Authorization": f"Bearer {token}"}
 
-            def load(path: str, headers: dict[str, str] | None = None) -> LoadResult:
-                return run_load(
-                    http_request("GET", path, headers=headers),
-                    port=http_port,
-                    duration=duration,
-                    concurrency=concurrency,
-                )
-
             device_path = f"/api/coiotedm/v3/devices/{quote(device_id(devices // 2), safe='')}"
-            health_before = load("/health")
-            device = load(device_path, bearer)
-            client_list = load("/api/lwm2m/v1/clients", bearer)
-            health_after = load("/health")
+            requests = {
+                "GET /health": http_request("GET", "/health"),
+                "GET devices/{id} (bearer)": http_request("GET", device_path, headers=bearer),
+                "GET /api/lwm2m/v1/clients (bearer)": http_request(
+                    "GET", "/api/lwm2m/v1/clients", headers=bearer
+                ),
+            }
+            measured: dict[str, list[LoadResult]] = {name: [] for name in requests}
+            for _ in range(rounds):
+                for name, request in requests.items():
+                    measured[name].append(
+                        run_load(
+                            request,
+                            port=http_port,
+                            duration=duration / rounds,
+                            concurrency=concurrency,
+                        )
+                    )
 
-    health = (health_before.per_second + health_after.per_second) / 2
+    results = {name: _combined(runs) for name, runs in measured.items()}
+    health = results["GET /health"].per_second
     print(
-        f"rest: meadowlark serve (SQLite), {concurrency} keep-alive connections, "
-        f"{duration:.0f} s each; {devices} devices, {registered} registered LwM2M clients"
+        f"rest: meadowlark serve (SQLite), {concurrency} keep-alive connections, {rounds} "
+        f"interleaved rounds, {duration:.0f} s per request; {devices} devices, "
+        f"{registered} registered LwM2M clients"
     )
-    print(_line("GET /health (before)", health_before, health))
-    print(_line("GET devices/{id} (bearer)", device, health))
-    print(_line("GET /api/lwm2m/v1/clients (bearer)", client_list, health))
-    print(_line("GET /health (after)", health_after, health))
+    for name, result in results.items():
+        print(_line(name, result, health))
     return {
-        "device_get_vs_health": device.per_second / health,
-        "clients_list_vs_health": client_list.per_second / health,
+        "device_get_vs_health": results["GET devices/{id} (bearer)"].per_second / health,
+        "clients_list_vs_health": results["GET /api/lwm2m/v1/clients (bearer)"].per_second / health,
     }

@@ -328,7 +328,8 @@ async def read_device(db: Database, principal: Principal, device_id: str) -> tup
         (
             _DEVICE_WITH_GROUPS,
             {"device_id": device_id, **prefix_values("scope", principal.domain_id)},
-        )
+        ),
+        by_key=True,
     )
     if not rows:
         raise NotFound(f"device {device_id[:MAX_DEVICE_ID_LENGTH]!r} not found", code=4041)

@@ -398,7 +398,9 @@ class Identity:
         ):
             return cached.principal
         epoch = self.principals.epoch
-        [rows] = await self.db.hot_reads.rows((_BEARER_QUERY, {"sid": claims.session_id}))
+        [rows] = await self.db.hot_reads.rows(
+            (_BEARER_QUERY, {"sid": claims.session_id}), by_key=True
+        )
         row = rows[0] if rows else None
         if (
             row is None
@@ -498,7 +500,9 @@ class Identity:
             ):
                 return cached.principal
             epoch = self.principals.epoch
-            [rows] = await self.db.hot_reads.rows((_ACCOUNT_QUERY, {"uid": remembered.user_id}))
+            [rows] = await self.db.hot_reads.rows(
+                (_ACCOUNT_QUERY, {"uid": remembered.user_id}), by_key=True
+            )
             row = rows[0] if rows else None
             if (
                 row is not None

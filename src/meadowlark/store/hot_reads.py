@@ -1,13 +1,20 @@
-"""Hot read queries (one device, the caller's account) in one hop to the database.
+"""Hot read queries (one device, the caller's account) without a trip through threads.
 
 Through SQLAlchemy's aiosqlite driver a single SELECT costs about five hand-offs between
 the event loop and the connection's thread (cursor, execute, fetch, close, the pool's
-rollback), and each hand-off waits for the GIL. On SQLite, ``HotReads`` keeps one
-connection of its own on a thread of its own and runs a whole read (every statement
-and the conversion of the rows) in one hand-off: with ``query_only`` set it can only
-read, and in autocommit mode each statement sees every transaction committed before it
-started, in this process or another one. On PostgreSQL (asynchronous I/O, no thread)
-the reads go through the engine: one round trip per statement.
+rollback), and each hand-off waits for the GIL, longer when the CPU is busy. On SQLite,
+``HotReads`` keeps connections of its own, with ``query_only`` set (they can only read)
+and in autocommit mode (each statement sees every transaction committed before it
+started, in this process or another one):
+
+- reads of a few rows by key (``by_key=True``: an indexed lookup takes microseconds)
+  run on the event loop itself. WAL readers never wait for writers; in the rare case
+  SQLite answers "busy" at once (its timeout is 0), the read goes to the thread below;
+- other reads run whole (every statement and the conversion of the rows) in one
+  hand-off to a thread of their own, so a long result never holds up the loop.
+
+On PostgreSQL (asynchronous I/O, no thread) the reads go through the engine: one round
+trip per statement.
 
 Statements are SQLAlchemy Core selects built once at import time with ``bindparam``
 placeholders; they are compiled once for the engine's dialect, and the rows come back
@@ -103,9 +110,13 @@ class HotReads:
         self._compiled: dict[Select[Any], _Compiled] = {}
         self._executor: ThreadPoolExecutor | None = None
         self._connection: sqlite3.Connection | None = None
+        self._loop_connection: sqlite3.Connection | None = None
 
-    async def rows(self, *reads: tuple[Select[Any], Mapping[str, Any]]) -> list[list[Row]]:
-        """The rows of each ``(statement, parameters)``, read in one hand-off on SQLite."""
+    async def rows(
+        self, *reads: tuple[Select[Any], Mapping[str, Any]], by_key: bool = False
+    ) -> list[list[Row]]:
+        """The rows of each ``(statement, parameters)``; ``by_key``: each statement reads
+        a few rows through an index (see the module docstring)."""
         if self._sqlite_path is None:
             async with self._engine.connect() as connection:
                 return [
@@ -113,6 +124,14 @@ class HotReads:
                     for statement, values in reads
                 ]
         prepared = [(self._prepare(statement), values) for statement, values in reads]
+        if by_key:
+            if self._loop_connection is None:
+                self._loop_connection = self._connect(timeout=0)
+            try:
+                return _read(self._loop_connection, prepared)
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode & 0xFF not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                    raise
         if self._executor is None:
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="meadowlark-hot-reads")
         loop = asyncio.get_running_loop()
@@ -124,20 +143,24 @@ class HotReads:
             compiled = self._compiled[statement] = _compile(statement, self._engine.dialect)
         return compiled
 
+    def _connect(self, *, timeout: float) -> sqlite3.Connection:
+        assert self._sqlite_path is not None
+        connection = sqlite3.connect(
+            self._sqlite_path, isolation_level=None, timeout=timeout, check_same_thread=False
+        )
+        connection.execute("PRAGMA query_only = ON")
+        return connection
+
     def _run(self, prepared: list[tuple[_Compiled, Mapping[str, Any]]]) -> list[list[Row]]:
         """On the reader thread."""
-        connection = self._connection
-        if connection is None:
-            assert self._sqlite_path is not None
-            connection = sqlite3.connect(self._sqlite_path, isolation_level=None, timeout=30)
-            connection.execute("PRAGMA query_only = ON")
-            self._connection = connection
-        return [
-            compiled.convert(connection.execute(compiled.sql, compiled.bind(values)).fetchall())
-            for compiled, values in prepared
-        ]
+        if self._connection is None:
+            self._connection = self._connect(timeout=30)
+        return _read(self._connection, prepared)
 
     async def close(self) -> None:
+        if self._loop_connection is not None:
+            self._loop_connection.close()
+            self._loop_connection = None
         executor, self._executor = self._executor, None
         if executor is None:
             return
@@ -148,3 +171,12 @@ class HotReads:
         if self._connection is not None:
             self._connection.close()
             self._connection = None
+
+
+def _read(
+    connection: sqlite3.Connection, prepared: list[tuple[_Compiled, Mapping[str, Any]]]
+) -> list[list[Row]]:
+    return [
+        compiled.convert(connection.execute(compiled.sql, compiled.bind(values)).fetchall())
+        for compiled, values in prepared
+    ]

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import threading
 from datetime import UTC, datetime
 
+import pytest
 from sqlalchemy import bindparam, insert, select
 
 from meadowlark.store.coiote_models import Group, GroupMembership
@@ -77,6 +80,63 @@ def test_several_reads_in_one_call(database_url, tmp_path):
             devices, memberships = await db.hot_reads.rows((DEVICE, values), (groups, values))
             assert [row.id for row in devices] == ["two-1"]
             assert [row.group_id for row in memberships] == ["g-1"]
+        finally:
+            await db.dispose()
+
+    asyncio.run(main())
+
+
+def test_reads_by_key_equal_the_others(database_url, tmp_path):
+    async def main() -> None:
+        db = Database(_url(database_url, tmp_path))
+        try:
+            await upgrade_to_head(db.engine)
+            values = {"id": "two-1", **prefix_values("scope", "/two/")}
+            async with db.transaction() as session:
+                if await session.get(Domain, "/two/") is None:
+                    session.add(Domain(id="/two/", customer_id="c-two", organization_id="o-two"))
+                    await session.flush()
+                    session.add(Device(id="two-1", endpoint_name="two-1", domain_id="/two/"))
+            assert await db.hot_reads.rows((DEVICE, values), by_key=True) == (
+                await db.hot_reads.rows((DEVICE, values))
+            )
+        finally:
+            await db.dispose()
+
+    asyncio.run(main())
+
+
+def test_a_read_by_key_waits_off_the_loop_while_the_file_is_locked(backend, tmp_path):
+    """With a rollback journal (not WAL) a writer's lock makes readers busy: the read on
+    the event loop gives up at once and waits for the lock on the reader thread."""
+    if backend != "sqlite":
+        pytest.skip("SQLite only")
+    path = tmp_path / "locked.db"
+
+    async def main() -> None:
+        db = Database(f"sqlite+aiosqlite:///{path}")
+        try:
+            await upgrade_to_head(db.engine)
+            await db.engine.dispose()  # no pooled connection keeps the WAL alive
+            with sqlite3.connect(path) as setup:
+                setup.execute("PRAGMA journal_mode=DELETE")
+            writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            writer.execute("BEGIN EXCLUSIVE")
+            threading.Timer(0.3, writer.execute, ("COMMIT",)).start()
+            ticks = 0
+
+            async def tick() -> None:
+                nonlocal ticks
+                while True:
+                    await asyncio.sleep(0.01)
+                    ticks += 1
+
+            ticker = asyncio.create_task(tick())
+            values = {"id": "none", **prefix_values("scope", "/")}
+            assert await db.hot_reads.rows((DEVICE, values), by_key=True) == [[]]
+            ticker.cancel()
+            assert ticks >= 10  # the loop ran on while the read waited for the lock
+            writer.close()
         finally:
             await db.dispose()
 
