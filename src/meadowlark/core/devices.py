@@ -329,7 +329,7 @@ async def read_device(db: Database, principal: Principal, device_id: str) -> tup
             _DEVICE_WITH_GROUPS,
             {"device_id": device_id, **prefix_values("scope", principal.domain_id)},
         ),
-        by_key=True,
+        inline=True,
     )
     if not rows:
         raise NotFound(f"device {device_id[:MAX_DEVICE_ID_LENGTH]!r} not found", code=4041)
@@ -337,9 +337,10 @@ async def read_device(db: Database, principal: Principal, device_id: str) -> tup
 
 
 async def registered_endpoints(db: Database, principal: Principal) -> set[str]:
-    """Endpoint names of the caller's devices that hold a registration."""
+    """Endpoint names of the caller's devices that hold a registration (read inline: the
+    caller then builds an answer for each of them, which costs more than the read)."""
     [rows] = await db.hot_reads.rows(
-        (_REGISTERED_ENDPOINTS, prefix_values("scope", principal.domain_id))
+        (_REGISTERED_ENDPOINTS, prefix_values("scope", principal.domain_id)), inline=True
     )
     return {row.endpoint_name for row in rows}
 

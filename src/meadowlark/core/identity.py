@@ -399,7 +399,7 @@ class Identity:
             return cached.principal
         epoch = self.principals.epoch
         [rows] = await self.db.hot_reads.rows(
-            (_BEARER_QUERY, {"sid": claims.session_id}), by_key=True
+            (_BEARER_QUERY, {"sid": claims.session_id}), inline=True
         )
         row = rows[0] if rows else None
         if (
@@ -501,7 +501,7 @@ class Identity:
                 return cached.principal
             epoch = self.principals.epoch
             [rows] = await self.db.hot_reads.rows(
-                (_ACCOUNT_QUERY, {"uid": remembered.user_id}), by_key=True
+                (_ACCOUNT_QUERY, {"uid": remembered.user_id}), inline=True
             )
             row = rows[0] if rows else None
             if (

@@ -7,9 +7,11 @@ rollback), and each hand-off waits for the GIL, longer when the CPU is busy. On 
 and in autocommit mode (each statement sees every transaction committed before it
 started, in this process or another one):
 
-- reads of a few rows by key (``by_key=True``: an indexed lookup takes microseconds)
-  run on the event loop itself. WAL readers never wait for writers; in the rare case
-  SQLite answers "busy" at once (its timeout is 0), the read goes to the thread below;
+- ``inline`` reads run on the event loop itself: indexed reads of a few rows (a
+  device, a caller's account: microseconds), or of rows the caller then handles one by
+  one on the loop anyway (a page of registrations), which costs it more than reading
+  them. WAL readers never wait for writers; in the rare case SQLite answers "busy" (at
+  once: the timeout is 0), the read goes to the thread below;
 - other reads run whole (every statement and the conversion of the rows) in one
   hand-off to a thread of their own, so a long result never holds up the loop.
 
@@ -113,10 +115,10 @@ class HotReads:
         self._loop_connection: sqlite3.Connection | None = None
 
     async def rows(
-        self, *reads: tuple[Select[Any], Mapping[str, Any]], by_key: bool = False
+        self, *reads: tuple[Select[Any], Mapping[str, Any]], inline: bool = False
     ) -> list[list[Row]]:
-        """The rows of each ``(statement, parameters)``; ``by_key``: each statement reads
-        a few rows through an index (see the module docstring)."""
+        """The rows of each ``(statement, parameters)``; ``inline``: read on the event
+        loop (see the module docstring)."""
         if self._sqlite_path is None:
             async with self._engine.connect() as connection:
                 return [
@@ -124,7 +126,7 @@ class HotReads:
                     for statement, values in reads
                 ]
         prepared = [(self._prepare(statement), values) for statement, values in reads]
-        if by_key:
+        if inline:
             if self._loop_connection is None:
                 self._loop_connection = self._connect(timeout=0)
             try:

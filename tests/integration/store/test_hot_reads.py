@@ -86,7 +86,7 @@ def test_several_reads_in_one_call(database_url, tmp_path):
     asyncio.run(main())
 
 
-def test_reads_by_key_equal_the_others(database_url, tmp_path):
+def test_inline_reads_equal_the_others(database_url, tmp_path):
     async def main() -> None:
         db = Database(_url(database_url, tmp_path))
         try:
@@ -97,7 +97,7 @@ def test_reads_by_key_equal_the_others(database_url, tmp_path):
                     session.add(Domain(id="/two/", customer_id="c-two", organization_id="o-two"))
                     await session.flush()
                     session.add(Device(id="two-1", endpoint_name="two-1", domain_id="/two/"))
-            assert await db.hot_reads.rows((DEVICE, values), by_key=True) == (
+            assert await db.hot_reads.rows((DEVICE, values), inline=True) == (
                 await db.hot_reads.rows((DEVICE, values))
             )
         finally:
@@ -106,7 +106,7 @@ def test_reads_by_key_equal_the_others(database_url, tmp_path):
     asyncio.run(main())
 
 
-def test_a_read_by_key_waits_off_the_loop_while_the_file_is_locked(backend, tmp_path):
+def test_an_inline_read_waits_off_the_loop_while_the_file_is_locked(backend, tmp_path):
     """With a rollback journal (not WAL) a writer's lock makes readers busy: the read on
     the event loop gives up at once and waits for the lock on the reader thread."""
     if backend != "sqlite":
@@ -133,7 +133,7 @@ def test_a_read_by_key_waits_off_the_loop_while_the_file_is_locked(backend, tmp_
 
             ticker = asyncio.create_task(tick())
             values = {"id": "none", **prefix_values("scope", "/")}
-            assert await db.hot_reads.rows((DEVICE, values), by_key=True) == [[]]
+            assert await db.hot_reads.rows((DEVICE, values), inline=True) == [[]]
             ticker.cancel()
             assert ticks >= 10  # the loop ran on while the read waited for the lock
             writer.close()
