@@ -484,8 +484,9 @@ class Identity:
         """The caller behind HTTP Basic credentials.
 
         A credential verified in the last ``BASIC_CREDENTIAL_SECONDS`` skips Argon2, but
-        the account is still read on every call: a changed token generation (password
-        change, disabled account, domain move) makes it verify in full again, and fail.
+        the account is still checked, as read at most ``PRINCIPAL_CACHE_SECONDS`` ago: a
+        changed token generation (password change, disabled account, domain move) makes
+        it verify in full again, and fail.
         """
         self._check_throttle(login, client_ip)
         remembered = self._basic_credentials.lookup(login, password)
