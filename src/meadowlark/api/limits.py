@@ -48,7 +48,7 @@ class BodySizeLimit:
                 declared = value
             elif name == b"transfer-encoding":
                 chunked = value
-        if declared is None and chunked is None and scope.get("http_version") != "2":
+        if declared is None and chunked is None and scope.get("http_version") in ("1.0", "1.1"):
             await self.app(scope, receive, send)  # HTTP/1: no length, not chunked: no body
             return
         max_bytes = self._limit_for(scope)
