@@ -30,6 +30,7 @@ from meadowlark.api.lwm2m_json import (
     nodes_from_json,
     nodes_to_json,
 )
+from meadowlark.api.responses import json_response
 from meadowlark.api.sse import event_stream
 from meadowlark.auth.principal import Principal
 from meadowlark.core.devices import registered_endpoints
@@ -163,7 +164,7 @@ async def list_clients(
     """Registrations of the devices in your domain and below."""
     visible = await registered_endpoints(runtime.db, principal)
     registrations = await runtime.lwm2m.all_registrations()
-    return JSONResponse(
+    return json_response(
         [
             registration_json(runtime, registration)
             for registration in sorted(registrations, key=lambda r: r.endpoint)
