@@ -5,7 +5,17 @@ from __future__ import annotations
 import argparse
 import importlib
 
-BENCHMARKS = ("registrations", "auth", "lwm2m", "devices", "things", "tasks", "storm", "memory")
+BENCHMARKS = (
+    "registrations",
+    "rest",
+    "auth",
+    "lwm2m",
+    "devices",
+    "things",
+    "tasks",
+    "storm",
+    "memory",
+)
 
 
 def main() -> None:

@@ -32,7 +32,7 @@ def device_id(n: int) -> str:
     return f"urn:dev:bench-{n:07d}"
 
 
-async def _insert_devices(url: str, count: int) -> None:
+async def insert_devices(url: str, count: int) -> None:
     db = Database(url)
     now = datetime.now(UTC)
     try:
@@ -96,7 +96,7 @@ async def _plan(url: str, after: str) -> str:
 
 def _measure(backend: str, size: int, duration: float) -> dict[str, LoadResult]:
     with serving(backend, ADMIN_PASSWORD) as (port, url):
-        asyncio.run(_insert_devices(url, size))
+        asyncio.run(insert_devices(url, size))
         deep_after = device_id(size * 9 // 10)
         print(f"    plan {backend} {size}: {asyncio.run(_plan(url, deep_after))}")
         form = {"grant_type": "password", "username": "admin", "password": ADMIN_PASSWORD}

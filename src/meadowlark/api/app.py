@@ -109,18 +109,21 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
     )
     app.state.runtime = runtime
     install_error_handlers(app)
+    # A request is matched against the routes in this order, one by one: the hottest
+    # reads come first (their path prefixes, /api/coiotedm/v3/devices and
+    # /api/lwm2m/v1, belong to no other router, so the order changes no match).
     for module in (
         health,
+        coiote_devices,
+        lwm2m,
         auth,
         console,
         console_things,
         coiote_users,
         coiote_domains,
-        coiote_devices,
         coiote_groups,
         coiote_sessions,
         admin,
-        lwm2m,
         coiote_data_model,
         coiote_dialects,
         coiote_observations,

@@ -75,8 +75,9 @@ def require(name: str) -> Any:
     """
     permission = catalog.CATALOG[name]
 
-    async def guard(request: Request, runtime: RuntimeDep) -> Principal:
-        principal = await authenticate(request, runtime)
+    async def guard(request: Request) -> Principal:
+        # The runtime straight from the app: one dependency less to solve per request.
+        principal = await authenticate(request, request.app.state.runtime)
         if not principal.can(permission.name):
             raise Forbidden(f"missing permission: {permission.name}")
         return principal

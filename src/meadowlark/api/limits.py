@@ -42,8 +42,16 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        declared = chunked = None
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                declared = value
+            elif name == b"transfer-encoding":
+                chunked = value
+        if declared is None and chunked is None and scope.get("http_version") in ("1.0", "1.1"):
+            await self.app(scope, receive, send)  # HTTP/1: no length, not chunked: no body
+            return
         max_bytes = self._limit_for(scope)
-        declared = dict(scope.get("headers", [])).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > max_bytes):
             await self._refuse(send, 413 if declared.isdigit() else 400)
             return

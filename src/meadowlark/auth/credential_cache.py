@@ -4,8 +4,9 @@ HTTP Basic do not pay (and cannot make us pay) a full Argon2 verification per re
 Entries are keyed by an HMAC of the credential under a random per-process key: neither
 the password nor a plain hash of it is kept. An entry names the user and the token
 generation it was verified under; the caller re-checks that generation against the
-store on every use, which is the same revocation signal access tokens use, so a password
-change, a disabled account or a domain move invalidates it at once on every node.
+store (as read at most ``PRINCIPAL_CACHE_SECONDS`` ago) on every use, which is the same
+revocation signal access tokens use, so a password change, a disabled account or a
+domain move invalidates it at once in this process and within that bound on other nodes.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import delete, exists, func, insert, or_, select
+from sqlalchemy import bindparam, delete, exists, func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -42,7 +42,9 @@ from meadowlark.server.registration import MAX_ENDPOINT_NAME_LENGTH
 from meadowlark.server.service import LwM2mServer
 from meadowlark.server.transport import DownlinkRequest, Method
 from meadowlark.store.coiote_models import GroupMembership
+from meadowlark.store.db import Database
 from meadowlark.store.device_models import Device
+from meadowlark.store.hot_reads import Row, prefix_values, starts_with
 from meadowlark.store.models import Domain
 
 MAX_DEVICE_ID_LENGTH = 255
@@ -302,7 +304,48 @@ async def get_device(session: AsyncSession, principal: Principal, device_id: str
     return device
 
 
-def device_properties(device: Device) -> dict[str, str]:
+_DEVICE_WITH_GROUPS = (
+    select(
+        *(column for column in Device.__table__.columns if column.key != "dtls_psk"),
+        GroupMembership.group_id,
+    )
+    .outerjoin(GroupMembership, GroupMembership.device_id == Device.id)
+    .where(
+        Device.id == bindparam("device_id"),
+        starts_with(Device.domain_id, "scope"),
+    )
+    .order_by(GroupMembership.group_id)
+)
+_REGISTERED_ENDPOINTS = select(Device.endpoint_name).where(
+    starts_with(Device.domain_id, "scope"), Device.registration_id.is_not(None)
+)
+
+
+async def read_device(db: Database, principal: Principal, device_id: str) -> tuple[Row, list[str]]:
+    """One of the caller's devices (its columns, without the DTLS key) and its direct
+    groups in id order: one primary-key read, no ORM."""
+    [rows] = await db.hot_reads.rows(
+        (
+            _DEVICE_WITH_GROUPS,
+            {"device_id": device_id, **prefix_values("scope", principal.domain_id)},
+        ),
+        inline=True,
+    )
+    if not rows:
+        raise NotFound(f"device {device_id[:MAX_DEVICE_ID_LENGTH]!r} not found", code=4041)
+    return rows[0], [row.group_id for row in rows if row.group_id is not None]
+
+
+async def registered_endpoints(db: Database, principal: Principal) -> set[str]:
+    """Endpoint names of the caller's devices that hold a registration (read inline: the
+    caller then builds an answer for each of them, which costs more than the read)."""
+    [rows] = await db.hot_reads.rows(
+        (_REGISTERED_ENDPOINTS, prefix_values("scope", principal.domain_id)), inline=True
+    )
+    return {row.endpoint_name for row in rows}
+
+
+def device_properties(device: Device | Row) -> dict[str, str]:
     """User properties plus those derived from the record (all values are strings)."""
     properties = {str(name): str(value) for name, value in (device.properties or {}).items()}
     properties["endpointName"] = device.endpoint_name
@@ -318,7 +361,7 @@ def device_properties(device: Device) -> dict[str, str]:
     return properties
 
 
-def software_version(device: Device) -> str | None:
+def software_version(device: Device | Row) -> str | None:
     """Coiote reports Firmware Version (/3/0/3) as ``softwareVersion``; /3/0/19 if none."""
     return device.firmware_version or device.software_version or None
 

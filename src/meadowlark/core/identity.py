@@ -1,9 +1,12 @@
 """Authentication and token service shared by every surface.
 
 One login creates one ``AuthSession``; access tokens (JWT, short-lived) name the session,
-refresh tokens (opaque, single use) belong to it. Revocation is immediate because every
-authenticated request checks the session and the user's token generation in the store:
-logout revokes a session, a password change or disabling a user bumps the generation.
+refresh tokens (opaque, single use) belong to it. Logout revokes a session; a password
+change, disabling, deleting or moving a user bumps its token generation. A request is
+checked against the session and the generation as the store had them at most
+``PRINCIPAL_CACHE_SECONDS`` ago (``auth.principal_cache``); every revocation made here
+drops the cached callers it concerns once committed (``invalidate_after_commit``), so in
+this process it takes effect on the very next request.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, event, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from meadowlark.auth import permissions as catalog
@@ -25,6 +28,7 @@ from meadowlark.auth import tokens, totp
 from meadowlark.auth.credential_cache import VerifiedCredentialCache
 from meadowlark.auth.passwords import hash_password, verify_password
 from meadowlark.auth.principal import Principal
+from meadowlark.auth.principal_cache import PrincipalCache
 from meadowlark.auth.throttle import SlidingWindowLimiter
 from meadowlark.config import Settings
 from meadowlark.core import audit
@@ -86,6 +90,8 @@ class Identity:
         self._basic_credentials = VerifiedCredentialCache(BASIC_CREDENTIAL_SECONDS)
         self._jwks_client: jwt.PyJWKClient | None = None
         self._claims = tokens.ClaimsCache(settings.signing_key)
+        self.principals = PrincipalCache()
+        roles.on_change(lambda local: self.principals.invalidate(notify=local))
 
     # -- logging in -----------------------------------------------------------------
 
@@ -331,6 +337,7 @@ class Identity:
                 .values(used_at=now)
             )
             if spent.rowcount != 1:  # type: ignore[attr-defined]
+                self.invalidate_after_commit(session, user.id)
                 auth_session.revoked_at = now
                 auth_session.revoked_reason = "refresh_token_reuse"
                 audit.record(
@@ -368,10 +375,12 @@ class Identity:
     # -- authenticating requests ----------------------------------------------------
 
     async def authenticate_bearer(self, token: str) -> Principal:
-        """The caller behind a bearer token; one indexed query per request, no ORM.
+        """The caller behind a bearer token.
 
-        The query checks what revocation changes (session revoked, user disabled or
-        expired, token generation bumped), so a revoked token fails on its next use.
+        What revocation changes (session revoked, user disabled, deleted or expired,
+        token generation bumped) is checked against the store, as read at most
+        ``PRINCIPAL_CACHE_SECONDS`` ago (one indexed query, no ORM), so a revoked token
+        fails on its next use here and within that bound in other processes.
         """
         if token.startswith(tokens.API_TOKEN_PREFIX + "_"):
             return await self._authenticate_api_token(token)
@@ -379,8 +388,20 @@ class Identity:
             claims = self._claims.decode(token)
         except tokens.InvalidTokenError as exc:
             raise NotAuthenticated("invalid or expired token") from exc
-        async with self.db.engine.connect() as connection:
-            row = (await connection.execute(_BEARER_QUERY, {"sid": claims.session_id})).first()
+        key = f"session:{claims.session_id}"
+        cached = self.principals.lookup(key)
+        if (
+            cached is not None
+            and cached.principal.user_id == claims.user_id
+            and cached.generation == claims.generation
+            and _before_expiry(cached.account_expires_at)
+        ):
+            return cached.principal
+        epoch = self.principals.epoch
+        [rows] = await self.db.hot_reads.rows(
+            (_BEARER_QUERY, {"sid": claims.session_id}), inline=True
+        )
+        row = rows[0] if rows else None
         if (
             row is None
             or row.id != claims.user_id
@@ -388,7 +409,15 @@ class Identity:
             or not _usable_account(row, claims.generation)
         ):
             raise NotAuthenticated("invalid or expired token")
-        return await self._principal_from_row(row, via="bearer", session_id=claims.session_id)
+        principal = await self._principal_from_row(row, via="bearer", session_id=claims.session_id)
+        self.principals.store(
+            key,
+            epoch,
+            principal,
+            generation=row.token_generation,
+            account_expires_at=_expiry_of(row),
+        )
+        return principal
 
     async def _principal_from_row(
         self, row: Any, *, via: str, session_id: str | None = None
@@ -411,6 +440,16 @@ class Identity:
         if parts is None:
             raise NotAuthenticated("invalid or expired token")
         token_id, secret = parts
+        key = f"api_token:{token_id}"
+        cached = self.principals.lookup(key)
+        if (
+            cached is not None
+            and cached.secret_digest is not None
+            and tokens.secret_matches(secret, cached.secret_digest)
+            and _before_expiry(cached.account_expires_at)
+        ):
+            return cached.principal
+        epoch = self.principals.epoch
         now = utcnow()
         async with self.db.session() as session:
             row = (
@@ -430,29 +469,57 @@ class Identity:
                 await session.commit()
         principal = await self.principal_for(user, via="api_token")
         allowed = frozenset(api_token.permissions) | catalog.SELF_SERVICE
-        return replace(principal, permissions=principal.permissions & allowed)
+        principal = replace(principal, permissions=principal.permissions & allowed)
+        self.principals.store(
+            key,
+            epoch,
+            principal,
+            generation=user.token_generation,
+            account_expires_at=_as_utc(api_token.expires_at),
+            secret_digest=api_token.token_hash,
+        )
+        return principal
 
     async def authenticate_basic(self, login: str, password: str, client_ip: str) -> Principal:
         """The caller behind HTTP Basic credentials.
 
         A credential verified in the last ``BASIC_CREDENTIAL_SECONDS`` skips Argon2, but
-        the account is still read on every call: a changed token generation (password
-        change, disabled account, domain move) makes it verify in full again, and fail.
+        the account is still checked, as read at most ``PRINCIPAL_CACHE_SECONDS`` ago: a
+        changed token generation (password change, disabled account, domain move) makes
+        it verify in full again, and fail.
         """
         self._check_throttle(login, client_ip)
         remembered = self._basic_credentials.lookup(login, password)
         if remembered is not None:
-            async with self.db.engine.connect() as connection:
-                row = (
-                    await connection.execute(_ACCOUNT_QUERY, {"uid": remembered.user_id})
-                ).first()
+            key = f"basic:{remembered.user_id}"
+            cached = self.principals.lookup(key)
+            if (
+                cached is not None
+                and cached.principal.login == login
+                and cached.generation == remembered.generation
+                and _before_expiry(cached.account_expires_at)
+            ):
+                return cached.principal
+            epoch = self.principals.epoch
+            [rows] = await self.db.hot_reads.rows(
+                (_ACCOUNT_QUERY, {"uid": remembered.user_id}), inline=True
+            )
+            row = rows[0] if rows else None
             if (
                 row is not None
                 and row.login == login
                 and not row.totp_enabled
                 and _usable_account(row, remembered.generation)
             ):
-                return await self._principal_from_row(row, via="basic")
+                principal = await self._principal_from_row(row, via="basic")
+                self.principals.store(
+                    key,
+                    epoch,
+                    principal,
+                    generation=row.token_generation,
+                    account_expires_at=_expiry_of(row),
+                )
+                return principal
             self._basic_credentials.forget(login, password)
         async with self.db.session() as session:
             user = await self._verified_user(session, login, password, client_ip)
@@ -472,10 +539,27 @@ class Identity:
 
     # -- revocation -----------------------------------------------------------------
 
+    def invalidate_after_commit(self, session: AsyncSession, user_id: str | None) -> None:
+        """Drop the cached callers of ``user_id`` (everyone: ``None``) once ``session``
+        commits: the change that revokes or narrows them is then visible to the re-read."""
+        event.listen(
+            session.sync_session,
+            "after_commit",
+            lambda _: self.principals.invalidate(user_id),
+            once=True,
+        )
+
+    def invalidate_principals(self, user_id: str | None = None) -> None:
+        """Entry point for revocation signals from other processes or nodes (PostgreSQL
+        LISTEN/NOTIFY): forget the cached callers of ``user_id``, everyone for ``None``.
+        To pass local revocations on, register with ``principals.on_invalidate``."""
+        self.principals.invalidate(user_id, notify=False)
+
     async def logout(self, principal: Principal, client_ip: str) -> None:
         if principal.session_id is None:
             raise InvalidInput("only session tokens can log out; revoke API tokens instead")
         async with self.db.transaction() as session:
+            self.invalidate_after_commit(session, principal.user_id)
             await session.execute(
                 update(AuthSession)
                 .where(AuthSession.id == principal.session_id, AuthSession.revoked_at.is_(None))
@@ -491,10 +575,10 @@ class Identity:
                 reason="logout",
             )
 
-    @staticmethod
-    def revoke_all(session: AsyncSession, user: User, *, actor: str, reason: str) -> None:
+    def revoke_all(self, session: AsyncSession, user: User, *, actor: str, reason: str) -> None:
         """Invalidate every access token of ``user`` at once (and their refresh sessions)."""
         user.token_generation += 1
+        self.invalidate_after_commit(session, user.id)
         audit.record(
             session,
             "token.revoked",
@@ -506,6 +590,7 @@ class Identity:
         )
 
     async def revoke_user_sessions(self, session: AsyncSession, user: User) -> None:
+        self.invalidate_after_commit(session, user.id)
         await session.execute(
             update(AuthSession)
             .where(AuthSession.user_id == user.id, AuthSession.revoked_at.is_(None))
@@ -583,6 +668,7 @@ class Identity:
             if row is None or row.user_id != principal.user_id:
                 raise NotFound(f"API token {token_id!r} not found")
             if row.revoked_at is None:
+                self.invalidate_after_commit(session, principal.user_id)
                 row.revoked_at = utcnow()
                 audit.record(
                     session,
@@ -615,6 +701,7 @@ class Identity:
             if not totp.verify_code(user.totp_secret, code):
                 raise InvalidInput("invalid two-factor code")
             user.totp_enabled = True
+            self.invalidate_after_commit(session, user.id)  # Basic credentials stop working
             codes = await _replace_recovery_codes(session, user)
             audit.record(
                 session,
@@ -719,6 +806,7 @@ class Identity:
             ).first()
             if row is None or not actor.sees_domain(row[1].domain_id):
                 raise NotFound(f"service account {client_id!r} not found")
+            self.invalidate_after_commit(session, row[1].id)
             await session.delete(row[0])
             await session.execute(
                 update(AuthSession)
@@ -781,6 +869,14 @@ def _usable_account(row: Any, generation: int) -> bool:
 
 def _as_utc(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _expiry_of(row: Any) -> datetime | None:
+    return None if row.expiration_date is None else _as_utc(row.expiration_date)
+
+
+def _before_expiry(expires_at: datetime | None) -> bool:
+    return expires_at is None or expires_at > utcnow()
 
 
 def _expired(user: User) -> bool:

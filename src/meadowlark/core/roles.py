@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -24,7 +24,7 @@ from meadowlark.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from meadowlark.store.db import Database
 from meadowlark.store.models import Domain, Role, User
 
-CACHE_SECONDS = 5.0
+CACHE_SECONDS = 1.0
 
 
 def role_applies_to(role: Role, domain_id: str) -> bool:
@@ -39,20 +39,29 @@ def resolve_role(candidates: Iterable[Role], domain_id: str) -> Role | None:
 
 
 class RoleCache:
-    """Role name -> roles of that name, re-read at most every few seconds.
+    """Role name -> roles of that name, re-read when used and older than ``CACHE_SECONDS``.
 
-    Changes made through this process invalidate it at once; other nodes see them
-    within ``CACHE_SECONDS``.
+    Changes made through this process invalidate it at once (call ``invalidate`` after
+    the commit); other processes and nodes see them within ``CACHE_SECONDS``. Listeners
+    added with ``on_change`` hear of both: ``local=True`` for ``invalidate``, ``False``
+    when a re-read finds roles changed elsewhere.
     """
 
     def __init__(self, db: Database) -> None:
         self._db = db
         self._by_name: dict[str, list[Role]] = {}
+        self._fingerprint: frozenset[tuple[object, ...]] = frozenset()
         self._loaded_at = float("-inf")
         self._resolved: dict[tuple[object, ...], frozenset[str]] = {}
+        self._listeners: list[Callable[[bool], None]] = []
+
+    def on_change(self, listener: Callable[[bool], None]) -> None:
+        self._listeners.append(listener)
 
     def invalidate(self) -> None:
         self._loaded_at = float("-inf")
+        for listener in self._listeners:
+            listener(True)
 
     async def _roles_by_name(self) -> dict[str, list[Role]]:
         if time.monotonic() - self._loaded_at > CACHE_SECONDS:
@@ -61,9 +70,17 @@ class RoleCache:
             by_name: dict[str, list[Role]] = {}
             for role in rows:
                 by_name.setdefault(role.name, []).append(role)
+            fingerprint = frozenset(
+                (role.id, role.name, role.domain_id, tuple(role.permissions)) for role in rows
+            )
+            changed = fingerprint != self._fingerprint and self._loaded_at != float("-inf")
             self._by_name = by_name
+            self._fingerprint = fingerprint
             self._resolved.clear()
             self._loaded_at = time.monotonic()
+            if changed:
+                for listener in self._listeners:
+                    listener(False)
         return self._by_name
 
     async def effective_permissions(self, user: User) -> frozenset[str]:

@@ -201,6 +201,8 @@ class Users:
     ) -> User:
         user = await self.get(session, actor, login)
         await self._check_manageable(actor, user)
+        # Roles, permissions, Things groups and domain are part of the cached caller.
+        self.identity.invalidate_after_commit(session, user.id)
         revoke_reason: str | None = None
         if changes.domain is not None:
             domain_id = normalize_domain_id(changes.domain)
@@ -276,6 +278,7 @@ class Users:
         if user.id == actor.user_id:
             raise Forbidden("you cannot delete your own account")
         await self._check_manageable(actor, user)
+        self.identity.invalidate_after_commit(session, user.id)
         await session.delete(user)
         audit.record(
             session, "user.deleted", actor=actor.login, subject=login, domain_id=user.domain_id

@@ -17,6 +17,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from meadowlark.store.hot_reads import HotReads
+
 T = TypeVar("T")
 
 
@@ -48,6 +50,7 @@ class Database:
         self.url = url
         self.engine = create_engine(url)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.hot_reads = HotReads(self.engine)
 
     @property
     def is_sqlite(self) -> bool:
@@ -64,6 +67,7 @@ class Database:
             yield session
 
     async def dispose(self) -> None:
+        await self.hot_reads.close()
         await self.engine.dispose()
 
 

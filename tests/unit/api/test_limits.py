@@ -72,3 +72,18 @@ def test_non_http_scopes_pass_through():
 
     asyncio.run(BodySizeLimit(app, 10)({"type": "lifespan"}, None, None))
     assert seen == ["lifespan"]
+
+
+def test_http1_request_without_length_or_chunks_passes_without_counting():
+    """HTTP/1 carries no body without Content-Length or chunked encoding (RFC 9112 6.3)."""
+    seen = []
+
+    async def app(scope, receive, send):
+        seen.append(receive)
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    scope = {"type": "http", "http_version": "1.1", "headers": [(b"host", b"x")]}
+    asyncio.run(BodySizeLimit(app, 10)(scope, receive, None))
+    assert seen == [receive]

@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from meadowlark.api.deps import RuntimeDep, SessionDep, require
+from meadowlark.api.responses import model_response
 from meadowlark.api.schemas.coiote_devices import (
     DEVICE_FIELDS,
     DeviceAddResult,
@@ -181,16 +182,15 @@ async def create_device(
     return SingleDeviceAddResponse(id=device.id, result="created")
 
 
-@router.get("/devices/{device_id:path}")
+@router.get("/devices/{device_id:path}", response_model=DevicePublic)
 async def get_device(
     device_id: str,
-    session: SessionDep,
+    runtime: RuntimeDep,
     principal: Annotated[Principal, require("GET devices/{id}")],
-) -> DevicePublic:
+) -> Response:
     """One device (the DTLS key is never returned)."""
-    device = await devices.get_device(session, principal, device_id)
-    groups = await devices.groups_of(session, [device.id])
-    return DevicePublic.of(device, groups[device.id])
+    device, groups = await devices.read_device(runtime.db, principal, device_id)
+    return model_response(DevicePublic.of(device, groups))
 
 
 @router.put("/devices/{device_id:path}", status_code=204, response_class=Response)

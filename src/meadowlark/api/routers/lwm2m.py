@@ -16,7 +16,6 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.routing import APIRoute
-from sqlalchemy import select
 
 from meadowlark.api import json_input
 from meadowlark.api.deps import RuntimeDep, require
@@ -31,9 +30,10 @@ from meadowlark.api.lwm2m_json import (
     nodes_from_json,
     nodes_to_json,
 )
+from meadowlark.api.responses import json_response
 from meadowlark.api.sse import event_stream
 from meadowlark.auth.principal import Principal
-from meadowlark.core.domains import in_scope
+from meadowlark.core.devices import registered_endpoints
 from meadowlark.core.errors import InvalidInput, NotFound
 from meadowlark.core.events import DeviceEvent, EventFilter, EventKind
 from meadowlark.lwm2m.codec.attributes import InvalidAttributeError, parse_attributes
@@ -45,7 +45,6 @@ from meadowlark.runtime import Runtime
 from meadowlark.server.errors import Lwm2mServerError, RequestQueuedError
 from meadowlark.server.operations import OperationKind
 from meadowlark.server.registration import Registration
-from meadowlark.store.device_models import Device
 from meadowlark.store.devices import device_domain
 
 BASE = "/api/lwm2m/v1"
@@ -158,25 +157,20 @@ def registration_json(runtime: Runtime, registration: Registration) -> dict[str,
     }
 
 
-@router.get("/clients")
+@router.get("/clients", response_model=list[dict[str, Any]])
 async def list_clients(
     runtime: RuntimeDep, principal: Annotated[Principal, _require("GET", "/clients")]
-) -> list[dict[str, Any]]:
+) -> Response:
     """Registrations of the devices in your domain and below."""
-    async with runtime.db.session() as session:
-        rows = await session.scalars(
-            select(Device.endpoint_name).where(
-                in_scope(Device.domain_id, principal.domain_id),
-                Device.registration_id.is_not(None),
-            )
-        )
-        visible = set(rows.all())
+    visible = await registered_endpoints(runtime.db, principal)
     registrations = await runtime.lwm2m.all_registrations()
-    return [
-        registration_json(runtime, registration)
-        for registration in sorted(registrations, key=lambda r: r.endpoint)
-        if registration.endpoint in visible
-    ]
+    return json_response(
+        [
+            registration_json(runtime, registration)
+            for registration in sorted(registrations, key=lambda r: r.endpoint)
+            if registration.endpoint in visible
+        ]
+    )
 
 
 @router.get("/clients/{ep}")

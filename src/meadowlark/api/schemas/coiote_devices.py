@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from meadowlark.core.devices import MAX_PROPERTIES, device_properties, software_version
 from meadowlark.store.device_models import Device
+from meadowlark.store.hot_reads import Row
 
 MAX_GROUPS_PER_REQUEST = 100
 
@@ -98,7 +99,8 @@ class DevicePublic(BaseModel):
     dtlsPsk: None = None
 
     @classmethod
-    def of(cls, device: Device, groups: list[str]) -> DevicePublic:
+    def of(cls, device: Device | Row, groups: list[str]) -> DevicePublic:
+        """From an ORM device or a row of ``core.devices.read_device``."""
         return cls(
             id=device.id,
             directGroups=groups,
