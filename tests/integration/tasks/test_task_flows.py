@@ -170,7 +170,7 @@ def test_vendor_sample_flow_with_a_sleeping_device(server, devices):
 async def _sleep(server, endpoint: str) -> None:
     """Let the server deem a queue-mode device asleep (its awake window ends now)."""
     lwm2m = server.runtime.lwm2m
-    lwm2m._on_awake_over(endpoint)
+    lwm2m.queue_mode._on_awake_over(endpoint)
 
 
 def test_failing_operation_fails_the_report_with_the_device_code(server, devices):

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from meadowlark.server import registration as registration_module
-from meadowlark.server import service as service_module
+from meadowlark.server import registration_service as service_module
 from meadowlark.server.ports import InMemoryDeviceRegistry
 from meadowlark.server.registration import new_registration_id
 from meadowlark.server.security import (
