@@ -154,8 +154,9 @@ class Lease:
 
 
 async def with_migration_lock(db: Database, work: Callable[[], Awaitable[Any]]) -> Any:
-    """Run ``work`` (the schema upgrade at start) while no other node runs it: a blocking
-    advisory lock on PostgreSQL; on SQLite the database file's own write lock does it."""
+    """Run ``work`` (the schema upgrade and first administrator at start) while no other
+    node runs it: a blocking advisory lock on PostgreSQL. On SQLite the supervisor of
+    ``serve --workers`` prepares the store before it starts the workers."""
     if db.is_sqlite:
         return await work()
     import psycopg

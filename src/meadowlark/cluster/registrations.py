@@ -38,6 +38,11 @@ ReleaseNotice = Callable[[str, list[tuple[str, str]]], None]
 class SharedRegistrationStore:
     """``RegistrationStore`` for one node of many; see the module docstring.
 
+    Lookups by endpoint (and ``all``) see every node's registrations, as their devices'
+    rows record them: the REST API, the task engine and the Things service of any node
+    know a device is registered wherever it is. ``holds`` tells the registrations this
+    node holds (whose downlinks it sends itself) from the others.
+
     Claims of Registers read in the same loop turn are written together in one
     statement, and each Register is answered once its claim is committed.
     """
@@ -69,7 +74,11 @@ class SharedRegistrationStore:
         return await self._adopt(registration_id)
 
     async def get_by_endpoint(self, endpoint: str) -> Registration | None:
-        return await self._local.get_by_endpoint(endpoint)
+        held = await self._local.get_by_endpoint(endpoint)
+        if held is not None:
+            return held
+        located = await self.locate(endpoint)
+        return None if located is None else located[1]
 
     async def get_by_peer(self, host: str, port: int) -> Registration | None:
         return await self._local.get_by_peer(host, port)
@@ -88,7 +97,26 @@ class SharedRegistrationStore:
         return registration
 
     async def all(self) -> list[Registration]:
-        return await self._local.all()
+        held = await self._local.all()
+        async with self._db.session() as session:
+            devices = await session.scalars(
+                select(Device)
+                .join(
+                    RegistrationOwner,
+                    and_(
+                        RegistrationOwner.endpoint_name == Device.endpoint_name,
+                        RegistrationOwner.registration_id == Device.registration_id,
+                    ),
+                )
+                .where(RegistrationOwner.node_id != self.node_id)
+            )
+            elsewhere = [_registration_from(device, secure_too=True) for device in devices]
+        mine = {registration.endpoint for registration in held}
+        return held + [r for r in elsewhere if r is not None and r.endpoint not in mine]
+
+    async def holds(self, registration: Registration) -> bool:
+        """Whether this node holds ``registration`` (its socket reaches the device)."""
+        return await self._local.get(registration.registration_id) is not None
 
     # --- between nodes -----------------------------------------------------------------
 

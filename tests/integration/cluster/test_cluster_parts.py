@@ -187,7 +187,11 @@ def test_ownership_is_recorded_and_taken_over_by_an_update_at_another_node(db_ur
             assert located is not None and located[0] == "node-a"
             assert located[1].registration_id == registration.registration_id
             assert located[1].objects.objects.keys() == {1, 3}
-            assert await b.get_by_endpoint(endpoint) is None  # held by a, not b
+            # Every node sees the registration; only a holds it (sends its downlinks).
+            seen_from_b = await b.get_by_endpoint(endpoint)
+            assert seen_from_b is not None and not await b.holds(seen_from_b)
+            assert await a.holds(registration)
+            assert [r.endpoint for r in await b.all() if r.endpoint == endpoint] == [endpoint]
             assert released == []
 
             # An Update for that location reaches b: b rebuilds it from the store and
@@ -197,8 +201,9 @@ def test_ownership_is_recorded_and_taken_over_by_an_update_at_another_node(db_ur
             assert adopted.peer.address == ("127.0.0.1", 40000)
             assert (await b.locate(endpoint))[0] == "node-b"  # type: ignore[index]
             assert released == [("node-a", [(endpoint, registration.registration_id)])]
+            assert await b.holds(adopted)
             await a.release(endpoint, registration.registration_id)
-            assert await a.get_by_endpoint(endpoint) is None
+            assert not await a.holds(registration)
 
             # An unknown location is no registration anywhere.
             assert await b.get("0123456789abcdef") is None
