@@ -315,3 +315,68 @@ def test_events_results_and_errors_survive_the_trip():
     assert isinstance(queued, RequestQueuedError) and queued.request_id == "r1"
     timeout = error_from_wire("ep", error_to_wire(RequestTimeoutError("slow")))
     assert isinstance(timeout, RequestTimeoutError) and timeout.message == "slow"
+
+
+def test_role_and_thing_changes_on_one_node_apply_on_the_other(backend, db_url, tmp_path):
+    from sqlalchemy import update
+
+    from meadowlark.auth import permissions as catalog
+    from meadowlark.cluster.wiring import Cluster
+    from meadowlark.config import Settings
+    from meadowlark.connectivity.enforcement import ThingFacts
+    from meadowlark.connectivity.states import ThingState
+    from meadowlark.store.models import Role
+
+    kind = "postgres" if backend == "postgres" else "local"
+    settings = Settings(data_dir=tmp_path, database_url=db_url, dev=True)
+    name = f"role-{new_node_id()}"
+    grant = sorted(catalog.GRANTABLE)[:2]
+
+    async def main() -> None:
+        db = Database(db_url)
+        a, b = Cluster(settings, db, kind), Cluster(settings, db, kind)
+        await a.node.start()
+        await b.node.start()
+        try:
+            async with db.transaction() as session:
+                session.add(Role(id=name, name=name, permissions=[grant[0]]))
+
+            async def granted() -> frozenset[str]:
+                return await b.roles.permissions_of("developer", [name], [], "/root/")
+
+            assert grant[0] in await granted()  # b has read and cached the role
+            async with db.transaction() as session:
+                await session.execute(
+                    update(Role).where(Role.id == name).values(permissions=[grant[1]])
+                )
+            a.roles.invalidate()  # what a's API does after committing a role change
+            # Well within the cache's own lifetime: only the notice can explain it.
+            for _ in range(20):
+                if grant[1] in await granted():
+                    break
+                await asyncio.sleep(0.02)
+            assert await granted() >= {grant[1]} and grant[0] not in await granted()
+
+            facts = ThingFacts(
+                "thing-1", "/root/", ThingState.SUSPENDED, "3520990000001", "", False, None, "ep"
+            )
+            a.thing_index.put(facts)
+            a.thing_index.put_group("group-1", "35209900", True)
+            for _ in range(100):
+                if b.thing_index.get("thing-1") is not None:
+                    break
+                await asyncio.sleep(0.02)
+            assert b.thing_index.get("thing-1") == facts
+            assert b.thing_index.for_endpoint("ep") == facts
+            a.thing_index.remove("thing-1")
+            for _ in range(100):
+                if b.thing_index.get("thing-1") is None:
+                    break
+                await asyncio.sleep(0.02)
+            assert b.thing_index.get("thing-1") is None
+        finally:
+            await a.stop()
+            await b.stop()
+            await db.dispose()
+
+    asyncio.run(main())
