@@ -144,12 +144,15 @@ class Lease:
             except Exception:  # closing a broken connection: nothing left to release
                 _log.debug("lease_connection_close_failed", lease=self.name)
         elif self.held and self._db.is_sqlite:
-            async with self._db.transaction() as session:
-                await session.execute(
-                    update(ClusterLease)
-                    .where(ClusterLease.name == self.name, ClusterLease.holder == self.holder)
-                    .values(expires_at=datetime.now(UTC))
-                )
+            try:
+                async with self._db.transaction() as session:
+                    await session.execute(
+                        update(ClusterLease)
+                        .where(ClusterLease.name == self.name, ClusterLease.holder == self.holder)
+                        .values(expires_at=datetime.now(UTC))
+                    )
+            except Exception:  # the store is away: the lease runs out by itself
+                _log.warning("lease_release_failed", lease=self.name)
         self.held = False
 
 

@@ -20,6 +20,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import stat
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -203,7 +205,7 @@ class LocalSignals:
         self._connections: set[asyncio.Task[None]] = set()
 
     async def start(self, receiver: Receiver) -> None:
-        self._directory.mkdir(parents=True, exist_ok=True)
+        _private_directory(self._directory)
         _remove(self._path)
 
         async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -252,6 +254,17 @@ class LocalSignals:
         for task in list(self._connections):
             task.cancel()
         _remove(self._path)
+
+
+def _private_directory(directory: Path) -> None:
+    """Create ``directory`` for this user alone, or check that it is: whoever can put a
+    socket there could send this node requests."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    status = os.lstat(directory)
+    if not stat.S_ISDIR(status.st_mode) or status.st_uid != os.getuid() or status.st_mode & 0o022:
+        raise PermissionError(
+            f"{directory} must be a folder of this user that others cannot write to"
+        )
 
 
 def _sockets(directory: Path) -> list[Path]:

@@ -9,6 +9,8 @@ duties on one node at a time.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -63,7 +65,18 @@ def _signals(kind: str, settings: Settings, db: Database, node_id: str) -> Signa
         if not settings.cluster.redis_url:
             raise ValueError("MEADOWLARK_CLUSTER__SIGNALS=redis needs a redis_url")
         return RedisSignals(settings.cluster.redis_url, node_id)
-    return LocalSignals(Path(settings.data_dir) / "cluster", node_id)
+    return LocalSignals(local_socket_directory(Path(settings.data_dir)), node_id)
+
+
+def local_socket_directory(data_dir: Path) -> Path:
+    """Where one host's workers put their sockets: ``<data dir>/cluster``, or a folder
+    in the temporary directory named after the data dir when that path is too long for
+    a Unix socket address (108 bytes on Linux)."""
+    directory = data_dir.resolve() / "cluster"
+    if len(str(directory / f"{'0' * 12}.sock").encode()) < 100:
+        return directory
+    digest = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"meadowlark-cluster-{digest}"
 
 
 class Cluster:

@@ -380,3 +380,24 @@ def test_role_and_thing_changes_on_one_node_apply_on_the_other(backend, db_url, 
             await db.dispose()
 
     asyncio.run(main())
+
+
+def test_local_sockets_live_in_a_private_folder_with_a_short_enough_path(tmp_path):
+    from meadowlark.cluster.wiring import local_socket_directory
+
+    short = tmp_path / "data"
+    assert local_socket_directory(short) == short.resolve() / "cluster"
+    deep = tmp_path / ("d" * 120)
+    chosen = local_socket_directory(deep)
+    assert len(str(chosen / "0123456789ab.sock")) < 108
+    assert chosen == local_socket_directory(deep)  # every worker of that data dir agrees
+
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o777)
+    shared.chmod(0o777)
+
+    async def main() -> None:
+        with pytest.raises(PermissionError):
+            await LocalSignals(shared, "n1").start(lambda message: None)
+
+    asyncio.run(main())
