@@ -130,7 +130,11 @@ def serve(
         serve_node(settings)
         return
     asyncio.run(prepare(settings))
-    http_socket = http_listener(settings.http)
+    try:
+        http_socket = http_listener(settings.http)
+    except OSError as exc:
+        typer.echo(f"error: cannot listen on {settings.http}: {exc.strerror}", err=True)
+        raise typer.Exit(1) from exc
     coap_address = HostPort(host=settings.coap.host, port=concrete_udp_port(settings.coap))
     listening = HostPort(host=settings.http.host, port=http_socket.getsockname()[1])
     shown = settings.model_copy(update={"http": listening, "coap": coap_address})
