@@ -24,6 +24,7 @@ from meadowlark.server.registration import Registration
 from meadowlark.server.service import LwM2mServer
 
 METHOD = "downlink"
+PING = "ping"
 
 
 class ClusterDownlink:
@@ -37,6 +38,7 @@ class ClusterDownlink:
         self._registrations = registrations
         self._server = server
         node.serve(METHOD, self._serve)
+        node.serve(PING, self._serve_ping)
 
     async def holds(self, registration: Registration) -> bool:
         return await self._registrations.holds(registration)
@@ -49,26 +51,53 @@ class ClusterDownlink:
         wait: bool,
         requested_format: int | None,
     ) -> object:
-        endpoint = registration.endpoint
-        located = await self._registrations.locate(endpoint)
-        if located is None or located[0] == self._node.node_id:
-            raise DeviceNotRegisteredError(endpoint)
         params = {
-            "endpoint": endpoint,
+            "endpoint": registration.endpoint,
             "operation": operation.to_json(),
             "timeout": timeout,
             "wait": wait,
             "format": requested_format,
         }
+        reply = await self._call(registration.endpoint, METHOD, params, timeout)
+        return result_from_wire(reply.get("result"))
+
+    async def ping(self, registration: Registration, timeout: float) -> float:  # noqa: ASYNC109
+        reply = await self._call(
+            registration.endpoint, PING, {"endpoint": registration.endpoint}, timeout
+        )
+        return float(reply["seconds"])
+
+    async def _call(
+        self,
+        endpoint: str,
+        method: str,
+        params: dict[str, Any],
+        timeout: float,  # noqa: ASYNC109 - the API deadline, carried to the owner
+    ) -> dict[str, Any]:
+        """Call ``method`` on the node holding ``endpoint``; its errors raised here."""
+        located = await self._registrations.locate(endpoint)
+        if located is None or located[0] == self._node.node_id:
+            raise DeviceNotRegisteredError(endpoint)
         try:
-            reply = await self._node.call(located[0], METHOD, params, timeout + self.CALL_MARGIN)
+            return await self._node.call(
+                located[0], method, {**params, "timeout": timeout}, timeout + self.CALL_MARGIN
+            )
         except CallFailed as exc:
             if exc.reason == "lwm2m_error":
                 raise error_from_wire(endpoint, exc.detail) from None
             raise DeviceUnreachableError(
                 f"cannot reach {endpoint!r}: the node holding it did not answer ({exc.reason})"
             ) from None
-        return result_from_wire(reply.get("result"))
+
+    async def _serve_ping(self, params: dict[str, Any]) -> dict[str, Any]:
+        endpoint = str(params["endpoint"])
+        try:
+            registration = await self._server.registrations.get_by_endpoint(endpoint)
+            if registration is None or not await self._registrations.holds(registration):
+                raise DeviceNotRegisteredError(endpoint)
+            return {"seconds": await self._server.downlink.ping(endpoint, float(params["timeout"]))}
+        except Lwm2mServerError as exc:
+            raise CallFailed("lwm2m_error", error_to_wire(exc)) from None
 
     async def _serve(self, params: dict[str, Any]) -> dict[str, Any]:
         endpoint = str(params["endpoint"])

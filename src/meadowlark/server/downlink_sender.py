@@ -70,6 +70,9 @@ class RemoteDownlink(Protocol):
     ) -> object:
         """Have the node holding ``registration`` perform ``operation``; its result."""
 
+    async def ping(self, registration: Registration, timeout: float) -> float:  # noqa: ASYNC109
+        """Have the node holding ``registration`` ping the device; the round trip."""
+
 
 class DownlinkSender:
     """Read, write, execute, observe... a registered device through an ``LwM2mEndpoint``."""
@@ -97,6 +100,8 @@ class DownlinkSender:
         if registration is None:
             raise DeviceNotRegisteredError(endpoint)
         limit = self._context.options.request_timeout if timeout is None else timeout
+        if self.remote is not None and not await self.remote.holds(registration):
+            return await self.remote.ping(registration, limit)
         started = time.perf_counter()
         try:
             await self._transport().ping(registration.peer, limit)
