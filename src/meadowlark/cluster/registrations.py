@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import and_, delete, select
+from sqlalchemy import Select, and_, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from meadowlark.lwm2m.codec.errors import DecodeError
@@ -54,6 +54,8 @@ class SharedRegistrationStore:
         self._db = db
         self._release = release
         self._local = InMemoryRegistrationStore()
+        # Registrations handed to another node; their expiry timers here end nothing.
+        self._released: set[str] = set()
         self._claims: list[tuple[Registration, asyncio.Future[None]]] = []
         self._claimer: asyncio.Task[None] | None = None
 
@@ -84,17 +86,39 @@ class SharedRegistrationStore:
         return await self._local.get_by_peer(host, port)
 
     async def remove(self, registration_id: str) -> Registration | None:
+        """End a registration: one this node holds, or (a device deleted or barred
+        through this node) one another node holds, which is told to forget it. One this
+        node handed over (``release``) is not ended: its old expiry timer lands here."""
         registration = await self._local.remove(registration_id)
-        if registration is not None:
-            async with self._db.transaction() as session:
-                await session.execute(
-                    delete(RegistrationOwner).where(
-                        RegistrationOwner.endpoint_name == registration.endpoint,
-                        RegistrationOwner.registration_id == registration_id,
-                        RegistrationOwner.node_id == self.node_id,
-                    )
+        if registration is None:
+            if registration_id in self._released:
+                self._released.discard(registration_id)
+                return None
+            return await self._end_elsewhere(registration_id)
+        async with self._db.transaction() as session:
+            await session.execute(
+                delete(RegistrationOwner).where(
+                    RegistrationOwner.endpoint_name == registration.endpoint,
+                    RegistrationOwner.registration_id == registration_id,
+                    RegistrationOwner.node_id == self.node_id,
                 )
+            )
         return registration
+
+    async def _end_elsewhere(self, registration_id: str) -> Registration | None:
+        async with self._db.transaction() as session:
+            row = (await session.execute(_by_registration_id(registration_id))).first()
+            if row is None:
+                return None
+            device, node_id = row
+            await session.execute(
+                delete(RegistrationOwner).where(
+                    RegistrationOwner.endpoint_name == device.endpoint_name,
+                    RegistrationOwner.registration_id == registration_id,
+                )
+            )
+        self._release(node_id, [(device.endpoint_name, registration_id)])
+        return _registration_from(device, secure_too=True)
 
     async def all(self) -> list[Registration]:
         held = await self._local.all()
@@ -125,6 +149,7 @@ class SharedRegistrationStore:
         held = await self._local.get_by_endpoint(endpoint)
         if held is not None and held.registration_id == registration_id:
             await self._local.remove(registration_id)
+            self._released.add(registration_id)
             _log.info("registration_moved_away", endpoint=endpoint)
 
     async def locate(self, endpoint: str) -> tuple[str, Registration] | None:
@@ -154,18 +179,7 @@ class SharedRegistrationStore:
         """Take over a registration another node holds (or held), as its device's row
         records it; None if there is none with this id (or it is not takeable)."""
         async with self._db.session() as session:
-            row = (
-                await session.execute(
-                    select(Device, RegistrationOwner.node_id)
-                    .join(
-                        RegistrationOwner, RegistrationOwner.endpoint_name == Device.endpoint_name
-                    )
-                    .where(
-                        RegistrationOwner.registration_id == registration_id,
-                        Device.registration_id == registration_id,
-                    )
-                )
-            ).first()
+            row = (await session.execute(_by_registration_id(registration_id))).first()
         if row is None:
             return None
         device, previous_owner = row
@@ -241,6 +255,18 @@ class SharedRegistrationStore:
             moved.setdefault(node_id, []).append((endpoint, registration_id))
         for node_id, released in moved.items():
             self._release(node_id, released)
+
+
+def _by_registration_id(registration_id: str) -> Select[tuple[Device, str]]:
+    """The device row holding registration ``registration_id``, with its owner node."""
+    return (
+        select(Device, RegistrationOwner.node_id)
+        .join(RegistrationOwner, RegistrationOwner.endpoint_name == Device.endpoint_name)
+        .where(
+            RegistrationOwner.registration_id == registration_id,
+            Device.registration_id == registration_id,
+        )
+    )
 
 
 def _registration_from(device: Device, *, secure_too: bool = False) -> Registration | None:

@@ -83,6 +83,24 @@ def test_node_b_reaches_node_a_s_device_until_it_moves(
             moved = await b.lwm2m.get_registration(ep)
             assert moved is not None and await b.cluster.registrations.holds(moved)
             assert (await a.lwm2m.read(ep, LwM2mPath(3, 0, 0), timeout=5)).value == "Meadowlark"  # type: ignore[union-attr]
+
+            # A's expiry timer of the registration it handed over ends nothing.
+            assert await a.cluster.registrations.remove(moved.registration_id) is None
+            assert await b.cluster.registrations.holds(moved)
+
+            # The device deleted (or barred) through A: B, its holder, forgets it too,
+            # and its next Update gets 4.04, so it registers anew.
+            assert await a.lwm2m.forget(ep)
+            for _ in range(100):
+                if not await b.cluster.registrations.holds(moved):
+                    break
+                await asyncio.sleep(0.02)
+            assert not await b.cluster.registrations.holds(moved)
+            assert await a.lwm2m.get_registration(ep) is None
+            assert await b.lwm2m.get_registration(ep) is None
+            registrations = device.stats.registrations
+            await device.update()
+            assert device.stats.registrations == registrations + 1
         finally:
             await device.stop(deregister=False)
             for runtime, coap in ((a, coap_a), (b, coap_b)):
