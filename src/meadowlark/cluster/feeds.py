@@ -32,26 +32,46 @@ INTEREST = "event_interest"
 ROLES = "roles_changed"
 PRINCIPALS = "principals_changed"
 THINGS = "things_changed"
+BATCH = "batch"
+"""A notice's data: the list of what was announced on its topic meanwhile."""
 
 
 class Announcer:
-    """Publishes notices from synchronous code (a cache's change hook) as tasks."""
+    """Publishes notices from synchronous code (a cache's change hook). Notices of one
+    topic made within ``BATCH_SECONDS`` go out as one message (a bulk import of Things
+    is a few messages, not one per Thing)."""
+
+    BATCH_SECONDS = 0.02
 
     def __init__(self, node: ClusterNode) -> None:
         self._node = node
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._pending: dict[str, list[dict[str, Any]]] = {}
+        self._flusher: asyncio.Task[None] | None = None
 
     def __call__(self, topic: str, data: dict[str, Any]) -> None:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # no loop (a CLI command's teardown): nobody to tell
             return
-        task = loop.create_task(self._node.publish(topic, data))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._pending.setdefault(topic, []).append(data)
+        if self._flusher is None:
+            self._flusher = loop.create_task(self._flush(), name="cluster-notices")
+
+    async def _flush(self) -> None:
+        try:
+            await asyncio.sleep(self.BATCH_SECONDS)
+            pending, self._pending = self._pending, {}
+            for topic, items in pending.items():
+                await self._node.publish(topic, {BATCH: items})
+        finally:
+            self._flusher = None
+            if self._pending:
+                self._flusher = asyncio.get_running_loop().create_task(self._flush())
 
     async def drain(self) -> None:
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        """Send what is pending now (the node is stopping)."""
+        while self._flusher is not None:
+            await asyncio.gather(self._flusher, return_exceptions=True)
 
 
 class EventRelay:

@@ -3,7 +3,8 @@
 
 A call is a message with a correlation id; the callee answers with a reply to the
 caller's node. A notice is a broadcast on a topic (a revoked token, a changed Thing,
-a device event) that handlers of that topic on the other nodes receive.
+a device event) that handlers of that topic on the other nodes receive, once per item
+when its data is ``{"batch": [...]}``.
 """
 
 from __future__ import annotations
@@ -113,11 +114,14 @@ class ClusterNode:
             self._serving.add(task)
             task.add_done_callback(self._serving.discard)
         elif kind == "notice":
-            for handler in self._topics.get(message.get("topic", ""), []):
-                try:
-                    handler(message.get("data") or {})
-                except Exception:  # one broken handler must not stop the others
-                    _log.exception("cluster_notice_handler_failed", topic=message.get("topic"))
+            data = message.get("data") or {}
+            batch = data.get("batch")
+            for item in batch if isinstance(batch, list) else [data]:
+                for handler in self._topics.get(message.get("topic", ""), []):
+                    try:
+                        handler(item)
+                    except Exception:  # one broken handler must not stop the others
+                        _log.exception("cluster_notice_handler_failed", topic=message.get("topic"))
 
     async def _answer(self, message: Message) -> None:
         handler = self._calls.get(message.get("method", ""))

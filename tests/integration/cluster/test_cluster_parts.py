@@ -374,6 +374,19 @@ def test_role_and_thing_changes_on_one_node_apply_on_the_other(backend, db_url, 
                     break
                 await asyncio.sleep(0.02)
             assert b.thing_index.get("thing-1") is None
+
+            # A bulk import: its changes travel in a few messages, none lost.
+            imported = [
+                ThingFacts(f"bulk-{n}", "/root/", ThingState.ACTIVE, "", "", False, None, None)
+                for n in range(300)
+            ]
+            for bulk in imported:
+                a.thing_index.put(bulk)
+            for _ in range(200):
+                if b.thing_index.get("bulk-299") is not None:
+                    break
+                await asyncio.sleep(0.02)
+            assert all(b.thing_index.get(bulk.id) == bulk for bulk in imported)
         finally:
             await a.stop()
             await b.stop()
