@@ -21,7 +21,6 @@ from sqlalchemy import delete
 
 from meadowlark.cluster.downlink import ClusterDownlink
 from meadowlark.cluster.feeds import (
-    PRINCIPALS,
     ROLES,
     THINGS,
     Announcer,
@@ -94,11 +93,9 @@ class Cluster:
         )
         self._db = db
         self._relay: EventRelay | None = None
-        self._principal_invalidators: list[Callable[[dict[str, Any]], None]] = []
         self.node.on(RELEASE, self._released)
         self.node.on(ROLES, lambda _data: self.roles.invalidate_here())
         self.node.on(THINGS, self.thing_index.apply)
-        self.node.on(PRINCIPALS, self._principals_changed)
         self._releases: set[asyncio.Task[None]] = set()
 
     def wire(self, server: LwM2mServer, events: EventBus) -> None:
@@ -106,13 +103,20 @@ class Cluster:
         server.downlink.remote = ClusterDownlink(self.node, self.registrations, server)
         self._relay = EventRelay(self.node, events, self.announce)
 
-    def on_principals_changed(self, invalidate: Callable[[dict[str, Any]], None]) -> None:
-        """``invalidate`` runs on this node when another announces a principal change."""
-        self._principal_invalidators.append(invalidate)
+    def share(
+        self,
+        topic: str,
+        on_local_change: Callable[[Callable[[Any], None]], None],
+        apply: Callable[[Any], None],
+    ) -> None:
+        """Pass a cache's local invalidations to the other nodes, theirs to ``apply``.
 
-    def principals_changed(self, change: dict[str, Any]) -> None:
-        """Tell the other nodes (a token revoked, a user disabled or changed...)."""
-        self.announce(PRINCIPALS, change)
+        ``on_local_change(listener)`` registers ``listener(key)`` with the cache (e.g.
+        the principal cache's ``on_invalidate``); ``apply(key)`` invalidates here
+        without announcing again (e.g. ``Identity.invalidate_principals``).
+        """
+        on_local_change(lambda key: self.announce(topic, {"key": key}))
+        self.node.on(topic, lambda data: apply(data.get("key")))
 
     async def start(self) -> None:
         await self.node.start()
@@ -155,10 +159,6 @@ class Cluster:
             )
             self._releases.add(task)
             task.add_done_callback(self._releases.discard)
-
-    def _principals_changed(self, data: dict[str, Any]) -> None:
-        for invalidate in self._principal_invalidators:
-            invalidate(data)
 
     async def _housekeep(self) -> None:
         """The singleton duty: drop message bodies nobody will read any more."""

@@ -321,6 +321,7 @@ def test_role_and_thing_changes_on_one_node_apply_on_the_other(backend, db_url, 
     from sqlalchemy import update
 
     from meadowlark.auth import permissions as catalog
+    from meadowlark.cluster.feeds import PRINCIPALS
     from meadowlark.cluster.wiring import Cluster
     from meadowlark.config import Settings
     from meadowlark.connectivity.enforcement import ThingFacts
@@ -374,6 +375,20 @@ def test_role_and_thing_changes_on_one_node_apply_on_the_other(backend, db_url, 
                     break
                 await asyncio.sleep(0.02)
             assert b.thing_index.get("thing-1") is None
+
+            # Any cache with an invalidation hook (the verified-caller cache: a logout,
+            # a disabled user) shares its invalidations the same way.
+            listeners: list = []
+            forgotten: list = []
+            a.share(PRINCIPALS, listeners.append, lambda key: pytest.fail("echoed"))
+            b.share(PRINCIPALS, lambda listener: None, forgotten.append)
+            for listener in listeners:
+                listener("user-7")
+            for _ in range(100):
+                if forgotten:
+                    break
+                await asyncio.sleep(0.02)
+            assert forgotten == ["user-7"]
 
             # A bulk import: its changes travel in a few messages, none lost.
             imported = [
