@@ -80,7 +80,11 @@ class Runtime:
             registrations=None if cluster is None else cluster.registrations,
             devices=device_stores.devices,
             values=device_stores.values,
-            queue=device_stores.queue,
+            queue=(
+                device_stores.queue
+                if cluster is None
+                else cluster.request_queue(device_stores.queue)
+            ),
         )
         events = EventBus(partial(device_domain, db))
         lwm2m.add_listener(events)

@@ -56,6 +56,8 @@ class SharedRegistrationStore:
         self._local = InMemoryRegistrationStore()
         # Registrations handed to another node; their expiry timers here end nothing.
         self._released: set[str] = set()
+        self.on_moved_here: Callable[[str], None] = lambda endpoint: None
+        """Told of each device whose registration another node held before this one."""
         self._claims: list[tuple[Registration, asyncio.Future[None]]] = []
         self._claimer: asyncio.Task[None] | None = None
 
@@ -253,6 +255,7 @@ class SharedRegistrationStore:
         moved: dict[str, list[tuple[str, str]]] = {}
         for endpoint, registration_id, node_id in previous:
             moved.setdefault(node_id, []).append((endpoint, registration_id))
+            self.on_moved_here(endpoint)
         for node_id, released in moved.items():
             self._release(node_id, released)
 

@@ -3,7 +3,8 @@
 What crosses nodes: downlink requests (to the node holding the device), SSE device
 events (to nodes with subscribers), and invalidations of the role cache, the principal
 cache and the Things admission index. The ``housekeeping`` lease runs the singleton
-duties on one node at a time.
+duties on one node at a time: dropping old message bodies, and the expiry sweep of
+queued requests.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from meadowlark.cluster.feeds import (
 )
 from meadowlark.cluster.leases import Lease
 from meadowlark.cluster.node import ClusterNode, new_node_id
+from meadowlark.cluster.queue import ClusterRequestQueue
 from meadowlark.cluster.registrations import SharedRegistrationStore
 from meadowlark.cluster.signals import LocalSignals, PostgresSignals, RedisSignals, Signals
 from meadowlark.config import Settings
@@ -37,6 +39,7 @@ from meadowlark.core.events import EventBus
 from meadowlark.server.service import LwM2mServer
 from meadowlark.store.cluster_models import ClusterMessage
 from meadowlark.store.db import Database
+from meadowlark.store.devices import SqlRequestQueue
 
 _log = structlog.get_logger("meadowlark.cluster")
 
@@ -97,6 +100,12 @@ class Cluster:
         self.node.on(ROLES, lambda _data: self.roles.invalidate_here())
         self.node.on(THINGS, self.thing_index.apply)
         self._releases: set[asyncio.Task[None]] = set()
+
+    def request_queue(self, queue: SqlRequestQueue) -> ClusterRequestQueue:
+        """``queue`` as this node's LwM2M server must use it (see ``ClusterRequestQueue``)."""
+        shared = ClusterRequestQueue(queue, lambda: self.housekeeping.held)
+        self.registrations.on_moved_here = shared.moved_here
+        return shared
 
     def wire(self, server: LwM2mServer, events: EventBus) -> None:
         """Route this node's downlinks for devices held elsewhere; relay device events."""

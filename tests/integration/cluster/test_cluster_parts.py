@@ -429,3 +429,52 @@ def test_local_sockets_live_in_a_private_folder_with_a_short_enough_path(tmp_pat
             await LocalSignals(shared, "n1").start(lambda message: None)
 
     asyncio.run(main())
+
+
+def test_a_device_that_moved_finds_the_requests_queued_by_its_old_node(db_url):
+    from datetime import timedelta
+
+    from meadowlark.cluster.queue import ClusterRequestQueue
+    from meadowlark.server.operations import Operation, OperationKind, QueuedRequest
+    from meadowlark.server.transport import DownlinkRequest, Method
+    from meadowlark.store.devices import DeviceIds, SqlRequestQueue
+
+    async def main() -> None:
+        db = Database(db_url)
+        registration = _registration(f"queued-{new_node_id()}", new_node_id())
+        endpoint = registration.endpoint
+        try:
+            await _record_device(db, registration)
+            old = SqlRequestQueue(db, DeviceIds(db))
+            await old.load()
+            sweeping = False
+            index = SqlRequestQueue(db, DeviceIds(db))
+            await index.load()  # the new node started before the request was queued
+            new = ClusterRequestQueue(index, lambda: sweeping)
+            now = datetime.now(UTC)
+            request = QueuedRequest(
+                id=new_node_id(),
+                endpoint=endpoint,
+                operation=Operation(
+                    OperationKind.READ,
+                    DownlinkRequest(Method.GET, ("3", "0", "0")),
+                    (LwM2mPath(3, 0, 0),),
+                ),
+                created_at=now,
+                expires_at=now + timedelta(milliseconds=300),
+            )
+            await old.enqueue(request)  # the old node queued it while it held the device
+            assert not new.may_have_pending(endpoint)  # unknown to the new node's index
+            new.moved_here(endpoint)
+            assert new.may_have_pending(endpoint)
+            assert [r.id for r in await new.pending(endpoint, datetime.now(UTC))] == [request.id]
+
+            # Expiry is swept by the lease holder only.
+            later = now + timedelta(seconds=1)
+            assert await new.expire(later) == []
+            sweeping = True
+            assert [r.id for r in await new.expire(later)] == [request.id]
+        finally:
+            await db.dispose()
+
+    asyncio.run(main())
