@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Awaitable, Callable
 
 import typer
 
@@ -51,11 +52,16 @@ async def prepare(settings: Settings) -> None:
 
 
 def serve_node(
-    settings: Settings, http_socket: socket.socket | None = None, *, worker: bool = False
+    settings: Settings,
+    http_socket: socket.socket | None = None,
+    *,
+    worker: bool = False,
+    before_coap: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT. A ``worker`` of ``serve --workers N`` accepts on the
     supervisor's ``http_socket`` and shares the CoAP port (aiocoap binds its server
-    socket with SO_REUSEPORT); it prints no banner (the supervisor did)."""
+    socket with SO_REUSEPORT); it prints no banner (the supervisor did). ``before_coap``
+    runs right before the CoAP port is bound (the supervisor's start barrier)."""
     import uvicorn
 
     from meadowlark.api.app import create_app
@@ -79,6 +85,8 @@ def serve_node(
             downloads=runtime.firmware_images,
         )
         await runtime.start_lwm2m()
+        if before_coap is not None:
+            await before_coap()
         runtime.lwm2m.attach(await coap_server.start())
         runtime.firmware_images.bind_coap(settings.coap.host, coap_server.port)
         runtime.firmware_images.bind_http(settings.http.host, settings.http.port)

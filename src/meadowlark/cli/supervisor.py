@@ -14,7 +14,9 @@ workers reach each other through Unix-domain sockets in the data dir; on Postgre
 
 from __future__ import annotations
 
+import asyncio
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -33,6 +35,9 @@ STOP_GRACE = 20.0
 RESTART_DELAY_MAX = 30.0
 HTTP_FD_ENV = "MEADOWLARK_WORKER_HTTP_FD"
 """Set for a worker: the inherited listening REST socket's file descriptor."""
+BARRIER_ENV = "MEADOWLARK_WORKER_BARRIER"
+"""Set for a worker: ``ready_fd,go_fd``, the pipes of the start barrier (see
+``Supervisor``)."""
 
 
 def http_listener(address: HostPort) -> socket.socket:
@@ -69,39 +74,70 @@ class _Worker:
 
 @dataclass
 class Supervisor:
+    """Starts, restarts and stops the workers.
+
+    Start barrier: the kernel hashes a device's address over the sockets bound to the
+    CoAP port *at that moment*, so the set should not change once devices talk to it.
+    Each worker, ready to serve, writes a byte to the ``ready`` pipe and waits for one
+    on the ``go`` pipe before it binds the CoAP port; the supervisor answers once all
+    workers of the first start are ready (so they bind within milliseconds of each
+    other), and a restarted worker at once.
+    """
+
     count: int
     http_socket: socket.socket
     env: Mapping[str, str]
     """The workers' environment (their settings, with the concrete CoAP port)."""
     workers: dict[int, _Worker] = field(default_factory=dict)
     _stopping: bool = False
+    _ready: int = -1
+    _go: int = -1
+    _barrier: tuple[int, int] = (-1, -1)
+    """The workers' ends of the pipes: (ready, go)."""
 
     def run(self) -> int:
         """Run until SIGTERM/SIGINT; the exit code for the supervisor's process."""
         previous = {
             sig: signal.signal(sig, self._request_stop) for sig in (signal.SIGTERM, signal.SIGINT)
         }
+        self._ready, ready = os.pipe()
+        go, self._go = os.pipe()
+        self._barrier = (ready, go)
+        waiting, released = 0, False
         try:
             for number in range(self.count):
                 self._spawn(number)
             while not self._stopping:
                 self._reap()
-                time.sleep(0.2)
+                readable, _, _ = select.select([self._ready], [], [], 0.2)
+                if readable:
+                    waiting += len(os.read(self._ready, 64))
+                    released = released or waiting >= self.count
+                if released and waiting:
+                    os.write(self._go, b"g" * waiting)
+                    waiting = 0
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             self._stop_all()
+            for fd in (self._ready, ready, go, self._go):
+                os.close(fd)
         return 0
 
     def _request_stop(self, signum: int, _frame: object) -> None:
         self._stopping = True
 
     def _spawn(self, number: int, failures: int = 0) -> None:
-        env = {**self.env, HTTP_FD_ENV: str(self.http_socket.fileno())}
+        ready, go = self._barrier
+        env = {
+            **self.env,
+            HTTP_FD_ENV: str(self.http_socket.fileno()),
+            BARRIER_ENV: f"{ready},{go}",
+        }
         process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
             [sys.executable, "-m", "meadowlark.cli.worker"],
             env=env,
-            pass_fds=(self.http_socket.fileno(),),
+            pass_fds=(self.http_socket.fileno(), ready, go),
         )
         self.workers[number] = _Worker(number, process, time.monotonic(), failures)
         _log.info("worker_started", worker=number, pid=process.pid)
@@ -142,6 +178,13 @@ def worker_environment(base: Mapping[str, str], values: Mapping[str, str | None]
     env.update({name: value for name, value in values.items() if value is not None})
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
+
+
+async def pass_start_barrier(barrier: str) -> None:
+    """The worker's side of the start barrier (``BARRIER_ENV``): ready, then wait."""
+    ready, go = (int(fd) for fd in barrier.split(","))
+    os.write(ready, b"r")
+    await asyncio.get_running_loop().run_in_executor(None, os.read, go, 1)
 
 
 def default_workers() -> int:
