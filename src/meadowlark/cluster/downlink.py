@@ -75,7 +75,22 @@ class ClusterDownlink:
         timeout: float,  # noqa: ASYNC109 - the API deadline, carried to the owner
     ) -> dict[str, Any]:
         """Call ``method`` on the node holding ``endpoint``; its errors raised here."""
-        located = await self._registrations.locate(endpoint)
+        try:
+            return await self._ask(endpoint, method, params, timeout, fresh=False)
+        except DeviceNotRegisteredError:
+            # The node it was recently held by no longer holds it (it moved): look again.
+            return await self._ask(endpoint, method, params, timeout, fresh=True)
+
+    async def _ask(
+        self,
+        endpoint: str,
+        method: str,
+        params: dict[str, Any],
+        timeout: float,  # noqa: ASYNC109 - the API deadline, carried to the owner
+        *,
+        fresh: bool,
+    ) -> dict[str, Any]:
+        located = await self._registrations.locate(endpoint, fresh=fresh)
         if located is None or located[0] == self._node.node_id:
             raise DeviceNotRegisteredError(endpoint)
         try:

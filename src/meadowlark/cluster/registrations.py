@@ -11,6 +11,7 @@ forgets it silently (no De-register is recorded: the device is still registered)
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -48,6 +49,8 @@ class SharedRegistrationStore:
     """
 
     MAX_BATCH = 500
+    LOCATE_CACHE_SECONDS = 1.0
+    LOCATE_CACHE_SIZE = 10_000
 
     def __init__(self, db: Database, node_id: str, release: ReleaseNotice) -> None:
         self.node_id = node_id
@@ -56,6 +59,8 @@ class SharedRegistrationStore:
         self._local = InMemoryRegistrationStore()
         # Registrations handed to another node; their expiry timers here end nothing.
         self._released: set[str] = set()
+        # Endpoint -> (valid until, holding node, registration) of recent lookups.
+        self._located: dict[str, tuple[float, str, Registration]] = {}
         self.on_moved_here: Callable[[str], None] = lambda endpoint: None
         """Told of each device whose registration another node held before this one."""
         self._claims: list[tuple[Registration, asyncio.Future[None]]] = []
@@ -112,31 +117,23 @@ class SharedRegistrationStore:
             row = (await session.execute(_by_registration_id(registration_id))).first()
             if row is None:
                 return None
-            device, node_id = row
             await session.execute(
                 delete(RegistrationOwner).where(
-                    RegistrationOwner.endpoint_name == device.endpoint_name,
+                    RegistrationOwner.endpoint_name == row.endpoint_name,
                     RegistrationOwner.registration_id == registration_id,
                 )
             )
-        self._release(node_id, [(device.endpoint_name, registration_id)])
-        return _registration_from(device, secure_too=True)
+        self._located.pop(row.endpoint_name, None)
+        self._release(row.node_id, [(row.endpoint_name, registration_id)])
+        return _registration_from(row, secure_too=True)
 
     async def all(self) -> list[Registration]:
         held = await self._local.all()
         async with self._db.session() as session:
-            devices = await session.scalars(
-                select(Device)
-                .join(
-                    RegistrationOwner,
-                    and_(
-                        RegistrationOwner.endpoint_name == Device.endpoint_name,
-                        RegistrationOwner.registration_id == Device.registration_id,
-                    ),
-                )
-                .where(RegistrationOwner.node_id != self.node_id)
+            rows = await session.execute(
+                _registered().where(RegistrationOwner.node_id != self.node_id)
             )
-            elsewhere = [_registration_from(device, secure_too=True) for device in devices]
+            elsewhere = [_registration_from(row, secure_too=True) for row in rows]
         mine = {registration.endpoint for registration in held}
         return held + [r for r in elsewhere if r is not None and r.endpoint not in mine]
 
@@ -154,46 +151,48 @@ class SharedRegistrationStore:
             self._released.add(registration_id)
             _log.info("registration_moved_away", endpoint=endpoint)
 
-    async def locate(self, endpoint: str) -> tuple[str, Registration] | None:
+    async def locate(
+        self, endpoint: str, *, fresh: bool = False
+    ) -> tuple[str, Registration] | None:
         """The node holding ``endpoint``'s current registration, and that registration
-        as its device's row records it; None if the device is not registered."""
+        as its device's row records it; None if the device is not registered.
+
+        An answer is reused for ``LOCATE_CACHE_SECONDS`` unless ``fresh`` (a REST call
+        looks a device up more than once); a caller that finds it stale asks again.
+        """
+        now = time.monotonic()
+        if not fresh:
+            known = self._located.get(endpoint)
+            if known is not None and known[0] > now:
+                return known[1], known[2]
         async with self._db.session() as session:
             row = (
-                await session.execute(
-                    select(Device, RegistrationOwner.node_id)
-                    .join(
-                        RegistrationOwner,
-                        and_(
-                            RegistrationOwner.endpoint_name == Device.endpoint_name,
-                            RegistrationOwner.registration_id == Device.registration_id,
-                        ),
-                    )
-                    .where(Device.endpoint_name == endpoint)
-                )
+                await session.execute(_registered().where(Device.endpoint_name == endpoint))
             ).first()
-        if row is None:
+        registration = None if row is None else _registration_from(row, secure_too=True)
+        if row is None or registration is None:
+            self._located.pop(endpoint, None)
             return None
-        device, node_id = row
-        registration = _registration_from(device, secure_too=True)
-        return None if registration is None else (node_id, registration)
+        if len(self._located) >= self.LOCATE_CACHE_SIZE:
+            self._located.clear()
+        self._located[endpoint] = (now + self.LOCATE_CACHE_SECONDS, row.node_id, registration)
+        return row.node_id, registration
 
     async def _adopt(self, registration_id: str) -> Registration | None:
         """Take over a registration another node holds (or held), as its device's row
         records it; None if there is none with this id (or it is not takeable)."""
         async with self._db.session() as session:
             row = (await session.execute(_by_registration_id(registration_id))).first()
-        if row is None:
+        registration = None if row is None else _registration_from(row)
+        if row is None or registration is None:
             return None
-        device, previous_owner = row
-        registration = _registration_from(device)
-        if registration is None:
-            return None
+        self._located.pop(registration.endpoint, None)
         await self._local.add(registration)
         await self._claim(registration)
         _log.info(
             "registration_taken_over",
             endpoint=registration.endpoint,
-            previous_node=previous_owner,
+            previous_node=row.node_id,
         )
         return registration
 
@@ -260,23 +259,44 @@ class SharedRegistrationStore:
             self._release(node_id, released)
 
 
-def _by_registration_id(registration_id: str) -> Select[tuple[Device, str]]:
-    """The device row holding registration ``registration_id``, with its owner node."""
-    return (
-        select(Device, RegistrationOwner.node_id)
-        .join(RegistrationOwner, RegistrationOwner.endpoint_name == Device.endpoint_name)
-        .where(
-            RegistrationOwner.registration_id == registration_id,
-            Device.registration_id == registration_id,
-        )
+_REGISTRATION_COLUMNS = (
+    Device.endpoint_name,
+    Device.registration_id,
+    Device.security_mode,
+    Device.ip_address,
+    Device.port,
+    Device.lwm2m_version,
+    Device.binding,
+    Device.lifetime,
+    Device.queue_mode,
+    Device.registered_objects,
+    Device.last_register_time,
+    Device.last_contact_time,
+)
+
+
+def _registered() -> Select[Any]:
+    """Registered devices (their registration columns) with the node holding each."""
+    return select(*_REGISTRATION_COLUMNS, RegistrationOwner.node_id).join(
+        RegistrationOwner,
+        and_(
+            RegistrationOwner.endpoint_name == Device.endpoint_name,
+            RegistrationOwner.registration_id == Device.registration_id,
+        ),
     )
 
 
-def _registration_from(device: Device, *, secure_too: bool = False) -> Registration | None:
-    """The registration recorded in a device's row. Only plain-UDP ones can be taken
-    over (``secure_too`` False): a session authenticated by another node's DTLS cannot
-    be carried over, so such a device gets 4.04 and registers anew. Any will do to build
-    an operation that its owner sends (``secure_too``)."""
+def _by_registration_id(registration_id: str) -> Select[Any]:
+    return _registered().where(RegistrationOwner.registration_id == registration_id)
+
+
+def _registration_from(device: Any, *, secure_too: bool = False) -> Registration | None:
+    """The registration recorded in a device's row (``_REGISTRATION_COLUMNS``).
+
+    Only plain-UDP ones can be taken over (``secure_too`` False): a session
+    authenticated by another node's DTLS cannot be carried over, so such a device gets
+    4.04 and registers anew. Any will do to build an operation that its owner sends
+    (``secure_too``)."""
     if (
         device.registration_id is None
         or (device.security_mode != "nosec" and not secure_too)

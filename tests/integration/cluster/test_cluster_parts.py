@@ -194,6 +194,9 @@ def test_ownership_is_recorded_and_taken_over_by_an_update_at_another_node(db_ur
             assert [r.endpoint for r in await b.all() if r.endpoint == endpoint] == [endpoint]
             assert released == []
 
+            watcher = SharedRegistrationStore(db, "node-c", lambda *call: None)
+            assert (await watcher.locate(endpoint))[0] == "node-a"  # type: ignore[index]
+
             # An Update for that location reaches b: b rebuilds it from the store and
             # claims it; a is told to let go.
             adopted = await b.get(registration.registration_id)
@@ -201,6 +204,10 @@ def test_ownership_is_recorded_and_taken_over_by_an_update_at_another_node(db_ur
             assert adopted.peer.address == ("127.0.0.1", 40000)
             assert (await b.locate(endpoint))[0] == "node-b"  # type: ignore[index]
             assert released == [("node-a", [(endpoint, registration.registration_id)])]
+            # Another node's recent lookup may still name a for a moment; asked afresh
+            # (as a downlink does when a answers that it no longer holds it), b.
+            assert (await watcher.locate(endpoint))[0] == "node-a"  # type: ignore[index]
+            assert (await watcher.locate(endpoint, fresh=True))[0] == "node-b"  # type: ignore[index]
             assert await b.holds(adopted)
             await a.release(endpoint, registration.registration_id)
             assert not await a.holds(registration)
