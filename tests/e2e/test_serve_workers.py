@@ -92,3 +92,18 @@ def test_a_killed_worker_is_replaced_and_sigterm_stops_all(served):
 def _zombie(pid: int) -> bool:
     with open(f"/proc/{pid}/stat") as stat:
         return stat.read().split()[2] == "Z"
+
+
+def test_workers_die_with_a_supervisor_killed_by_sigkill(tmp_path):
+    node = start_node("killed", tmp_path / "killed", workers=2)
+    node.wait_ready()
+    workers = _workers(node)
+    assert len(workers) == 2
+    node.process.send_signal(signal.SIGKILL)
+    node.process.wait(10)
+    deadline = time.monotonic() + 20
+    while any(os.path.exists(f"/proc/{pid}") and not _zombie(pid) for pid in workers):
+        assert time.monotonic() < deadline, "a worker outlived its supervisor"
+        time.sleep(0.1)
+    with pytest.raises(httpx.TransportError):  # nobody serves the port any more
+        httpx.get(f"{node.url}/health", timeout=2)

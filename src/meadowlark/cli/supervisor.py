@@ -7,7 +7,8 @@ device's uplinks (and the answers to its downlinks) keep reaching the same one.
 
 The supervisor prepares the store first (migrations, first administrator), then starts
 the workers, restarts one that dies, and on SIGTERM or SIGINT stops them all (SIGTERM,
-then SIGKILL after ``STOP_GRACE`` seconds). A worker is a full node: on SQLite the
+then SIGKILL after ``STOP_GRACE`` seconds); a worker dies with the supervisor, even
+one killed by SIGKILL. A worker is a full node: on SQLite the
 workers reach each other through Unix-domain sockets in the data dir; on PostgreSQL
 (or with Redis configured) through the same carrier as separate hosts' nodes.
 """
@@ -35,6 +36,8 @@ STOP_GRACE = 20.0
 RESTART_DELAY_MAX = 30.0
 HTTP_FD_ENV = "MEADOWLARK_WORKER_HTTP_FD"
 """Set for a worker: the inherited listening REST socket's file descriptor."""
+SUPERVISOR_PID_ENV = "MEADOWLARK_WORKER_SUPERVISOR"
+"""Set for a worker: the supervisor's process id (the worker dies with it)."""
 BARRIER_ENV = "MEADOWLARK_WORKER_BARRIER"
 """Set for a worker: ``ready_fd,go_fd``, the pipes of the start barrier (see
 ``Supervisor``)."""
@@ -133,6 +136,7 @@ class Supervisor:
             **self.env,
             HTTP_FD_ENV: str(self.http_socket.fileno()),
             BARRIER_ENV: f"{ready},{go}",
+            SUPERVISOR_PID_ENV: str(os.getpid()),
         }
         process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
             [sys.executable, "-m", "meadowlark.cli.worker"],
