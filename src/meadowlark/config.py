@@ -187,6 +187,20 @@ class SmsSettings(BaseModel):
         return self
 
 
+class ClusterSettings(BaseModel):
+    """Several worker processes and nodes (``MEADOWLARK_CLUSTER__SIGNALS=postgres``...)."""
+
+    signals: Literal["auto", "postgres", "redis", "local", "off"] = "auto"
+    """How nodes reach each other (downlink routing, SSE events, cache invalidation).
+    ``auto``: Redis when ``redis_url`` is set, else PostgreSQL LISTEN/NOTIFY when the
+    store is PostgreSQL, else off (one process); ``serve --workers N`` on SQLite uses
+    ``local`` (Unix-domain sockets in the data dir)."""
+    redis_url: str | None = None
+    """Redis/Valkey for pub/sub between nodes, e.g. ``redis://redis:6379/0``."""
+    lease_ttl: float = Field(default=15.0, ge=1.0)
+    """Seconds a node holds a singleton duty on SQLite before it must renew it."""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="MEADOWLARK_",
@@ -226,6 +240,7 @@ class Settings(BaseSettings):
     firmware: FirmwareSettings = FirmwareSettings()
     tasks: TaskSettings = TaskSettings()
     sms: SmsSettings = SmsSettings()
+    cluster: ClusterSettings = ClusterSettings()
 
     _parse_http = field_validator("http", "coap", mode="before")(_host_port)
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import partial
 
+from meadowlark.cluster.feeds import PRINCIPALS
+from meadowlark.cluster.leases import with_migration_lock
+from meadowlark.cluster.wiring import Cluster, signals_kind
 from meadowlark.config import Settings
 from meadowlark.connectivity.enforcement import ThingAdmissionPolicy, ThingIndex
 from meadowlark.connectivity.listener import ConnectivityListener
@@ -46,12 +49,21 @@ class Runtime:
     firmware: FirmwareUpdates
     """The ``FirmwareUpdater`` (core.firmware_contract) for the task engine."""
     tasks: TaskService
+    cluster: Cluster | None = None
+    """This node's links to the other nodes of a scaled-out deployment (None: alone)."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Runtime:
         db = Database(settings.resolved_database_url)
-        roles = RoleCache(db)
+        kind = signals_kind(settings, db.is_sqlite)
+        cluster = None if kind == "off" else Cluster(settings, db, kind)
+        roles = RoleCache(db) if cluster is None else cluster.roles
         identity = Identity(db, settings, roles)
+        if cluster is not None:
+            # A caller revoked on one node is forgotten by the others' caches at once.
+            cluster.share(
+                PRINCIPALS, identity.principals.on_invalidate, identity.invalidate_principals
+            )
         lwm2m_settings = settings.lwm2m
         device_stores = SqlDeviceStores(
             db, lwm2m_settings.default_domain, lwm2m_settings.value_flush_interval
@@ -76,13 +88,20 @@ class Runtime:
             model_resolver=lambda registration: object_models.registry_for(
                 device_stores.devices.domain_of(registration.endpoint)
             ),
+            registrations=None if cluster is None else cluster.registrations,
             devices=device_stores.devices,
             values=device_stores.values,
-            queue=device_stores.queue,
+            queue=(
+                device_stores.queue
+                if cluster is None
+                else cluster.request_queue(device_stores.queue)
+            ),
         )
         events = EventBus(partial(device_domain, db))
         lwm2m.add_listener(events)
-        thing_index = ThingIndex()
+        thing_index = ThingIndex() if cluster is None else cluster.thing_index
+        if cluster is not None:
+            cluster.wire(lwm2m, events)
         things = ThingService(db, thing_index, lwm2m, make_gateway(settings.sms))
         activity = ActivityRecorder(db, thing_index, lwm2m.traffic)
         lwm2m.admission_policy = ThingAdmissionPolicy(thing_index)
@@ -143,6 +162,7 @@ class Runtime:
             firmware_images=firmware_images,
             firmware=firmware,
             tasks=TaskService(db, lwm2m, object_models, engine),
+            cluster=cluster,
         )
 
     async def prepare_store(self) -> str | None:
@@ -151,22 +171,28 @@ class Runtime:
 
         Returns the administrator's password if it was generated just now.
         """
-        await upgrade_to_head(self.db.engine)
+        generated: str | None = await with_migration_lock(self.db, self._migrate_and_bootstrap)
         await self.object_models.load()
         await self.things.index.load(self.db)
+        self.roles.invalidate()
+        return generated
+
+    async def _migrate_and_bootstrap(self) -> str | None:
+        """One node at a time (see ``with_migration_lock``)."""
+        await upgrade_to_head(self.db.engine)
         async with self.db.session() as session:
-            generated = await bootstrap(
+            return await bootstrap(
                 session,
                 self.settings.admin_password.get_secret_value()
                 if self.settings.admin_password
                 else None,
             )
-        self.roles.invalidate()
-        return generated
 
     async def start_lwm2m(self) -> None:
         """Start the LwM2M server's timers, the batched device-data and usage writers and
-        the task workers."""
+        the task workers, and joins the other nodes."""
+        if self.cluster is not None:
+            await self.cluster.start()
         self.device_stores.start()
         self.activity.start()
         await self.lwm2m.start()
@@ -179,4 +205,6 @@ class Runtime:
         await self.things.sms.close()
         await self.activity.stop()
         await self.device_stores.stop()
+        if self.cluster is not None:
+            await self.cluster.stop()
         await self.db.dispose()

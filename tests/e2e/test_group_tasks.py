@@ -153,9 +153,14 @@ def test_group_reboot_of_100_devices_survives_a_restart(
             assert sorted(report["deviceId"] for report in reports) == sorted(names)
             report = http.get(f"{API}/taskReports/{task_id}/{names[-1]}").json()
             assert report["status"] == "Success" and report["summary"] == "1 operation succeeded"
-            # Each sleeper: first Register, Register again on the new server (4.04 to its
-            # Update), then the one after its reboot. Nobody rebooted twice.
-            eventually(lambda: all(simulated[name].stats.registrations == 3 for name in sleepers))
+            # Each sleeper: first Register, then the one after its reboot; in between, a
+            # server alone on SQLite answers its Update 4.04 (it registers again), while
+            # on PostgreSQL (a cluster node) the new server takes the registration over
+            # from the store. Nobody rebooted twice.
+            registers = 3 if server.runtime.cluster is None else 2
+            eventually(
+                lambda: all(simulated[name].stats.registrations == registers for name in sleepers)
+            )
             assert all(simulated[name].stats.registrations == 2 for name in rebooted)
     finally:
         device_loop.run(stop_all())

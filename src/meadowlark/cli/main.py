@@ -18,8 +18,17 @@ from sqlalchemy import select, text
 from meadowlark import __version__
 from meadowlark.auth import permissions as catalog
 from meadowlark.auth.principal import Principal
+from meadowlark.cli.serving import prepare, print_admin_password, print_banner, safe_url, serve_node
 from meadowlark.cli.simulate import simulate
-from meadowlark.config import Settings
+from meadowlark.cli.supervisor import (
+    Supervisor,
+    concrete_udp_port,
+    default_workers,
+    http_listener,
+    worker_environment,
+)
+from meadowlark.cluster.wiring import signals_kind
+from meadowlark.config import HostPort, Settings
 from meadowlark.connectivity.things import ImportReport, parse_import_csv
 from meadowlark.core.domains import get_domain, normalize_domain_id
 from meadowlark.core.users import NewUser, UserChanges
@@ -63,7 +72,7 @@ def _run(work: Callable[[Runtime], Awaitable[T]], settings: Settings | None = No
         try:
             generated = await runtime.prepare_store()
             if generated:
-                _print_admin_password(generated)
+                print_admin_password(generated)
             return await work(runtime)
         finally:
             await runtime.close()
@@ -76,15 +85,6 @@ def _run(work: Callable[[Runtime], Awaitable[T]], settings: Settings | None = No
             raise
         typer.echo(f"error: {message}", err=True)
         raise typer.Exit(1) from exc
-
-
-def _print_admin_password(password: str) -> None:
-    typer.echo(
-        "\nFirst administrator created: login 'admin', password (shown only this once):\n"
-        f"    {password}\n"
-        "Change it with: meadowlark user set-password admin\n",
-        err=True,
-    )
 
 
 @app.command()
@@ -104,13 +104,17 @@ def serve(
     ] = None,
     admin_password: Annotated[str | None, typer.Option(help="[MEADOWLARK_ADMIN_PASSWORD]")] = None,
     signup: Annotated[bool | None, typer.Option(help="Self sign-up [MEADOWLARK_SIGNUP]")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            envvar="MEADOWLARK_WORKERS",
+            help="Worker processes sharing the ports (default: the number of cores; "
+            "1: a single process) [MEADOWLARK_WORKERS]",
+        ),
+    ] = None,
 ) -> None:
     """Run the REST and LwM2M servers (migrates the store first)."""
-    import uvicorn
-
-    from meadowlark.api.app import create_app
-    from meadowlark.coap.server import CoapServer
-
     settings = _settings(
         http=http,
         coap=coap,
@@ -121,59 +125,38 @@ def serve(
         signup=signup,
     )
     configure_logging(settings.log_level, json=settings.log_json)
-
-    async def main() -> None:
-        runtime = Runtime.from_settings(settings)
-        generated = await runtime.prepare_store()
-        if generated:
-            _print_admin_password(generated)
-        base = f"http://{settings.http}"
-        typer.echo(
-            f"Meadowlark {__version__}: REST on {base} (docs: {base}/docs), "
-            f"database {_safe_url(settings.resolved_database_url)}\n"
-            f"Get a token: curl -X POST {base}/api/auth/oauth_password "
-            "-d username=admin -d password=<admin password>",
-            err=True,
-        )
-        lwm2m = settings.lwm2m
-        coap_server = CoapServer(
-            runtime.lwm2m,
-            settings.coap.host,
-            settings.coap.port,
-            max_payload=lwm2m.max_payload,
-            block_size=lwm2m.block_size,
-            traffic=runtime.lwm2m.traffic,
-            downloads=runtime.firmware_images,
-        )
-        await runtime.start_lwm2m()
-        runtime.lwm2m.attach(await coap_server.start())
-        runtime.firmware_images.bind_coap(settings.coap.host, coap_server.port)
-        runtime.firmware_images.bind_http(settings.http.host, settings.http.port)
-        typer.echo(f"LwM2M (CoAP) on udp://{settings.coap}", err=True)
-        server = uvicorn.Server(
-            uvicorn.Config(
-                create_app(runtime, manage_runtime=False),
-                host=settings.http.host,
-                port=settings.http.port,
-                log_level="warning",
-                access_log=False,
-                server_header=False,
-                proxy_headers=False,
-            )
-        )
-        try:
-            await server.serve()
-        finally:
-            await coap_server.stop()
-            await runtime.close()
-
-    asyncio.run(main())
-
-
-def _safe_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
+    count = workers or default_workers()
+    if count == 1:
+        serve_node(settings)
+        return
+    asyncio.run(prepare(settings))
+    try:
+        http_socket = http_listener(settings.http)
+    except OSError as exc:
+        typer.echo(f"error: cannot listen on {settings.http}: {exc.strerror}", err=True)
+        raise typer.Exit(1) from exc
+    coap_address = HostPort(host=settings.coap.host, port=concrete_udp_port(settings.coap))
+    listening = HostPort(host=settings.http.host, port=http_socket.getsockname()[1])
+    shown = settings.model_copy(update={"http": listening, "coap": coap_address})
+    print_banner(shown)
+    typer.echo(f"LwM2M (CoAP) on udp://{coap_address}, {count} workers", err=True)
+    signals = settings.cluster.signals
+    if signals_kind(settings, settings.resolved_database_url.startswith("sqlite")) == "off":
+        signals = "local"  # one host's workers on the embedded store
+    env = worker_environment(
+        os.environ,
+        {
+            "MEADOWLARK_HTTP": str(listening),
+            "MEADOWLARK_COAP": str(coap_address),
+            "MEADOWLARK_DATA_DIR": str(settings.data_dir),
+            "MEADOWLARK_DATABASE_URL": settings.database_url,
+            "MEADOWLARK_TOKEN_LIFETIME": str(settings.token_lifetime),
+            "MEADOWLARK_ADMIN_PASSWORD": admin_password,
+            "MEADOWLARK_SIGNUP": None if signup is None else str(signup).lower(),
+            "MEADOWLARK_CLUSTER__SIGNALS": signals,
+        },
+    )
+    raise typer.Exit(Supervisor(count, http_socket, env).run())
 
 
 @db_app.command("upgrade")
@@ -181,7 +164,7 @@ def db_upgrade() -> None:
     """Apply all migrations (creates the store and first administrator if missing)."""
 
     async def done(runtime: Runtime) -> None:
-        typer.echo(f"database at head: {_safe_url(runtime.settings.resolved_database_url)}")
+        typer.echo(f"database at head: {safe_url(runtime.settings.resolved_database_url)}")
 
     _run(done)
 
@@ -337,7 +320,7 @@ def doctor() -> None:
     ok, problems = "ok", 0
     typer.echo(f"meadowlark {__version__}")
     typer.echo(f"data dir        {settings.data_dir.resolve()}")
-    typer.echo(f"database        {_safe_url(settings.resolved_database_url)}")
+    typer.echo(f"database        {safe_url(settings.resolved_database_url)}")
     typer.echo(f"REST            {settings.http}")
     typer.echo(f"CoAP            {settings.coap}")
     typer.echo(f"token lifetime  {settings.token_lifetime} s")

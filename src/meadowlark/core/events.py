@@ -9,6 +9,13 @@ A device's domain comes from the store (``DomainLookup``), looked up once per en
 and again at each Register and Update, so a device moved to another domain is seen
 there from its next registration on. Events of an endpoint whose lookup is under way
 wait for it, in order. Nothing is looked up while nobody is subscribed.
+
+Across nodes (a scaled-out deployment): a device's events happen on the node that holds
+its registration, while its SSE subscribers may be on any node. When ``relay`` is set
+and ``remote_subscribers`` says some other node has subscribers, each tagged event also
+goes to ``relay``; events relayed by other nodes come in through ``deliver_remote``.
+``on_subscribers_changed`` is told when this node's first subscriber arrives or its last
+one leaves.
 """
 
 from __future__ import annotations
@@ -140,16 +147,35 @@ class EventBus(ServerListener):
         self._domains: dict[str, str | None] = {}
         self._waiting: dict[str, list[DeviceEvent]] = {}
         self._lookups: set[asyncio.Task[None]] = set()
+        self.relay: Callable[[DeviceEvent], None] | None = None
+        self.remote_subscribers: Callable[[], bool] = lambda: False
+        self.on_subscribers_changed: Callable[[bool], None] | None = None
+
+    @property
+    def has_subscribers(self) -> bool:
+        return bool(self._subscriptions)
 
     def subscribe(self, event_filter: EventFilter) -> Subscription:
         subscription = Subscription(self, event_filter, self._capacity)
+        first = not self._subscriptions
         self._subscriptions.add(subscription)
+        if first and self.on_subscribers_changed is not None:
+            self.on_subscribers_changed(True)
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
+        had = bool(self._subscriptions)
         self._subscriptions.discard(subscription)
         if not self._subscriptions:
             self._domains.clear()
+            if had and self.on_subscribers_changed is not None:
+                self.on_subscribers_changed(False)
+
+    def deliver_remote(self, event: DeviceEvent) -> None:
+        """An event another node relayed (already tagged with its domain)."""
+        for subscription in list(self._subscriptions):
+            if subscription.filter.matches(event):
+                subscription.offer(event)
 
     # --- ServerListener ------------------------------------------------------------------
 
@@ -229,8 +255,11 @@ class EventBus(ServerListener):
 
     # --- fan-out -------------------------------------------------------------------------
 
+    def _listened(self) -> bool:
+        return bool(self._subscriptions) or (self.relay is not None and self.remote_subscribers())
+
     def _publish(self, kind: EventKind, endpoint: str, **details: Any) -> None:
-        if not self._subscriptions:
+        if not self._listened():
             return
         event = DeviceEvent(kind, endpoint, "", datetime.now(UTC), **details)
         waiting = self._waiting.get(endpoint)
@@ -252,7 +281,7 @@ class EventBus(ServerListener):
             self._waiting.pop(endpoint, None)
             return
         events = self._waiting.pop(endpoint, [])
-        if self._subscriptions:
+        if self._listened():
             self._domains[endpoint] = domain_id
         for event in events:
             self._deliver(event, domain_id)
@@ -266,3 +295,5 @@ class EventBus(ServerListener):
         for subscription in list(self._subscriptions):
             if subscription.filter.matches(tagged):
                 subscription.offer(tagged)
+        if self.relay is not None and self.remote_subscribers():
+            self.relay(tagged)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
 
 import structlog
 
@@ -53,6 +54,26 @@ OperationBuilder = Callable[[Registration], Operation]
 """Builds an operation for a device's registration (its root path, formats, models)."""
 
 
+class RemoteDownlink(Protocol):
+    """Another node's way to the device (scaled-out deployments; see ``cluster/``)."""
+
+    async def holds(self, registration: Registration) -> bool:
+        """Whether this node holds ``registration`` (its socket reaches the device)."""
+
+    async def perform(
+        self,
+        registration: Registration,
+        operation: Operation,
+        timeout: float,  # noqa: ASYNC109 - API deadline, carried to the other node
+        wait: bool,
+        requested_format: int | None,
+    ) -> object:
+        """Have the node holding ``registration`` perform ``operation``; its result."""
+
+    async def ping(self, registration: Registration, timeout: float) -> float:  # noqa: ASYNC109
+        """Have the node holding ``registration`` ping the device; the round trip."""
+
+
 class DownlinkSender:
     """Read, write, execute, observe... a registered device through an ``LwM2mEndpoint``."""
 
@@ -66,6 +87,8 @@ class DownlinkSender:
         self._queue_mode = queue_mode
         self._observations = observations
         self._endpoint: LwM2mEndpoint | None = None
+        self.remote: RemoteDownlink | None = None
+        """Set in a scaled-out deployment: the way to devices another node holds."""
 
     def attach(self, endpoint: LwM2mEndpoint) -> None:
         """Use ``endpoint`` to reach devices (the transport is built after the server)."""
@@ -77,6 +100,8 @@ class DownlinkSender:
         if registration is None:
             raise DeviceNotRegisteredError(endpoint)
         limit = self._context.options.request_timeout if timeout is None else timeout
+        if self.remote is not None and not await self.remote.holds(registration):
+            return await self.remote.ping(registration, limit)
         started = time.perf_counter()
         try:
             await self._transport().ping(registration.peer, limit)
@@ -353,16 +378,30 @@ class DownlinkSender:
     ) -> object:
         """Every downlink operation to ``endpoint`` passes here: build it for the
         device's registration, send it now or queue it for a sleeping device (waiting
-        up to ``timeout`` for its delivery if ``wait``)."""
+        up to ``timeout`` for its delivery if ``wait``); or, when another node holds the
+        registration, hand it to that node (``remote``)."""
         registration = await self._context.registrations.get_by_endpoint(endpoint)
         if registration is None:
             raise DeviceNotRegisteredError(endpoint)
         operation = build(registration)
         limit = self._context.options.request_timeout if timeout is None else timeout
+        if self.remote is not None and not await self.remote.holds(registration):
+            return await self.remote.perform(registration, operation, limit, wait, requested_format)
+        return await self.perform_held(registration, operation, limit, wait, requested_format)
+
+    async def perform_held(
+        self,
+        registration: Registration,
+        operation: Operation,
+        timeout: float,  # noqa: ASYNC109 - API deadline, mapped to 504
+        wait: bool,
+        requested_format: int | None = None,
+    ) -> object:
+        """``perform`` for a registration this node holds (another node's request too)."""
         if self._queue_mode.is_awake(registration):
-            result, _ = await self.send_now(registration, operation, limit, requested_format)
+            result, _ = await self.send_now(registration, operation, timeout, requested_format)
             return result
-        return await self._queue_mode.enqueue(registration, operation, limit if wait else 0.0)
+        return await self._queue_mode.enqueue(registration, operation, timeout if wait else 0.0)
 
     async def send_now(
         self,

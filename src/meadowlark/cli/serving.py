@@ -1,0 +1,113 @@
+"""Running one node: the REST server (uvicorn) and the CoAP server on one event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Awaitable, Callable
+
+import typer
+
+from meadowlark import __version__
+from meadowlark.config import Settings
+from meadowlark.runtime import Runtime
+
+
+def print_admin_password(password: str) -> None:
+    typer.echo(
+        "\nFirst administrator created: login 'admin', password (shown only this once):\n"
+        f"    {password}\n"
+        "Change it with: meadowlark user set-password admin\n",
+        err=True,
+    )
+
+
+def safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def print_banner(settings: Settings) -> None:
+    base = f"http://{settings.http}"
+    typer.echo(
+        f"Meadowlark {__version__}: REST on {base} (docs: {base}/docs), "
+        f"database {safe_url(settings.resolved_database_url)}\n"
+        f"Get a token: curl -X POST {base}/api/auth/oauth_password "
+        "-d username=admin -d password=<admin password>",
+        err=True,
+    )
+
+
+async def prepare(settings: Settings) -> None:
+    """Migrate the store and create the first administrator (printing a generated
+    password once), before any worker starts."""
+    runtime = Runtime.from_settings(settings)
+    try:
+        generated = await runtime.prepare_store()
+        if generated:
+            print_admin_password(generated)
+    finally:
+        await runtime.close()
+
+
+def serve_node(
+    settings: Settings,
+    http_socket: socket.socket | None = None,
+    *,
+    worker: bool = False,
+    before_coap: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    """Serve until SIGTERM/SIGINT. A ``worker`` of ``serve --workers N`` accepts on the
+    supervisor's ``http_socket`` and shares the CoAP port (its socket is bound with
+    SO_REUSEPORT); it prints no banner (the supervisor did). ``before_coap`` runs right
+    before the CoAP port is bound (the supervisor's start barrier)."""
+    import uvicorn
+
+    from meadowlark.api.app import create_app
+    from meadowlark.coap.server import CoapServer
+
+    async def main() -> None:
+        runtime = Runtime.from_settings(settings)
+        generated = await runtime.prepare_store()
+        if generated:
+            print_admin_password(generated)
+        if not worker:
+            print_banner(settings)
+        lwm2m = settings.lwm2m
+        coap_server = CoapServer(
+            runtime.lwm2m,
+            settings.coap.host,
+            settings.coap.port,
+            max_payload=lwm2m.max_payload,
+            block_size=lwm2m.block_size,
+            traffic=runtime.lwm2m.traffic,
+            downloads=runtime.firmware_images,
+            reuse_port=worker,
+        )
+        await runtime.start_lwm2m()
+        if before_coap is not None:
+            await before_coap()
+        runtime.lwm2m.attach(await coap_server.start())
+        runtime.firmware_images.bind_coap(settings.coap.host, coap_server.port)
+        runtime.firmware_images.bind_http(settings.http.host, settings.http.port)
+        if not worker:
+            typer.echo(f"LwM2M (CoAP) on udp://{settings.coap}", err=True)
+        server = uvicorn.Server(
+            uvicorn.Config(
+                create_app(runtime, manage_runtime=False),
+                host=settings.http.host,
+                port=settings.http.port,
+                log_level="warning",
+                access_log=False,
+                server_header=False,
+                proxy_headers=False,
+            )
+        )
+        try:
+            await server.serve(sockets=None if http_socket is None else [http_socket])
+        finally:
+            await coap_server.stop()
+            await runtime.close()
+
+    asyncio.run(main())

@@ -1,0 +1,241 @@
+"""Helpers of the scale-out end-to-end tests: ``meadowlark serve`` processes, simulated
+devices on an event loop of their own, and an SSE reader."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+from meadowlark.simulator import DeviceTiming, SimulatedDevice
+from meadowlark.simulator.client import resolve_server
+
+T = TypeVar("T")
+ADMIN_PASSWORD = "Cluster-Admin-Pa55word!"
+SECRET_KEY = "cluster-test-signing-key-0123456789abcdef0123456789"
+
+
+def free_port(kind: int) -> int:
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]  # type: ignore[no-any-return]
+
+
+@dataclass
+class Node:
+    """A running ``meadowlark serve``; ``coap`` is its UDP port."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    url: str
+    coap: int
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            assert self.process.poll() is None, self.output()
+            try:
+                if httpx.get(f"{self.url}/ready", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, f"{self.name} not ready:\n{self.output()}"
+            time.sleep(0.1)
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+    def token(self) -> str:
+        response = httpx.post(
+            f"{self.url}/api/auth/oauth_password",
+            data={"grant_type": "password", "username": "admin", "password": ADMIN_PASSWORD},
+            timeout=30,
+        )
+        assert response.status_code == 201, response.text
+        return response.json()["access_token"]  # type: ignore[no-any-return]
+
+
+def start_node(
+    name: str, data_dir: Path, *, database_url: str | None = None, workers: int = 1
+) -> Node:
+    """``meadowlark serve --workers N`` as a process of its own, on free loopback ports."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    http_port, coap_port = free_port(socket.SOCK_STREAM), free_port(socket.SOCK_DGRAM)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEADOWLARK_")}
+    env.update(
+        {
+            "MEADOWLARK_HTTP": f"127.0.0.1:{http_port}",
+            "MEADOWLARK_COAP": f"127.0.0.1:{coap_port}",
+            "MEADOWLARK_DATA_DIR": str(data_dir),
+            "MEADOWLARK_ADMIN_PASSWORD": ADMIN_PASSWORD,
+            "MEADOWLARK_SECRET_KEY": SECRET_KEY,
+            "MEADOWLARK_LWM2M__REQUEST_TIMEOUT": "5",
+            "MEADOWLARK_TASKS__REGISTRATION_READS": "off",
+        }
+    )
+    if database_url is not None:
+        env["MEADOWLARK_DATABASE_URL"] = database_url
+    log = data_dir / f"{name}.log"
+    executable = Path(sys.executable).parent / "meadowlark"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(  # noqa: S603 - our own entry point
+            [str(executable), "serve", "--workers", str(workers)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=data_dir,
+        )
+    return Node(name, process, f"http://127.0.0.1:{http_port}", coap_port, log)
+
+
+class DeviceLoop:
+    """Simulated devices live on this event loop, in a thread of its own."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+        self.devices: list[SimulatedDevice] = []
+
+    def run(self, work: Coroutine[Any, Any, T], timeout: float = 60) -> T:
+        return asyncio.run_coroutine_threadsafe(work, self.loop).result(timeout)
+
+    def call(self, function: Callable[..., T], *args: Any) -> T:
+        async def call() -> T:
+            return function(*args)
+
+        return self.run(call())
+
+    def register(self, name: str, coap_port: int) -> SimulatedDevice:
+        """A 1.1 device, registered (2.01 received) when this returns."""
+
+        async def start() -> SimulatedDevice:
+            device = SimulatedDevice(
+                name,
+                f"coap://127.0.0.1:{coap_port}",
+                "1.1",
+                lifetime=3600,
+                timing=DeviceTiming(ack_timeout=1.0, reboot_delay=0.2),
+            )
+            await device.start()
+            return device
+
+        device = self.run(start())
+        self.devices.append(device)
+        return device
+
+    def update_via(self, device: SimulatedDevice, coap_port: int) -> None:
+        """Send the device's next Update to another port, from its same address (as after
+        a load balancer moved it): the simulator has no public switch for that."""
+
+        async def update() -> None:
+            device._server = await resolve_server(f"coap://127.0.0.1:{coap_port}")
+            await device.update()
+
+        self.run(update())
+
+    def close(self) -> None:
+        async def stop() -> None:
+            for device in self.devices:
+                await device.stop(deregister=False)
+
+        self.run(stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5)
+        self.loop.close()
+
+
+class EventReader:
+    """``GET /api/lwm2m/v1/events`` read by a thread; events queue up as (kind, data)."""
+
+    def __init__(self, url: str, token: str, **params: str) -> None:
+        self._events: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue()
+        self._opened = threading.Event()
+        self._closing = False
+        self._thread = threading.Thread(target=self._read, args=(url, token, params), daemon=True)
+        self._thread.start()
+        assert self._opened.wait(30), "the event stream did not open"
+
+    def _read(self, url: str, token: str, params: dict[str, str]) -> None:
+        headers = {"Authorization": f"Bearer {token}"}
+        try:
+            with httpx.stream(
+                "GET",
+                f"{url}/api/lwm2m/v1/events",
+                params=params,
+                headers=headers,
+                timeout=httpx.Timeout(10, read=None),
+            ) as response:
+                assert response.status_code == 200
+                kind = ""
+                for line in response.iter_lines():
+                    if line.startswith(":"):
+                        self._opened.set()
+                    elif line.startswith("event: "):
+                        kind = line[len("event: ") :]
+                    elif line.startswith("data: "):
+                        self._events.put((kind, json.loads(line[len("data: ") :])))
+                    if self._closing:
+                        return
+        except httpx.HTTPError:
+            if not self._closing:
+                raise
+
+    def next(
+        self, kind: str, where: Callable[[dict[str, Any]], bool], timeout: float = 20
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                got, data = self._events.get(timeout=remaining)
+            except queue.Empty:
+                break
+            if got == kind and where(data):
+                return data
+        raise AssertionError(f"no matching {kind} event within {timeout} s")
+
+    def close(self) -> None:
+        self._closing = True
+
+
+@contextmanager
+def running(*nodes: Node) -> Iterator[None]:
+    try:
+        for node in nodes:
+            node.wait_ready()
+        yield
+    finally:
+        for node in nodes:
+            node.stop()
+
+
+def eventually(check: Callable[[], bool], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.1)
