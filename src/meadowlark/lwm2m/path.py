@@ -53,6 +53,8 @@ class LwM2mPath:
         for part in parts:
             if not part.isdigit() or not part.isascii() or (len(part) > 1 and part[0] == "0"):
                 raise InvalidPathError(f"not a numeric path segment: {part!r} in {text!r}")
+            if len(part) > 5:  # ids are 16-bit; int() of over 4,300 digits raises otherwise
+                raise InvalidPathError(f"path segment out of range: {part[:8]}... in path")
             ids.append(int(part))
         return cls.of(*ids)
 
