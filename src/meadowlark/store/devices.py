@@ -97,6 +97,49 @@ class DeviceIds:
         return resolved[endpoint]
 
 
+_VALUE_COLUMNS = ("device_id", "path", "type", "value", "updated_at")
+
+
+def _no_processing(value: Any) -> Any:
+    return value
+
+
+class _ValueUpsert:
+    """The value upsert compiled once for the engine's dialect and run as driver SQL
+    (one executemany). Through ``session.execute`` SQLAlchemy rebuilt the parameters of
+    every row, which cost more than the database's own work: 18% of the server's CPU in
+    a notification flood. The columns' own bind processors (JSON, UTC datetimes) still
+    convert the values, so the rows are the ones the engine would write."""
+
+    def __init__(self, statement: Any, dialect: Any) -> None:
+        compiled = statement.compile(dialect=dialect)
+        self._sql = str(compiled)
+        self._positional = compiled.positiontup is not None
+        if self._positional and tuple(compiled.positiontup) != _VALUE_COLUMNS:
+            raise RuntimeError(f"unexpected parameter order {compiled.positiontup}")
+
+        def processor(name: str) -> Any:
+            column_type = compiled.binds[name].type.dialect_impl(dialect)
+            return column_type.bind_processor(dialect) or _no_processing
+
+        self._json = processor("value")
+        self._time = processor("updated_at")
+
+    def row(self, device_id: str, path: LwM2mPath, value: CachedValue) -> Any:
+        row = (
+            device_id,
+            str(path),
+            value.type.value,
+            self._json(value_to_json(value.type, value.value)),
+            self._time(value.updated_at),
+        )
+        return row if self._positional else dict(zip(_VALUE_COLUMNS, row, strict=True))
+
+    async def run(self, session: AsyncSession, rows: list[Any]) -> None:
+        connection = await session.connection()
+        await connection.exec_driver_sql(self._sql, rows)
+
+
 class BatchWriter:
     """Coalesces value and last-contact writes and flushes them together.
 
@@ -115,7 +158,7 @@ class BatchWriter:
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         insert = (sqlite if db.is_sqlite else postgresql).insert(_VALUES)
-        self._upsert_values = insert.on_conflict_do_update(
+        upsert = insert.on_conflict_do_update(
             index_elements=[_VALUES.c.device_id, _VALUES.c.path],
             set_={
                 "type": insert.excluded.type,
@@ -123,6 +166,7 @@ class BatchWriter:
                 "updated_at": insert.excluded.updated_at,
             },
         )
+        self._upsert_values = _ValueUpsert(upsert, db.engine.dialect)
 
     def start(self) -> None:
         if self._task is None:
@@ -197,6 +241,7 @@ class BatchWriter:
         ids: Mapping[str, str],
         values: Mapping[str, Mapping[LwM2mPath, CachedValue]],
     ) -> None:
+        upsert = self._upsert_values
         rows = []
         # Device object resources copied onto the device row, grouped by the columns set
         # (one executemany per group).
@@ -207,15 +252,7 @@ class BatchWriter:
                 continue
             columns: dict[str, Any] = {}
             for path, value in paths.items():
-                rows.append(
-                    {
-                        "device_id": device_id,
-                        "path": str(path),
-                        "type": value.type.value,
-                        "value": value_to_json(value.type, value.value),
-                        "updated_at": value.updated_at,
-                    }
-                )
+                rows.append(upsert.row(device_id, path, value))
                 column = DEVICE_INFO_COLUMNS.get(path)
                 if column is not None and isinstance(value.value, str):
                     columns[column] = value.value
@@ -224,7 +261,7 @@ class BatchWriter:
                     {"device_key": device_id, **columns}
                 )
         if rows:
-            await session.execute(self._upsert_values, rows)
+            await upsert.run(session, rows)
         for group in info.values():
             await session.execute(UPDATE_BY_ID, group)
 
