@@ -97,43 +97,35 @@ class DeviceIds:
         return resolved[endpoint]
 
 
-_VALUE_COLUMNS = ("device_id", "path", "type", "value", "updated_at")
-
-
 def _no_processing(value: Any) -> Any:
     return value
 
 
-class _ValueUpsert:
-    """The value upsert compiled once for the engine's dialect and run as driver SQL
+class _DriverStatement:
+    """A Core statement compiled once for the engine's dialect and run as driver SQL
     (one executemany). Through ``session.execute`` SQLAlchemy rebuilt the parameters of
     every row, which cost more than the database's own work: 18% of the server's CPU in
     a notification flood. The columns' own bind processors (JSON, UTC datetimes) still
-    convert the values, so the rows are the ones the engine would write."""
+    convert the values, so the rows are the ones the engine would write.
 
-    def __init__(self, statement: Any, dialect: Any) -> None:
+    ``names``: the statement's parameters in the order ``row`` takes them."""
+
+    def __init__(self, statement: Any, dialect: Any, names: tuple[str, ...]) -> None:
         compiled = statement.compile(dialect=dialect)
         self._sql = str(compiled)
+        self._names = names
         self._positional = compiled.positiontup is not None
-        if self._positional and tuple(compiled.positiontup) != _VALUE_COLUMNS:
+        if self._positional and tuple(compiled.positiontup) != names:
             raise RuntimeError(f"unexpected parameter order {compiled.positiontup}")
-
-        def processor(name: str) -> Any:
-            column_type = compiled.binds[name].type.dialect_impl(dialect)
-            return column_type.bind_processor(dialect) or _no_processing
-
-        self._json = processor("value")
-        self._time = processor("updated_at")
-
-    def row(self, device_id: str, path: LwM2mPath, value: CachedValue) -> Any:
-        row = (
-            device_id,
-            str(path),
-            value.type.value,
-            self._json(value_to_json(value.type, value.value)),
-            self._time(value.updated_at),
+        self._processors = tuple(
+            compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
+            or _no_processing
+            for name in names
         )
-        return row if self._positional else dict(zip(_VALUE_COLUMNS, row, strict=True))
+
+    def row(self, *values: Any) -> Any:
+        row = tuple(process(value) for process, value in zip(self._processors, values, strict=True))
+        return row if self._positional else dict(zip(self._names, row, strict=True))
 
     async def run(self, session: AsyncSession, rows: list[Any]) -> None:
         connection = await session.connection()
@@ -166,7 +158,13 @@ class BatchWriter:
                 "updated_at": insert.excluded.updated_at,
             },
         )
-        self._upsert_values = _ValueUpsert(upsert, db.engine.dialect)
+        dialect = db.engine.dialect
+        self._upsert_values = _DriverStatement(
+            upsert, dialect, ("device_id", "path", "type", "value", "updated_at")
+        )
+        self._update_contacts = _DriverStatement(
+            UPDATE_CONTACT, dialect, ("contact_at", "device_key")
+        )
 
     def start(self) -> None:
         if self._task is None:
@@ -252,7 +250,16 @@ class BatchWriter:
                 continue
             columns: dict[str, Any] = {}
             for path, value in paths.items():
-                rows.append(upsert.row(device_id, path, value))
+                kind = value.type
+                rows.append(
+                    upsert.row(
+                        device_id,
+                        str(path),
+                        kind.value,
+                        value_to_json(kind, value.value),
+                        value.updated_at,
+                    )
+                )
                 column = DEVICE_INFO_COLUMNS.get(path)
                 if column is not None and isinstance(value.value, str):
                     columns[column] = value.value
@@ -268,13 +275,12 @@ class BatchWriter:
     async def _write_contacts(
         self, session: AsyncSession, ids: Mapping[str, str], contacts: Mapping[str, datetime]
     ) -> None:
+        update = self._update_contacts
         rows = [
-            {"device_key": ids[endpoint], "contact_at": at}
-            for endpoint, at in contacts.items()
-            if endpoint in ids
+            update.row(at, ids[endpoint]) for endpoint, at in contacts.items() if endpoint in ids
         ]
         if rows:
-            await session.execute(UPDATE_CONTACT, rows)
+            await update.run(session, rows)
 
 
 _ADMIT, _UPDATE, _DEREGISTER = "admit", "update", "deregister"
