@@ -15,6 +15,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import chain
 from typing import Any
 
 import structlog
@@ -102,15 +103,28 @@ def _no_processing(value: Any) -> Any:
 
 
 class _DriverStatement:
-    """A Core statement compiled once for the engine's dialect and run as driver SQL
-    (one executemany). Through ``session.execute`` SQLAlchemy rebuilt the parameters of
-    every row, which cost more than the database's own work: 18% of the server's CPU in
-    a notification flood. The columns' own bind processors (JSON, UTC datetimes) still
-    convert the values, so the rows are the ones the engine would write.
+    """A Core statement compiled once for the engine's dialect and run as driver SQL.
+
+    Through ``session.execute`` SQLAlchemy rebuilt the parameters of every row, which
+    cost more than the database's own work (18% of the server's CPU in a notification
+    flood). The columns' own bind processors (JSON, UTC datetimes) still convert the
+    values, so the rows are the ones the engine would write.
+
+    On PostgreSQL the rows go in one executemany. On SQLite they go ``_SQLITE_ROWS`` to a
+    statement, given ``many``: the statement's text around one row's ``(?, ...)``
+    placeholders (the first ``VALUES`` row when ``many`` is True). ``executemany``
+    would run one step per row, and the sqlite3 module releases and retakes the GIL at
+    each: the event loop then waited for the writer's thread at every row.
 
     ``names``: the statement's parameters in the order ``row`` takes them."""
 
-    def __init__(self, statement: Any, dialect: Any, names: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        statement: Any,
+        dialect: Any,
+        names: tuple[str, ...],
+        many: bool | tuple[str, str] = False,
+    ) -> None:
         compiled = statement.compile(dialect=dialect)
         self._sql = str(compiled)
         self._names = names
@@ -122,6 +136,15 @@ class _DriverStatement:
             or _no_processing
             for name in names
         )
+        self._placeholders = "(" + ", ".join("?" * len(names)) + ")"
+        self._many: tuple[str, str] | None = None
+        if dialect.name == "sqlite" and many is True:
+            head, found, tail = self._sql.partition(" VALUES " + self._placeholders)
+            if not found:
+                raise RuntimeError(f"no VALUES row in {self._sql}")
+            self._many = (head + " VALUES ", tail)
+        elif dialect.name == "sqlite" and many:
+            self._many = many
 
     def row(self, *values: Any) -> Any:
         row = tuple(process(value) for process, value in zip(self._processors, values, strict=True))
@@ -129,7 +152,26 @@ class _DriverStatement:
 
     async def run(self, session: AsyncSession, rows: list[Any]) -> None:
         connection = await session.connection()
-        await connection.exec_driver_sql(self._sql, rows)
+        if self._many is None:
+            await connection.exec_driver_sql(self._sql, rows)
+            return
+        head, tail = self._many
+        for start in range(0, len(rows), _SQLITE_ROWS):
+            chunk = rows[start : start + _SQLITE_ROWS]
+            sql = head + ", ".join([self._placeholders] * len(chunk)) + tail
+            await connection.exec_driver_sql(sql, tuple(chain.from_iterable(chunk)))
+
+
+_SQLITE_CONTACTS = (
+    "WITH contact(at, id) AS (VALUES ",
+    ") UPDATE devices SET last_contact_time = "
+    "(SELECT at FROM contact WHERE contact.id = devices.id) "
+    "WHERE devices.id IN (SELECT id FROM contact)",
+)
+"""``UPDATE_CONTACT`` for many rows at once (same parameters, same order)."""
+_SQLITE_ROWS = 199
+"""Rows per multi-row statement on SQLite: under 999 parameters, the limit of SQLite
+before 3.32."""
 
 
 class BatchWriter:
@@ -160,10 +202,10 @@ class BatchWriter:
         )
         dialect = db.engine.dialect
         self._upsert_values = _DriverStatement(
-            upsert, dialect, ("device_id", "path", "type", "value", "updated_at")
+            upsert, dialect, ("device_id", "path", "type", "value", "updated_at"), many=True
         )
         self._update_contacts = _DriverStatement(
-            UPDATE_CONTACT, dialect, ("contact_at", "device_key")
+            UPDATE_CONTACT, dialect, ("contact_at", "device_key"), many=_SQLITE_CONTACTS
         )
 
     def start(self) -> None:

@@ -17,7 +17,7 @@ from meadowlark.server.security import Admission
 from meadowlark.server.transport import Peer
 from meadowlark.server.values import CachedValue
 from meadowlark.store.db import Database
-from meadowlark.store.device_models import Device
+from meadowlark.store.device_models import Device, ResourceValue
 from meadowlark.store.devices import SqlDeviceStores
 from meadowlark.store.migrate import upgrade_to_head
 from meadowlark.store.models import Domain
@@ -180,6 +180,43 @@ def test_written_values_of_every_type_read_back_unchanged(database_url, tmp_path
         }
         assert {path: (v.type, v.value, v.updated_at) for path, v in stored.items()} == {
             path: (v.type, v.value, v.updated_at) for path, v in expected.items()
+        }
+
+    _run(url, work)
+
+
+def test_a_flush_of_more_rows_than_one_statement_takes_writes_them_all(database_url, tmp_path):
+    """On SQLite a flush writes values and contact times many rows to a statement, in
+    chunks: every row of every chunk arrives, each device's own."""
+    url = database_url or f"sqlite+aiosqlite:///{tmp_path / 'chunks.db'}"
+    devices = 450
+
+    async def work(db: Database, stores: SqlDeviceStores) -> None:
+        registrations = [_registration(f"chunk-{n}", 43000 + n) for n in range(devices)]
+        await asyncio.gather(*(stores.devices.admit_registration(r) for r in registrations))
+        for n, registration in enumerate(registrations):
+            values = {
+                LwM2mPath(3303, 0, 5700): CachedValue(ResourceType.FLOAT, n + 0.5, NOW),
+                LwM2mPath(3303, 0, 5701): CachedValue(ResourceType.STRING, f"C{n}", NOW),
+            }
+            stores.values.put(registration.endpoint, values)
+            stores.devices.record_contact(registration.endpoint, NOW + timedelta(seconds=n))
+        await stores.writer.flush()
+        async with db.session() as session:
+            stored = await session.execute(
+                select(Device.endpoint_name, ResourceValue.path, ResourceValue.value)
+                .join(ResourceValue, ResourceValue.device_id == Device.id)
+                .where(Device.endpoint_name.like("chunk-%"))
+            )
+            found = {(endpoint, path): value for endpoint, path, value in stored}
+        expected = {}
+        for n in range(devices):
+            expected[f"chunk-{n}", "/3303/0/5700"] = n + 0.5
+            expected[f"chunk-{n}", "/3303/0/5701"] = f"C{n}"
+        assert found == expected
+        rows = await _rows(db, [r.endpoint for r in registrations])
+        assert {endpoint: row.last_contact_time for endpoint, row in rows.items()} == {
+            f"chunk-{n}": NOW + timedelta(seconds=n) for n in range(devices)
         }
 
     _run(url, work)
