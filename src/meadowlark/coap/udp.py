@@ -61,6 +61,8 @@ _REQUEST_OPTIONS = frozenset({wire.URI_PATH, wire.URI_QUERY, wire.CONTENT_FORMAT
 _NOTIFICATION_OPTIONS = frozenset(
     {wire.OBSERVE, wire.CONTENT_FORMAT, wire.MAX_AGE, wire.ETAG}
 )  # fmt: skip
+_MSG_TRUNC = int(socket.MSG_TRUNC)
+"""As a plain int: ``&`` with the IntFlag runs Python code in ``enum`` per datagram."""
 _ACK_FIRST_BYTE = 0x40 | (wire.ACK << 4)
 """Version 1, type ACK, no token: the first byte of an empty ACK (RFC 7252 §3)."""
 _INTERNAL_SERVER_ERROR = ResponseCode(5, 0)
@@ -215,7 +217,7 @@ class Lwm2mUdpInterface(MessageInterfaceUDP6):
             _log.debug("datagram_dropped", reason="not a well-formed CoAP message")
             return True
         try:
-            if self._take(message, ancdata, address, flags & socket.MSG_TRUNC):
+            if self._take(message, ancdata, address, flags & _MSG_TRUNC):
                 return True
             if not message.strings_valid():
                 self._refuse_undecodable(message, ancdata, address)
