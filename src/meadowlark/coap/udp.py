@@ -61,6 +61,8 @@ _REQUEST_OPTIONS = frozenset({wire.URI_PATH, wire.URI_QUERY, wire.CONTENT_FORMAT
 _NOTIFICATION_OPTIONS = frozenset(
     {wire.OBSERVE, wire.CONTENT_FORMAT, wire.MAX_AGE, wire.ETAG}
 )  # fmt: skip
+_SUCCESS_CODES = {code: ResponseCode(2, code & 0x1F) for code in range(0x40, 0x60)}
+"""The 2.xx codes a notification may carry (``_take_notification`` hands over others)."""
 _MSG_TRUNC = int(socket.MSG_TRUNC)
 """As a plain int: ``&`` with the IntFlag runs Python code in ``enum`` per datagram."""
 _ACK_FIRST_BYTE = 0x40 | (wire.ACK << 4)
@@ -86,7 +88,7 @@ class NotificationRoute:
     def deliver(
         self, code: int, sequence: int, content_format: int | None, payload: bytes, now: float
     ) -> None:
-        """Hand over a notification (``code`` as on the wire) unless it is stale."""
+        """Hand over a notification (``code``: a 2.xx, as on the wire) unless it is stale."""
         last = self._sequence
         if (
             last is not None
@@ -96,7 +98,7 @@ class NotificationRoute:
             return  # older than (or a duplicate of) the last one delivered
         self._sequence, self._received_at = sequence, now
         response = DownlinkResponse(
-            code=ResponseCode(code >> 5, code & 0x1F),
+            code=_SUCCESS_CODES[code],
             payload=payload,
             content_format=content_format,
             observe=sequence,
