@@ -143,7 +143,7 @@ class _DriverStatement:
             if not found:
                 raise RuntimeError(f"no VALUES row in {self._sql}")
             self._many = (head + " VALUES ", tail)
-        elif dialect.name == "sqlite" and many:
+        elif dialect.name == "sqlite" and isinstance(many, tuple):
             self._many = many
 
     def row(self, *values: Any) -> Any:
@@ -178,7 +178,7 @@ class BatchWriter:
     """Coalesces value and last-contact writes and flushes them together.
 
     Latency is bounded: a write waits at most ``interval`` plus the flush before it, and
-    each flush is one transaction of one executemany per statement (prepared once).
+    each flush is one transaction, each statement prepared once (``_DriverStatement``).
     """
 
     def __init__(self, db: Database, ids: DeviceIds, interval: float = 0.1) -> None:
