@@ -29,6 +29,7 @@ POLICY_REASONS = frozenset({THING_SUSPENDED, THING_RETIRED, IMEI_MISMATCH})
 REFUSAL_AUDIT_EVENT = "thing.registration_refused"
 SERIAL_NUMBER = LwM2mPath(3, 0, 2)
 """Device object serial number: cellular modules report their IMEI there."""
+_DEVICE_OBJECT_OR_ROOT = (3, None)
 
 AutoLink = Callable[[ThingFacts, str], Awaitable[None]]
 DomainOf = Callable[[str], str]
@@ -38,7 +39,9 @@ DomainOf = Callable[[str], str]
 def reported_serial(nodes: Mapping[LwM2mPath, Node]) -> str | None:
     """The serial number (/3/0/2) among reported values, whichever level was read."""
     for path, node in nodes.items():
-        if SERIAL_NUMBER.ids[: len(path.ids)] == path.ids:
+        if path.object_id not in _DEVICE_OBJECT_OR_ROOT:
+            continue  # most reports (every notification of a sensor value)
+        if SERIAL_NUMBER.ids[: path.depth] == path.ids:
             leaf = flatten(node, path).get(SERIAL_NUMBER)
             if leaf is not None and isinstance(leaf[1], str):
                 return leaf[1]

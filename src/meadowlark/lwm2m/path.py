@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import total_ordering
 
 MAX_ID = 65535
@@ -19,12 +19,19 @@ class LwM2mPath:
 
     Ids are 0..65535 (16 bits), except that 65535 is reserved and refused for
     object instance ids (OMA-TS-LightweightM2M-Core, "MAX_ID").
+
+    ``ids`` and ``depth`` are computed once, at construction, and the text form on first
+    use: paths are hashed, compared and printed for every value a device reports.
     """
 
     object_id: int | None = None
     instance_id: int | None = None
     resource_id: int | None = None
     resource_instance_id: int | None = None
+    ids: tuple[int, ...] = field(init=False, repr=False, compare=False)
+    """The ids that are set, from the object down."""
+    depth: int = field(init=False, repr=False, compare=False)
+    _text: str | None = field(init=False, repr=False, compare=False, default=None)
 
     def __post_init__(self) -> None:
         ids = self.ids_with_none
@@ -39,6 +46,9 @@ class LwM2mPath:
                 raise InvalidPathError(f"path id out of range 0..{MAX_ID}: {value!r}")
         if self.instance_id == MAX_ID:
             raise InvalidPathError("object instance id 65535 is reserved")
+        set_ids = tuple(value for value in ids if value is not None)
+        object.__setattr__(self, "ids", set_ids)
+        object.__setattr__(self, "depth", len(set_ids))
 
     @classmethod
     def parse(cls, text: str) -> LwM2mPath:
@@ -67,14 +77,6 @@ class LwM2mPath:
     @property
     def ids_with_none(self) -> tuple[int | None, int | None, int | None, int | None]:
         return (self.object_id, self.instance_id, self.resource_id, self.resource_instance_id)
-
-    @property
-    def ids(self) -> tuple[int, ...]:
-        return tuple(v for v in self.ids_with_none if v is not None)
-
-    @property
-    def depth(self) -> int:
-        return len(self.ids)
 
     @property
     def is_root(self) -> bool:
@@ -110,7 +112,11 @@ class LwM2mPath:
         return self.ids[: prefix.depth] == prefix.ids
 
     def __str__(self) -> str:
-        return "/" + "/".join(str(v) for v in self.ids)
+        text = self._text
+        if text is None:
+            text = "/" + "/".join(map(str, self.ids))
+            object.__setattr__(self, "_text", text)
+        return text
 
     def __lt__(self, other: object) -> bool:
         if not isinstance(other, LwM2mPath):

@@ -10,14 +10,14 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 
 from meadowlark.lwm2m.codec.link_format import parse_registration_links
-from meadowlark.lwm2m.node import ResourceType
+from meadowlark.lwm2m.node import ObjectLink, ResourceType
 from meadowlark.lwm2m.path import LwM2mPath
 from meadowlark.server.registration import Registration, new_registration_id
 from meadowlark.server.security import Admission
 from meadowlark.server.transport import Peer
 from meadowlark.server.values import CachedValue
 from meadowlark.store.db import Database
-from meadowlark.store.device_models import Device
+from meadowlark.store.device_models import Device, ResourceValue
 from meadowlark.store.devices import SqlDeviceStores
 from meadowlark.store.migrate import upgrade_to_head
 from meadowlark.store.models import Domain
@@ -141,5 +141,82 @@ def test_values_are_served_before_and_after_they_are_written(database_url, tmp_p
         assert (rows["values-1"].model_name, rows["values-1"].serial_number) == ("model-1", None)
         assert rows["values-2"].model_name is None
         assert rows["values-2"].last_contact_time == later
+
+    _run(url, work)
+
+
+def test_written_values_of_every_type_read_back_unchanged(database_url, tmp_path):
+    """The prepared value upsert converts each type as the engine would (JSON, UTC times)
+    and a second write of a path replaces the first."""
+    url = database_url or f"sqlite+aiosqlite:///{tmp_path / 'types.db'}"
+    written = {
+        LwM2mPath(3303, 0, 5700): CachedValue(ResourceType.FLOAT, -12.5, NOW),
+        LwM2mPath(3, 0, 9): CachedValue(ResourceType.INTEGER, 2**40, NOW),
+        LwM2mPath(3, 0, 0): CachedValue(ResourceType.STRING, 'Zürich "quoted" ✓', NOW),
+        LwM2mPath(3, 0, 13): CachedValue(ResourceType.TIME, NOW.replace(microsecond=0), NOW),
+        LwM2mPath(3, 0, 16): CachedValue(ResourceType.BOOLEAN, True, NOW),
+        LwM2mPath(3, 0, 7, 1): CachedValue(ResourceType.OPAQUE, b"\x00\xff", NOW),
+        LwM2mPath(3, 0, 11, 0): CachedValue(ResourceType.OBJLNK, ObjectLink(3, 0), NOW),
+        LwM2mPath(3, 0, 14): CachedValue(ResourceType.STRING, None, NOW),
+    }
+    later = NOW + timedelta(seconds=1)
+
+    async def work(db: Database, stores: SqlDeviceStores) -> None:
+        registration = _registration("types-0", 42100)
+        await stores.devices.admit_registration(registration)
+        stores.values.put(
+            "types-0", {LwM2mPath(3303, 0, 5700): CachedValue(ResourceType.FLOAT, 1.0, NOW)}
+        )
+        await stores.writer.flush()
+        stores.values.put("types-0", written)
+        stores.values.put(
+            "types-0", {LwM2mPath(3303, 0, 5700): CachedValue(ResourceType.FLOAT, 7.25, later)}
+        )
+        await stores.writer.flush()
+        stored = await stores.values.get("types-0")
+        expected = {
+            **written,
+            LwM2mPath(3303, 0, 5700): CachedValue(ResourceType.FLOAT, 7.25, later),
+        }
+        assert {path: (v.type, v.value, v.updated_at) for path, v in stored.items()} == {
+            path: (v.type, v.value, v.updated_at) for path, v in expected.items()
+        }
+
+    _run(url, work)
+
+
+def test_a_flush_of_more_rows_than_one_statement_takes_writes_them_all(database_url, tmp_path):
+    """On SQLite a flush writes values and contact times many rows to a statement, in
+    chunks: every row of every chunk arrives, each device's own."""
+    url = database_url or f"sqlite+aiosqlite:///{tmp_path / 'chunks.db'}"
+    devices = 450
+
+    async def work(db: Database, stores: SqlDeviceStores) -> None:
+        registrations = [_registration(f"chunk-{n}", 43000 + n) for n in range(devices)]
+        await asyncio.gather(*(stores.devices.admit_registration(r) for r in registrations))
+        for n, registration in enumerate(registrations):
+            values = {
+                LwM2mPath(3303, 0, 5700): CachedValue(ResourceType.FLOAT, n + 0.5, NOW),
+                LwM2mPath(3303, 0, 5701): CachedValue(ResourceType.STRING, f"C{n}", NOW),
+            }
+            stores.values.put(registration.endpoint, values)
+            stores.devices.record_contact(registration.endpoint, NOW + timedelta(seconds=n))
+        await stores.writer.flush()
+        async with db.session() as session:
+            stored = await session.execute(
+                select(Device.endpoint_name, ResourceValue.path, ResourceValue.value)
+                .join(ResourceValue, ResourceValue.device_id == Device.id)
+                .where(Device.endpoint_name.like("chunk-%"))
+            )
+            found = {(endpoint, path): value for endpoint, path, value in stored}
+        expected = {}
+        for n in range(devices):
+            expected[f"chunk-{n}", "/3303/0/5700"] = n + 0.5
+            expected[f"chunk-{n}", "/3303/0/5701"] = f"C{n}"
+        assert found == expected
+        rows = await _rows(db, [r.endpoint for r in registrations])
+        assert {endpoint: row.last_contact_time for endpoint, row in rows.items()} == {
+            f"chunk-{n}": NOW + timedelta(seconds=n) for n in range(devices)
+        }
 
     _run(url, work)

@@ -178,16 +178,16 @@ def single_value_type(
     Raises ``DecodeError`` when ``path`` does not address one value: only a single
     resource (depth 3) or a resource instance (depth 4) qualifies.
     """
-    if path.depth not in (3, 4):
+    depth = path.depth
+    if depth != 3 and depth != 4:
         raise DecodeError(f"{path}: {format_name} carries a single resource value only")
-    object_id, _, resource_id = path.ids[:3]
-    model = models.get_resource(object_id, resource_id)
+    model = models.get_resource(path.object_id, path.resource_id)  # type: ignore[arg-type]
     if model is None:
         return fallback
-    if path.depth == 3 and model.multiple:
+    if depth == 3 and model.multiple:
         raise DecodeError(f"{path}: {format_name} cannot carry a multiple resource")
-    if path.depth == 4 and not model.multiple:
-        raise DecodeError(f"{path}: resource {resource_id} has no instances")
+    if depth == 4 and not model.multiple:
+        raise DecodeError(f"{path}: resource {path.resource_id} has no instances")
     return model.type
 
 
