@@ -7,7 +7,6 @@ import sqlite3
 import threading
 from datetime import UTC, datetime
 
-import pytest
 from sqlalchemy import bindparam, insert, select
 
 from meadowlark.store.coiote_models import Group, GroupMembership
@@ -106,11 +105,10 @@ def test_inline_reads_equal_the_others(database_url, tmp_path):
     asyncio.run(main())
 
 
-def test_an_inline_read_waits_off_the_loop_while_the_file_is_locked(backend, tmp_path):
-    """With a rollback journal (not WAL) a writer's lock makes readers busy: the read on
-    the event loop gives up at once and waits for the lock on the reader thread."""
-    if backend != "sqlite":
-        pytest.skip("SQLite only")
+def test_an_inline_read_waits_off_the_loop_while_the_file_is_locked(tmp_path):
+    """SQLite only (inline reads exist for its file): with a rollback journal (not WAL) a
+    writer's lock makes readers busy: the read on the event loop gives up at once and
+    waits for the lock on the reader thread."""
     path = tmp_path / "locked.db"
 
     async def main() -> None:
