@@ -56,6 +56,8 @@ _MAX_DIAGNOSTIC = 128
 _READ_BATCH = 64
 """Datagrams read per readiness of the socket before other work gets the loop."""
 _RECEIVE_BUFFER = 4096
+_SOCKET_RECEIVE_BUFFER = 4 * 1024 * 1024
+"""Bytes of datagrams the kernel may queue for the socket (SO_RCVBUF)."""
 _ANCILLARY_BUFFER = 1024
 _REQUEST_OPTIONS = frozenset({wire.URI_PATH, wire.URI_QUERY, wire.CONTENT_FORMAT})
 _NOTIFICATION_OPTIONS = frozenset(
@@ -137,6 +139,9 @@ class Lwm2mUdpInterface(MessageInterfaceUDP6):
             if reuse_port:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            # A registration storm arrives faster than it is read: queued, not dropped
+            # (a dropped Register comes back seconds later). The kernel caps it at rmem_max.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _SOCKET_RECEIVE_BUFFER)
             sock.bind(family_info[0][4])
             interface = await cls._create_transport_endpoint(sock, message_manager, log, loop)
         except BaseException:

@@ -19,7 +19,11 @@ from typing import Any, Protocol
 
 from meadowlark.lwm2m.codec.errors import DecodeError
 from meadowlark.lwm2m.codec.formats import ContentFormat
-from meadowlark.lwm2m.codec.link_format import RegisteredObjects, parse_registration_links
+from meadowlark.lwm2m.codec.link_format import (
+    RegisteredObjects,
+    format_links,
+    parse_registration_links,
+)
 from meadowlark.server.transport import (
     BAD_REQUEST,
     PRECONDITION_FAILED,
@@ -273,6 +277,7 @@ class SharedObjectLists:
         self._parsed: dict[bytes, RegisteredObjects] = {}
         # id(objects) -> (objects, versions); holding ``objects`` keeps its id unique.
         self._versions: dict[int, tuple[RegisteredObjects, dict[int, str]]] = {}
+        self._texts: dict[int, tuple[RegisteredObjects, str]] = {}
 
     def parse(self, payload: bytes) -> RegisteredObjects:
         key = bytes(payload)
@@ -295,6 +300,16 @@ class SharedObjectLists:
         self._remember(self._versions, id(objects), (objects, versions))
         return versions
 
+    def links_text(self, objects: RegisteredObjects) -> str:
+        """The links of ``objects`` in CoRE Link Format (as stored with the device), the
+        same string for the same ``objects``: formatted once per shared list."""
+        known = self._texts.get(id(objects))
+        if known is not None and known[0] is objects:
+            return known[1]
+        text = format_links(objects.links)
+        self._remember(self._texts, id(objects), (objects, text))
+        return text
+
     def _remember(self, cache: dict[Any, Any], key: object, value: object) -> None:
         if len(cache) >= self._capacity:
             del cache[next(iter(cache))]
@@ -302,6 +317,11 @@ class SharedObjectLists:
 
 
 _SHARED_OBJECTS = SharedObjectLists()
+
+
+def registered_links_text(objects: RegisteredObjects) -> str:
+    """``objects`` in CoRE Link Format, formatted once for all registrations sharing it."""
+    return _SHARED_OBJECTS.links_text(objects)
 
 
 class RegistrationStore(Protocol):

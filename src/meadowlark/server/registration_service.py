@@ -9,6 +9,8 @@ observations and queued requests.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -71,6 +73,9 @@ class RegistrationService:
         self._limiter = RegistrationRateLimiter(per_address, clock) if per_address else None
         self._pending = 0
         """Register and Update requests in process (admitted, not yet answered)."""
+        self._quiet = asyncio.Event()
+        """Set while no Register or Update is in process."""
+        self._quiet.set()
         self._expiry: DeadlineScheduler[str] = DeadlineScheduler(self._on_lifetime_over, clock)
 
     def start(self) -> None:
@@ -96,6 +101,21 @@ class RegistrationService:
         """Register and Update requests in process now."""
         return self._pending
 
+    async def quiet(self, at_most: float) -> None:
+        """Return once no Register or Update is in process, or after ``at_most`` seconds
+        (work that can wait yields to registrations this way)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._quiet.wait(), at_most)
+
+    def _admitted(self) -> None:
+        self._pending += 1
+        self._quiet.clear()
+
+    def _answered(self) -> None:
+        self._pending -= 1
+        if not self._pending:
+            self._quiet.set()
+
     def _overloaded(self) -> UplinkResult | None:
         """5.03 with a random Max-Age when too many uplinks are in process already."""
         if self._pending < self._context.options.max_pending_uplinks:
@@ -109,11 +129,11 @@ class RegistrationService:
         shed = self._overloaded()
         if shed is not None:
             return shed
-        self._pending += 1
+        self._admitted()
         try:
             return await self._register(peer, query, payload, content_format)
         finally:
-            self._pending -= 1
+            self._answered()
 
     async def on_update(
         self,
@@ -126,11 +146,11 @@ class RegistrationService:
         shed = self._overloaded()
         if shed is not None:
             return shed
-        self._pending += 1
+        self._admitted()
         try:
             return await self._update(peer, location, query, payload, content_format)
         finally:
-            self._pending -= 1
+            self._answered()
 
     async def _register(
         self, peer: Peer, query: Sequence[str], payload: bytes, content_format: int | None
@@ -174,7 +194,9 @@ class RegistrationService:
         if replaced is not None:
             self._expiry.cancel(replaced.registration_id)
         self._schedule_expiry(registration)
-        _log.info(
+        # Per-device line at debug: a registration storm must not cost a rendered log
+        # line per device (the registry's columns and the events keep the record).
+        _log.debug(
             "device_registered",
             endpoint=registration.endpoint,
             registration_id=registration.registration_id,

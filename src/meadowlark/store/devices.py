@@ -23,11 +23,10 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from meadowlark.lwm2m.codec.link_format import format_links
 from meadowlark.lwm2m.node import ResourceType
 from meadowlark.lwm2m.path import ROOT, LwM2mPath
 from meadowlark.server.operations import Operation, QueuedRequest, QueuedRequestState
-from meadowlark.server.registration import Registration
+from meadowlark.server.registration import Registration, registered_links_text
 from meadowlark.server.security import Admission, DeviceSecurity, check_peer_security
 from meadowlark.server.values import CachedValue, value_from_json, value_to_json
 from meadowlark.store.db import Database
@@ -576,7 +575,7 @@ def _registration_columns(registration: Registration) -> dict[str, Any]:
         "binding": registration.binding,
         "lifetime": registration.lifetime,
         "queue_mode": registration.queue_mode,
-        "registered_objects": format_links(registration.objects.links),
+        "registered_objects": registered_links_text(registration.objects),
     }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from meadowlark.lwm2m.codec.link_format import format_links
 from meadowlark.server.registration import (
     RegistrationRateLimiter,
     RegistrationRejected,
@@ -119,6 +120,15 @@ def test_a_full_cache_forgets_the_oldest_list_and_still_parses():
     again = shared.parse(b"</1/0>")
     assert again is not one and again == one
     assert shared.versions(one) is shared.versions(one)
+
+
+def test_a_shared_list_is_formatted_once_for_the_store():
+    shared = SharedObjectLists()
+    objects = shared.parse(b'</>;rt="oma.lwm2m",</1/0>,</3/0>,</3303>;ver=1.1')
+    text = shared.links_text(objects)
+    assert text == format_links(objects.links)
+    assert shared.links_text(objects) is text
+    assert shared.links_text(shared.parse(b"</1/0>")) == "</1/0>"
 
 
 def test_an_object_list_a_fleet_shares_is_parsed_once_and_errors_stay_errors():

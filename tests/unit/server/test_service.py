@@ -282,6 +282,29 @@ async def test_a_deep_uplink_queue_gets_5_03_with_max_age_spread_over_the_window
     await server.stop()
 
 
+async def test_work_that_can_wait_waits_until_no_register_is_in_process():
+    devices = HeldRegistry()
+    server = await started(devices=devices)
+    service = server.registration_service
+    await asyncio.wait_for(service.quiet(30), 1)  # nothing in process: at once
+    held = asyncio.ensure_future(server.on_register(PEER, ("ep=held",), b"", None))
+    await asyncio.sleep(0)
+    waiting = asyncio.ensure_future(service.quiet(30))
+    await asyncio.sleep(0.05)
+    assert service.pending == 1 and not waiting.done()
+    devices.release.set()
+    assert (await held).code == CREATED
+    await asyncio.wait_for(waiting, 1)
+    devices.release.clear()
+    again = asyncio.ensure_future(server.on_register(PEER, ("ep=again",), b"", None))
+    await asyncio.sleep(0)
+    await asyncio.wait_for(service.quiet(0.05), 1)  # bounded: returns though still busy
+    assert service.pending == 1
+    devices.release.set()
+    await again
+    await server.stop()
+
+
 class ObservingEndpoint(FakeEndpoint):
     """Accepts every observation; ``notify`` plays a notification of the last one."""
 

@@ -82,6 +82,10 @@ class EngineOptions:
     registration_reads: str = "/3/0,/5/0"
     """Paths read at every (re-)registration unless the setting ``registrationRead``
     says otherwise (``off``: none)."""
+    registration_read_delay: float = 10.0
+    """Seconds at most a registration read waits for a moment without Registers or
+    Updates in process: in a registration storm the reads yield to the Registers (whose
+    clients retransmit when answered late) and go out once it has passed."""
 
 
 PENDING_WORK = select(
@@ -274,6 +278,7 @@ class TaskEngine(ServerListener):
         work = await self._pending_work()
         device = None
         if fresh:
+            await self._server.registration_service.quiet(self.options.registration_read_delay)
             if work.read_settings:
                 device = await self._device(endpoint)
                 if device is None:
@@ -333,8 +338,8 @@ class TaskEngine(ServerListener):
             except RequestQueuedError as exc:
                 await self._withdraw(exc)
                 return
-            except Lwm2mServerError as exc:
-                _log.info(
+            except Lwm2mServerError as exc:  # a line per device: debug
+                _log.debug(
                     "registration_read_failed",
                     endpoint=registration.endpoint,
                     path=str(path),
