@@ -14,12 +14,9 @@ write, execute... through its single entry point ``perform``) and ``QueueModeSen
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 
-from meadowlark.lwm2m.codec.attributes import NotificationAttributes
-from meadowlark.lwm2m.codec.link_format import ParamValue
 from meadowlark.lwm2m.model.registry import ModelRegistry, VersionedModels, builtin_registry
-from meadowlark.lwm2m.node import Node, ObjectInstance
 from meadowlark.lwm2m.path import ROOT, LwM2mPath
 from meadowlark.server.context import ServerContext, ServerListener, ServerOptions
 from meadowlark.server.downlink_sender import DownlinkSender
@@ -81,6 +78,19 @@ class LwM2mServer:
         self.registration_service = RegistrationService(
             self._context, self.queue_mode, self.observations, self.downlink, clock
         )
+        # Requests to devices are the downlink sender's own methods (documented there).
+        self.ping = self.downlink.ping
+        self.read = self.downlink.read
+        self.discover = self.downlink.discover
+        self.write = self.downlink.write
+        self.write_attributes = self.downlink.write_attributes
+        self.execute = self.downlink.execute
+        self.create = self.downlink.create
+        self.delete = self.downlink.delete
+        self.read_composite = self.downlink.read_composite
+        self.write_composite = self.downlink.write_composite
+        self.observe = self.downlink.observe
+        self.observe_composite = self.downlink.observe_composite
 
     # --- shared state ------------------------------------------------------------------
 
@@ -196,163 +206,6 @@ class LwM2mServer:
         return await self.registration_service.on_send(peer, payload, content_format)
 
     # --- downlink operations (DownlinkSender) ------------------------------------------
-
-    async def ping(self, endpoint: str, timeout: float | None = None) -> float:  # noqa: ASYNC109
-        """CoAP ping the registered device; the round-trip time in seconds."""
-        return await self.downlink.ping(endpoint, timeout)
-
-    async def read(
-        self,
-        endpoint: str,
-        path: LwM2mPath,
-        *,
-        format: int | None = None,
-        timeout: float | None = None,  # noqa: ASYNC109 - API deadline, mapped to 504
-        wait: bool = True,
-    ) -> Node:
-        """Read ``path`` (Core §5.4.1); the value cache is updated with the answer."""
-        return await self.downlink.read(endpoint, path, format=format, timeout=timeout, wait=wait)
-
-    async def discover(
-        self,
-        endpoint: str,
-        path: LwM2mPath,
-        *,
-        timeout: float | None = None,  # noqa: ASYNC109 - API deadline, mapped to 504
-        wait: bool = True,
-    ) -> dict[LwM2mPath, dict[str, ParamValue]]:
-        """Discover (Core §5.4.2): the paths under ``path`` with their attributes."""
-        return await self.downlink.discover(endpoint, path, timeout=timeout, wait=wait)
-
-    async def write(
-        self,
-        endpoint: str,
-        path: LwM2mPath,
-        node: Node,
-        *,
-        replace: bool = True,
-        format: int | None = None,
-        timeout: float | None = None,  # noqa: ASYNC109 - API deadline, mapped to 504
-        wait: bool = True,
-    ) -> None:
-        """Write (Core §5.4.3): PUT replaces; ``replace=False`` is a partial update (POST)."""
-        await self.downlink.write(
-            endpoint, path, node, replace=replace, format=format, timeout=timeout, wait=wait
-        )
-
-    async def write_attributes(
-        self,
-        endpoint: str,
-        path: LwM2mPath,
-        attributes: NotificationAttributes,
-        *,
-        timeout: float | None = None,  # noqa: ASYNC109 - API deadline, mapped to 504
-        wait: bool = True,
-    ) -> None:
-        """Write-Attributes (Core §5.4.4): attributes go as URI query options."""
-        await self.downlink.write_attributes(endpoint, path, attributes, timeout=timeout, wait=wait)
-
-    async def execute(
-        self,
-        endpoint: str,
-        path: LwM2mPath,
-        arguments: str | None = None,
-        *,
-        timeout: float | None = None,  # noqa: ASYNC109 - API deadline, mapped to 504
-        wait: bool = True,
-    ) -> None:
-        """Execute (Core §5.4.5) a resource, with optional text arguments (``0='a',1``)."""
-        await self.downlink.execute(endpoint, path, arguments, timeout=timeout, wait=wait)
-
-    async def create(
-        self,
-        endpoint: str,
-        path: LwM2mPath,
-        instances: ObjectInstance | Sequence[ObjectInstance],
-        *,
-        format: int | None = None,
-        timeout: float | None = None,  # noqa: ASYNC109 - API deadline, mapped to 504
-        wait: bool = True,
-    ) -> LwM2mPath | None:
-        """Create (Core §5.4.6) one or more instances of the object at ``path``.
-
-        Returns the new instance's path when the device reports it (Location-Path).
-        """
-        return await self.downlink.create(
-            endpoint, path, instances, format=format, timeout=timeout, wait=wait
-        )
-
-    async def delete(
-        self,
-        endpoint: str,
-        path: LwM2mPath,
-        *,
-        timeout: float | None = None,  # noqa: ASYNC109 - API deadline, mapped to 504
-        wait: bool = True,
-    ) -> None:
-        """Delete (Core §5.4.7) an object instance."""
-        await self.downlink.delete(endpoint, path, timeout=timeout, wait=wait)
-
-    async def read_composite(
-        self,
-        endpoint: str,
-        paths: Sequence[LwM2mPath],
-        *,
-        format: int | None = None,
-        timeout: float | None = None,  # noqa: ASYNC109 - API deadline, mapped to 504
-        wait: bool = True,
-    ) -> dict[LwM2mPath, Node]:
-        """Read-Composite (Core 1.1 §5.4.8): FETCH with the list of paths."""
-        return await self.downlink.read_composite(
-            endpoint, paths, format=format, timeout=timeout, wait=wait
-        )
-
-    async def write_composite(
-        self,
-        endpoint: str,
-        nodes: Mapping[LwM2mPath, Node],
-        *,
-        format: int | None = None,
-        timeout: float | None = None,  # noqa: ASYNC109 - API deadline, mapped to 504
-        wait: bool = True,
-    ) -> None:
-        """Write-Composite (Core 1.1 §5.4.9): iPATCH on the root with several values."""
-        await self.downlink.write_composite(
-            endpoint, nodes, format=format, timeout=timeout, wait=wait
-        )
-
-    async def observe(
-        self,
-        endpoint: str,
-        path: LwM2mPath,
-        *,
-        format: int | None = None,
-        reobserve: bool = True,
-        timeout: float | None = None,  # noqa: ASYNC109 - API deadline, mapped to 504
-        wait: bool = True,
-    ) -> Node:
-        """Observe (Core §5.5.1); returns the current value, notifications go to listeners.
-
-        With ``reobserve`` the observation is set up again after the device re-registers.
-        """
-        return await self.downlink.observe(
-            endpoint, path, format=format, reobserve=reobserve, timeout=timeout, wait=wait
-        )
-
-    async def observe_composite(
-        self,
-        endpoint: str,
-        paths: Sequence[LwM2mPath],
-        *,
-        format: int | None = None,
-        reobserve: bool = True,
-        timeout: float | None = None,  # noqa: ASYNC109 - API deadline, mapped to 504
-        wait: bool = True,
-    ) -> dict[LwM2mPath, Node]:
-        """Observe-Composite (Core 1.1 §5.5.3): FETCH with Observe=0 and a path list."""
-        return await self.downlink.observe_composite(
-            endpoint, paths, format=format, reobserve=reobserve, timeout=timeout, wait=wait
-        )
 
     async def cancel_observation(
         self, endpoint: str, paths: LwM2mPath | Sequence[LwM2mPath], *, active: bool = True
