@@ -161,7 +161,8 @@ def register_devices(port: int, source: str, prefix: str, devices: int, window: 
 
 @contextmanager
 def flame_graph(pid: int, name: str | None) -> Iterator[None]:
-    """py-spy records ``pid`` while the block runs, into ``name`` (an SVG), if given."""
+    """py-spy records ``pid`` and its child processes while the block runs, into ``name``
+    (an SVG), if given."""
     if name is None:
         yield
         return
@@ -171,6 +172,7 @@ def flame_graph(pid: int, name: str | None) -> Iterator[None]:
             py_spy,
             "record",
             "--nonblocking",
+            "--subprocesses",  # serve's workers (one per core by default)
             "-r",
             "200",
             *FLAME_FORMAT,
