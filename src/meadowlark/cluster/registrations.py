@@ -17,12 +17,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import Select, and_, delete, select
+from sqlalchemy import Select, and_, bindparam, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from meadowlark.lwm2m.codec.errors import DecodeError
-from meadowlark.lwm2m.codec.link_format import parse_registration_links
-from meadowlark.server.registration import InMemoryRegistrationStore, Registration
+from meadowlark.server.registration import (
+    InMemoryRegistrationStore,
+    Registration,
+    shared_object_list,
+)
 from meadowlark.server.transport import Peer
 from meadowlark.store.cluster_models import RegistrationOwner
 from meadowlark.store.db import Database
@@ -129,11 +132,8 @@ class SharedRegistrationStore:
 
     async def all(self) -> list[Registration]:
         held = await self._local.all()
-        async with self._db.session() as session:
-            rows = await session.execute(
-                _registered().where(RegistrationOwner.node_id != self.node_id)
-            )
-            elsewhere = [_registration_from(row, secure_too=True) for row in rows]
+        [rows] = await self._db.hot_reads.rows((_HELD_ELSEWHERE, {"node_id": self.node_id}))
+        elsewhere = [_registration_from(row, secure_too=True) for row in rows]
         mine = {registration.endpoint for registration in held}
         return held + [r for r in elsewhere if r is not None and r.endpoint not in mine]
 
@@ -286,6 +286,10 @@ def _registered() -> Select[Any]:
     )
 
 
+_HELD_ELSEWHERE = _registered().where(RegistrationOwner.node_id != bindparam("node_id"))
+"""Registrations held by other nodes (a hot read: every clients list on every node)."""
+
+
 def _by_registration_id(registration_id: str) -> Select[Any]:
     return _registered().where(RegistrationOwner.registration_id == registration_id)
 
@@ -308,7 +312,7 @@ def _registration_from(device: Any, *, secure_too: bool = False) -> Registration
     ):
         return None
     try:
-        objects = parse_registration_links((device.registered_objects or "").encode())
+        objects = shared_object_list((device.registered_objects or "").encode())
     except DecodeError:
         return None
     registered_at = device.last_register_time or datetime.now(UTC)

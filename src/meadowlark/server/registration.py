@@ -251,11 +251,17 @@ def _objects(payload: bytes, content_format: int | None) -> RegisteredObjects:
             UNSUPPORTED_CONTENT_FORMAT, "the object list must be in CoRE Link Format (40)"
         )
     try:
-        if len(payload) <= MAX_SHARED_LINKS_SIZE:
-            return _SHARED_OBJECTS.parse(payload)
-        return parse_registration_links(bytes(payload))
+        return shared_object_list(payload)
     except DecodeError as exc:
         raise RegistrationRejected(BAD_REQUEST, str(exc)) from None
+
+
+def shared_object_list(payload: bytes) -> RegisteredObjects:
+    """The parsed object list of a Register payload (CoRE Link Format), shared with the
+    registrations that sent the same one when it is small; raises ``DecodeError``."""
+    if len(payload) <= MAX_SHARED_LINKS_SIZE:
+        return _SHARED_OBJECTS.parse(payload)
+    return parse_registration_links(bytes(payload))
 
 
 MAX_SHARED_LINKS_SIZE = 2048
