@@ -68,6 +68,8 @@ class Runtime:
         device_stores = SqlDeviceStores(
             db, lwm2m_settings.default_domain, lwm2m_settings.value_flush_interval
         )
+        if cluster is not None:  # a Register's holder is recorded in its admission's commit
+            device_stores.devices.co_writer = cluster.registrations
         object_models = ModelCatalog(db)
         lwm2m = LwM2mServer(
             ServerOptions(

@@ -19,6 +19,7 @@ from typing import Any
 import structlog
 from sqlalchemy import Select, and_, bindparam, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from meadowlark.lwm2m.codec.errors import DecodeError
 from meadowlark.server.registration import (
@@ -67,13 +68,18 @@ class SharedRegistrationStore:
         self.on_moved_here: Callable[[str], None] = lambda endpoint: None
         """Told of each device whose registration another node held before this one."""
         self._claims: list[tuple[Registration, asyncio.Future[None]]] = []
+        # Registered devices whose claim went into the registry's batch transaction.
+        self._claimed_on_admission: set[str] = set()
         self._claimer: asyncio.Task[None] | None = None
 
     # --- RegistrationStore -------------------------------------------------------------
 
     async def add(self, registration: Registration) -> Registration | None:
         replaced = await self._local.add(registration)
-        await self._claim(registration)
+        if registration.registration_id in self._claimed_on_admission:
+            self._claimed_on_admission.discard(registration.registration_id)
+        else:
+            await self._claim(registration)
         return replaced
 
     async def replace(self, registration: Registration) -> None:
@@ -224,6 +230,28 @@ class SharedRegistrationStore:
             self._claimer = None
 
     async def _write_batch(self, registrations: Sequence[Registration]) -> None:
+        async with self._db.engine.begin() as connection:
+            after_commit = await self._claim_rows(connection, registrations)
+        after_commit()
+
+    async def write_admitted(
+        self, connection: AsyncConnection, registrations: Sequence[Registration]
+    ) -> Callable[[], None]:
+        """The registry's ``AdmissionCoWriter``: claims the newly registered devices in
+        the transaction that admits them, so a Register costs one commit."""
+        after_commit = await self._claim_rows(connection, registrations)
+
+        def claimed() -> None:
+            self._claimed_on_admission.update(r.registration_id for r in registrations)
+            after_commit()
+
+        return claimed
+
+    async def _claim_rows(
+        self, connection: AsyncConnection, registrations: Sequence[Registration]
+    ) -> Callable[[], None]:
+        """Record this node as the holder of ``registrations``; what to do once that
+        committed (tell the nodes that held them before)."""
         now = datetime.now(UTC)
         rows: dict[str, dict[str, Any]] = {}
         for registration in registrations:  # the same endpoint twice: the last wins
@@ -242,21 +270,24 @@ class SharedRegistrationStore:
                 "claimed_at": insert.excluded.claimed_at,
             },
         )
-        async with self._db.engine.begin() as connection:
-            previous = (
-                await connection.execute(
-                    select(_OWNERS.c.endpoint_name, _OWNERS.c.registration_id, _OWNERS.c.node_id)
-                    .where(_OWNERS.c.endpoint_name.in_(list(rows)))
-                    .where(_OWNERS.c.node_id != self.node_id)
-                )
-            ).all()
-            await connection.execute(statement, list(rows.values()))
-        moved: dict[str, list[tuple[str, str]]] = {}
-        for endpoint, registration_id, node_id in previous:
-            moved.setdefault(node_id, []).append((endpoint, registration_id))
-            self.on_moved_here(endpoint)
-        for node_id, released in moved.items():
-            self._release(node_id, released)
+        previous = (
+            await connection.execute(
+                select(_OWNERS.c.endpoint_name, _OWNERS.c.registration_id, _OWNERS.c.node_id)
+                .where(_OWNERS.c.endpoint_name.in_(list(rows)))
+                .where(_OWNERS.c.node_id != self.node_id)
+            )
+        ).all()
+        await connection.execute(statement, list(rows.values()))
+
+        def tell_previous_holders() -> None:
+            moved: dict[str, list[tuple[str, str]]] = {}
+            for endpoint, registration_id, node_id in previous:
+                moved.setdefault(node_id, []).append((endpoint, registration_id))
+                self.on_moved_here(endpoint)
+            for node_id, released in moved.items():
+                self._release(node_id, released)
+
+        return tell_previous_holders
 
 
 _REGISTRATION_COLUMNS = (

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import chain
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from sqlalchemy import bindparam, insert, select, update
@@ -346,6 +346,17 @@ DEREGISTER_ROW = _DEVICES.update().where(*OF_REGISTRATION).values(registration_i
 _Write = tuple[str, Registration, "asyncio.Future[Admission | None]"]
 
 
+class AdmissionCoWriter(Protocol):
+    """More rows to write with admitted registrations, in the registry's own transaction
+    (one commit a batch): e.g. which node holds each registration (``cluster/``)."""
+
+    async def write_admitted(
+        self, connection: AsyncConnection, registrations: Sequence[Registration]
+    ) -> Callable[[], None]:
+        """Write, within the batch's transaction; returns what to do once it committed."""
+        ...
+
+
 class SqlDeviceRegistry:
     """``DeviceRegistry`` on the ``devices`` table; unknown devices join ``default_domain``.
 
@@ -370,6 +381,8 @@ class SqlDeviceRegistry:
         self._writer = writer
         self._default_domain = default_domain
         self._domains: dict[str, str] = {}
+        self.co_writer: AdmissionCoWriter | None = None
+        """Written with each batch's admitted registrations (set by the runtime)."""
         """Endpoint -> domain, for devices outside the default domain only."""
         self._waiting: list[_Write] = []
         self._committer: asyncio.Task[None] | None = None
@@ -453,12 +466,23 @@ class SqlDeviceRegistry:
             for kind, registration, _ in batch
             if kind == _DEREGISTER
         ]
+        after_commit: Callable[[], None] | None = None
         async with self._db.engine.begin() as connection:
             admissions = await self._write_admissions(connection, admitted) if admitted else None
+            if admissions is not None and self.co_writer is not None:
+                allowed = [
+                    registration
+                    for registration, answer in zip(admitted, admissions.answers, strict=True)
+                    if answer is Admission.ALLOWED
+                ]
+                if allowed:
+                    after_commit = await self.co_writer.write_admitted(connection, allowed)
             if updated:
                 await connection.execute(UPDATE_REGISTRATION, updated)
             if deregistered:
                 await connection.execute(DEREGISTER_ROW, deregistered)
+        if after_commit is not None:
+            after_commit()
         if admissions is None:
             return [None] * len(batch)
         for endpoint, (device_id, domain_id) in admissions.devices.items():
