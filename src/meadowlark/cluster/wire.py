@@ -9,7 +9,6 @@ from datetime import datetime
 from typing import Any
 
 from meadowlark.core.events import DeviceEvent, EventKind
-from meadowlark.lwm2m.codec.link_format import format_links, parse_registration_links
 from meadowlark.lwm2m.codec.timestamped import TimestampedNodes
 from meadowlark.lwm2m.node import (
     LwM2mObject,
@@ -33,7 +32,11 @@ from meadowlark.server.errors import (
     RequestTimeoutError,
 )
 from meadowlark.server.operations import Operation, QueuedRequest, QueuedRequestState
-from meadowlark.server.registration import Registration
+from meadowlark.server.registration import (
+    Registration,
+    registered_links_text,
+    shared_object_list,
+)
 from meadowlark.server.transport import DownlinkResponse, Peer, ResponseCode
 from meadowlark.server.values import value_from_json, value_to_json
 
@@ -99,7 +102,7 @@ def registration_to_wire(registration: Registration) -> dict[str, Any]:
         "lt": registration.lifetime,
         "q": registration.queue_mode,
         "sms": registration.sms_number,
-        "objects": format_links(registration.objects.links),
+        "objects": registered_links_text(registration.objects),
         "host": registration.peer.host,
         "port": registration.peer.port,
         "transport": registration.peer.transport,
@@ -117,7 +120,7 @@ def registration_from_wire(data: Mapping[str, Any]) -> Registration:
         lifetime=data["lt"],
         queue_mode=data["q"],
         sms_number=data["sms"],
-        objects=parse_registration_links(data["objects"].encode()),
+        objects=shared_object_list(data["objects"].encode()),
         peer=Peer(data["host"], data["port"], data["transport"]),
         registered_at=datetime.fromisoformat(data["at"]),
         last_update=datetime.fromisoformat(data["updated"]),
