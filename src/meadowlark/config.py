@@ -201,6 +201,30 @@ class ClusterSettings(BaseModel):
     """Seconds a node holds a singleton duty on SQLite before it must renew it."""
 
 
+class TlsSettings(BaseModel):
+    """Certificates of the secure device transports: DTLS with X.509 and CoAP over TLS
+    (``MEADOWLARK_TLS__CERTIFICATE=/etc/meadowlark/server.pem``...)."""
+
+    certificate: Path | None = None
+    """PEM file with the server certificate (and its chain); when unset, a self-signed
+    ECDSA P-256 certificate is generated once into ``<data dir>/tls/``."""
+    private_key: Path | None = None
+    """PEM file with the private key of ``certificate`` (required when it is set)."""
+    ca_bundle: Path | None = None
+    """PEM file with the CAs that sign device client certificates (X.509 devices); when
+    unset, no client certificate is accepted."""
+    server_name: str = "meadowlark"
+    """Common name (and DNS name) of the generated self-signed certificate."""
+
+    @model_validator(mode="after")
+    def _key_with_certificate(self) -> TlsSettings:
+        if (self.certificate is None) != (self.private_key is None):
+            raise ValueError(
+                "MEADOWLARK_TLS__CERTIFICATE and MEADOWLARK_TLS__PRIVATE_KEY go together"
+            )
+        return self
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="MEADOWLARK_",
@@ -241,6 +265,7 @@ class Settings(BaseSettings):
     tasks: TaskSettings = TaskSettings()
     sms: SmsSettings = SmsSettings()
     cluster: ClusterSettings = ClusterSettings()
+    tls: TlsSettings = TlsSettings()
 
     _parse_http = field_validator("http", "coap", mode="before")(_host_port)
 

@@ -1,0 +1,54 @@
+"""The server's certificate: generated once into the data dir, or taken from settings."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import NameOID
+
+from meadowlark.certificates import issue_certificate, server_credentials
+from meadowlark.config import Settings
+
+
+def test_generated_once_and_kept(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, dev=True)
+    first = server_credentials(settings)
+    assert first.generated and first.ca_bundle is None
+    assert stat.S_IMODE(first.private_key.stat().st_mode) == 0o600
+    pem = first.certificate.read_bytes()
+    certificate = x509.load_pem_x509_certificate(pem)
+    name = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+    assert name == "meadowlark"
+    key = serialization.load_pem_private_key(first.private_key.read_bytes(), None)
+    assert key.public_key() == certificate.public_key()
+    again = server_credentials(Settings(data_dir=tmp_path, dev=True))
+    assert again.certificate.read_bytes() == pem
+
+
+def test_configured_files_are_used_as_given(tmp_path: Path) -> None:
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        dev=True,
+        tls={"certificate": cert, "private_key": key, "ca_bundle": tmp_path / "ca.pem"},
+    )
+    credentials = server_credentials(settings)
+    assert (credentials.certificate, credentials.private_key) == (cert, key)
+    assert credentials.ca_bundle == tmp_path / "ca.pem" and not credentials.generated
+    assert not (tmp_path / "data" / "tls").exists()
+
+
+def test_certificate_without_key_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="go together"):
+        Settings(data_dir=tmp_path, dev=True, tls={"certificate": tmp_path / "c.pem"})
+
+
+def test_issued_by_a_ca_verifies_against_it() -> None:
+    authority = issue_certificate("Test CA", ca=True)
+    device = issue_certificate("urn:dev:1", issuer=authority)
+    assert device.certificate.issuer == authority.certificate.subject
+    device.certificate.verify_directly_issued_by(authority.certificate)
