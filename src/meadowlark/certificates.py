@@ -121,3 +121,67 @@ def _write_private(path: Path, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
+
+
+EXPIRY_WARNING = dt.timedelta(days=30)
+
+
+def check_server_credentials(
+    credentials: ServerCredentials, now: dt.datetime | None = None
+) -> list[str]:
+    """What is wrong with the server's certificate, key and CA bundle (empty: nothing).
+
+    For ``meadowlark doctor``: files that do not load, a key that is not the
+    certificate's, a certificate outside its validity (or within 30 days of its end), and
+    a CA bundle without a usable CA certificate.
+    """
+    now = now or dt.datetime.now(dt.UTC)
+    problems: list[str] = []
+    try:
+        certificates = x509.load_pem_x509_certificates(credentials.certificate.read_bytes())
+    except (OSError, ValueError) as exc:
+        return [f"certificate {credentials.certificate}: cannot load ({_reason(exc)})"]
+    leaf = certificates[0]
+    try:
+        key = serialization.load_pem_private_key(credentials.private_key.read_bytes(), None)
+    except (OSError, ValueError, TypeError) as exc:
+        problems.append(f"private key {credentials.private_key}: cannot load ({_reason(exc)})")
+    else:
+        if key.public_key() != leaf.public_key():
+            problems.append(f"private key {credentials.private_key} is not the certificate's key")
+    if now < leaf.not_valid_before_utc:
+        problems.append(f"certificate is not valid before {leaf.not_valid_before_utc:%Y-%m-%d}")
+    elif now > leaf.not_valid_after_utc:
+        problems.append(f"certificate expired on {leaf.not_valid_after_utc:%Y-%m-%d}")
+    elif now + EXPIRY_WARNING > leaf.not_valid_after_utc:
+        problems.append(f"certificate expires on {leaf.not_valid_after_utc:%Y-%m-%d}: renew it")
+    if credentials.ca_bundle is not None:
+        problems.extend(_check_ca_bundle(credentials.ca_bundle, now))
+    return problems
+
+
+def _check_ca_bundle(path: Path, now: dt.datetime) -> list[str]:
+    try:
+        authorities = x509.load_pem_x509_certificates(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        return [f"CA bundle {path}: cannot load ({_reason(exc)})"]
+    usable = [
+        authority
+        for authority in authorities
+        if _is_ca(authority)
+        and authority.not_valid_before_utc <= now <= authority.not_valid_after_utc
+    ]
+    if not usable:
+        return [f"CA bundle {path}: no CA certificate that is valid now"]
+    return []
+
+
+def _is_ca(certificate: x509.Certificate) -> bool:
+    try:
+        return bool(certificate.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except x509.ExtensionNotFound:
+        return False
+
+
+def _reason(exc: Exception) -> str:
+    return exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__

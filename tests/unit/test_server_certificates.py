@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import stat
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
-from meadowlark.certificates import issue_certificate, server_credentials
+from meadowlark.certificates import (
+    ServerCredentials,
+    check_server_credentials,
+    issue_certificate,
+    server_credentials,
+)
 from meadowlark.config import Settings
 
 
@@ -52,3 +59,40 @@ def test_issued_by_a_ca_verifies_against_it() -> None:
     device = issue_certificate("urn:dev:1", issuer=authority)
     assert device.certificate.issuer == authority.certificate.subject
     device.certificate.verify_directly_issued_by(authority.certificate)
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def test_doctor_finds_nothing_wrong_with_generated_material(tmp_path: Path) -> None:
+    credentials = server_credentials(Settings(data_dir=tmp_path, dev=True))
+    assert check_server_credentials(credentials) == []
+
+
+def test_doctor_reports_each_problem(tmp_path: Path) -> None:
+    authority = issue_certificate("Test CA", ca=True)
+    server = issue_certificate("srv", issuer=authority, server=True)
+    other = issue_certificate("other")
+    good = ServerCredentials(
+        _write(tmp_path / "s.pem", server.certificate_pem),
+        _write(tmp_path / "s.key", server.key_pem),
+        _write(tmp_path / "ca.pem", authority.certificate_pem),
+        generated=False,
+    )
+    assert check_server_credentials(good) == []
+    wrong_key = replace(good, private_key=_write(tmp_path / "o.key", other.key_pem))
+    assert check_server_credentials(wrong_key) == [
+        f"private key {tmp_path / 'o.key'} is not the certificate's key"
+    ]
+    missing = replace(good, certificate=tmp_path / "absent.pem")
+    assert "cannot load" in check_server_credentials(missing)[0]
+    not_a_ca = replace(good, ca_bundle=_write(tmp_path / "leaf.pem", other.certificate_pem))
+    assert "no CA certificate" in check_server_credentials(not_a_ca)[0]
+    garbage = replace(good, ca_bundle=_write(tmp_path / "junk.pem", b"\x00junk"))
+    assert "cannot load" in check_server_credentials(garbage)[0]
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=3640)
+    assert "renew it" in check_server_credentials(good, now=later)[0]
+    expired = dt.datetime.now(dt.UTC) + dt.timedelta(days=3700)
+    assert any("expired" in problem for problem in check_server_credentials(good, now=expired))

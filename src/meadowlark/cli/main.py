@@ -18,6 +18,7 @@ from sqlalchemy import select, text
 from meadowlark import __version__
 from meadowlark.auth import permissions as catalog
 from meadowlark.auth.principal import Principal
+from meadowlark.certificates import check_server_credentials, server_credentials
 from meadowlark.cli.serving import prepare, print_admin_password, print_banner, safe_url, serve_node
 from meadowlark.cli.simulate import simulate
 from meadowlark.cli.supervisor import (
@@ -357,9 +358,27 @@ def doctor() -> None:
         state = _bindable(address.host, address.port, kind)
         problems += state != ok
         typer.echo(f"{label:15} {state}")
+    problems += _report_certificates(settings)
     if os.environ.get("MEADOWLARK_DEV", "").lower() in ("1", "true"):
         typer.echo("dev mode        ON (placeholder secrets allowed)")
     raise typer.Exit(1 if problems else 0)
+
+
+def _report_certificates(settings: Settings) -> int:
+    """Print the state of the DTLS/TLS certificate material; return how many problems."""
+    generated = settings.tls.certificate is None
+    if generated and not (settings.data_dir / "tls" / "server.pem").exists():
+        typer.echo("certificate     self-signed, generated on first start")
+        return 0
+    credentials = server_credentials(settings)
+    problems = check_server_credentials(credentials)
+    origin = "self-signed (data dir)" if generated else str(credentials.certificate)
+    typer.echo(f"certificate     {origin}: {'ok' if not problems else problems[0]}")
+    for problem in problems[1:]:
+        typer.echo(f"                {problem}")
+    if credentials.ca_bundle is None:
+        typer.echo("client CAs      none (X.509 devices cannot authenticate)")
+    return len(problems)
 
 
 def _bindable(host: str, port: int, kind: int) -> str:

@@ -169,6 +169,29 @@ def test_version_and_doctor(cli_env):
         {**cli_env, "MEADOWLARK_HTTP": "127.0.0.1:0", "MEADOWLARK_COAP": "127.0.0.1:0"}, "doctor"
     )
     assert "database        ok" in doctor.stdout, doctor.output
+    assert "certificate     self-signed, generated on first start" in doctor.stdout
+    assert doctor.exit_code == 0, doctor.output
+
+
+def test_doctor_checks_the_configured_certificate(cli_env, tmp_path):
+    from meadowlark.certificates import issue_certificate
+
+    server, other = issue_certificate("srv", server=True), issue_certificate("other")
+    (tmp_path / "srv.pem").write_bytes(server.certificate_pem)
+    (tmp_path / "other.key").write_bytes(other.key_pem)
+    env = {
+        **cli_env,
+        "MEADOWLARK_HTTP": "127.0.0.1:0",
+        "MEADOWLARK_COAP": "127.0.0.1:0",
+        "MEADOWLARK_TLS__CERTIFICATE": str(tmp_path / "srv.pem"),
+        "MEADOWLARK_TLS__PRIVATE_KEY": str(tmp_path / "other.key"),
+    }
+    doctor = _run(env, "doctor")
+    assert "is not the certificate's key" in doctor.stdout, doctor.output
+    assert doctor.exit_code == 1
+    (tmp_path / "srv.key").write_bytes(server.key_pem)
+    doctor = _run({**env, "MEADOWLARK_TLS__PRIVATE_KEY": str(tmp_path / "srv.key")}, "doctor")
+    assert f"certificate     {tmp_path / 'srv.pem'}: ok" in doctor.stdout, doctor.output
     assert doctor.exit_code == 0, doctor.output
 
 
