@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import csv
 import hashlib
+import io
 import json
 import re
 import uuid
@@ -714,6 +716,83 @@ async def delete_device(session: AsyncSession, principal: Principal, device_id: 
         domain_id=device.domain_id,
     )
     return device
+
+
+# --- CSV import ------------------------------------------------------------------------------
+
+CSV_COLUMNS = ("endpoint", "domain", "securityMode", "dtlsIdentity", "dtlsPsk", "groups")
+"""Columns of a device import file; ``dtlsPsk`` is hex, ``groups`` separated by ``;``."""
+MAX_IMPORT_ROWS = 100_000
+
+
+def parse_device_csv(text: str) -> list[tuple[int, NewDevice | InvalidInput]]:
+    """The devices of an import file (a header row naming ``CSV_COLUMNS``, ``endpoint``
+    required), each with the line it ends on. A problem with the file as a whole
+    raises ``InvalidInput``; one with a row is that row's entry."""
+    if "\0" in text:
+        raise InvalidInput("the file has NUL characters: not a CSV text file")
+    reader = csv.DictReader(io.StringIO(text), strict=True)
+    known = {column.lower(): column for column in CSV_COLUMNS}
+    try:
+        header = [(name or "").strip().lower() for name in reader.fieldnames or ()]
+        unknown = [name for name in header if name not in known]
+        if "endpoint" not in header:
+            raise InvalidInput(f"the CSV needs a header row: {','.join(CSV_COLUMNS)}")
+        if unknown:
+            raise InvalidInput(
+                f"unknown column {unknown[0][:40]!r}; columns: {','.join(CSV_COLUMNS)}"
+            )
+        rows: list[tuple[int, NewDevice | InvalidInput]] = []
+        for record in reader:
+            if len(rows) >= MAX_IMPORT_ROWS:
+                raise InvalidInput(f"at most {MAX_IMPORT_ROWS} devices per file")
+            if None in record:
+                rows.append((reader.line_num, InvalidInput("more cells than columns")))
+                continue
+            fields = {
+                known[(name or "").strip().lower()]: (value or "").strip()
+                for name, value in record.items()
+            }
+            rows.append((reader.line_num, _csv_device(fields)))
+    except csv.Error as exc:
+        raise InvalidInput(f"malformed CSV at line {reader.line_num}: {exc}") from None
+    return rows
+
+
+def _csv_device(fields: Mapping[str, str]) -> NewDevice | InvalidInput:
+    endpoint = fields.get("endpoint", "")
+    if not endpoint:
+        return InvalidInput("endpoint is empty")
+    psk = fields.get("dtlsPsk", "")
+    return NewDevice(
+        endpoint_name=endpoint,
+        domain=fields.get("domain") or None,
+        security_mode=fields.get("securityMode") or None,
+        dtls_identity=fields.get("dtlsIdentity") or None,
+        dtls_psk={"HexadecimalPsk": psk} if psk else None,
+        groups=tuple(group for group in fields.get("groups", "").replace(";", " ").split()),
+    )
+
+
+async def import_devices(
+    session: AsyncSession,
+    principal: Principal,
+    rows: Sequence[tuple[int, NewDevice | InvalidInput]],
+    *,
+    psk_box: SecretBox,
+) -> list[tuple[int, str]]:
+    """Create the devices of ``rows`` in ``session``; (line, reason) of each that cannot
+    be. The caller commits only when there is none: a file goes in whole or not at all."""
+    failures: list[tuple[int, str]] = []
+    for line, row in rows:
+        if isinstance(row, InvalidInput):
+            failures.append((line, row.message))
+            continue
+        try:
+            await create_device(session, principal, row, psk_box=psk_box)
+        except ServiceError as exc:
+            failures.append((line, exc.message))
+    return failures
 
 
 # --- management sessions ---------------------------------------------------------------------

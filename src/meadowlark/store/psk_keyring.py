@@ -60,6 +60,8 @@ class PskKeyring(Mapping[str, bytes]):
     """DTLS identity -> PSK of every PSK device (see the module docstring)."""
 
     RESYNC_SECONDS = 60.0
+    REFRESH_CHUNK = 500
+    """Devices re-read per query after notices; more pending than 4 chunks: all of them."""
 
     def __init__(self, db: Database, opener: KeyOpener) -> None:
         self._db = db
@@ -76,7 +78,8 @@ class PskKeyring(Mapping[str, bytes]):
         self._change_listeners: list[Callable[[str], None]] = []
         self._local_listeners: list[Callable[[str], None]] = []
         self._attached = False
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._to_refresh: set[str | None] = set()
+        self._refresher: asyncio.Task[None] | None = None
         self._resync: asyncio.Task[None] | None = None
 
     # --- Mapping -------------------------------------------------------------------------
@@ -138,8 +141,8 @@ class PskKeyring(Mapping[str, bytes]):
             event.remove(Session, "after_commit", self._committed)
             event.remove(Session, "after_rollback", self._rolled_back)
             self._attached = False
-        tasks = [task for task in (self._resync, *self._tasks) if task is not None]
-        self._resync = None
+        tasks = [task for task in (self._resync, self._refresher) if task is not None]
+        self._resync = self._refresher = None
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -159,23 +162,40 @@ class PskKeyring(Mapping[str, bytes]):
         self._touched = {key: at for key, at in self._touched.items() if at > started}
 
     def refresh(self, device_id: str | None) -> None:
-        """Another node changed ``device_id`` (None: anything): re-read it."""
-        work = self.load() if device_id is None else self._reload([device_id])
-        task = asyncio.get_running_loop().create_task(work, name="psk-keyring-refresh")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        """Another node changed ``device_id`` (None: anything): re-read it soon. Notices
+        arriving meanwhile are re-read together."""
+        self._to_refresh.add(device_id)
+        if self._refresher is None:
+            self._refresher = asyncio.get_running_loop().create_task(
+                self._refresh_pending(), name="psk-keyring-refresh"
+            )
+
+    async def refreshed(self) -> None:
+        """Wait until the notices received so far are applied."""
+        while self._refresher is not None:
+            await asyncio.gather(self._refresher, return_exceptions=True)
+
+    async def _refresh_pending(self) -> None:
+        try:
+            while self._to_refresh:
+                pending, self._to_refresh = self._to_refresh, set()
+                try:
+                    if None in pending or len(pending) > 4 * self.REFRESH_CHUNK:
+                        await self.load()
+                        continue
+                    device_ids = sorted(key for key in pending if key is not None)
+                    for start in range(0, len(device_ids), self.REFRESH_CHUNK):
+                        await self._reload(device_ids[start : start + self.REFRESH_CHUNK])
+                except Exception:  # the periodic re-read catches up
+                    _log.exception("psk_keyring_refresh_failed")
+        finally:
+            self._refresher = None
 
     async def _reload(self, device_ids: Collection[str]) -> None:
         started = self._version
-        try:
-            async with self._db.engine.connect() as connection:
-                rows = await connection.execute(
-                    _PSK_ROWS.where(_DEVICES.c.id.in_(list(device_ids)))
-                )
-                found = {device_id: (identity, sealed) for device_id, identity, sealed in rows}
-        except Exception:  # the periodic re-read catches up
-            _log.exception("psk_keyring_refresh_failed")
-            return
+        async with self._db.engine.connect() as connection:
+            rows = await connection.execute(_PSK_ROWS.where(_DEVICES.c.id.in_(list(device_ids))))
+            found = {device_id: (identity, sealed) for device_id, identity, sealed in rows}
         for device_id in device_ids:
             if self._touched.get(device_id, -1) <= started:
                 self._version += 1

@@ -231,7 +231,7 @@ def test_other_nodes_follow_through_notices_and_re_reads(url):
             await change(db, endpoint, dtls_psk={"PlainTextPsk": "v2"})
             assert other[identity] == b"v1"  # not told yet
             other.refresh(endpoint)  # the cluster notice
-            await asyncio.gather(*other._tasks)
+            await other.refreshed()
             assert other[identity] == b"v2" and changed == [identity]
 
             await create(db, late, f"id-{late}", b"v3")
