@@ -60,6 +60,8 @@ class PskKeyring(Mapping[str, bytes]):
     """DTLS identity -> PSK of every PSK device (see the module docstring)."""
 
     RESYNC_SECONDS = 60.0
+    LOAD_SLICE = 10_000
+    """Rows applied between two yields to the event loop while loading."""
     REFRESH_CHUNK = 500
     """Devices re-read per query after notices; more pending than 4 chunks: all of them."""
 
@@ -156,9 +158,11 @@ class PskKeyring(Mapping[str, bytes]):
         for device_id in self._identities.keys() - current.keys():
             if self._touched.get(device_id, -1) <= started:
                 self._set(device_id, None, None)
-        for device_id, (identity, sealed) in current.items():
+        for count, (device_id, (identity, sealed)) in enumerate(current.items(), 1):
             if self._touched.get(device_id, -1) <= started:
                 self._set(device_id, identity, sealed)
+            if count % self.LOAD_SLICE == 0:
+                await asyncio.sleep(0)  # let handshakes and requests through meanwhile
         self._touched = {key: at for key, at in self._touched.items() if at > started}
 
     def refresh(self, device_id: str | None) -> None:
