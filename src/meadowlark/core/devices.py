@@ -736,12 +736,15 @@ def parse_device_csv(text: str) -> list[tuple[int, NewDevice | InvalidInput]]:
     try:
         header = [(name or "").strip().lower() for name in reader.fieldnames or ()]
         unknown = [name for name in header if name not in known]
+        repeated = [name for name in known if header.count(name) > 1]
         if "endpoint" not in header:
             raise InvalidInput(f"the CSV needs a header row: {','.join(CSV_COLUMNS)}")
         if unknown:
             raise InvalidInput(
                 f"unknown column {unknown[0][:40]!r}; columns: {','.join(CSV_COLUMNS)}"
             )
+        if repeated:
+            raise InvalidInput(f"column {known[repeated[0]]!r} appears twice")
         rows: list[tuple[int, NewDevice | InvalidInput]] = []
         for record in reader:
             if len(rows) >= MAX_IMPORT_ROWS:

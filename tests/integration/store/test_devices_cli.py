@@ -278,6 +278,7 @@ def test_import_is_all_or_nothing_and_reports_bad_rows_by_line(cli_env, tmp_path
         (b"\xff\xfe\x00garbage", "not UTF-8"),
         ("endpoint,secret\nx,y\n", "unknown column 'secret'"),
         ("name,domain\nx,/root/\n", "needs a header row"),
+        ("endpoint,dtlsPsk,DTLSPSK\nx,00,11\n", "'dtlsPsk' appears twice"),
         ("", "needs a header row"),
         ("endpoint\n", "has no devices"),
         ("endpoint\nbad\0name\n", "NUL"),
