@@ -52,7 +52,8 @@ def note_psk_change(
     session: AsyncSession, device_id: str, identity: str | None, sealed: str | None
 ) -> None:
     """Record that ``device_id`` will have ``identity``/``sealed`` (None, None: no PSK,
-    or deleted) once ``session`` commits; keyrings of this process apply it then."""
+    or deleted) once ``session`` commits; keyrings of this process apply it then. Call
+    it within the unit of work that makes the change: its rollback forgets it."""
     session.info.setdefault(_PENDING, {})[device_id] = (identity, sealed)
 
 
@@ -60,6 +61,8 @@ class PskKeyring(Mapping[str, bytes]):
     """DTLS identity -> PSK of every PSK device (see the module docstring)."""
 
     RESYNC_SECONDS = 60.0
+    START_SAMPLE = 100
+    """Keys opened at start to detect a changed server key."""
     LOAD_SLICE = 10_000
     """Rows applied between two yields to the event loop while loading."""
     REFRESH_CHUNK = 500
@@ -133,6 +136,7 @@ class PskKeyring(Mapping[str, bytes]):
         """Load every PSK device, then re-read them every ``RESYNC_SECONDS``."""
         self.attach()
         await self.load()
+        self._check_sample()
         if self._resync is None:
             self._resync = asyncio.get_running_loop().create_task(
                 self._resync_periodically(), name="psk-keyring-resync"
@@ -164,6 +168,24 @@ class PskKeyring(Mapping[str, bytes]):
             if count % self.LOAD_SLICE == 0:
                 await asyncio.sleep(0)  # let handshakes and requests through meanwhile
         self._touched = {key: at for key, at in self._touched.items() if at > started}
+
+    def _check_sample(self) -> None:
+        """Say at start when stored keys do not open (a changed server key): otherwise
+        it shows only as failing handshakes. A sample, so that starting stays fast."""
+        sample = list(self._entries.values())[: self.START_SAMPLE]
+        unreadable = 0
+        for device_id, sealed in sample:
+            try:
+                self._opener.open(sealed, device_id)
+            except ValueError:
+                unreadable += 1
+        if unreadable:
+            _log.error(
+                "psks_unreadable_at_start",
+                sampled=len(sample),
+                unreadable=unreadable,
+                hint="those devices cannot authenticate; `meadowlark doctor` counts them all",
+            )
 
     def refresh(self, device_id: str | None) -> None:
         """Another node changed ``device_id`` (None: anything): re-read it soon. Notices

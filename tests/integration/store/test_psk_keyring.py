@@ -270,7 +270,9 @@ def test_a_key_that_does_not_open_fails_closed_and_is_logged_once_without_it(url
 
     run(url, work)
     errors = [call for call in captured.calls if call.method_name == "error"]
-    assert len(errors) == 1 and errors[0].kwargs["device"] == endpoint
+    assert errors[0].args == ("psks_unreadable_at_start",)
+    assert errors[0].kwargs["unreadable"] >= 1
+    assert len(errors) == 2 and errors[1].kwargs["device"] == endpoint
     assert key.hex() not in repr(captured.calls) and "aabbccdd" not in repr(captured.calls)
 
 
