@@ -398,7 +398,7 @@ def _check_device_security(settings: Settings, *, database_reachable: bool) -> i
         try:
             health = await check_stored_psks(db, box)
         except Exception as exc:  # report, don't crash: e.g. a store not migrated yet
-            return f"not checked ({type(exc).__name__})"
+            return f"not checked ({type(exc).__name__}; has `meadowlark db upgrade` run?)"
         finally:
             await db.dispose()
         if not health.unreadable:
