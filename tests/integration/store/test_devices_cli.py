@@ -15,7 +15,7 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from meadowlark.cli.main import app
-from meadowlark.cluster.signals import LocalSignals
+from meadowlark.cluster.signals import LocalSignals, PostgresSignals
 from meadowlark.cluster.wiring import local_socket_directory
 from meadowlark.config import Settings
 from meadowlark.core.secret_box import SecretBox
@@ -300,15 +300,32 @@ def test_import_of_a_missing_file_or_a_folder_is_exit_code_2(cli_env, tmp_path):
         assert result.exit_code == 2 and "cannot read" in result.stderr, result.output
 
 
-def test_running_workers_hear_of_new_credentials(cli_env):
-    """The workers of ``meadowlark serve`` listen on sockets in the data dir."""
+def test_running_servers_hear_of_new_credentials(cli_env):
+    """The workers of ``meadowlark serve`` on SQLite listen on sockets in the data dir;
+    nodes on PostgreSQL on LISTEN/NOTIFY."""
     received: list[dict] = []
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
-    directory = local_socket_directory(Path(cli_env["MEADOWLARK_DATA_DIR"]))
-    worker = LocalSignals(directory, "worker-under-test")
-    asyncio.run_coroutine_threadsafe(worker.start(received.append), loop).result(5)
+    url = cli_env.get("MEADOWLARK_DATABASE_URL")
+
+    async def listen():
+        if url is None:
+            directory = local_socket_directory(Path(cli_env["MEADOWLARK_DATA_DIR"]))
+            node = LocalSignals(directory, "worker-under-test")
+            await node.start(received.append)
+            return node, None
+        db = Database(url)
+        node = PostgresSignals(db, "node-under-test")
+        await node.start(received.append)
+        return node, db
+
+    async def stop(node, db):
+        await node.stop()
+        if db is not None:
+            await db.dispose()
+
+    node, db = asyncio.run_coroutine_threadsafe(listen(), loop).result(10)
     try:
         endpoint = f"told-{tag()}"
         result = cli(
@@ -320,12 +337,10 @@ def test_running_workers_hear_of_new_credentials(cli_env):
         while not received and time.monotonic() < deadline:
             time.sleep(0.02)
         notices = [m for m in received if m.get("topic") == "psks_changed"]
-        if "MEADOWLARK_DATABASE_URL" in cli_env:  # PostgreSQL: the cluster carries it
-            return
-        assert notices and notices[0]["data"]["batch"] == [{"key": endpoint}]
+        assert notices and notices[0]["data"]["batch"] == [{"key": endpoint}], received
         assert KEY_HEX not in str(received)
     finally:
-        asyncio.run_coroutine_threadsafe(worker.stop(), loop).result(5)
+        asyncio.run_coroutine_threadsafe(stop(node, db), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
 

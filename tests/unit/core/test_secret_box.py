@@ -104,3 +104,16 @@ def test_the_psk_box_of_a_generated_secret_key_is_stable(tmp_path):
 def test_a_placeholder_psk_key_is_refused(tmp_path):
     with pytest.raises(ValueError, match="PSK_KEY"):
         Settings(data_dir=tmp_path, psk_key="changethis")
+
+
+def test_log_fields_named_like_a_psk_are_masked():
+    from meadowlark.logging import _mask_secrets
+
+    event = {"event": "x", "psk": "00ff", "dtlsPsk": "k", "dtls_psk": "k", "psk_key": "k"}
+    assert _mask_secrets(None, "info", event) == {
+        "event": "x",
+        "psk": "***",
+        "dtlsPsk": "***",
+        "dtls_psk": "***",
+        "psk_key": "***",
+    }
