@@ -20,11 +20,11 @@ that the transport can end the DTLS sessions made with the old key.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 import structlog
-from sqlalchemy import event, select
+from sqlalchemy import event, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -158,7 +158,7 @@ class PskKeyring(Mapping[str, bytes]):
         started = self._version
         async with self._db.engine.connect() as connection:
             rows = (await connection.execute(_PSK_ROWS)).all()
-        current = {device_id: (identity, sealed) for device_id, identity, sealed in rows}
+        current = self._by_device(rows)
         for device_id in self._identities.keys() - current.keys():
             if self._touched.get(device_id, -1) <= started:
                 self._set(device_id, None, None)
@@ -168,6 +168,30 @@ class PskKeyring(Mapping[str, bytes]):
             if count % self.LOAD_SLICE == 0:
                 await asyncio.sleep(0)  # let handshakes and requests through meanwhile
         self._touched = {key: at for key, at in self._touched.items() if at > started}
+
+    @staticmethod
+    def _by_device(rows: Sequence[Any]) -> dict[str, tuple[str | None, str | None]]:
+        """Device id -> (identity, sealed key) of ``rows``. An identity that several
+        devices hold (two writes that raced) authenticates none of them: which device
+        a session stood for would be a guess."""
+        current: dict[str, tuple[str | None, str | None]] = {}
+        owners: dict[str, str] = {}
+        shared: set[str] = set()
+        for device_id, identity, sealed in rows:
+            current[device_id] = (identity, sealed)
+            if owners.setdefault(identity, device_id) != device_id:
+                shared.add(identity)
+        if shared:
+            for device_id, (identity, _) in current.items():
+                if identity in shared:
+                    current[device_id] = (None, None)
+            for identity in shared:
+                _log.error(
+                    "psk_identity_shared",
+                    identity=identity,
+                    hint="give each of its devices its own dtlsIdentity",
+                )
+        return current
 
     def _check_sample(self) -> None:
         """Say at start when stored keys do not open (a changed server key): otherwise
@@ -218,11 +242,20 @@ class PskKeyring(Mapping[str, bytes]):
             self._refresher = None
 
     async def _reload(self, device_ids: Collection[str]) -> None:
+        """Re-read ``device_ids``, and the other devices holding their identities."""
         started = self._version
+        ids = list(device_ids)
+        claimed = select(_DEVICES.c.dtls_identity).where(_DEVICES.c.id.in_(ids))
         async with self._db.engine.connect() as connection:
-            rows = await connection.execute(_PSK_ROWS.where(_DEVICES.c.id.in_(list(device_ids))))
-            found = {device_id: (identity, sealed) for device_id, identity, sealed in rows}
-        for device_id in device_ids:
+            rows = (
+                await connection.execute(
+                    _PSK_ROWS.where(
+                        or_(_DEVICES.c.id.in_(ids), _DEVICES.c.dtls_identity.in_(claimed))
+                    )
+                )
+            ).all()
+        found = self._by_device(rows)
+        for device_id in {*ids, *found}:
             if self._touched.get(device_id, -1) <= started:
                 self._version += 1
                 self._touched[device_id] = self._version

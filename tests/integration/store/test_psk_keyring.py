@@ -314,3 +314,41 @@ def test_stored_keys_in_clear_are_sealed_once_at_startup(url, monkeypatch):
         assert keyring[f"id-{endpoints[3]}"] == b"\x03" * 16
 
     run(url, work)
+
+
+def test_an_identity_two_devices_hold_authenticates_neither(url, monkeypatch):
+    first, second = name("twin"), name("twin")
+    shared = f"id-shared-{first}"
+    captured = CapturingLogger()
+    monkeypatch.setattr(psk_keyring, "_log", captured)
+
+    async def work(db: Database) -> None:
+        await create(db, first, shared, b"one")
+        keyring = PskKeyring(db, BOX)
+        await keyring.load()
+        assert keyring[shared] == b"one"
+        changed: list[str] = []
+        keyring.on_change(changed.append)
+        async with db.transaction() as session:  # two writes raced past the API's check
+            await session.execute(
+                insert(Device).values(
+                    id=second,
+                    endpoint_name=second,
+                    domain_id="/root/",
+                    security_mode="psk",
+                    dtls_identity=shared,
+                    dtls_psk=BOX.seal(b"two", second),
+                )
+            )
+        await keyring.load()
+        assert shared not in keyring and changed == [shared]
+        await keyring.load()  # stays out, without flapping
+        assert shared not in keyring and changed == [shared]
+        keyring.refresh(second)  # a notice about one of them: the same answer
+        await keyring.refreshed()
+        assert shared not in keyring and changed == [shared]
+
+    run(url, work)
+    errors = [call for call in captured.calls if call.method_name == "error"]
+    assert [call.args for call in errors] == [("psk_identity_shared",)] * 3
+    assert errors[0].kwargs["identity"] == shared
