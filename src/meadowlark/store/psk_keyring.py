@@ -20,6 +20,7 @@ that the transport can end the DTLS sessions made with the old key.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -174,14 +175,12 @@ class PskKeyring(Mapping[str, bytes]):
         """Device id -> (identity, sealed key) of ``rows``. An identity that several
         devices hold (two writes that raced) authenticates none of them: which device
         a session stood for would be a guess."""
-        current: dict[str, tuple[str | None, str | None]] = {}
-        owners: dict[str, str] = {}
-        shared: set[str] = set()
-        for device_id, identity, sealed in rows:
-            current[device_id] = (identity, sealed)
-            if owners.setdefault(identity, device_id) != device_id:
-                shared.add(identity)
-        if shared:
+        current: dict[str, tuple[str | None, str | None]] = {
+            device_id: (identity, sealed) for device_id, identity, sealed in rows
+        }
+        identities = [identity for identity, _ in current.values()]
+        if len(set(identities)) != len(identities):
+            shared = {identity for identity, held in Counter(identities).items() if held > 1}
             for device_id, (identity, _) in current.items():
                 if identity in shared:
                     current[device_id] = (None, None)
