@@ -78,8 +78,8 @@ class PskKeyring(Mapping[str, bytes]):
         """Device id -> its identity in ``_entries``."""
         self._version = 0
         self._touched: dict[str, int] = {}
-        """Device id -> ``_version`` of its last change by notice (a re-read that
-        started before must not undo it)."""
+        """Device id -> ``_version`` of its last change by a commit here or a notice (a
+        re-read that started before it must not undo it)."""
         self._unreadable: set[tuple[str, str]] = set()
         self._change_listeners: list[Callable[[str], None]] = []
         self._local_listeners: list[Callable[[str], None]] = []
