@@ -253,6 +253,13 @@ class Settings(BaseSettings):
     """Development mode: allows placeholder secrets."""
     secret_key: SecretStr | None = None
     """Key that signs tokens; generated once into the data dir if unset."""
+    psk_key: SecretStr | None = None
+    """Key that device PSKs are encrypted with at rest (AES-256-GCM, key derived by
+    HKDF-SHA256). Unset: derived from the secret key (``MEADOWLARK_SECRET_KEY`` or the
+    generated one), with its own purpose label. Set it to change the token signing key
+    without touching stored PSKs. Changing the key in use makes the stored PSKs
+    unreadable (those devices can no longer authenticate): ``meadowlark doctor`` counts
+    them."""
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     """Largest request body the REST server accepts."""
     log_level: str = "info"
@@ -280,7 +287,7 @@ class Settings(BaseSettings):
     def _refuse_placeholder_secrets(self) -> Settings:
         if self.dev:
             return self
-        for name in ("secret_key", "admin_password"):
+        for name in ("secret_key", "psk_key", "admin_password"):
             value: SecretStr | None = getattr(self, name)
             if value is not None and value.get_secret_value().lower() in PLACEHOLDER_SECRETS:
                 raise ValueError(

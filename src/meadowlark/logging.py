@@ -22,6 +22,10 @@ SECRET_KEYS = frozenset(
         "otp",
         "code",
         "cookie",
+        "psk",
+        "dtls_psk",
+        "dtlspsk",
+        "psk_key",
     }
 )
 

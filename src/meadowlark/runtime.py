@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import partial
 
+import structlog
+
 from meadowlark.cluster.feeds import PRINCIPALS
 from meadowlark.cluster.leases import with_migration_lock
 from meadowlark.cluster.wiring import Cluster, signals_kind
@@ -14,6 +16,7 @@ from meadowlark.connectivity.listener import ConnectivityListener
 from meadowlark.connectivity.recorder import ActivityRecorder
 from meadowlark.connectivity.sms import make_gateway
 from meadowlark.connectivity.things import ThingService
+from meadowlark.core.devices import seal_stored_psks
 from meadowlark.core.events import EventBus
 from meadowlark.core.firmware import FirmwareUpdates
 from meadowlark.core.firmware_images import FirmwareImages
@@ -21,6 +24,7 @@ from meadowlark.core.identity import Identity
 from meadowlark.core.object_models import ModelCatalog
 from meadowlark.core.observations import ObservationManager
 from meadowlark.core.roles import RoleCache
+from meadowlark.core.secret_box import SecretBox
 from meadowlark.core.tasks.callbacks import CallbackOptions, CallbackSender
 from meadowlark.core.tasks.engine import EngineOptions, TaskEngine
 from meadowlark.core.tasks.service import TaskService
@@ -29,6 +33,9 @@ from meadowlark.server.service import LwM2mServer, ServerOptions
 from meadowlark.store.db import Database
 from meadowlark.store.devices import SqlDeviceStores, device_domain
 from meadowlark.store.migrate import upgrade_to_head
+from meadowlark.store.psk_keyring import PSK_TOPIC, PskKeyring
+
+_log = structlog.get_logger("meadowlark.runtime")
 
 
 @dataclass
@@ -49,6 +56,10 @@ class Runtime:
     firmware: FirmwareUpdates
     """The ``FirmwareUpdater`` (core.firmware_contract) for the task engine."""
     tasks: TaskService
+    psk_box: SecretBox
+    """Seals device PSKs for storage and opens them."""
+    psk_keyring: PskKeyring
+    """DTLS identity -> PSK for the DTLS transport's handshakes (loaded at start)."""
     cluster: Cluster | None = None
     """This node's links to the other nodes of a scaled-out deployment (None: alone)."""
 
@@ -64,6 +75,11 @@ class Runtime:
             cluster.share(
                 PRINCIPALS, identity.principals.on_invalidate, identity.invalidate_principals
             )
+        psk_box = SecretBox.for_psks(settings)
+        psk_keyring = PskKeyring(db, psk_box)
+        if cluster is not None:
+            # A device's key rotated on one node is re-read by the others at once.
+            cluster.share(PSK_TOPIC, psk_keyring.on_local_change, psk_keyring.refresh)
         lwm2m_settings = settings.lwm2m
         device_stores = SqlDeviceStores(
             db, lwm2m_settings.default_domain, lwm2m_settings.value_flush_interval
@@ -164,12 +180,14 @@ class Runtime:
             firmware_images=firmware_images,
             firmware=firmware,
             tasks=TaskService(db, lwm2m, object_models, engine),
+            psk_box=psk_box,
+            psk_keyring=psk_keyring,
             cluster=cluster,
         )
 
     async def prepare_store(self) -> str | None:
-        """Migrate to the newest schema, create the first administrator if needed and
-        load the custom object models.
+        """Migrate to the newest schema, create the first administrator if needed, seal
+        PSKs stored in clear and load the custom object models.
 
         Returns the administrator's password if it was generated just now.
         """
@@ -177,11 +195,15 @@ class Runtime:
         await self.object_models.load()
         await self.things.index.load(self.db)
         self.roles.invalidate()
+        self.psk_keyring.attach()
         return generated
 
     async def _migrate_and_bootstrap(self) -> str | None:
         """One node at a time (see ``with_migration_lock``)."""
         await upgrade_to_head(self.db.engine)
+        sealed = await seal_stored_psks(self.db, self.psk_box)
+        if sealed:
+            _log.info("stored_psks_sealed", devices=sealed)
         async with self.db.session() as session:
             return await bootstrap(
                 session,
@@ -195,6 +217,7 @@ class Runtime:
         the task workers, and joins the other nodes."""
         if self.cluster is not None:
             await self.cluster.start()
+        await self.psk_keyring.start()
         self.device_stores.start()
         self.activity.start()
         await self.lwm2m.start()
@@ -207,6 +230,7 @@ class Runtime:
         await self.things.sms.close()
         await self.activity.stop()
         await self.device_stores.stop()
+        await self.psk_keyring.stop()
         if self.cluster is not None:
             await self.cluster.stop()
         await self.db.dispose()

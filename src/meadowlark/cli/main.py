@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import os
+import secrets
 import socket
 import sys
 from collections.abc import Awaitable, Callable
@@ -19,6 +20,7 @@ from meadowlark import __version__
 from meadowlark.auth import permissions as catalog
 from meadowlark.auth.principal import Principal
 from meadowlark.certificates import check_server_credentials, server_credentials
+from meadowlark.cli.devices import devices_app
 from meadowlark.cli.serving import prepare, print_admin_password, print_banner, safe_url, serve_node
 from meadowlark.cli.simulate import simulate
 from meadowlark.cli.supervisor import (
@@ -31,10 +33,13 @@ from meadowlark.cli.supervisor import (
 from meadowlark.cluster.wiring import signals_kind
 from meadowlark.config import HostPort, Settings
 from meadowlark.connectivity.things import ImportReport, parse_import_csv
+from meadowlark.core.devices import check_stored_psks
 from meadowlark.core.domains import get_domain, normalize_domain_id
+from meadowlark.core.secret_box import SealError, SecretBox
 from meadowlark.core.users import NewUser, UserChanges
 from meadowlark.logging import configure_logging
 from meadowlark.runtime import Runtime
+from meadowlark.store.db import Database
 from meadowlark.store.models import User
 
 app = typer.Typer(help="Meadowlark LwM2M device management server.", no_args_is_help=True)
@@ -44,6 +49,7 @@ things_app = typer.Typer(help="SIM cards (console Things).", no_args_is_help=Tru
 app.add_typer(db_app, name="db")
 app.add_typer(user_app, name="user")
 app.add_typer(things_app, name="things")
+app.add_typer(devices_app, name="devices")
 app.command()(simulate)
 
 T = TypeVar("T")
@@ -330,12 +336,8 @@ def doctor() -> None:
         f"secret key      {'configured' if settings.secret_key else 'generated in data dir'}"
     )
     typer.echo(f"token exchange  {settings.token_exchange.issuer or 'off'}")
-    for label, module in (
-        ("PostgreSQL driver (psycopg)", "psycopg"),
-        ("DTLS (DTLSSocket)", "DTLSSocket"),
-    ):
-        present = importlib.util.find_spec(module) is not None
-        typer.echo(f"{label:28} {'available' if present else 'not installed'}")
+    present = importlib.util.find_spec("psycopg") is not None
+    typer.echo(f"{'PostgreSQL driver (psycopg)':28} {'available' if present else 'not installed'}")
 
     async def check_db() -> str:
         runtime = Runtime.from_settings(settings)
@@ -351,6 +353,7 @@ def doctor() -> None:
     database_state = asyncio.run(check_db())
     problems += database_state != ok
     typer.echo(f"database        {database_state}")
+    problems += _check_device_security(settings, database_reachable=database_state == ok)
     for label, address, kind in (
         ("REST port", settings.http, socket.SOCK_STREAM),
         ("CoAP port", settings.coap, socket.SOCK_DGRAM),
@@ -379,6 +382,58 @@ def _report_certificates(settings: Settings) -> int:
     if credentials.ca_bundle is None:
         typer.echo("client CAs      none (X.509 devices cannot authenticate)")
     return len(problems)
+
+
+def _check_device_security(settings: Settings, *, database_reachable: bool) -> int:
+    """Doctor lines on secured device transports; the number of problems found.
+
+    The DTLS library, and whether stored device PSKs open with the configured key: a
+    changed MEADOWLARK_SECRET_KEY (or MEADOWLARK_PSK_KEY) would otherwise lock those
+    devices out without a word."""
+    problems = 0
+    try:
+        import mbedtls.version
+
+        dtls = f"python-mbedtls {mbedtls.__version__} ({mbedtls.version.version})"
+    except ImportError:
+        dtls = "not installed (python-mbedtls: the mbedtls module)"
+    typer.echo(f"{'DTLS (python-mbedtls)':28} {dtls}")
+
+    source = "MEADOWLARK_PSK_KEY" if settings.psk_key is not None else "the secret key"
+    box = SecretBox.for_psks(settings)
+    probe = secrets.token_bytes(16)
+    try:
+        sealing = "ok" if box.open(box.seal(probe, "doctor"), "doctor") == probe else "failed"
+    except SealError:
+        sealing = "failed"
+    problems += sealing != "ok"
+    typer.echo(f"PSK sealing     {sealing} (AES-256-GCM, key derived from {source})")
+    if not database_reachable:
+        typer.echo("device PSKs     not checked (database unreachable)")
+        return problems
+
+    async def count() -> str:
+        db = Database(settings.resolved_database_url)
+        try:
+            health = await check_stored_psks(db, box)
+        except Exception as exc:  # report, don't crash: e.g. a store not migrated yet
+            return f"not checked ({type(exc).__name__}; has `meadowlark db upgrade` run?)"
+        finally:
+            await db.dispose()
+        if not health.unreadable:
+            return f"{health.stored} stored, all open with the current key"
+        shown = ", ".join(health.unreadable[:5])
+        more = ", ..." if len(health.unreadable) > 5 else ""
+        return (
+            f"{len(health.unreadable)} of {health.stored} do NOT open with the current key "
+            f"(wrong MEADOWLARK_SECRET_KEY / MEADOWLARK_PSK_KEY?); those devices cannot "
+            f"authenticate: {shown}{more}"
+        )
+
+    state = asyncio.run(count())
+    problems += "NOT open" in state
+    typer.echo(f"device PSKs     {state}")
+    return problems
 
 
 def _bindable(host: str, port: int, kind: int) -> str:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import csv
 import hashlib
+import io
 import json
 import re
 import uuid
@@ -19,7 +21,8 @@ from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import bindparam, delete, exists, func, insert, or_, select
+import structlog
+from sqlalchemy import bindparam, delete, exists, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -29,6 +32,7 @@ from meadowlark.core.domains import in_scope, normalize_domain_id
 from meadowlark.core.errors import Conflict, InvalidInput, NotFound, ServiceError
 from meadowlark.core.groups import require_visible_groups
 from meadowlark.core.search_criteria import Field, compile_criteria
+from meadowlark.core.secret_box import SEALED_PREFIX, SealError, SecretBox
 from meadowlark.lwm2m.codec.errors import DecodeError
 from meadowlark.lwm2m.codec.link_format import RegisteredObjects, parse_registration_links
 from meadowlark.lwm2m.path import LwM2mPath
@@ -46,6 +50,9 @@ from meadowlark.store.db import Database
 from meadowlark.store.device_models import Device
 from meadowlark.store.hot_reads import Row, prefix_values, starts_with
 from meadowlark.store.models import Domain
+from meadowlark.store.psk_keyring import note_psk_change
+
+_log = structlog.get_logger("meadowlark.devices")
 
 MAX_DEVICE_ID_LENGTH = 255
 MAX_PAGE_SIZE = 1000
@@ -95,6 +102,89 @@ def psk_to_hex(psk: Mapping[str, Any]) -> str:
     if len(key) > MAX_PSK_BYTES:
         raise InvalidInput(f"dtlsPsk longer than {MAX_PSK_BYTES} bytes")
     return key.hex()
+
+
+def _sealed_psk(psk_box: SecretBox, device_id: str, psk_hex: str, current: str | None) -> str:
+    """``psk_hex`` sealed for ``device_id``; ``current`` itself when it already holds
+    that key (so re-sending the same key is not a credentials change)."""
+    key = bytes.fromhex(psk_hex)
+    if current is not None:
+        try:
+            if psk_box.open(current, device_id) == key:
+                return current
+        except SealError:
+            pass
+    return psk_box.seal(key, device_id)
+
+
+SEAL_BATCH = 500
+_SEAL_UPDATE = (
+    update(Device.__table__)
+    .where(Device.__table__.c.id == bindparam("device_key"))
+    .values(dtls_psk=bindparam("sealed"))
+)
+
+
+async def seal_stored_psks(db: Database, psk_box: SecretBox) -> int:
+    """Seal the PSKs stored in clear (hex) by earlier versions, ``SEAL_BATCH`` rows per
+    transaction; how many were sealed. Sealed rows are left alone, so it can run at
+    every start."""
+    sealed_count, after = 0, ""
+    while True:
+        async with db.transaction() as session:
+            rows = (
+                await session.execute(
+                    select(Device.id, Device.dtls_psk)
+                    .where(
+                        Device.id > after,
+                        Device.dtls_psk.is_not(None),
+                        Device.dtls_psk.not_like(SEALED_PREFIX + "%"),
+                    )
+                    .order_by(Device.id)
+                    .limit(SEAL_BATCH)
+                )
+            ).all()
+            if not rows:
+                return sealed_count
+            after = rows[-1].id
+            batch = []
+            for device_id, stored in rows:
+                if not _HEX.fullmatch(stored):  # not a key any version wrote: left as is
+                    _log.error("psk_not_sealable", device=device_id)
+                    continue
+                batch.append(
+                    {
+                        "device_key": device_id,
+                        "sealed": psk_box.seal(bytes.fromhex(stored), device_id),
+                    }
+                )
+            if batch:
+                await session.execute(_SEAL_UPDATE, batch)
+            sealed_count += len(batch)
+
+
+@dataclass(frozen=True, slots=True)
+class PskHealth:
+    stored: int
+    unreadable: list[str]
+    """Ids of devices whose stored PSK does not open with the current key."""
+
+
+async def check_stored_psks(db: Database, psk_box: SecretBox) -> PskHealth:
+    """Try to open every stored PSK with the current key (nothing is kept)."""
+    async with db.engine.connect() as connection:
+        rows = (
+            await connection.execute(
+                select(Device.id, Device.dtls_psk).where(Device.dtls_psk.is_not(None))
+            )
+        ).all()
+    unreadable = []
+    for device_id, stored in rows:
+        try:
+            psk_box.open(stored, device_id)
+        except SealError:
+            unreadable.append(device_id)
+    return PskHealth(len(rows), unreadable)
 
 
 # --- paging and field selection ------------------------------------------------------------
@@ -464,8 +554,11 @@ async def _visible_domain(session: AsyncSession, principal: Principal, domain: s
     return domain_id
 
 
-async def create_device(session: AsyncSession, principal: Principal, new: NewDevice) -> Device:
-    """Pre-provision a device; the id is the endpoint name unless given."""
+async def create_device(
+    session: AsyncSession, principal: Principal, new: NewDevice, *, psk_box: SecretBox
+) -> Device:
+    """Pre-provision a device; the id is the endpoint name unless given. Its PSK is
+    stored sealed by ``psk_box``."""
     endpoint = _validate_name("endpoint name", new.endpoint_name, MAX_ENDPOINT_NAME_LENGTH)
     device_id = _validate_name(
         "device id",
@@ -488,6 +581,7 @@ async def create_device(session: AsyncSession, principal: Principal, new: NewDev
     if duplicate:
         raise Conflict(f"device {device_id!r} (endpoint name {endpoint!r}) already exists")
     await _require_identity_free(session, identity, device_id)
+    sealed = None if psk_hex is None else _sealed_psk(psk_box, device_id, psk_hex, None)
     device = Device(
         id=device_id,
         endpoint_name=endpoint,
@@ -499,7 +593,7 @@ async def create_device(session: AsyncSession, principal: Principal, new: NewDev
         management_enabled=new.management_enabled,
         security_mode=mode,
         dtls_identity=identity,
-        dtls_psk=psk_hex,
+        dtls_psk=sealed,
     )
     session.add(device)
     await session.flush()
@@ -510,12 +604,21 @@ async def create_device(session: AsyncSession, principal: Principal, new: NewDev
     audit.record(
         session, "device.created", actor=principal.login, subject=device_id, domain_id=domain_id
     )
+    if sealed is not None:
+        note_psk_change(session, device_id, identity, sealed)
     return device
 
 
 async def update_device(
-    session: AsyncSession, principal: Principal, device_id: str, changes: DeviceChanges
+    session: AsyncSession,
+    principal: Principal,
+    device_id: str,
+    changes: DeviceChanges,
+    *,
+    psk_box: SecretBox,
 ) -> DeviceUpdate:
+    """Apply ``changes``; a new PSK is sealed by ``psk_box``. A security change (mode,
+    identity or key: a key rotation) is audited and bars the current registration."""
     device = await get_device(session, principal, device_id)
     _validate_user_properties(changes.add_properties)
     reserved = RUNTIME_PROPERTIES.intersection(changes.remove_properties)
@@ -538,13 +641,16 @@ async def update_device(
         if changes.dtls_identity is not None
         else (device.dtls_identity if keep_psk else None)
     )
-    psk_hex = (
-        psk_to_hex(changes.dtls_psk)
-        if changes.dtls_psk is not None
-        else (device.dtls_psk if keep_psk else None)
+    new_psk_hex = psk_to_hex(changes.dtls_psk) if changes.dtls_psk is not None else None
+    mode, identity, psk_value = _security(
+        mode, identity, new_psk_hex or (device.dtls_psk if keep_psk else None)
     )
-    mode, identity, psk_hex = _security(mode, identity, psk_hex)
     await _require_identity_free(session, identity, device.id)
+    sealed = (
+        _sealed_psk(psk_box, device.id, new_psk_hex, device.dtls_psk)
+        if new_psk_hex is not None and psk_value is not None
+        else psk_value
+    )
 
     added = await require_visible_groups(
         session, principal, changes.add_groups, member_domain=device.domain_id
@@ -565,13 +671,23 @@ async def update_device(
         )
 
     was_allowed = not device.blacklisted and device.management_enabled
-    security_changed = (device.security_mode, device.dtls_identity, device.dtls_psk) != (
-        mode,
-        identity,
-        psk_hex,
-    )
+    old_security = (device.security_mode, device.dtls_identity, device.dtls_psk)
+    security_changed = old_security != (mode, identity, sealed)
+    if security_changed:
+        audit.record(
+            session,
+            "device.security_changed",
+            actor=principal.login,
+            subject=device.id,
+            domain_id=device.domain_id,
+            securityMode=mode,
+            dtlsIdentity=identity,
+            keyChanged=old_security[2] != sealed,
+        )
+        if old_security[2] is not None or sealed is not None:
+            note_psk_change(session, device.id, identity, sealed)
     device.properties = properties
-    device.security_mode, device.dtls_identity, device.dtls_psk = mode, identity, psk_hex
+    device.security_mode, device.dtls_identity, device.dtls_psk = mode, identity, sealed
     if changes.blacklisted is not None:
         device.blacklisted = changes.blacklisted
     if changes.management_enabled is not None:
@@ -590,6 +706,8 @@ async def delete_device(session: AsyncSession, principal: Principal, device_id: 
     """Delete the record; its values, queued requests and memberships go with it."""
     device = await get_device(session, principal, device_id)
     await session.execute(delete(Device).where(Device.id == device.id))
+    if device.dtls_psk is not None:
+        note_psk_change(session, device.id, None, None)
     audit.record(
         session,
         "device.deleted",
@@ -598,6 +716,86 @@ async def delete_device(session: AsyncSession, principal: Principal, device_id: 
         domain_id=device.domain_id,
     )
     return device
+
+
+# --- CSV import ------------------------------------------------------------------------------
+
+CSV_COLUMNS = ("endpoint", "domain", "securityMode", "dtlsIdentity", "dtlsPsk", "groups")
+"""Columns of a device import file; ``dtlsPsk`` is hex, ``groups`` separated by ``;``."""
+MAX_IMPORT_ROWS = 100_000
+
+
+def parse_device_csv(text: str) -> list[tuple[int, NewDevice | InvalidInput]]:
+    """The devices of an import file (a header row naming ``CSV_COLUMNS``, ``endpoint``
+    required), each with the line it ends on. A problem with the file as a whole
+    raises ``InvalidInput``; one with a row is that row's entry."""
+    if "\0" in text:
+        raise InvalidInput("the file has NUL characters: not a CSV text file")
+    reader = csv.DictReader(io.StringIO(text), strict=True)
+    known = {column.lower(): column for column in CSV_COLUMNS}
+    try:
+        header = [(name or "").strip().lower() for name in reader.fieldnames or ()]
+        unknown = [name for name in header if name not in known]
+        repeated = [name for name in known if header.count(name) > 1]
+        if "endpoint" not in header:
+            raise InvalidInput(f"the CSV needs a header row: {','.join(CSV_COLUMNS)}")
+        if unknown:
+            raise InvalidInput(
+                f"unknown column {unknown[0][:40]!r}; columns: {','.join(CSV_COLUMNS)}"
+            )
+        if repeated:
+            raise InvalidInput(f"column {known[repeated[0]]!r} appears twice")
+        rows: list[tuple[int, NewDevice | InvalidInput]] = []
+        for record in reader:
+            if len(rows) >= MAX_IMPORT_ROWS:
+                raise InvalidInput(f"at most {MAX_IMPORT_ROWS} devices per file")
+            if None in record:
+                rows.append((reader.line_num, InvalidInput("more cells than columns")))
+                continue
+            fields = {
+                known[(name or "").strip().lower()]: (value or "").strip()
+                for name, value in record.items()
+            }
+            rows.append((reader.line_num, _csv_device(fields)))
+    except csv.Error as exc:
+        raise InvalidInput(f"malformed CSV at line {reader.line_num}: {exc}") from None
+    return rows
+
+
+def _csv_device(fields: Mapping[str, str]) -> NewDevice | InvalidInput:
+    endpoint = fields.get("endpoint", "")
+    if not endpoint:
+        return InvalidInput("endpoint is empty")
+    psk = fields.get("dtlsPsk", "")
+    return NewDevice(
+        endpoint_name=endpoint,
+        domain=fields.get("domain") or None,
+        security_mode=fields.get("securityMode") or None,
+        dtls_identity=fields.get("dtlsIdentity") or None,
+        dtls_psk={"HexadecimalPsk": psk} if psk else None,
+        groups=tuple(group for group in fields.get("groups", "").replace(";", " ").split()),
+    )
+
+
+async def import_devices(
+    session: AsyncSession,
+    principal: Principal,
+    rows: Sequence[tuple[int, NewDevice | InvalidInput]],
+    *,
+    psk_box: SecretBox,
+) -> list[tuple[int, str]]:
+    """Create the devices of ``rows`` in ``session``; (line, reason) of each that cannot
+    be. The caller commits only when there is none: a file goes in whole or not at all."""
+    failures: list[tuple[int, str]] = []
+    for line, row in rows:
+        if isinstance(row, InvalidInput):
+            failures.append((line, row.message))
+            continue
+        try:
+            await create_device(session, principal, row, psk_box=psk_box)
+        except ServiceError as exc:
+            failures.append((line, exc.message))
+    return failures
 
 
 # --- management sessions ---------------------------------------------------------------------

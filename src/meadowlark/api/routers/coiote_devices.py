@@ -133,7 +133,7 @@ async def create_devices(
         label = _item_label(item)
         try:
             new = new_device(DeviceCreate.model_validate(item))
-            device = await devices.create_device(session, principal, new)
+            device = await devices.create_device(session, principal, new, psk_box=runtime.psk_box)
             await commit_new_device(session, device.id)
         except ValidationError as exc:
             results.append(DeviceAddResult(id=label, success=False, reason=_first_error(exc)))
@@ -175,7 +175,7 @@ async def create_device(
 ) -> SingleDeviceAddResponse:
     """Pre-provision a device by ``properties.endpointName`` (the id unless ``id`` is set)."""
     new = new_device(body)
-    device = await devices.create_device(session, principal, new)
+    device = await devices.create_device(session, principal, new, psk_box=runtime.psk_box)
     await commit_new_device(session, device.id)
     if new.groups:
         await reconcile_observations(runtime, [device.id])
@@ -222,6 +222,7 @@ async def update_device(
             dtls_identity=body.dtlsIdentity,
             dtls_psk=body.dtlsPsk,
         ),
+        psk_box=runtime.psk_box,
     )
     await session.commit()
     if update.barred:
