@@ -770,7 +770,7 @@ class DtlsServer:
         host: str,
         port: int,
         *,
-        max_sessions: int = 100_000,
+        max_sessions: int = 20_000,
         idle_timeout: float = 86_400.0,
         handshake_timeout: float = 30.0,
         handshakes_per_second: float = 20.0,

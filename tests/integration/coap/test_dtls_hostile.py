@@ -251,3 +251,22 @@ def test_the_session_cap_evicts_the_least_recently_used_session():
 
         assert running.call(scenario(running)) == [Code.FORBIDDEN] * 3
         assert running.sessions <= 2
+
+
+def test_closing_an_identitys_sessions_makes_its_device_handshake_again(running):
+    async def scenario() -> tuple[int, int, Code]:
+        device = DtlsDevice(("127.0.0.1", running.port), psk=(IDENTITY, KEY))
+        await device.connect()
+        await device.register("closing")
+        closed = running.dtls.close_sessions(IDENTITY)
+        left = running.established()
+        device.close(notify=False)
+        again = DtlsDevice(("127.0.0.1", running.port), psk=(IDENTITY, KEY))
+        try:
+            await again.connect()
+            return closed, left, (await again.register("closing")).code
+        finally:
+            again.close()
+
+    assert running.call(scenario()) == (1, 0, Code.FORBIDDEN)
+    assert running.dtls.close_sessions("someone-else") == 0
