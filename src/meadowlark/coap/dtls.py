@@ -66,6 +66,9 @@ _DTLS_MAJOR = 0xFE
 _READ_SIZE = 65536
 _SOCKET_RECEIVE_BUFFER = 4 * 1024 * 1024
 _SWEEP_INTERVAL = 1.0
+_DATAGRAM_SIZE = 1280
+"""Largest datagram a flight is packed into (the IPv6 minimum MTU) unless one record is
+larger (a long certificate chain: then IP fragments it)."""
 _MAX_HANDSHAKE_STEPS = 64
 """A full handshake has about 20 steps; more from one datagram means something is off."""
 _MAX_THROTTLED_HOSTS = 65536
@@ -93,6 +96,23 @@ def is_client_hello(data: bytes) -> bool:
         and data[4] == 0
         and data[_RECORD_HEADER] == _CLIENT_HELLO
     )
+
+
+def pack_records(data: bytes, limit: int) -> list[bytes]:
+    """``data`` (whole DTLS records back to back, as the library writes a flight) cut
+    into datagrams of at most ``limit`` bytes at record boundaries (RFC 6347 §4.1.1: a
+    record never spans datagrams); a record longer than ``limit`` goes alone."""
+    datagrams: list[bytes] = []
+    start = end = 0
+    while end < len(data):
+        record_end = end + _RECORD_HEADER + int.from_bytes(data[end + 11 : end + 13], "big")
+        if record_end - start > limit and end > start:
+            datagrams.append(data[start:end])
+            start = end
+        end = record_end
+    if start < len(data):
+        datagrams.append(data[start:])
+    return datagrams
 
 
 # --- the session table -------------------------------------------------------------------
@@ -709,6 +729,7 @@ class DtlsMessageInterface(interfaces.MessageInterface, asyncio.DatagramProtocol
         self._flush(session.buffer, session.address)
 
     def _flush(self, buffer: tls.TLSWrappedBuffer, address: Address) -> None:
+        """Send what the library wrote: its records, packed into datagrams."""
         data = buffer.peek_outgoing(_READ_SIZE * 4)
         if not data:
             return
@@ -716,9 +737,11 @@ class DtlsMessageInterface(interfaces.MessageInterface, asyncio.DatagramProtocol
         transport = self.transport
         if transport is None:
             return
-        transport.sendto(data, address)
-        if self.traffic is not None:
-            self.traffic.add((_printable_host(address[0]), address[1]), sent=len(data))
+        for datagram in pack_records(data, _DATAGRAM_SIZE):
+            transport.sendto(datagram, address)
+            if self.traffic is not None:
+                host = _printable_host(address[0])
+                self.traffic.add((host, address[1]), sent=len(datagram))
 
     def _schedule_sweep(self) -> None:
         loop = asyncio.get_running_loop()

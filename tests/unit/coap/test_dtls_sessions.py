@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from meadowlark.coap.dtls import SessionTable, client_random, is_client_hello, is_record
+from meadowlark.coap.dtls import (
+    SessionTable,
+    client_random,
+    is_client_hello,
+    is_record,
+    pack_records,
+)
 
 
 class Clock:
@@ -101,3 +107,16 @@ def test_record_checks():
     assert not is_record(b"\x40\x01\x00\x00")  # a CoAP message, not DTLS
     assert not is_record(hello[:12])  # shorter than a record header
     assert not is_record(bytes([23, 0x03, 0x03]) + bytes(10))  # TLS, not DTLS
+
+
+def record(kind: int, size: int) -> bytes:
+    return bytes([kind, 0xFE, 0xFD]) + bytes(8) + size.to_bytes(2, "big") + bytes(size)
+
+
+def test_a_flight_is_packed_into_datagrams_at_record_boundaries():
+    small, medium, large = record(22, 100), record(22, 600), record(22, 2000)
+    assert pack_records(small + small, 1280) == [small + small]
+    assert pack_records(medium + medium + small, 1280) == [medium + medium, small]
+    assert pack_records(small + large + small, 1280) == [small, large, small]
+    assert pack_records(large, 1280) == [large]
+    assert pack_records(b"", 1280) == []
