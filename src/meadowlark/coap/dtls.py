@@ -51,7 +51,9 @@ from mbedtls import pk, tls
 from mbedtls import x509 as mbedtls_x509
 from mbedtls.exceptions import TLSError
 
-from meadowlark.server.transport import PeerIdentity, TrafficCounter
+from meadowlark.coap import wire
+from meadowlark.coap.udp import LeanRegistrations
+from meadowlark.server.transport import Peer, PeerIdentity, TrafficCounter, UplinkHandler
 
 _log = structlog.get_logger("meadowlark.lwm2m")
 
@@ -450,19 +452,27 @@ class DtlsEndpointAddress(interfaces.EndpointAddress):
         self.interface.send_plaintext(self, data)
 
 
-class DtlsMessageInterface(interfaces.MessageInterface, asyncio.DatagramProtocol):
-    """aiocoap message interface over the DTLS sessions of one UDP socket."""
+class DtlsMessageInterface(
+    LeanRegistrations, interfaces.MessageInterface, asyncio.DatagramProtocol
+):
+    """aiocoap message interface over the DTLS sessions of one UDP socket; Register,
+    Update and De-register skip aiocoap as on plain UDP (``LeanRegistrations``)."""
 
     def __init__(
         self,
         message_manager: interfaces.MessageManager,
         credentials: DtlsCredentials,
         table: SessionTable[_Session],
+        handler: UplinkHandler,
         *,
+        max_payload: int = 65536,
         traffic: TrafficCounter | None = None,
         on_handshake_failure: Callable[[HandshakeFailure], None] | None = None,
     ) -> None:
         self._manager: interfaces.MessageManager | None = message_manager
+        self._init_lean()
+        self.handler = handler
+        self.max_payload = max_payload
         self._keys = _RecordingKeys(credentials.psk_keys)
         self._context = _server_context(credentials, self._keys)
         self.table = table
@@ -688,12 +698,31 @@ class DtlsMessageInterface(interfaces.MessageInterface, asyncio.DatagramProtocol
         manager = self._manager
         if manager is None:
             return
+        message = wire.parse(plaintext)
+        if message is None:  # a message format error: silently ignored (RFC 7252 §4.2)
+            _log.debug("dtls_message_dropped", peer=remote.hostinfo, reason="not CoAP")
+            return
         try:
-            message = Message.decode(plaintext, remote=remote)
+            if (
+                message.mtype <= wire.NON
+                and message.is_request
+                and self._take_request(message, remote.address, remote, 0)
+            ):
+                return
+            aiocoap_message = Message.decode(plaintext, remote=remote)
         except (error.UnparsableMessage, UnicodeDecodeError, ValueError):
             _log.debug("dtls_message_dropped", peer=remote.hostinfo, reason="not CoAP")
             return
-        manager.dispatch_message(message)
+        manager.dispatch_message(aiocoap_message)
+
+    # --- LeanRegistrations ---------------------------------------------------------------
+
+    def _lean_peer(self, address: Any, via: Any) -> Peer:
+        remote: DtlsEndpointAddress = via
+        return Peer(remote.host, remote.port, "dtls", handle=remote, identity=remote.identity)
+
+    def _sendto(self, data: bytes, address: Any, via: Any) -> None:
+        self.send_plaintext(via, data)
 
     # --- housekeeping --------------------------------------------------------------------
 
@@ -780,7 +809,8 @@ def _printable_host(address: str) -> str:
 
 class DtlsServer:
     """Binds ``host:port`` (port 0 picks a free one) for DTLS and serves it through the
-    aiocoap ``context`` of a running ``CoapServer``.
+    aiocoap ``context`` of a running ``CoapServer``; ``handler`` gets the Register,
+    Update and De-register requests directly (as ``CoapServer``'s does).
 
     ``limits``: the session table's (``SessionTable``); ``reuse_port``: SO_REUSEPORT, for
     several processes on one port (each holds its own sessions; the kernel keeps a
@@ -789,10 +819,12 @@ class DtlsServer:
 
     def __init__(
         self,
+        handler: UplinkHandler,
         credentials: DtlsCredentials,
         host: str,
         port: int,
         *,
+        max_payload: int = 65536,
         max_sessions: int = 20_000,
         idle_timeout: float = 86_400.0,
         handshake_timeout: float = 30.0,
@@ -802,6 +834,8 @@ class DtlsServer:
         on_handshake_failure: Callable[[HandshakeFailure], None] | None = None,
         reuse_port: bool = False,
     ) -> None:
+        self._handler = handler
+        self._max_payload = max_payload
         self._credentials = credentials
         self._bind = (host, port)
         self._limits = dict(
@@ -824,6 +858,8 @@ class DtlsServer:
             messages,
             self._credentials,
             SessionTable(**self._limits),  # type: ignore[arg-type]
+            self._handler,
+            max_payload=self._max_payload,
             traffic=self._traffic,
             on_handshake_failure=self._on_handshake_failure,
         )

@@ -66,6 +66,7 @@ def serve(**limits: Any) -> Iterator[Running]:
         await server.start()
         server.attach(await coap.start())
         dtls = DtlsServer(
+            server,
             DtlsCredentials({IDENTITY: KEY}),
             "127.0.0.1",
             0,
