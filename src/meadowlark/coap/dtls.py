@@ -68,6 +68,10 @@ _DTLS_MAJOR = 0xFE
 _READ_SIZE = 65536
 _SOCKET_RECEIVE_BUFFER = 4 * 1024 * 1024
 _SWEEP_INTERVAL = 1.0
+HELLO_MEMORY = 120.0
+"""Seconds the random of a session's ClientHello is remembered against replays: longer
+than a cookie is valid (Mbed TLS: 60 s), so a replay is either refused as such or fails
+the cookie check."""
 _DATAGRAM_SIZE = 1280
 """Largest datagram a flight is packed into (the IPv6 minimum MTU) unless one record is
 larger (a long certificate chain: then IP fragments it)."""
@@ -152,6 +156,9 @@ class SessionTable(Generic[S]):
         """Oldest first; value: when the handshake started."""
         self._budgets: dict[str, tuple[float, float]] = {}
         """Host -> (ClientHellos still allowed, when counted)."""
+        self._hellos: dict[tuple[Address, bytes], float] = {}
+        """(address, ClientHello random) of the sessions started lately -> until when it
+        is remembered (oldest first)."""
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -193,11 +200,17 @@ class SessionTable(Generic[S]):
         self._budgets[host] = (tokens - 1.0, now)
         return True
 
-    def add_handshake(self, address: Address, session: S) -> list[S] | None:
+    def replayed(self, address: Address, random: bytes) -> bool:
+        """Whether a session was started lately from ``address`` with this ClientHello
+        random: a replayed hello (a real client never reuses one for a new handshake)."""
+        return (address, random) in self._hellos
+
+    def add_handshake(self, address: Address, session: S, random: bytes = b"") -> list[S] | None:
         """Start ``session`` for ``address`` (replacing the address's old one).
 
         Returns the sessions dropped to make room (the replaced one included), or None
-        when the table is full of handshakes and ``session`` was not added.
+        when the table is full of handshakes and ``session`` was not added. ``random``
+        (its ClientHello's) is remembered for ``HELLO_MEMORY`` seconds (``replayed``).
         """
         dropped: list[S] = []
         old = self.remove(address)
@@ -211,6 +224,8 @@ class SessionTable(Generic[S]):
         now = self._clock()
         self._sessions[address] = (session, now)
         self._handshaking[address] = now
+        if random:
+            self._hellos[(address, random)] = now + HELLO_MEMORY
         return dropped
 
     def established(self, address: Address) -> None:
@@ -241,6 +256,11 @@ class SessionTable(Generic[S]):
             self.remove(address)
             expired.append((address, session, reason))
         self._forget_full_budgets(now)
+        while self._hellos:
+            hello, until = next(iter(self._hellos.items()))
+            if until > now:
+                break
+            del self._hellos[hello]
         return expired
 
     def _forget_full_budgets(self, now: float) -> None:
@@ -273,11 +293,12 @@ class DtlsCredentials:
 
 @dataclass(frozen=True, slots=True)
 class HandshakeFailure:
-    """A handshake from a verified address (past the cookie) that did not authenticate.
+    """A handshake that did not authenticate: past the cookie (the address answered),
+    or a replayed ClientHello.
 
     ``reason``: ``unknown_identity``, ``wrong_key``, ``certificate_rejected``,
-    ``no_client_credential``, ``handshake_timeout`` or ``handshake_failed``; ``error``
-    is the library's message. Never a key.
+    ``no_client_credential``, ``handshake_timeout``, ``replayed_hello`` or
+    ``handshake_failed``; ``error`` is the library's message. Never a key.
     """
 
     host: str
@@ -586,6 +607,10 @@ class DtlsMessageInterface(
 
     def _hello(self, data: bytes, address: Address) -> None:
         """A ClientHello: a cookie exchange without state, or a session once verified."""
+        if self.table.replayed(address, client_random(data)):
+            self.dropped += 1
+            self._failed(address, None, "replayed_hello", "a ClientHello seen before")
+            return
         buffer = self._context.wrap_buffers()
         buffer.setcookieparam(f"{address[0]}:{address[1]}".encode())
         buffer.receive_from_network(data)
@@ -601,7 +626,7 @@ class DtlsMessageInterface(
             self.dropped += 1
             return
         session = _Session(address, buffer, client_random(data))
-        dropped = self.table.add_handshake(address, session)
+        dropped = self.table.add_handshake(address, session, session.hello)
         if dropped is None:
             _log.warning("dtls_sessions_full", peer=str(address))
             self.dropped += 1
@@ -626,7 +651,9 @@ class DtlsMessageInterface(
         except TLSError as exc:
             self._flush(session.buffer, session.address)  # the alert, if any
             self.table.remove(session.address)
-            self._failed(session, _failure_reason(session, exc), str(exc))
+            self._failed(
+                session.address, session.psk_identity, _failure_reason(session, exc), str(exc)
+            )
             return False
         finally:
             self._keys.session = None
@@ -635,7 +662,12 @@ class DtlsMessageInterface(
         if identity is None:
             self.table.remove(session.address)
             self._close(session)
-            self._failed(session, "no_client_credential", "no PSK and no client certificate")
+            self._failed(
+                session.address,
+                session.psk_identity,
+                "no_client_credential",
+                "no PSK and no client certificate",
+            )
             return False
         self.table.established(session.address)
         session.remote = DtlsEndpointAddress(self, session.address, identity)
@@ -726,17 +758,14 @@ class DtlsMessageInterface(
 
     # --- housekeeping --------------------------------------------------------------------
 
-    def _failed(self, session: _Session, reason: str, detail: str) -> None:
+    def _failed(self, address: Address, identity: str | None, reason: str, detail: str) -> None:
         self.failed_handshakes += 1
-        host, port = _printable_host(session.address[0]), session.address[1]
+        host, port = _printable_host(address[0]), address[1]
         _log.warning(
-            "dtls_handshake_failed",
-            peer=hostportjoin(host, port),
-            identity=session.psk_identity,
-            reason=reason,
+            "dtls_handshake_failed", peer=hostportjoin(host, port), identity=identity, reason=reason
         )
         if self.on_handshake_failure is not None:
-            failure = HandshakeFailure(host, port, session.psk_identity, reason, detail)
+            failure = HandshakeFailure(host, port, identity, reason, detail)
             try:
                 self.on_handshake_failure(failure)
             except Exception:  # the hook's bug must not break the socket
@@ -780,7 +809,10 @@ class DtlsMessageInterface(
         for address, session, reason in self.table.expire():
             if session.remote is None:
                 self._failed(
-                    session, reason, f"no Finished within {self.table.handshake_timeout:g} s"
+                    session.address,
+                    session.psk_identity,
+                    reason,
+                    f"no Finished within {self.table.handshake_timeout:g} s",
                 )
             else:
                 self._close(session)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from meadowlark.coap.dtls import (
+    HELLO_MEMORY,
     SessionTable,
     client_random,
     is_client_hello,
@@ -120,3 +121,18 @@ def test_a_flight_is_packed_into_datagrams_at_record_boundaries():
     assert pack_records(small + large + small, 1280) == [small, large, small]
     assert pack_records(large, 1280) == [large]
     assert pack_records(b"", 1280) == []
+
+
+def test_a_sessions_client_hello_is_remembered_against_replays():
+    clock = Clock()
+    sessions = table(clock)
+    random = bytes(range(32))
+    sessions.add_handshake(address(0), "s0", random)
+    assert sessions.replayed(address(0), random)
+    assert not sessions.replayed(address(1), random)  # the cookie binds another address
+    assert not sessions.replayed(address(0), bytes(32))
+    sessions.remove(address(0))
+    assert sessions.replayed(address(0), random)  # the session's end does not forget it
+    clock.now += HELLO_MEMORY + 1
+    sessions.expire()
+    assert not sessions.replayed(address(0), random)
