@@ -38,22 +38,24 @@ async def start_dtls(
     settings: Settings,
     runtime: Runtime,
     coap_server: CoapServer,
-    psk_keys: Mapping[str, bytes],
+    psk_keys: Mapping[str, bytes] | None = None,
     *,
     reuse_port: bool = False,
 ) -> DtlsServer | None:
     """Serve ``settings.coaps`` (None when it is off) on ``coap_server``'s context, so the
-    same LwM2M server answers and reaches devices over both; ``psk_keys``: identity ->
-    key, consulted at each handshake."""
+    same LwM2M server answers and reaches devices over both. ``psk_keys``: identity ->
+    key, consulted at each handshake; by default the device registry's keyring, whose
+    changes (a rotated or removed key) end that identity's live sessions."""
     if settings.coaps is None:
         return None
+    keys = runtime.psk_keyring if psk_keys is None else psk_keys
     credentials = server_credentials(settings)
     limits = settings.dtls
     lwm2m = settings.lwm2m
     server = DtlsServer(
         runtime.lwm2m,
         DtlsCredentials(
-            psk_keys,
+            keys,
             certificate=credentials.certificate,
             private_key=credentials.private_key,
             ca_bundle=credentials.ca_bundle,
@@ -71,4 +73,5 @@ async def start_dtls(
         reuse_port=reuse_port,
     )
     await server.start(coap_server.context)
+    runtime.psk_keyring.on_change(server.close_sessions)
     return server

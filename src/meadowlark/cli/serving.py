@@ -90,9 +90,7 @@ def serve_node(
         if before_coap is not None:
             await before_coap()
         runtime.lwm2m.attach(await coap_server.start())
-        # PSK identity -> key: the device registry's keyring once it is wired in here.
-        psk_keys: dict[str, bytes] = {}
-        dtls_server = await start_dtls(settings, runtime, coap_server, psk_keys, reuse_port=worker)
+        dtls_server = await start_dtls(settings, runtime, coap_server, reuse_port=worker)
         runtime.firmware_images.bind_coap(settings.coap.host, coap_server.port)
         runtime.firmware_images.bind_http(settings.http.host, settings.http.port)
         if not worker:
