@@ -48,6 +48,13 @@ def _host_port(value: Any) -> Any:
     return HostPort.parse(value) if isinstance(value, str) else value
 
 
+def _optional_host_port(value: Any) -> Any:
+    """``off`` (or empty) disables a listener; anything else is ``host:port``."""
+    if isinstance(value, str) and value.strip().lower() in ("off", ""):
+        return None
+    return _host_port(value)
+
+
 class RateLimits(BaseModel):
     """Login throttling: failed attempts allowed per window before 429."""
 
@@ -237,6 +244,10 @@ class Settings(BaseSettings):
     """Address of the REST server."""
     coap: Annotated[HostPort, NoDecode, Field(default="0.0.0.0:5683")]  # noqa: S104 - devices connect from anywhere
     """Address of the CoAP (LwM2M) server."""
+    coap_tcp: Annotated[HostPort | None, NoDecode, Field(default="0.0.0.0:5683")]  # noqa: S104
+    """Address of CoAP over TCP (RFC 8323, LwM2M binding ``T``); ``off`` disables it."""
+    coap_tls: Annotated[HostPort | None, NoDecode, Field(default="0.0.0.0:5684")]  # noqa: S104
+    """Address of CoAP over TLS (certificates: ``tls``); ``off`` disables it."""
     data_dir: Path = Path("./meadowlark-data")
     """Folder for the embedded database, the generated secret key and other state."""
     database_url: str | None = None
@@ -268,6 +279,7 @@ class Settings(BaseSettings):
     tls: TlsSettings = TlsSettings()
 
     _parse_http = field_validator("http", "coap", mode="before")(_host_port)
+    _parse_streams = field_validator("coap_tcp", "coap_tls", mode="before")(_optional_host_port)
 
     @field_validator("log_level")
     @classmethod

@@ -353,9 +353,11 @@ def doctor() -> None:
     for label, address, kind in (
         ("REST port", settings.http, socket.SOCK_STREAM),
         ("CoAP port", settings.coap, socket.SOCK_DGRAM),
+        ("CoAP/TCP port", settings.coap_tcp, socket.SOCK_STREAM),
+        ("CoAP/TLS port", settings.coap_tls, socket.SOCK_STREAM),
     ):
-        state = _bindable(address.host, address.port, kind)
-        problems += state != ok
+        state = "off" if address is None else _bindable(address.host, address.port, kind)
+        problems += state not in (ok, "off")
         typer.echo(f"{label:15} {state}")
     if os.environ.get("MEADOWLARK_DEV", "").lower() in ("1", "true"):
         typer.echo("dev mode        ON (placeholder secrets allowed)")

@@ -14,6 +14,7 @@ from meadowlark.server.transport import (
     Method,
     Peer,
     ResponseCode,
+    TransportError,
     UplinkResult,
 )
 
@@ -32,7 +33,12 @@ def peer_of(remote: object) -> Peer:
 
     This transport is plain UDP (``coap://``): nothing authenticates the sender, so the
     peer has no ``identity``. A DTLS transport sets it from the session's handshake.
+    A connection-oriented remote (CoAP over TCP/TLS, ``coap.tcp``) carries its own
+    ``lwm2m_peer``, built when the connection was accepted.
     """
+    connection_peer = getattr(remote, "lwm2m_peer", None)
+    if connection_peer is not None:
+        return connection_peer  # type: ignore[no-any-return]
     sockaddr = getattr(remote, "sockaddr", None)
     if sockaddr is None:
         host, _, port = str(getattr(remote, "hostinfo", "")).rpartition(":")
@@ -65,6 +71,9 @@ def request_message(peer: Peer, request: DownlinkRequest) -> Message:
         message.opt.observe = request.observe
     if peer.handle is not None:
         message.remote = peer.handle
+    elif peer.transport in ("tcp", "tls"):
+        # Known from another node or an earlier process: its connection is not here.
+        raise TransportError(f"no {peer.transport.upper()} connection from {peer} on this node")
     else:
         message.set_request_uri(f"coap://{peer}/", set_uri_host=False)
         message.opt.uri_path = request.uri_path
