@@ -138,8 +138,9 @@ class Lwm2mTcpConnection(TcpConnection):
             self._transport.resume_reading()
 
     def _abort_with(self, abort_msg: Message) -> None:
+        if not self.closed:
+            super()._abort_with(abort_msg)  # sends the Abort, then closes
         self.closed = True
-        super()._abort_with(abort_msg)
 
     # --- frames in and out ---------------------------------------------------------------
 
