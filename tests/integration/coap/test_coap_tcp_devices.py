@@ -347,3 +347,40 @@ async def _drop_connection(device: SimulatedDevice) -> None:
     endpoint = device._endpoint
     assert endpoint is not None and endpoint._transport is not None  # type: ignore[union-attr]
     endpoint._transport.abort()  # type: ignore[union-attr]
+
+
+def test_send_and_observation_cancel_over_tcp(server, device_on):
+    endpoint = f"tcp-send-{tag()}"
+    device = device_on("tcp", endpoint)
+    assert server.call(device.send(["/3303/0/5700"])) == Code.CHANGED
+    eventually(
+        lambda: server.call(
+            server.runtime.lwm2m.cached_values(endpoint, LwM2mPath.parse("/3303/0/5700"))
+        )
+    )
+    with server.admin() as http:
+        observed = http.post(f"{LWM2M}/{endpoint}/3303/0/5700/observe")
+        assert observed.status_code == 200, observed.text
+        assert len(device.observations) == 1
+        cancelled = http.delete(f"{LWM2M}/{endpoint}/3303/0/5700/observe")
+        assert cancelled.status_code == 200, cancelled.text
+    eventually(lambda: not device.observations)
+
+
+def test_meadowlark_simulate_over_tls(server):
+    """``meadowlark simulate --transport tls`` trusts the server's generated certificate."""
+    from typer.testing import CliRunner
+
+    from meadowlark.cli.main import app
+
+    prefix = f"cli-tls-{tag()}"
+    env = {"MEADOWLARK_DATA_DIR": str(server.settings.data_dir)}
+    arguments = ["simulate", "--transport", "tls", "--devices", "2", "--prefix", prefix]
+    arguments += ["--server", f"coap://127.0.0.1:{server.tls_port}", "--duration", "2"]
+    arguments += ["--interval", "0.5"]
+    result = CliRunner().invoke(app, arguments, env=env)
+    assert result.exit_code == 0, result.output
+    assert "registered=2" in result.output and "failed=0" in result.output
+    with server.admin() as http:
+        events = http.get("/api/admin/audit").json()  # nothing refused for them
+    assert not [event for event in events if prefix in json.dumps(event)]
