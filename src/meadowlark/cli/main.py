@@ -95,6 +95,12 @@ def serve(
     coap: Annotated[
         str | None, typer.Option(help="CoAP address host:port [MEADOWLARK_COAP]")
     ] = None,
+    coap_tcp: Annotated[
+        str | None, typer.Option(help="CoAP over TCP host:port, or off [MEADOWLARK_COAP_TCP]")
+    ] = None,
+    coap_tls: Annotated[
+        str | None, typer.Option(help="CoAP over TLS host:port, or off [MEADOWLARK_COAP_TLS]")
+    ] = None,
     data_dir: Annotated[
         Path | None, typer.Option(help="State folder [MEADOWLARK_DATA_DIR]")
     ] = None,
@@ -118,6 +124,8 @@ def serve(
     settings = _settings(
         http=http,
         coap=coap,
+        coap_tcp=coap_tcp,
+        coap_tls=coap_tls,
         data_dir=data_dir,
         database_url=database_url,
         token_lifetime=token_lifetime,
