@@ -299,6 +299,20 @@ class Lwm2mTcpServer(TCPServer):
             return True
         return False
 
+    def _dispatch_error(self, connection: Lwm2mTcpConnection, exc: Exception | None) -> None:
+        """Fail the server's requests over a closed ``connection``. A device's request in
+        process runs to its end: its answer has nowhere to go, but a Register cancelled
+        half-way (as aiocoap would) could leave the registry and the store disagreeing."""
+        self._evict_from_pool(connection)
+        tokens = self._tokenmanager
+        if tokens is None or tokens.outgoing_requests is None:
+            return
+        if not isinstance(exc, error.NetworkError):
+            exc = ConnectionClosed(f"the device's connection closed: {exc}")
+        for (_, remote), request in list(tokens.outgoing_requests.items()):
+            if remote is connection:
+                request.add_exception(exc)
+
     def send_message(self, message: Message, messageerror_monitor: Callable[[], None]) -> None:
         if isinstance(message.remote, Lwm2mTcpConnection) and message.remote.closed:
             return  # its requests already failed with the connection

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import queue
 import secrets
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -384,3 +385,26 @@ def test_meadowlark_simulate_over_tls(server):
     with server.admin() as http:
         events = http.get("/api/admin/audit").json()  # nothing refused for them
     assert not [event for event in events if prefix in json.dumps(event)]
+
+
+def test_a_register_whose_connection_closes_at_once_is_still_processed(server):
+    """The answer has nowhere to go, but the Register is not cancelled half-way (it waits
+    for its database commit meanwhile): the registry and the store agree."""
+    from aiocoap import Message
+    from aiocoap.numbers.codes import CSM
+    from aiocoap.transports.tcp import _serialize
+
+    endpoint = f"tcp-gone-{tag()}"
+    register = Message(
+        code=Code.POST,
+        payload=b"</1/0>,</3/0>",
+        uri_path=("rd",),
+        uri_query=(f"ep={endpoint}", "lt=60", "lwm2m=1.1", "b=T"),
+    )
+    register.token = b"\x07"
+    with socket.create_connection(("127.0.0.1", server.tcp_port), timeout=5) as sock:
+        sock.sendall(_serialize(Message(code=CSM)) + _serialize(register))
+    eventually(lambda: server.call(server.runtime.lwm2m.get_registration(endpoint)))
+    with server.admin() as http:
+        stored = eventually(lambda: http.get(f"{API}/devices/{endpoint}").json())
+    assert stored["properties"]["endpointName"] == endpoint
