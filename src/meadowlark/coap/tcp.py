@@ -31,8 +31,9 @@ import ssl
 from collections.abc import Callable
 from typing import Any
 
+import structlog
 from aiocoap import Message, error, optiontypes
-from aiocoap.numbers.codes import CSM, PING, PONG
+from aiocoap.numbers.codes import ABORT, CSM, PING, PONG
 from aiocoap.transports.tcp import TcpConnection, TCPServer, _decode_message, _serialize
 
 from meadowlark.coap.convert import sockaddr_address
@@ -43,6 +44,8 @@ from meadowlark.server.transport import (
     TransportError,
     TransportTimeout,
 )
+
+_log = structlog.get_logger("meadowlark.lwm2m")
 
 CSM_TIMEOUT = 10.0
 """Seconds a new connection may stay silent before its first message, the CSM."""
@@ -136,6 +139,15 @@ class Lwm2mTcpConnection(TcpConnection):
     def resume_writing(self) -> None:
         if self._transport is not None and not self.closed:
             self._transport.resume_reading()
+
+    def abort(self, errormessage: str | None = None, bad_csm_option: int | None = None) -> None:
+        """Abort (RFC 8323 §5.6) with the reason; logged at debug level only, as a bad
+        datagram is on UDP (anyone can open connections to fill the log otherwise)."""
+        _log.debug("tcp_connection_aborted", peer=str(self.lwm2m_peer), reason=errormessage)
+        abort = Message(code=ABORT, payload=(errormessage or "").encode())
+        if bad_csm_option is not None:
+            abort.opt.add_option(optiontypes.UintOption(2, bad_csm_option))  # type: ignore[arg-type]
+        self._abort_with(abort)
 
     def _abort_with(self, abort_msg: Message) -> None:
         if not self.closed:
