@@ -116,11 +116,12 @@ def serve_node(
         runtime.firmware_images.bind_http(settings.http.host, settings.http.port)
         if not worker:
             typer.echo(f"LwM2M (CoAP) on udp://{settings.coap}", err=True)
-            for scheme, address in (("tcp", settings.coap_tcp), ("tls", settings.coap_tls)):
+            for label, scheme, address in (
+                ("TCP", "coap+tcp", settings.coap_tcp),
+                ("TLS", "coaps+tcp", settings.coap_tls),
+            ):
                 if address is not None:
-                    typer.echo(
-                        f"LwM2M (CoAP over {scheme.upper()}) on {scheme}://{address}", err=True
-                    )
+                    typer.echo(f"LwM2M (CoAP over {label}) on {scheme}://{address}", err=True)
         server = uvicorn.Server(
             uvicorn.Config(
                 create_app(runtime, manage_runtime=False),

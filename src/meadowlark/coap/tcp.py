@@ -33,7 +33,7 @@ from typing import Any
 
 import structlog
 from aiocoap import Message, error, optiontypes
-from aiocoap.numbers.codes import ABORT, CSM, PING, PONG
+from aiocoap.numbers.codes import ABORT, CSM, PING, PONG, RELEASE
 from aiocoap.transports.tcp import TcpConnection, TCPServer, _decode_message, _serialize
 
 from meadowlark.coap.convert import sockaddr_address
@@ -204,15 +204,14 @@ class Lwm2mTcpConnection(TcpConnection):
             pong.token = message.token
             self._send_message(pong)
             return
-        try:
-            self._process_signaling(message)
-        except Exception as exc:  # Release/Abort from the device, or a malformed signal
-            reason = exc.args[0] if exc.args else exc
+        elif message.code in (RELEASE, ABORT):  # the device ends the connection
+            _log.debug("tcp_connection_released", peer=str(self.lwm2m_peer), code=str(message.code))
             self.closed = True
-            self._ctx._dispatch_error(self, reason)
+            self._ctx._dispatch_error(self, ConnectionClosed("the device closed its connection"))
             if self._transport is not None:
                 self._transport.close()
             return
+        self._process_signaling(message)  # CSM, PONG: aborts on an unknown critical option
         if message.code == CSM and self._csm_timer is not None:
             self._csm_timer.cancel()
             self._csm_timer = None
