@@ -6,7 +6,9 @@ own socket, a CON Register (``POST /rd``) answered 2.01, then an Update (``POST
 /rd/{location}``) answered 2.04; over TCP and TLS, it opens its own connection and
 exchanges CSMs first (counted in its time: the cost a TCP device pays to register),
 then the same two requests. ``window`` devices are in flight at a time. The ratio is
-TCP (or TLS) round trips per second over UDP's.
+TCP (or TLS) round trips per second over UDP's. As the machine may be shared, the
+server's own CPU time per Register+Update (its processes' user+system time during the
+phase) is printed too: less noisy than the rates.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from aiocoap.transports.tcp import _decode_message, _extract_message_size, _seri
 
 from bench.common import free_port, python, repo_root
 from bench.registrations import _stop, _wait_ready
+from bench.storm import _process_tree
 
 ADMIN_PASSWORD = "bench-admin-password"  # noqa: S105 - a throwaway local server
 LINKS = b"</1/0>,</3/0>,</3303/0>"
@@ -37,8 +40,9 @@ REQUEST_TIMEOUT = 30.0
 
 
 @contextmanager
-def serve_with_streams(tmp: Path) -> Iterator[tuple[int, int, int, Path]]:
-    """``meadowlark serve`` with UDP, TCP and TLS; yields the three ports and the data dir."""
+def serve_with_streams(tmp: Path) -> Iterator[tuple[int, int, int, Path, int]]:
+    """``meadowlark serve`` with UDP, TCP and TLS; yields the three ports, the data dir and
+    the process id."""
     http_port, udp_port = free_port(), free_port(socket.SOCK_DGRAM)
     tcp_port, tls_port = free_port(), free_port()
     data_dir = tmp / "meadowlark-data"
@@ -58,7 +62,7 @@ def serve_with_streams(tmp: Path) -> Iterator[tuple[int, int, int, Path]]:
         )
         try:
             _wait_ready(process, f"http://127.0.0.1:{http_port}/ready", tmp / "serve.log")
-            yield udp_port, tcp_port, tls_port, data_dir
+            yield udp_port, tcp_port, tls_port, data_dir, process.pid
         finally:
             _stop(process)
 
@@ -177,9 +181,20 @@ async def _round_trips(
     return 2 * (devices - failures) / elapsed, failures
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` and its descendants (serve's workers)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for member in _process_tree(pid):
+        fields = Path(f"/proc/{member}/stat").read_text().rpartition(")")[2].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
 async def _measure(
-    ports: tuple[int, int, int], tls: ssl.SSLContext, devices: int, window: int
-) -> dict[str, tuple[float, int]]:
+    ports: tuple[int, int, int], tls: ssl.SSLContext, devices: int, window: int, pid: int
+) -> dict[str, tuple[float, int, float]]:
+    """Per transport: (round trips per second, failed devices, server CPU ms per device)."""
     udp_port, tcp_port, tls_port = ports
     transports: dict[str, Callable[[str], Awaitable[None]]] = {
         "udp": lambda name: _udp_device(udp_port, name),
@@ -191,7 +206,11 @@ async def _measure(
         await _round_trips(device, f"warm-{name}-{tag}", 100, window)
     results = {}
     for name, device in transports.items():
-        results[name] = await _round_trips(device, f"{name}-{tag}", devices, window)
+        cpu = _cpu_seconds(pid)
+        per_second, failed = await _round_trips(device, f"{name}-{tag}", devices, window)
+        await asyncio.sleep(0.5)  # the work that follows the last answers (commits)
+        cpu_ms = 1000 * (_cpu_seconds(pid) - cpu) / max(1, devices - failed)
+        results[name] = (per_second, failed, cpu_ms)
     return results
 
 
@@ -199,20 +218,25 @@ def run(duration: float = 5.0, devices: int = 1000, window: int = 32) -> dict[st
     """``duration`` is unused (the figure is a fixed number of devices)."""
     del duration
     with tempfile.TemporaryDirectory(prefix="bench-coap-tcp-") as folder:
-        with serve_with_streams(Path(folder)) as (udp_port, tcp_port, tls_port, data_dir):
+        with serve_with_streams(Path(folder)) as (udp_port, tcp_port, tls_port, data_dir, pid):
             tls = ssl.create_default_context(cafile=str(data_dir / "tls" / "server.pem"))
-            results = asyncio.run(_measure((udp_port, tcp_port, tls_port), tls, devices, window))
-    udp = results["udp"][0]
+            ports = (udp_port, tcp_port, tls_port)
+            results = asyncio.run(_measure(ports, tls, devices, window, pid))
+    udp, udp_cpu = results["udp"][0], results["udp"][2]
     print(
         f"coap_tcp: Register+Update round trips/s, meadowlark serve (SQLite), {devices} devices "
         f"per transport (own socket/connection each), {window} in flight"
     )
     for name, label in (("udp", "UDP (baseline)"), ("tcp", "TCP (+connect, CSM)"),
                         ("tls", "TLS (+connect, handshake, CSM)")):  # fmt: skip
-        per_second, failed = results[name]
+        per_second, failed, cpu_ms = results[name]
         print(
-            f"  {label:32} {per_second:8.1f} rt/s"
-            + (f"  ratio {per_second / udp:.3f}" if name != "udp" and udp else "")
+            f"  {label:32} {per_second:8.1f} rt/s  server CPU {cpu_ms:5.2f} ms/device"
+            + (
+                f"  ratio {per_second / udp:.3f}, CPU x{cpu_ms / udp_cpu:.2f}"
+                if name != "udp" and udp
+                else ""
+            )
             + (f"  FAILED {failed}" if failed else "")
         )
     return {
