@@ -56,6 +56,8 @@ MAX_OPTIONS = 64
 _MAX_MESSAGE_SIZE_OPTION = 2
 """CSM option: the largest message this side accepts (RFC 8323 §5.3.1)."""
 _HEADER_ALLOWANCE = 1024
+_BLOCK_OVERHEAD = 128
+"""Bytes a block's message adds to its payload (token, options), for the device's limit."""
 """Bytes beyond the largest payload that a message's token and options may take."""
 
 
@@ -88,11 +90,22 @@ class Lwm2mTcpConnection(TcpConnection):
 
     @property  # type: ignore[override]
     def maximum_block_size_exp(self) -> int:
-        return min(self._block_size_cap, 6)
+        """The server's block size, smaller if the device's CSM announced a
+        Max-Message-Size that a block of it (with its header) would exceed."""
+        exponent = min(self._block_size_cap, 6)
+        limit = (self._remote_settings or {}).get("max-message-size")
+        while limit is not None and exponent > 0 and (16 << exponent) + _BLOCK_OVERHEAD > limit:
+            exponent -= 1
+        return exponent
 
     @maximum_block_size_exp.setter
     def maximum_block_size_exp(self, value: int) -> None:
         self._block_size_cap = value
+
+    @property  # type: ignore[override]
+    def maximum_payload_size(self) -> int:
+        """Larger payloads go block-wise: above one block (no BERT)."""
+        return 16 << self.maximum_block_size_exp
 
     # --- connection life -----------------------------------------------------------------
 

@@ -70,3 +70,21 @@ def test_stream_listeners_default_on_and_can_be_turned_off(monkeypatch):
     monkeypatch.setenv("MEADOWLARK_COAP_TCP", "no-port")
     with pytest.raises(ValueError, match="host:port"):
         Settings()
+
+
+class _Owner:
+    max_message_size = 5120
+    block_size_exp = 6
+
+
+def test_blocks_fit_the_max_message_size_the_device_announced():
+    from meadowlark.coap.tcp import Lwm2mTcpConnection
+
+    connection = Lwm2mTcpConnection(_Owner(), None, None)  # type: ignore[arg-type]
+    assert (connection.maximum_block_size_exp, connection.maximum_payload_size) == (6, 1024)
+    connection._remote_settings = {"max-message-size": 1152}
+    assert connection.maximum_block_size_exp == 6
+    connection._remote_settings = {"max-message-size": 400}
+    assert (connection.maximum_block_size_exp, connection.maximum_payload_size) == (4, 256)
+    connection.maximum_block_size_exp = 2  # the server's configured block size (64 bytes)
+    assert connection.maximum_payload_size == 64
