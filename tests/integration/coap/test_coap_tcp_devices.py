@@ -26,7 +26,7 @@ from aiocoap.numbers.codes import Code
 from lwm2m_harness import Lwm2mTestServer, eventually, running_lwm2m_server
 from meadowlark.certificates import IssuedCertificate, issue_certificate
 from meadowlark.lwm2m.path import LwM2mPath
-from meadowlark.simulator import SimulatedDevice
+from meadowlark.simulator import DeviceTiming, SimulatedDevice
 from meadowlark.simulator.client import RegistrationError
 from meadowlark.simulator.coap_tcp import client_tls_context
 
@@ -59,7 +59,7 @@ def server(
     settings = settings_for(
         tmp_path_factory.mktemp("data"),
         database_url=database_url,
-        lwm2m={"request_timeout": 3.0},
+        lwm2m={"request_timeout": 3.0, "awake_window": 1.0},
         tls={"ca_bundle": str(authority[1])},
     )
     with running_lwm2m_server(settings, streams=True) as running:
@@ -80,6 +80,7 @@ def device_on(server: Lwm2mTestServer, tmp_path: Path) -> Iterator[Callable[...,
         cn: str | None = None,
         ca: IssuedCertificate | None = None,
         register: bool = True,
+        **options: Any,
     ) -> SimulatedDevice:
         tls = None
         if transport == "tls":
@@ -104,6 +105,7 @@ def device_on(server: Lwm2mTestServer, tmp_path: Path) -> Iterator[Callable[...,
             binding="T",
             tls=tls,
             tls_server_name=server.settings.tls.server_name,
+            **options,
         )
         started.append(device)
         if register:
@@ -408,3 +410,18 @@ def test_a_register_whose_connection_closes_at_once_is_still_processed(server):
     with server.admin() as http:
         stored = eventually(lambda: http.get(f"{API}/devices/{endpoint}").json())
     assert stored["properties"]["endpointName"] == endpoint
+
+
+def test_a_queue_mode_tcp_device_gets_its_queued_requests_after_its_update(server, device_on):
+    endpoint = f"tcp-queue-{tag()}"
+    device = device_on("tcp", endpoint, queue_mode=True, timing=DeviceTiming(queue_window=0.5))
+    with server.admin() as http:
+        deadline = time.monotonic() + 10
+        while not http.get(f"{LWM2M}/{endpoint}").json()["sleeping"]:
+            assert time.monotonic() < deadline, "the server never deemed the device asleep"
+            time.sleep(0.05)
+        written = http.put(f"{LWM2M}/{endpoint}/1/0/1", json={"id": 1, "value": 4321})
+        assert written.status_code == 202, written.text
+        assert server.call(_read_local(device, "/1/0/1")) != 4321
+        server.call(device.update())  # over the same connection: the queue goes out
+    eventually(lambda: server.call(_read_local(device, "/1/0/1")) == 4321)
