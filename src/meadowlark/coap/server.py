@@ -97,7 +97,7 @@ class CoapServer:
             stream_tokens, log=context.log, host=host, port=port,
             tls=self._tls_context if kind == "tls" else None,
             max_payload=self._max_payload, block_size_exp=self._block_size_exp,
-            traffic=self._traffic, reuse_port=self._reuse_port,
+            traffic=self._traffic, reuse_port=self._reuse_port, handler=self._handler,
         )  # fmt: skip
         stream_tokens.token_interface = server
         context.request_interfaces.append(stream_tokens)

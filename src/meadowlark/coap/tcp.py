@@ -28,21 +28,24 @@ import asyncio
 import contextlib
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import structlog
-from aiocoap import Message, error, optiontypes
-from aiocoap.numbers.codes import ABORT, CSM, PING, PONG, RELEASE
+from aiocoap import Message, OptionNumber, error, optiontypes
+from aiocoap.numbers.codes import ABORT, CSM, PING, PONG, RELEASE, Code
 from aiocoap.transports.tcp import TcpConnection, TCPServer, _decode_message, _serialize
 
-from meadowlark.coap.convert import sockaddr_address
+from meadowlark.coap.convert import result_message, sockaddr_address
 from meadowlark.server.transport import (
+    INTERNAL_SERVER_ERROR,
     Peer,
     PeerIdentity,
     TrafficCounter,
     TransportError,
     TransportTimeout,
+    UplinkHandler,
+    UplinkResult,
 )
 
 _log = structlog.get_logger("meadowlark.lwm2m")
@@ -56,6 +59,12 @@ MAX_OPTIONS = 64
 _MAX_MESSAGE_SIZE_OPTION = 2
 """CSM option: the largest message this side accepts (RFC 8323 §5.3.1)."""
 _HEADER_ALLOWANCE = 1024
+_REGISTRATION_OPTIONS = frozenset(
+    {OptionNumber.URI_PATH, OptionNumber.URI_QUERY, OptionNumber.CONTENT_FORMAT}
+)
+"""The only options of a Register/Update/De-register taken on the lean path."""
+_UPLINK_DRAIN = 5.0
+"""Seconds the shutdown waits for the registrations being answered."""
 _BLOCK_OVERHEAD = 128
 """Bytes a block's message adds to its payload (token, options), for the device's limit."""
 """Bytes beyond the largest payload that a message's token and options may take."""
@@ -198,11 +207,54 @@ class Lwm2mTcpConnection(TcpConnection):
                 self._signal(message)
             elif self._remote_settings is None:
                 self.abort("No CSM received")
+            elif code.is_request() and self._take_registration(message):
+                pass
             elif code.is_request() or code.is_response():
                 self._ctx._dispatch_incoming(self, message)
             # Empty messages are ignored (RFC 8323 §3.4), and so are reserved codes.
             if self.closed:
                 return
+
+    def _take_registration(self, request: Message) -> bool:
+        """Answer Register, Update and De-register here, as the UDP socket does, without
+        aiocoap's request machinery (pipes, a task per request, block-wise state); False
+        hands the request to aiocoap (other paths, options, large payloads)."""
+        owner = self._owner
+        handler, peer = owner.handler, self.lwm2m_peer
+        options = request.opt
+        path = options.uri_path
+        if handler is None or peer is None or not path or path[0] != "rd" or len(path) > 2:
+            return False
+        code = request.code
+        if not (code == Code.POST or (code == Code.DELETE and len(path) == 2)):
+            return False
+        if len(request.payload) > owner.max_payload or any(
+            option.number not in _REGISTRATION_OPTIONS for option in options.option_list()
+        ):
+            return False
+        fmt = None if options.content_format is None else int(options.content_format)
+        query, payload = tuple(options.uri_query), request.payload
+        call: Coroutine[Any, Any, UplinkResult]
+        if len(path) == 1:
+            call = handler.on_register(peer, query, payload, fmt)
+        elif code == Code.POST:
+            call = handler.on_update(peer, path[1], query, payload, fmt)
+        else:
+            call = handler.on_deregister(peer, path[1])
+        task = self.loop.create_task(self._answer(call, request.token))
+        owner.uplinks.add(task)
+        task.add_done_callback(owner.uplinks.discard)
+        return True
+
+    async def _answer(self, call: Coroutine[Any, Any, UplinkResult], token: bytes) -> None:
+        try:
+            result = await call
+        except Exception:  # a handler bug must still produce a proper CoAP answer
+            _log.exception("uplink_failed", path="rd")
+            result = UplinkResult(INTERNAL_SERVER_ERROR)
+        response = result_message(result)
+        response.token = token
+        self._send_message(response)  # nothing if the connection closed meanwhile
 
     def _signal(self, message: Message) -> None:
         if message.code != CSM and self._remote_settings is None:
@@ -267,6 +319,10 @@ class Lwm2mTcpServer(TCPServer):
         self.block_size_exp = 6
         self.csm_timeout = CSM_TIMEOUT
         self.traffic: TrafficCounter | None = None
+        self.handler: UplinkHandler | None = None
+        self.max_payload = 65536
+        self.uplinks: set[asyncio.Task[None]] = set()
+        """Registrations being answered on the lean path."""
 
     @classmethod
     async def listen(
@@ -281,14 +337,18 @@ class Lwm2mTcpServer(TCPServer):
         block_size_exp: int = 6,
         traffic: TrafficCounter | None = None,
         reuse_port: bool = False,
+        handler: UplinkHandler | None = None,
     ) -> Lwm2mTcpServer:
-        """Listen on ``host:port`` (0: any free port) for aiocoap's token manager ``tokens``."""
+        """Listen on ``host:port`` (0: any free port) for aiocoap's token manager ``tokens``;
+        with ``handler``, Register/Update/De-register are answered on the lean path."""
         self = cls()
+        self.handler = handler
         if tls is not None:
             self._scheme = "coaps+tcp"
         self._tokenmanager = tokens
         self.log = log
         self.max_message_size = max_payload + _HEADER_ALLOWANCE
+        self.max_payload = max_payload
         self.block_size_exp = block_size_exp
         self.traffic = traffic
         loop = asyncio.get_running_loop()
@@ -354,6 +414,8 @@ class Lwm2mTcpServer(TCPServer):
             if connection._transport is not None:
                 connection._transport.close()
         self._pool.clear()
+        if self.uplinks:  # a Register half-way through its commit finishes
+            await asyncio.wait(self.uplinks, timeout=_UPLINK_DRAIN)
         await self.server.wait_closed()
 
 

@@ -246,3 +246,39 @@ def frames_or_none(data: bytes) -> list[Message]:
 
 async def _buffer_sizes(listener: Lwm2mTcpServer) -> list[int]:
     return [len(connection._buffer) for connection in listener._pool]
+
+
+def test_registration_requests_answer_alike_on_both_paths(lab):
+    """The lean path (Uri-Path, Uri-Query, Content-Format only) and aiocoap's (any other
+    option) give the same answers."""
+
+    def ask(*requests: bytes) -> list[Message]:
+        with socket.create_connection(("127.0.0.1", lab.port), timeout=5) as sock:
+            sock.sendall(CSM_FRAME)
+            answers: list[Message] = []
+            buffered = b""
+            for request in requests:
+                sock.sendall(request)
+                while len(frames_or_none(buffered)) < len(answers) + 2:
+                    buffered += sock.recv(65536)
+                answers = frames(buffered)[1:]
+        return answers
+
+    query = ("ep=tcp-paths", "lt=60", "lwm2m=1.1", "b=T")
+    lean = frame(Code.POST, b"\x01", b"</3/0>", uri_path=("rd",), uri_query=query)
+    generic = frame(Code.POST, b"\x02", b"</3/0>", uri_path=("rd",), uri_query=query, accept=40)
+    for register in (lean, generic):
+        (created,) = ask(register)
+        assert created.code == Code.CREATED
+        location = tuple(created.opt.location_path)
+        updated, unknown, deleted = ask(
+            frame(Code.POST, b"\x03", uri_path=location),
+            frame(Code.POST, b"\x04", uri_path=("rd", "no-such-location")),
+            frame(Code.DELETE, b"\x05", uri_path=location),
+        )
+        assert (updated.code, unknown.code, deleted.code) == (
+            Code.CHANGED,
+            Code.NOT_FOUND,
+            Code.DELETED,
+        )
+        assert bytes(updated.token) == b"\x03" and bytes(deleted.token) == b"\x05"
