@@ -5,6 +5,7 @@ request goes back over the device's own connection."""
 
 from __future__ import annotations
 
+import re
 import socket
 import ssl
 import time
@@ -18,18 +19,22 @@ from meadowlark.simulator import SimulatedDevice
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    tcp, tls = free_port(socket.SOCK_STREAM), free_port(socket.SOCK_STREAM)
+    """TCP on port 0: the supervisor picks one port that both workers bind."""
+    tls = free_port(socket.SOCK_STREAM)
     node = start_node(
         "streams",
         tmp_path_factory.mktemp("streams"),
         workers=2,
         extra_env={
-            "MEADOWLARK_COAP_TCP": f"127.0.0.1:{tcp}",
+            "MEADOWLARK_COAP_TCP": "127.0.0.1:0",
             "MEADOWLARK_COAP_TLS": f"127.0.0.1:{tls}",
         },
     )
     with running(node):
-        node.stream_ports = (tcp, tls)  # type: ignore[attr-defined]
+        announced = re.search(r"coap\+tcp://127\.0\.0\.1:(\d+)", node.output())
+        assert announced is not None, node.output()
+        node.stream_ports = (int(announced.group(1)), tls)  # type: ignore[attr-defined]
+        assert f"coaps+tcp://127.0.0.1:{tls}" in node.output()
         yield node
 
 

@@ -148,6 +148,10 @@ def serve(
     shown = settings.model_copy(update={"http": listening, "coap": coap_address})
     print_banner(shown)
     typer.echo(f"LwM2M (CoAP) on udp://{coap_address}, {count} workers", err=True)
+    streams = {"tcp": _stream_address(settings.coap_tcp), "tls": _stream_address(settings.coap_tls)}
+    for kind, scheme in (("tcp", "coap+tcp"), ("tls", "coaps+tcp")):
+        if streams[kind] != "off":
+            typer.echo(f"LwM2M (CoAP over {kind.upper()}) on {scheme}://{streams[kind]}", err=True)
     signals = settings.cluster.signals
     if signals_kind(settings, settings.resolved_database_url.startswith("sqlite")) == "off":
         signals = "local"  # one host's workers on the embedded store
@@ -156,6 +160,8 @@ def serve(
         {
             "MEADOWLARK_HTTP": str(listening),
             "MEADOWLARK_COAP": str(coap_address),
+            "MEADOWLARK_COAP_TCP": streams["tcp"],
+            "MEADOWLARK_COAP_TLS": streams["tls"],
             "MEADOWLARK_DATA_DIR": str(settings.data_dir),
             "MEADOWLARK_DATABASE_URL": settings.database_url,
             "MEADOWLARK_TOKEN_LIFETIME": str(settings.token_lifetime),
@@ -370,6 +376,20 @@ def doctor() -> None:
     if os.environ.get("MEADOWLARK_DEV", "").lower() in ("1", "true"):
         typer.echo("dev mode        ON (placeholder secrets allowed)")
     raise typer.Exit(1 if problems else 0)
+
+
+def _stream_address(address: HostPort | None) -> str:
+    """``off``, or ``address`` with a concrete port if it was 0 (every worker binds the
+    same TCP port)."""
+    if address is None:
+        return "off"
+    if address.port:
+        return str(address)
+    family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        probe.bind((address.host, 0))
+        return str(HostPort(host=address.host, port=probe.getsockname()[1]))
 
 
 def _bindable(host: str, port: int, kind: int) -> str:
