@@ -7,7 +7,8 @@ for a server facing the Internet:
 
 - a frame announcing more than ``max_message_size`` bytes, a frame that does not parse,
   too many options, or anything but a CSM first closes the connection with an Abort
-  (RFC 8323 §5.6); so does silence: no CSM within ``csm_timeout``. The receive buffer
+  (RFC 8323 §5.6); so does silence: no CSM within ``csm_timeout``, or a frame begun
+  and not whole within ``frame_timeout``. The receive buffer
   never holds more than one frame of at most ``max_message_size`` bytes;
 - when the device stops reading, the server stops reading its requests (backpressure),
   so answers cannot pile up in memory;
@@ -52,6 +53,9 @@ _log = structlog.get_logger("meadowlark.lwm2m")
 
 CSM_TIMEOUT = 10.0
 """Seconds a new connection may stay silent before its first message, the CSM."""
+FRAME_TIMEOUT = 60.0
+"""Seconds a message may take to arrive whole from its first byte (a slow cellular link
+sends 64 KiB in well under that); a truncated frame closes the connection then."""
 TLS_HANDSHAKE_TIMEOUT = 10.0
 MAX_OPTIONS = 64
 """Options one message may carry; a frame with more is refused before aiocoap decodes it
@@ -89,6 +93,7 @@ class Lwm2mTcpConnection(TcpConnection):
         self._buffer = bytearray()
         self._block_size_cap = owner.block_size_exp
         self._csm_timer: asyncio.TimerHandle | None = None
+        self._frame_timer: asyncio.TimerHandle | None = None
         self._pings: dict[bytes, asyncio.Future[None]] = {}
         self._next_ping = 0
         self.closed = False
@@ -139,11 +144,17 @@ class Lwm2mTcpConnection(TcpConnection):
         if self._remote_settings is None and not self.closed:
             self.abort("No CSM received in time")
 
+    def _frame_overdue(self) -> None:
+        self._frame_timer = None
+        if self._buffer and not self.closed:
+            self.abort("Message incomplete in time")
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self._buffer = bytearray()
-        if self._csm_timer is not None:
-            self._csm_timer.cancel()
+        for timer in (self._csm_timer, self._frame_timer):
+            if timer is not None:
+                timer.cancel()
         for waiter in self._pings.values():
             if not waiter.done():
                 waiter.set_exception(TransportError("the device's connection closed"))
@@ -186,13 +197,18 @@ class Lwm2mTcpConnection(TcpConnection):
         buffer += data
         while buffer:
             size = _frame_size(buffer)
-            if size is None:
-                return
-            if size > self._my_max_message_size:
+            if size is not None and size > self._my_max_message_size:
                 self.abort("Overly large message announced")
                 return
-            if size > len(buffer):
+            if size is None or size > len(buffer):
+                if self._frame_timer is None:  # a frame begun must arrive in time
+                    self._frame_timer = self.loop.call_later(
+                        owner.frame_timeout, self._frame_overdue
+                    )
                 return
+            if self._frame_timer is not None:
+                self._frame_timer.cancel()
+                self._frame_timer = None
             frame = bytes(buffer[:size])
             del buffer[:size]
             if owner.traffic is not None and self.lwm2m_peer is not None:
@@ -318,6 +334,7 @@ class Lwm2mTcpServer(TCPServer):
         self.max_message_size = 65536 + _HEADER_ALLOWANCE
         self.block_size_exp = 6
         self.csm_timeout = CSM_TIMEOUT
+        self.frame_timeout = FRAME_TIMEOUT
         self.traffic: TrafficCounter | None = None
         self.handler: UplinkHandler | None = None
         self.max_payload = 65536

@@ -57,6 +57,7 @@ def lab() -> Iterator[TcpLab]:
         await server.start()
         server.attach(await coap.start())
         coap._stream_servers["tcp"].csm_timeout = 0.5
+        coap._stream_servers["tcp"].frame_timeout = 1.0
         started["lab"] = TcpLab(server, coap, coap.stream_port("tcp"), asyncio.get_running_loop())
         ready.set()
         while not stop.is_set():  # noqa: ASYNC110 - a plain thread flag
@@ -186,6 +187,8 @@ def test_the_server_serves_a_real_client_after_the_fuzzing(lab):
             id="too many options",
         ),
         pytest.param(CSM_FRAME + bytes((0x10, 0x01, 0xFF)), id="payload marker alone"),
+        pytest.param(CSM_FRAME + REGISTER_FRAME[:12], id="truncated frame"),
+        pytest.param(CSM_FRAME + bytes((0xE0, 0x01)), id="truncated length"),
     ],
 )
 def test_malformed_streams_are_aborted(lab, data):
