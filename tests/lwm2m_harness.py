@@ -34,6 +34,9 @@ class Lwm2mTestServer(Server):
     loop: asyncio.AbstractEventLoop
     coap: Any = None
     """The running ``CoapServer`` (more transports join its context)."""
+    tcp_port: int | None = None
+    """CoAP over TCP (``streams=True``), and ``tls_port`` over TLS."""
+    tls_port: int | None = None
 
     @property
     def server_uri(self) -> str:
@@ -45,9 +48,12 @@ class Lwm2mTestServer(Server):
 
 
 @contextmanager
-def running_lwm2m_server(settings: Any, coap_port: int = 0) -> Iterator[Lwm2mTestServer]:
+def running_lwm2m_server(
+    settings: Any, coap_port: int = 0, *, streams: bool = False
+) -> Iterator[Lwm2mTestServer]:
     """uvicorn and the CoAP server (127.0.0.1, ``coap_port`` or an ephemeral one) on one
-    loop in a thread."""
+    loop in a thread; ``streams`` adds CoAP over TCP and TLS on ephemeral ports (TLS with
+    the settings' certificates, as ``meadowlark serve``)."""
     import uvicorn
 
     from meadowlark.api.app import create_app
@@ -73,6 +79,7 @@ def running_lwm2m_server(settings: Any, coap_port: int = 0) -> Iterator[Lwm2mTes
         max_payload=4096,
         traffic=runtime.lwm2m.traffic,
         downloads=runtime.firmware_images,
+        **(_stream_listeners(settings) if streams else {}),
     )
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # see tests/conftest.py
@@ -92,6 +99,8 @@ def running_lwm2m_server(settings: Any, coap_port: int = 0) -> Iterator[Lwm2mTes
             runtime.firmware_images.bind_coap("127.0.0.1", coap.port)
             runtime.firmware_images.bind_http("127.0.0.1", sock.getsockname()[1])
             started.update(loop=asyncio.get_running_loop(), port=coap.port)
+            if streams:
+                started.update(tcp=coap.stream_port("tcp"), tls=coap.stream_port("tls"))
         ready.set()
         try:
             await serving
@@ -119,6 +128,8 @@ def running_lwm2m_server(settings: Any, coap_port: int = 0) -> Iterator[Lwm2mTes
             coap_port=started["port"],
             loop=started["loop"],
             coap=coap,
+            tcp_port=started.get("tcp"),
+            tls_port=started.get("tls"),
         )
     finally:
         server.should_exit = True
@@ -126,6 +137,13 @@ def running_lwm2m_server(settings: Any, coap_port: int = 0) -> Iterator[Lwm2mTes
         sock.close()
         assert not thread.is_alive(), "server thread did not stop"
         assert not failure, failure
+
+
+def _stream_listeners(settings: Any) -> dict[str, Any]:
+    from meadowlark.cli.serving import coap_tls_context
+
+    loopback = ("127.0.0.1", 0)
+    return {"tcp": loopback, "tls": loopback, "tls_context": coap_tls_context(settings)}
 
 
 @pytest.fixture(scope="module")

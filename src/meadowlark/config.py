@@ -263,6 +263,10 @@ class Settings(BaseSettings):
     """Address of the CoAP (LwM2M) server."""
     coaps: Annotated[HostPort | None, NoDecode, Field(default="0.0.0.0:5684")]  # noqa: S104 - devices connect from anywhere
     """Address of the DTLS (``coaps://``) LwM2M server; ``off`` disables it."""
+    coap_tcp: Annotated[HostPort | None, NoDecode, Field(default="0.0.0.0:5683")]  # noqa: S104
+    """Address of CoAP over TCP (RFC 8323, LwM2M binding ``T``); ``off`` disables it."""
+    coap_tls: Annotated[HostPort | None, NoDecode, Field(default="0.0.0.0:5684")]  # noqa: S104
+    """Address of CoAP over TLS (certificates: ``tls``); ``off`` disables it."""
     data_dir: Path = Path("./meadowlark-data")
     """Folder for the embedded database, the generated secret key and other state."""
     database_url: str | None = None
@@ -303,6 +307,7 @@ class Settings(BaseSettings):
 
     _parse_http = field_validator("http", "coap", mode="before")(_host_port)
     _parse_coaps = field_validator("coaps", mode="before")(_optional_host_port)
+    _parse_streams = field_validator("coap_tcp", "coap_tls", mode="before")(_optional_host_port)
 
     @field_validator("log_level")
     @classmethod

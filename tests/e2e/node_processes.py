@@ -81,9 +81,15 @@ class Node:
 
 
 def start_node(
-    name: str, data_dir: Path, *, database_url: str | None = None, workers: int = 1
+    name: str,
+    data_dir: Path,
+    *,
+    database_url: str | None = None,
+    workers: int = 1,
+    extra_env: dict[str, str] | None = None,
 ) -> Node:
-    """``meadowlark serve --workers N`` as a process of its own, on free loopback ports."""
+    """``meadowlark serve --workers N`` as a process of its own, on free loopback ports;
+    ``extra_env`` adds or overrides settings."""
     data_dir.mkdir(parents=True, exist_ok=True)
     http_port, coap_port = free_port(socket.SOCK_STREAM), free_port(socket.SOCK_DGRAM)
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEADOWLARK_")}
@@ -92,6 +98,8 @@ def start_node(
             "MEADOWLARK_HTTP": f"127.0.0.1:{http_port}",
             "MEADOWLARK_COAP": f"127.0.0.1:{coap_port}",
             "MEADOWLARK_COAPS": "127.0.0.1:0",  # DTLS on a free port, not 5684
+            "MEADOWLARK_COAP_TCP": "off",  # no CoAP over TCP/TLS here
+            "MEADOWLARK_COAP_TLS": "off",
             "MEADOWLARK_DATA_DIR": str(data_dir),
             "MEADOWLARK_ADMIN_PASSWORD": ADMIN_PASSWORD,
             "MEADOWLARK_SECRET_KEY": SECRET_KEY,
@@ -101,6 +109,7 @@ def start_node(
     )
     if database_url is not None:
         env["MEADOWLARK_DATABASE_URL"] = database_url
+    env.update(extra_env or {})
     log = data_dir / f"{name}.log"
     executable = Path(sys.executable).parent / "meadowlark"
     with open(log, "wb") as out:

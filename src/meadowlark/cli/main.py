@@ -106,6 +106,12 @@ def serve(
         str | None,
         typer.Option(help="CoAP over DTLS address host:port, or off [MEADOWLARK_COAPS]"),
     ] = None,
+    coap_tcp: Annotated[
+        str | None, typer.Option(help="CoAP over TCP host:port, or off [MEADOWLARK_COAP_TCP]")
+    ] = None,
+    coap_tls: Annotated[
+        str | None, typer.Option(help="CoAP over TLS host:port, or off [MEADOWLARK_COAP_TLS]")
+    ] = None,
     data_dir: Annotated[
         Path | None, typer.Option(help="State folder [MEADOWLARK_DATA_DIR]")
     ] = None,
@@ -130,6 +136,8 @@ def serve(
         http=http,
         coap=coap,
         coaps=coaps,
+        coap_tcp=coap_tcp,
+        coap_tls=coap_tls,
         data_dir=data_dir,
         database_url=database_url,
         token_lifetime=token_lifetime,
@@ -156,6 +164,10 @@ def serve(
     if settings.coaps is not None:
         coaps_address = HostPort(host=settings.coaps.host, port=concrete_udp_port(settings.coaps))
         typer.echo(f"LwM2M (CoAP over DTLS) on coaps://{coaps_address}", err=True)
+    streams = {"tcp": _stream_address(settings.coap_tcp), "tls": _stream_address(settings.coap_tls)}
+    for kind, scheme in (("tcp", "coap+tcp"), ("tls", "coaps+tcp")):
+        if streams[kind] != "off":
+            typer.echo(f"LwM2M (CoAP over {kind.upper()}) on {scheme}://{streams[kind]}", err=True)
     signals = settings.cluster.signals
     if signals_kind(settings, settings.resolved_database_url.startswith("sqlite")) == "off":
         signals = "local"  # one host's workers on the embedded store
@@ -165,6 +177,8 @@ def serve(
             "MEADOWLARK_HTTP": str(listening),
             "MEADOWLARK_COAP": str(coap_address),
             "MEADOWLARK_COAPS": "off" if coaps_address is None else str(coaps_address),
+            "MEADOWLARK_COAP_TCP": streams["tcp"],
+            "MEADOWLARK_COAP_TLS": streams["tls"],
             "MEADOWLARK_DATA_DIR": str(settings.data_dir),
             "MEADOWLARK_DATABASE_URL": settings.database_url,
             "MEADOWLARK_TOKEN_LIFETIME": str(settings.token_lifetime),
@@ -367,9 +381,11 @@ def doctor() -> None:
     for label, address, kind in (
         ("REST port", settings.http, socket.SOCK_STREAM),
         ("CoAP port", settings.coap, socket.SOCK_DGRAM),
+        ("CoAP/TCP port", settings.coap_tcp, socket.SOCK_STREAM),
+        ("CoAP/TLS port", settings.coap_tls, socket.SOCK_STREAM),
     ):
-        state = _bindable(address.host, address.port, kind)
-        problems += state != ok
+        state = "off" if address is None else _bindable(address.host, address.port, kind)
+        problems += state not in (ok, "off")
         typer.echo(f"{label:15} {state}")
     problems += _report_certificates(settings)
     if os.environ.get("MEADOWLARK_DEV", "").lower() in ("1", "true"):
@@ -444,6 +460,20 @@ def _check_device_security(settings: Settings, *, database_reachable: bool) -> i
     problems += "NOT open" in state
     typer.echo(f"device PSKs     {state}")
     return problems
+
+
+def _stream_address(address: HostPort | None) -> str:
+    """``off``, or ``address`` with a concrete port if it was 0 (every worker binds the
+    same TCP port)."""
+    if address is None:
+        return "off"
+    if address.port:
+        return str(address)
+    family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        probe.bind((address.host, 0))
+        return str(HostPort(host=address.host, port=probe.getsockname()[1]))
 
 
 def _bindable(host: str, port: int, kind: int) -> str:

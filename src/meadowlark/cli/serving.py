@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 from collections.abc import Awaitable, Callable
 
 import typer
@@ -49,6 +50,21 @@ async def prepare(settings: Settings) -> None:
             print_admin_password(generated)
     finally:
         await runtime.close()
+    if settings.coap_tls is not None:  # generated once here, not by racing workers
+        from meadowlark.certificates import server_credentials
+
+        server_credentials(settings)
+
+
+def coap_tls_context(settings: Settings) -> ssl.SSLContext:
+    """The CoAP-over-TLS server context: the server's certificate (configured or
+    generated) and, with a CA bundle, optional client certificates."""
+    from meadowlark.certificates import server_credentials
+    from meadowlark.coap.tcp import server_tls_context
+
+    credentials = server_credentials(settings)
+    ca_bundle = None if credentials.ca_bundle is None else str(credentials.ca_bundle)
+    return server_tls_context(str(credentials.certificate), str(credentials.private_key), ca_bundle)
 
 
 def serve_node(
@@ -85,6 +101,13 @@ def serve_node(
             traffic=runtime.lwm2m.traffic,
             downloads=runtime.firmware_images,
             reuse_port=worker,
+            tcp=None
+            if settings.coap_tcp is None
+            else (settings.coap_tcp.host, settings.coap_tcp.port),
+            tls=None
+            if settings.coap_tls is None
+            else (settings.coap_tls.host, settings.coap_tls.port),
+            tls_context=None if settings.coap_tls is None else coap_tls_context(settings),
         )
         await runtime.start_lwm2m()
         if before_coap is not None:
@@ -97,6 +120,12 @@ def serve_node(
             typer.echo(f"LwM2M (CoAP) on udp://{settings.coap}", err=True)
             if settings.coaps is not None:
                 typer.echo(f"LwM2M (CoAP over DTLS) on coaps://{settings.coaps}", err=True)
+            for label, scheme, address in (
+                ("TCP", "coap+tcp", settings.coap_tcp),
+                ("TLS", "coaps+tcp", settings.coap_tls),
+            ):
+                if address is not None:
+                    typer.echo(f"LwM2M (CoAP over {label}) on {scheme}://{address}", err=True)
         server = uvicorn.Server(
             uvicorn.Config(
                 create_app(runtime, manage_runtime=False),

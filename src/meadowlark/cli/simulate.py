@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
+from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 
 import typer
 
 from meadowlark.lwm2m.codec.formats import ContentFormat
 from meadowlark.simulator.client import LEGACY_FORMATS, MODERN_FORMATS, DeviceTiming
+from meadowlark.simulator.coap_tcp import client_tls_context
 from meadowlark.simulator.firmware import FirmwareBehaviour
 from meadowlark.simulator.fleet import Fleet, FleetConfig, FleetSnapshot
 
@@ -24,7 +28,24 @@ FORMAT_NAMES = {
 
 def simulate(
     devices: Annotated[int, typer.Option(help="Number of simulated devices.", min=1)] = 10,
-    server: Annotated[str, typer.Option(help="LwM2M server URI.")] = "coap://127.0.0.1:5683",
+    server: Annotated[
+        str | None,
+        typer.Option(help="LwM2M server URI (default: 127.0.0.1, port 5683, 5684 for TLS)."),
+    ] = None,
+    transport: Annotated[
+        str, typer.Option(help="udp, tcp or tls (CoAP over TCP/TLS, binding T).")
+    ] = "udp",
+    ca: Annotated[
+        Path | None,
+        typer.Option(help="TLS: CAs to trust (default: the server's generated certificate)."),
+    ] = None,
+    certificate: Annotated[
+        Path | None, typer.Option(help="TLS: client certificate (PEM) to present.")
+    ] = None,
+    private_key: Annotated[Path | None, typer.Option(help="TLS: its private key (PEM).")] = None,
+    server_name: Annotated[
+        str | None, typer.Option(help="TLS: the name the server's certificate carries.")
+    ] = None,
     prefix: Annotated[str, typer.Option(help="Endpoint names are PREFIX-0000, ...")] = "sim",
     lwm2m_version: Annotated[str, typer.Option("--lwm2m-version", help="1.0, 1.1 or 1.2.")] = "1.1",
     fallback_version: Annotated[
@@ -65,11 +86,16 @@ def simulate(
     if lwm2m_version not in ("1.0", "1.1", "1.2"):
         raise typer.BadParameter("must be 1.0, 1.1 or 1.2", param_hint="--lwm2m-version")
     firmware = _firmware_behaviour(firmware_fail, firmware_reboot)
+    server_uri = _server_uri(server, transport)
+    tls, tls_name = None, server_name
+    if transport == "tls":
+        tls, tls_name = _tls_context(ca, certificate, private_key, server_name)
     available = LEGACY_FORMATS if lwm2m_version == "1.0" else MODERN_FORMATS
     formats = (preferred, *(fmt for fmt in available if fmt != preferred))
     config = FleetConfig(
         devices=devices,
-        server_uri=server,
+        server_uri=server_uri,
+        binding="U" if transport == "udp" else "T",
         prefix=prefix,
         lwm2m_version=lwm2m_version,
         fallback_lwm2m_version=fallback_version,
@@ -81,6 +107,8 @@ def simulate(
         ramp_rate=ramp,
         timing=DeviceTiming(queue_window=queue_window),
         firmware=firmware,
+        tls=tls,
+        tls_server_name=tls_name,
     )
     try:
         asyncio.run(_run(Fleet(config), duration, interval))
@@ -89,6 +117,48 @@ def simulate(
     except ValueError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from error
+
+
+_SCHEMES = {"udp": "coap", "tcp": "coap+tcp", "tls": "coaps+tcp"}
+
+
+def _server_uri(server: str | None, transport: str) -> str:
+    """The server URI for ``transport``: ``coap://`` becomes ``coap+tcp://`` (TCP) or
+    ``coaps+tcp://`` (TLS), keeping host and port."""
+    scheme = _SCHEMES.get(transport)
+    if scheme is None:
+        raise typer.BadParameter("must be udp, tcp or tls", param_hint="--transport")
+    if server is None:
+        return f"{scheme}://127.0.0.1:{5684 if transport == 'tls' else 5683}"
+    parts = urlsplit(server)
+    if parts.scheme not in _SCHEMES.values():
+        raise typer.BadParameter("must be a coap:// URI", param_hint="--server")
+    return server if parts.scheme == scheme else f"{scheme}://{parts.netloc}{parts.path}"
+
+
+def _tls_context(
+    ca: Path | None, certificate: Path | None, private_key: Path | None, server_name: str | None
+) -> tuple[ssl.SSLContext, str | None]:
+    """The client context; without ``--ca``, the local server's generated certificate is
+    trusted (by its own name, unless ``--server-name`` says another)."""
+    if (certificate is None) != (private_key is None):
+        raise typer.BadParameter("--certificate and --private-key go together")
+    if ca is None:
+        from meadowlark.config import Settings
+
+        settings = Settings()
+        generated = settings.data_dir / "tls" / "server.pem"
+        if generated.exists():
+            ca, server_name = generated, server_name or settings.tls.server_name
+    try:
+        context = client_tls_context(
+            None if ca is None else str(ca),
+            None if certificate is None else str(certificate),
+            None if private_key is None else str(private_key),
+        )
+    except (OSError, ssl.SSLError) as error:
+        raise typer.BadParameter(f"cannot load the TLS files: {error}") from error
+    return context, server_name
 
 
 def _firmware_behaviour(failure: str | None, reboot: bool) -> FirmwareBehaviour:

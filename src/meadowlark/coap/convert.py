@@ -15,6 +15,7 @@ from meadowlark.server.transport import (
     Method,
     Peer,
     ResponseCode,
+    TransportError,
     UplinkResult,
 )
 
@@ -33,9 +34,14 @@ def peer_of(remote: object) -> Peer:
 
     A DTLS remote (``coaps://``) carries the identity its session's handshake
     authenticated; over plain UDP nothing authenticates the sender: no ``identity``.
+    A connection-oriented remote (CoAP over TCP/TLS, ``coap.tcp``) carries its own
+    ``lwm2m_peer``, built when the connection was accepted.
     """
     if isinstance(remote, DtlsEndpointAddress):
         return Peer(remote.host, remote.port, "dtls", handle=remote, identity=remote.identity)
+    connection_peer = getattr(remote, "lwm2m_peer", None)
+    if connection_peer is not None:
+        return connection_peer  # type: ignore[no-any-return]
     sockaddr = getattr(remote, "sockaddr", None)
     if sockaddr is None:
         host, _, port = str(getattr(remote, "hostinfo", "")).rpartition(":")
@@ -68,6 +74,9 @@ def request_message(peer: Peer, request: DownlinkRequest) -> Message:
         message.opt.observe = request.observe
     if peer.handle is not None:
         message.remote = peer.handle
+    elif peer.transport in ("tcp", "tls"):
+        # Known from another node or an earlier process: its connection is not here.
+        raise TransportError(f"no {peer.transport.upper()} connection from {peer} on this node")
     else:
         message.set_request_uri(f"coap://{peer}/", set_uri_host=False)
         message.opt.uri_path = request.uri_path

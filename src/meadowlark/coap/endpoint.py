@@ -63,7 +63,12 @@ class AiocoapEndpoint:
         peer: Peer,
         timeout: float,  # noqa: ASYNC109 - API deadline, mapped to 504
     ) -> None:
-        """An empty CON; the device's message layer answers it with RST (RFC 7252 §4.3)."""
+        """An empty CON; the device's message layer answers it with RST (RFC 7252 §4.3).
+        Over TCP/TLS, a Ping signal answered by Pong (RFC 8323 §5.4)."""
+        connection_ping = getattr(peer.handle, "ping", None)
+        if connection_ping is not None:
+            await connection_ping(timeout)
+            return
         ping = Message(code=Code.EMPTY, transport_tuning=Reliable)
         ping.remote = peer.handle
         try:

@@ -20,6 +20,7 @@ import asyncio
 import ipaddress
 import logging
 import math
+import ssl
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -45,6 +46,7 @@ from meadowlark.lwm2m.node import (
 from meadowlark.lwm2m.path import InvalidPathError, LwM2mPath
 from meadowlark.simulator import notify
 from meadowlark.simulator.coap import Address, CoapEndpoint, CoapError, CoapErrorResponse
+from meadowlark.simulator.coap_tcp import StreamCoapEndpoint, is_stream_uri
 from meadowlark.simulator.firmware import CONNECTION_LOST, FirmwareBehaviour, ImageReceiver
 from meadowlark.simulator.objects import (
     CURRENT_TIME,
@@ -58,6 +60,7 @@ from meadowlark.simulator.objects import (
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 5683
+_DEFAULT_PORTS = {"coap": DEFAULT_PORT, "coap+tcp": DEFAULT_PORT, "coaps+tcp": 5684}
 MODERN_FORMATS = (
     ContentFormat.SENML_CBOR,
     ContentFormat.SENML_JSON,
@@ -154,6 +157,8 @@ class SimulatedDevice:
         "state",
         "location",
         "_local_host",
+        "_tls",
+        "_tls_server_name",
         "_server",
         "_endpoint",
         "_observations",
@@ -181,6 +186,8 @@ class SimulatedDevice:
         timing: DeviceTiming | None = None,
         local_host: str | None = None,
         firmware: FirmwareBehaviour | None = None,
+        tls: ssl.SSLContext | None = None,
+        tls_server_name: str | None = None,
     ) -> None:
         if lwm2m_version not in ("1.0", "1.1", "1.2"):
             raise ValueError(f"unsupported LwM2M version {lwm2m_version!r}")
@@ -214,8 +221,11 @@ class SimulatedDevice:
         self.location: tuple[str, ...] | None = None
         """The registration location path from the server, e.g. ``("rd", "5a3f")``."""
         self._local_host = local_host
+        self._tls = tls
+        """For ``coaps+tcp://`` servers: whom to trust, which client certificate to show."""
+        self._tls_server_name = tls_server_name
         self._server: Address | None = None
-        self._endpoint: CoapEndpoint | None = None
+        self._endpoint: CoapEndpoint | StreamCoapEndpoint | None = None
         self._observations: dict[bytes, Observation] | None = None
         self._tasks: set[asyncio.Task[Any]] | None = None
         self._timers: set[asyncio.TimerHandle] | None = None
@@ -242,13 +252,34 @@ class SimulatedDevice:
         if self._endpoint is None or not self._endpoint.is_open:
             self._server = await resolve_server(self.server_uri)
             host = self._local_host or _local_host_for(self._server[0])
-            self._endpoint = await CoapEndpoint.open(
-                self._handle,
-                (host, 0),
-                ack_timeout=self.timing.ack_timeout,
-                max_retransmit=self.timing.max_retransmit,
-            )
+            if is_stream_uri(self.server_uri):
+                await self._connect(host)
+            else:
+                self._endpoint = await CoapEndpoint.open(
+                    self._handle,
+                    (host, 0),
+                    ack_timeout=self.timing.ack_timeout,
+                    max_retransmit=self.timing.max_retransmit,
+                )
         await self._register()
+
+    async def _connect(self, local_host: str) -> None:
+        """Open the TCP (``coap+tcp``) or TLS (``coaps+tcp``) connection to the server."""
+        assert self._server is not None
+        secure = self.server_uri.startswith("coaps+tcp://")
+        tls = (self._tls or ssl.create_default_context()) if secure else None
+        try:
+            self._endpoint = await StreamCoapEndpoint.connect(
+                self._handle,
+                self._server,
+                local_host=local_host,
+                tls=tls,
+                server_hostname=self._tls_server_name,
+                timeout=self.timing.request_timeout,
+            )
+        except CoapError as error:
+            self._registration_failed()
+            raise RegistrationError(f"connect: {error}") from error
 
     async def update(self, *, with_objects: bool | None = None) -> None:
         """Registration Update; the object list goes along when it changed (or if asked)."""
@@ -894,14 +925,15 @@ _server_addresses: dict[str, Address] = {}
 
 
 async def resolve_server(server_uri: str) -> Address:
-    """The socket address of ``coap://host[:port]``; names are resolved once per process."""
+    """The socket address of ``coap://host[:port]`` (or ``coap+tcp://``, ``coaps+tcp://``);
+    names are resolved once per process."""
     cached = _server_addresses.get(server_uri)
     if cached is not None:
         return cached
     parts = urlsplit(server_uri)
-    if parts.scheme != "coap" or not parts.hostname:
+    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
         raise ValueError(f"server URI must look like coap://host:port, got {server_uri!r}")
-    port = parts.port or DEFAULT_PORT
+    port = parts.port or _DEFAULT_PORTS[parts.scheme]
     try:
         address: Address = (str(ipaddress.ip_address(parts.hostname)), port)
     except ValueError:

@@ -410,7 +410,7 @@ def _slice_block2(request: Message, response: Message) -> None:
     number = 0
     if requested is not None:
         exponent = min(requested.size_exponent, MAX_BLOCK_SIZE_EXPONENT)
-        number = requested.block_number * (2**requested.size_exponent) // (2 ** (exponent + 4))
+        number = requested.start // (2 ** (exponent + 4))
     size = 2 ** (exponent + 4)
     if requested is None and len(response.payload) <= size:
         return

@@ -17,6 +17,7 @@ import asyncio
 import logging
 import random
 import resource
+import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -58,6 +59,10 @@ class FleetConfig:
     seed: int = 0
     timing: DeviceTiming = field(default_factory=DeviceTiming)
     firmware: FirmwareBehaviour = field(default_factory=FirmwareBehaviour)
+    tls: ssl.SSLContext | None = None
+    """For a ``coaps+tcp://`` server: trusted CAs and the client certificate to present."""
+    tls_server_name: str | None = None
+    """The name the server's TLS certificate must carry (default: the URI's host)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +121,8 @@ class Fleet:
             confirmable_notifications=config.confirmable_notifications,
             stats=self.stats,
             timing=config.timing,
+            tls=config.tls,
+            tls_server_name=config.tls_server_name,
         )
 
     async def start(self) -> None:

@@ -165,10 +165,12 @@ def test_version_and_doctor(cli_env):
 
     version = _run(cli_env, "version")
     assert version.exit_code == 0 and version.stdout.strip() == __version__
-    doctor = _run(
-        {**cli_env, "MEADOWLARK_HTTP": "127.0.0.1:0", "MEADOWLARK_COAP": "127.0.0.1:0"}, "doctor"
-    )
+    ports = {
+        f"MEADOWLARK_{name}": "127.0.0.1:0" for name in ("HTTP", "COAP", "COAP_TCP", "COAP_TLS")
+    }
+    doctor = _run({**cli_env, **ports}, "doctor")
     assert "database        ok" in doctor.stdout, doctor.output
+    assert "CoAP/TCP port   ok" in doctor.stdout and "CoAP/TLS port   ok" in doctor.stdout
     assert "certificate     self-signed, generated on first start" in doctor.stdout
     assert doctor.exit_code == 0, doctor.output
 

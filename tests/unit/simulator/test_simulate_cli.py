@@ -30,3 +30,17 @@ def test_firmware_failure_option_is_checked() -> None:
         result = CliRunner().invoke(given_app(), ["--firmware-fail", bad])
         assert result.exit_code == 2, bad
         assert "firmware-fail" in result.output
+
+
+def test_unknown_transport_is_refused() -> None:
+    result = CliRunner().invoke(given_app(), ["--transport", "sctp"])
+    assert result.exit_code == 2
+    assert "transport" in result.output
+
+
+def test_a_certificate_needs_its_key() -> None:
+    result = CliRunner().invoke(
+        given_app(), ["--transport", "tls", "--certificate", "device.pem", "--ca", "ca.pem"]
+    )
+    assert result.exit_code == 2
+    assert "--private-key" in result.output
