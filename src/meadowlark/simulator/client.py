@@ -23,7 +23,7 @@ import math
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 import httpx
@@ -55,9 +55,13 @@ from meadowlark.simulator.objects import (
     models,
 )
 
+if TYPE_CHECKING:
+    from meadowlark.simulator.dtls import DtlsCredentials
+
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 5683
+DEFAULT_SECURE_PORT = 5684
 MODERN_FORMATS = (
     ContentFormat.SENML_CBOR,
     ContentFormat.SENML_JSON,
@@ -118,6 +122,8 @@ class DeviceTiming:
     update_margin: float = 0.1
     """Updates go out when this share of the lifetime (at most 60 s) is left."""
     request_timeout: float = 93.0
+    handshake_timeout: float = 30.0
+    """A DTLS handshake, retransmissions included (``coaps://`` servers only)."""
 
 
 @dataclass(slots=True)
@@ -151,6 +157,7 @@ class SimulatedDevice:
         "objects",
         "stats",
         "timing",
+        "security",
         "state",
         "location",
         "_local_host",
@@ -181,6 +188,7 @@ class SimulatedDevice:
         timing: DeviceTiming | None = None,
         local_host: str | None = None,
         firmware: FirmwareBehaviour | None = None,
+        security: DtlsCredentials | None = None,
     ) -> None:
         if lwm2m_version not in ("1.0", "1.1", "1.2"):
             raise ValueError(f"unsupported LwM2M version {lwm2m_version!r}")
@@ -210,6 +218,8 @@ class SimulatedDevice:
         self.objects.lwm2m_version = lwm2m_version
         self.stats = stats or DeviceStats()
         self.timing = timing or DeviceTiming()
+        self.security = security
+        """DTLS credentials, needed for (and only used with) a ``coaps://`` server."""
         self.state = DeviceState.STOPPED
         self.location: tuple[str, ...] | None = None
         """The registration location path from the server, e.g. ``("rd", "5a3f")``."""
@@ -238,17 +248,42 @@ class SimulatedDevice:
         return list((self._observations or {}).values())
 
     async def start(self) -> None:
-        """Open the socket (first time) and Register; ``RegistrationError`` on refusal."""
+        """Open the socket (first time; with a DTLS handshake for ``coaps://``) and
+        Register; ``RegistrationError`` on refusal or a failed handshake."""
         if self._endpoint is None or not self._endpoint.is_open:
             self._server = await resolve_server(self.server_uri)
             host = self._local_host or _local_host_for(self._server[0])
-            self._endpoint = await CoapEndpoint.open(
+            if urlsplit(self.server_uri).scheme == "coaps":
+                self._endpoint = await self._open_secure((host, 0))
+            else:
+                self._endpoint = await CoapEndpoint.open(
+                    self._handle,
+                    (host, 0),
+                    ack_timeout=self.timing.ack_timeout,
+                    max_retransmit=self.timing.max_retransmit,
+                )
+        await self._register()
+
+    async def _open_secure(self, local_address: tuple[str, int]) -> CoapEndpoint:
+        from meadowlark.simulator.dtls import DtlsCoapEndpoint, DtlsError
+
+        if self.security is None:
+            raise ValueError(f"{self.server_uri} needs DTLS credentials (a PSK or a certificate)")
+        assert self._server is not None
+        try:
+            return await DtlsCoapEndpoint.connect(
                 self._handle,
-                (host, 0),
+                local_address,
+                server=self._server,
+                credentials=self.security,
+                server_hostname=urlsplit(self.server_uri).hostname,
+                handshake_timeout=self.timing.handshake_timeout,
                 ack_timeout=self.timing.ack_timeout,
                 max_retransmit=self.timing.max_retransmit,
             )
-        await self._register()
+        except DtlsError as error:
+            self._registration_failed()
+            raise RegistrationError(f"register: {error}") from error
 
     async def update(self, *, with_objects: bool | None = None) -> None:
         """Registration Update; the object list goes along when it changed (or if asked)."""
@@ -894,14 +929,14 @@ _server_addresses: dict[str, Address] = {}
 
 
 async def resolve_server(server_uri: str) -> Address:
-    """The socket address of ``coap://host[:port]``; names are resolved once per process."""
+    """The socket address of ``coap[s]://host[:port]``; names are resolved once per process."""
     cached = _server_addresses.get(server_uri)
     if cached is not None:
         return cached
     parts = urlsplit(server_uri)
-    if parts.scheme != "coap" or not parts.hostname:
-        raise ValueError(f"server URI must look like coap://host:port, got {server_uri!r}")
-    port = parts.port or DEFAULT_PORT
+    if parts.scheme not in ("coap", "coaps") or not parts.hostname:
+        raise ValueError(f"server URI must look like coap[s]://host:port, got {server_uri!r}")
+    port = parts.port or (DEFAULT_SECURE_PORT if parts.scheme == "coaps" else DEFAULT_PORT)
     try:
         address: Address = (str(ipaddress.ip_address(parts.hostname)), port)
     except ValueError:
