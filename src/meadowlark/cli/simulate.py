@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 
 import typer
+from mbedtls.exceptions import TLSError
 
 from meadowlark.lwm2m.codec.formats import ContentFormat
 from meadowlark.simulator.client import LEGACY_FORMATS, MODERN_FORMATS, DeviceTiming
+from meadowlark.simulator.dtls import (
+    FleetCertificates,
+    FleetPsk,
+    FleetSecurity,
+    client_configuration,
+)
 from meadowlark.simulator.firmware import FirmwareBehaviour
 from meadowlark.simulator.fleet import Fleet, FleetConfig, FleetSnapshot
 
@@ -57,6 +66,33 @@ def simulate(
     firmware_reboot: Annotated[
         bool, typer.Option(help="Reboot and register again to install new firmware.")
     ] = False,
+    psk_identity: Annotated[
+        str,
+        typer.Option(help="DTLS-PSK identity; {endpoint} stands for the endpoint name."),
+    ] = "{endpoint}",
+    psk_key: Annotated[
+        str | None, typer.Option(help="DTLS-PSK key in hex, for a coaps:// server.")
+    ] = None,
+    psk_per_device: Annotated[
+        bool,
+        typer.Option(
+            help="Derive each device's key from --psk-key: the first 16 bytes of "
+            "HMAC-SHA256(key, endpoint name)."
+        ),
+    ] = False,
+    certificate: Annotated[
+        str | None,
+        typer.Option(help="DTLS client certificate (PEM); {endpoint} in the name: one each."),
+    ] = None,
+    private_key: Annotated[
+        str | None, typer.Option(help="The certificate's private key (PEM), same pattern.")
+    ] = None,
+    ca: Annotated[
+        Path | None, typer.Option(help="CA bundle (PEM) that checks the server's certificate.")
+    ] = None,
+    handshake_timeout: Annotated[
+        float, typer.Option(help="Seconds a DTLS handshake may take.", min=0.1)
+    ] = 30.0,
 ) -> None:
     """Simulate LwM2M devices (register, answer requests, notify) until stopped."""
     preferred = FORMAT_NAMES.get(format)
@@ -65,6 +101,9 @@ def simulate(
     if lwm2m_version not in ("1.0", "1.1", "1.2"):
         raise typer.BadParameter("must be 1.0, 1.1 or 1.2", param_hint="--lwm2m-version")
     firmware = _firmware_behaviour(firmware_fail, firmware_reboot)
+    security = _security(
+        server, prefix, psk_identity, psk_key, psk_per_device, certificate, private_key, ca
+    )
     available = LEGACY_FORMATS if lwm2m_version == "1.0" else MODERN_FORMATS
     formats = (preferred, *(fmt for fmt in available if fmt != preferred))
     config = FleetConfig(
@@ -79,8 +118,9 @@ def simulate(
         confirmable_notifications=confirmable,
         rate=rate,
         ramp_rate=ramp,
-        timing=DeviceTiming(queue_window=queue_window),
+        timing=DeviceTiming(queue_window=queue_window, handshake_timeout=handshake_timeout),
         firmware=firmware,
+        security=security,
     )
     try:
         asyncio.run(_run(Fleet(config), duration, interval))
@@ -105,6 +145,49 @@ def _firmware_behaviour(failure: str | None, reboot: bool) -> FirmwareBehaviour:
         raise typer.BadParameter(str(error), param_hint="--firmware-fail") from error
 
 
+def _security(
+    server: str,
+    prefix: str,
+    psk_identity: str,
+    psk_key: str | None,
+    psk_per_device: bool,
+    certificate: str | None,
+    private_key: str | None,
+    ca: Path | None,
+) -> FleetSecurity | None:
+    """The fleet's DTLS credentials, checked by loading the first device's."""
+    secure = urlsplit(server).scheme == "coaps"
+    if psk_key is not None and certificate is not None:
+        raise typer.BadParameter("give a PSK or a certificate, not both", param_hint="--psk-key")
+    if (certificate is None) != (private_key is None):
+        raise typer.BadParameter("goes with --private-key", param_hint="--certificate")
+    if psk_key is None and certificate is None:
+        if secure:
+            raise typer.BadParameter(
+                "coaps:// needs --psk-key or --certificate/--private-key", param_hint="--server"
+            )
+        return None
+    if not secure:
+        raise typer.BadParameter("DTLS credentials need a coaps:// server", param_hint="--server")
+    security: FleetSecurity
+    if psk_key is not None:
+        try:
+            key = bytes.fromhex(psk_key)
+        except ValueError as error:
+            raise typer.BadParameter("must be hexadecimal", param_hint="--psk-key") from error
+        security = FleetPsk(key, psk_identity, psk_per_device)
+        hint = "--psk-identity"
+    else:
+        assert certificate is not None and private_key is not None
+        security = FleetCertificates(certificate, private_key, ca)
+        hint = "--certificate"
+    try:
+        client_configuration(security.credentials(Fleet.device_name(prefix, 0)))
+    except (KeyError, IndexError, ValueError, OSError, TLSError) as error:
+        raise typer.BadParameter(f"unusable credentials: {error}", param_hint=hint) from error
+    return security
+
+
 async def _run(fleet: Fleet, duration: float | None, interval: float) -> None:
     began = time.monotonic()
     reporter = asyncio.get_running_loop().create_task(_report(fleet, began, interval))
@@ -124,6 +207,8 @@ async def _run(fleet: Fleet, duration: float | None, interval: float) -> None:
         await asyncio.gather(starting, reporter, return_exceptions=True)
         await fleet.stop()
         _print(fleet.snapshot(), began)
+        if fleet.last_failure is not None:
+            typer.echo(f"last failure: {fleet.last_failure}", err=True)
 
 
 async def _report(fleet: Fleet, began: float, interval: float) -> None:

@@ -106,6 +106,44 @@ class CertificateCredentials:
 DtlsCredentials = PskCredentials | CertificateCredentials
 
 
+@dataclass(frozen=True, slots=True)
+class FleetPsk:
+    """PSKs for a fleet: the identity from a pattern (``{endpoint}`` is the endpoint
+    name), and one key for every device or, ``per_device``, one derived from it per
+    endpoint name (``derive_psk``)."""
+
+    key: bytes
+    identity: str = "{endpoint}"
+    per_device: bool = False
+
+    def credentials(self, endpoint_name: str) -> PskCredentials:
+        key = derive_psk(self.key, endpoint_name) if self.per_device else self.key
+        return PskCredentials(self.identity.format(endpoint=endpoint_name), key)
+
+    def __repr__(self) -> str:
+        return f"FleetPsk(identity={self.identity!r}, per_device={self.per_device})"
+
+
+@dataclass(frozen=True, slots=True)
+class FleetCertificates:
+    """X.509 credentials for a fleet: PEM file names, patterns where ``{endpoint}`` is the
+    endpoint name (one certificate per device), or plain names (one shared by all)."""
+
+    certificate: str
+    private_key: str
+    ca: Path | None = None
+
+    def credentials(self, endpoint_name: str) -> CertificateCredentials:
+        return CertificateCredentials.from_files(
+            Path(self.certificate.format(endpoint=endpoint_name)),
+            Path(self.private_key.format(endpoint=endpoint_name)),
+            self.ca,
+        )
+
+
+FleetSecurity = FleetPsk | FleetCertificates
+
+
 def derive_psk(master_key: bytes, endpoint_name: str, length: int = 16) -> bytes:
     """A per-device key from a fleet's master key: HMAC-SHA256(master, endpoint name),
     its first ``length`` bytes. Provision the server with the same derivation."""

@@ -19,6 +19,7 @@ import random
 import resource
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from meadowlark.simulator.client import (
     DeviceState,
@@ -30,6 +31,9 @@ from meadowlark.simulator.client import (
 from meadowlark.simulator.coap import CoapError
 from meadowlark.simulator.firmware import FirmwareBehaviour
 from meadowlark.simulator.objects import DeviceObjects
+
+if TYPE_CHECKING:
+    from meadowlark.simulator.dtls import FleetSecurity
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +62,8 @@ class FleetConfig:
     seed: int = 0
     timing: DeviceTiming = field(default_factory=DeviceTiming)
     firmware: FirmwareBehaviour = field(default_factory=FirmwareBehaviour)
+    security: FleetSecurity | None = None
+    """DTLS credentials per device, for a ``coaps://`` server."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +91,8 @@ class Fleet:
         self._random = random.Random(config.seed)  # noqa: S311 - simulated sensor noise
         self._driver: asyncio.Task[None] | None = None
         self._cursor = 0
+        self.last_failure: str | None = None
+        """Why the latest device that failed to start failed."""
 
     @staticmethod
     def device_name(prefix: str, index: int) -> str:
@@ -116,6 +124,7 @@ class Fleet:
             confirmable_notifications=config.confirmable_notifications,
             stats=self.stats,
             timing=config.timing,
+            security=None if config.security is None else config.security.credentials(name),
         )
 
     async def start(self) -> None:
@@ -141,6 +150,7 @@ class Fleet:
                 await device.start()
             except (RegistrationError, CoapError, OSError) as error:
                 log.debug("%s: %s", device.endpoint_name, error)
+                self.last_failure = f"{device.endpoint_name}: {error}"
             finally:
                 pending.release()
 
