@@ -32,6 +32,8 @@ class Lwm2mTestServer(Server):
 
     coap_port: int
     loop: asyncio.AbstractEventLoop
+    coap: Any = None
+    """The running ``CoapServer`` (more transports join its context)."""
 
     @property
     def server_uri(self) -> str:
@@ -116,6 +118,7 @@ def running_lwm2m_server(settings: Any, coap_port: int = 0) -> Iterator[Lwm2mTes
             runtime=runtime,
             coap_port=started["port"],
             loop=started["loop"],
+            coap=coap,
         )
     finally:
         server.should_exit = True

@@ -48,6 +48,13 @@ def _host_port(value: Any) -> Any:
     return HostPort.parse(value) if isinstance(value, str) else value
 
 
+def _optional_host_port(value: Any) -> Any:
+    """``off`` (or an empty value) disables the listener."""
+    if isinstance(value, str) and value.strip().lower() in ("", "off", "none", "false"):
+        return None
+    return _host_port(value)
+
+
 class RateLimits(BaseModel):
     """Login throttling: failed attempts allowed per window before 429."""
 
@@ -225,6 +232,22 @@ class TlsSettings(BaseModel):
         return self
 
 
+class DtlsSettings(BaseModel):
+    """Limits of the DTLS (``coaps://``) device transport (``MEADOWLARK_DTLS__...``)."""
+
+    max_sessions: int = Field(default=100_000, ge=1)
+    """Live sessions (handshaking or established) one process keeps; at the cap, the
+    least recently used established session is dropped (its device re-handshakes)."""
+    idle_timeout: float = Field(default=86_400.0, gt=0)
+    """Seconds without a record after which an established session is dropped; a device
+    sleeping longer re-handshakes (its registration stays)."""
+    handshake_timeout: float = Field(default=30.0, gt=0)
+    """Seconds a handshake may take from its verified ClientHello to its Finished."""
+    handshakes_per_address_per_second: float = Field(default=20.0, gt=0)
+    """Handshakes one IP address may start per second (a burst of as many is allowed);
+    ClientHellos beyond it are dropped before any cryptography (flood throttle)."""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="MEADOWLARK_",
@@ -237,6 +260,8 @@ class Settings(BaseSettings):
     """Address of the REST server."""
     coap: Annotated[HostPort, NoDecode, Field(default="0.0.0.0:5683")]  # noqa: S104 - devices connect from anywhere
     """Address of the CoAP (LwM2M) server."""
+    coaps: Annotated[HostPort | None, NoDecode, Field(default="0.0.0.0:5684")]  # noqa: S104 - devices connect from anywhere
+    """Address of the DTLS (``coaps://``) LwM2M server; ``off`` disables it."""
     data_dir: Path = Path("./meadowlark-data")
     """Folder for the embedded database, the generated secret key and other state."""
     database_url: str | None = None
@@ -266,8 +291,10 @@ class Settings(BaseSettings):
     sms: SmsSettings = SmsSettings()
     cluster: ClusterSettings = ClusterSettings()
     tls: TlsSettings = TlsSettings()
+    dtls: DtlsSettings = DtlsSettings()
 
     _parse_http = field_validator("http", "coap", mode="before")(_host_port)
+    _parse_coaps = field_validator("coaps", mode="before")(_optional_host_port)
 
     @field_validator("log_level")
     @classmethod

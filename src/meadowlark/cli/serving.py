@@ -65,6 +65,7 @@ def serve_node(
     import uvicorn
 
     from meadowlark.api.app import create_app
+    from meadowlark.cli.dtls_serving import start_dtls
     from meadowlark.coap.server import CoapServer
 
     async def main() -> None:
@@ -89,10 +90,15 @@ def serve_node(
         if before_coap is not None:
             await before_coap()
         runtime.lwm2m.attach(await coap_server.start())
+        # PSK identity -> key: the device registry's keyring once it is wired in here.
+        psk_keys: dict[str, bytes] = {}
+        dtls_server = await start_dtls(settings, runtime, coap_server, psk_keys, reuse_port=worker)
         runtime.firmware_images.bind_coap(settings.coap.host, coap_server.port)
         runtime.firmware_images.bind_http(settings.http.host, settings.http.port)
         if not worker:
             typer.echo(f"LwM2M (CoAP) on udp://{settings.coap}", err=True)
+            if settings.coaps is not None:
+                typer.echo(f"LwM2M (CoAP over DTLS) on coaps://{settings.coaps}", err=True)
         server = uvicorn.Server(
             uvicorn.Config(
                 create_app(runtime, manage_runtime=False),
@@ -107,6 +113,8 @@ def serve_node(
         try:
             await server.serve(sockets=None if http_socket is None else [http_socket])
         finally:
+            if dtls_server is not None:
+                await dtls_server.stop()
             await coap_server.stop()
             await runtime.close()
 

@@ -8,6 +8,7 @@ from typing import Any
 from aiocoap import Message, Reliable, Unreliable
 from aiocoap.numbers.codes import Code
 
+from meadowlark.coap.dtls import DtlsEndpointAddress
 from meadowlark.server.transport import (
     DownlinkRequest,
     DownlinkResponse,
@@ -30,9 +31,11 @@ _CODES = {
 def peer_of(remote: object) -> Peer:
     """The ``Peer`` behind an aiocoap remote; IPv4-mapped IPv6 addresses become IPv4.
 
-    This transport is plain UDP (``coap://``): nothing authenticates the sender, so the
-    peer has no ``identity``. A DTLS transport sets it from the session's handshake.
+    A DTLS remote (``coaps://``) carries the identity its session's handshake
+    authenticated; over plain UDP nothing authenticates the sender: no ``identity``.
     """
+    if isinstance(remote, DtlsEndpointAddress):
+        return Peer(remote.host, remote.port, "dtls", handle=remote, identity=remote.identity)
     sockaddr = getattr(remote, "sockaddr", None)
     if sockaddr is None:
         host, _, port = str(getattr(remote, "hostinfo", "")).rpartition(":")

@@ -80,6 +80,13 @@ class CoapServer:
             await context.shutdown()
 
     @property
+    def context(self) -> Context:
+        """The running aiocoap context (more transports join it: ``coap.dtls``)."""
+        if self._context is None:
+            raise RuntimeError("the CoAP server is not running")
+        return self._context
+
+    @property
     def port(self) -> int:
         """The bound UDP port (useful after binding port 0)."""
         if self._interface is None:

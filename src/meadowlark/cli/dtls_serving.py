@@ -1,0 +1,72 @@
+"""Wiring the DTLS transport (``coap.dtls``) into a running node: credentials from the
+settings, limits from ``settings.dtls``, handshake failures into the audit log."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from meadowlark.certificates import server_credentials
+from meadowlark.coap.dtls import DtlsCredentials, DtlsServer, HandshakeFailure
+from meadowlark.coap.server import CoapServer
+from meadowlark.coap.site import block_size_exponent
+from meadowlark.config import Settings
+from meadowlark.runtime import Runtime
+
+HANDSHAKE_FAILED_EVENT = "device.dtls_handshake_failed"
+"""Audit event of a DTLS handshake that did not authenticate (never with a key)."""
+
+
+def audit_handshake_failures(runtime: Runtime) -> Callable[[HandshakeFailure], None]:
+    """The transport's failure hook: one audit row per failed handshake."""
+
+    def record(failure: HandshakeFailure) -> None:
+        runtime.activity.audit(
+            HANDSHAKE_FAILED_EVENT,
+            client_ip=failure.host[:64],
+            details={
+                "peer": f"{failure.host}:{failure.port}",
+                "identity": failure.identity,
+                "reason": failure.reason,
+                "error": failure.error[:200],
+            },
+        )
+
+    return record
+
+
+async def start_dtls(
+    settings: Settings,
+    runtime: Runtime,
+    coap_server: CoapServer,
+    psk_keys: Mapping[str, bytes],
+    *,
+    reuse_port: bool = False,
+) -> DtlsServer | None:
+    """Serve ``settings.coaps`` (None when it is off) on ``coap_server``'s context, so the
+    same LwM2M server answers and reaches devices over both; ``psk_keys``: identity ->
+    key, consulted at each handshake."""
+    if settings.coaps is None:
+        return None
+    credentials = server_credentials(settings)
+    limits = settings.dtls
+    lwm2m = settings.lwm2m
+    server = DtlsServer(
+        DtlsCredentials(
+            psk_keys,
+            certificate=credentials.certificate,
+            private_key=credentials.private_key,
+            ca_bundle=credentials.ca_bundle,
+        ),
+        settings.coaps.host,
+        settings.coaps.port,
+        max_sessions=limits.max_sessions,
+        idle_timeout=limits.idle_timeout,
+        handshake_timeout=limits.handshake_timeout,
+        handshakes_per_second=limits.handshakes_per_address_per_second,
+        block_size_exp=block_size_exponent(lwm2m.block_size),
+        traffic=runtime.lwm2m.traffic,
+        on_handshake_failure=audit_handshake_failures(runtime),
+        reuse_port=reuse_port,
+    )
+    await server.start(coap_server.context)
+    return server

@@ -1,0 +1,838 @@
+"""The server's DTLS 1.2 socket (``coaps://``): sessions per peer address, CoAP inside.
+
+``DtlsServer`` binds one UDP socket and adds a message interface to the aiocoap context
+of ``CoapServer``, so the same site (``Lwm2mSite``) answers decrypted requests and the
+same ``AiocoapEndpoint`` sends downlinks: a message to a ``DtlsEndpointAddress`` is
+encrypted on that peer's session.
+
+The DTLS protocol is python-mbedtls (Mbed TLS 2.28) used sans-IO: each session is a
+``TLSWrappedBuffer`` fed with the datagrams of its address. What happens to a datagram:
+
+- not a DTLS record (content type, version), or a record from an address without a
+  session that is not a ClientHello: dropped, nothing is created;
+- a ClientHello from an address over its handshake budget (``SessionTable.allow_handshake``):
+  dropped before any cryptography;
+- a ClientHello without a valid cookie: answered with a HelloVerifyRequest from a
+  throwaway buffer (RFC 6347 §4.2.1: no state until the address is proven);
+- a ClientHello with a valid cookie: a session starts (replacing an older one from the
+  same address: the device lost its session and re-handshakes);
+- anything else goes to the address's session. A handshake that fails is reported to
+  ``on_handshake_failure`` with the identity it claimed and why (never the key).
+
+Once established, a session authenticated the device as a ``PeerIdentity``: the PSK
+identity (``psk``) or the client certificate's subject common name (``cert``); it rides
+on every message's remote into ``Peer.identity`` (``coap.convert.peer_of``).
+
+Known limits of the library (python-mbedtls 2.10): no raw public keys (RFC 7250), no
+Connection ID (RFC 9146), no server-side session cache or tickets (no resumption): a
+device whose address changes, or whose session was dropped, does a full handshake.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import structlog
+from aiocoap import Context, Message, error, interfaces
+from aiocoap.messagemanager import MessageManager
+from aiocoap.tokenmanager import TokenManager
+from aiocoap.util import hostportjoin
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
+from mbedtls import pk, tls
+from mbedtls import x509 as mbedtls_x509
+from mbedtls.exceptions import TLSError
+
+from meadowlark.server.transport import PeerIdentity, TrafficCounter
+
+_log = structlog.get_logger("meadowlark.lwm2m")
+
+Address = tuple[str, int]
+
+_RECORD_HEADER = 13
+"""DTLS record header: type, version (2), epoch (2), sequence number (6), length (2)."""
+_HANDSHAKE = 22
+_CLIENT_HELLO = 1
+_CONTENT_TYPES = frozenset({20, 21, 22, 23})
+_DTLS_MAJOR = 0xFE
+_READ_SIZE = 65536
+_SOCKET_RECEIVE_BUFFER = 4 * 1024 * 1024
+_SWEEP_INTERVAL = 1.0
+_MAX_THROTTLED_HOSTS = 65536
+
+
+def is_record(data: bytes) -> bool:
+    """Whether ``data`` starts like a DTLS record (cheap check before any session work)."""
+    return len(data) >= _RECORD_HEADER and data[0] in _CONTENT_TYPES and data[1] == _DTLS_MAJOR
+
+
+def client_random(data: bytes) -> bytes:
+    """The 32-byte random of a ClientHello datagram (after the record header, the
+    handshake header and client_version); it tells a retransmission from a new hello."""
+    start = _RECORD_HEADER + 12 + 2
+    return data[start : start + 32]
+
+
+def is_client_hello(data: bytes) -> bool:
+    """Whether ``data`` starts with an epoch-0 handshake record holding a ClientHello."""
+    return (
+        len(data) > _RECORD_HEADER
+        and data[0] == _HANDSHAKE
+        and data[1] == _DTLS_MAJOR
+        and data[3] == 0
+        and data[4] == 0
+        and data[_RECORD_HEADER] == _CLIENT_HELLO
+    )
+
+
+# --- the session table -------------------------------------------------------------------
+
+
+S = TypeVar("S")
+
+
+class SessionTable(Generic[S]):
+    """Sessions by peer address, with a cap, timeouts and a per-host handshake budget.
+
+    Pure bookkeeping (``clock`` is injectable): the transport decides what a session is.
+    A session is *handshaking* from its verified ClientHello until ``established`` is
+    called; only established sessions are evicted to make room (least recently used
+    first), handshaking ones end by ``handshake_timeout``.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_sessions: int,
+        idle_timeout: float,
+        handshake_timeout: float,
+        handshakes_per_second: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_sessions = max_sessions
+        self.idle_timeout = idle_timeout
+        self.handshake_timeout = handshake_timeout
+        self.handshakes_per_second = handshakes_per_second
+        self._clock = clock
+        self._sessions: OrderedDict[Address, tuple[S, float]] = OrderedDict()
+        """Least recently used first; value: (session, last activity)."""
+        self._handshaking: OrderedDict[Address, float] = OrderedDict()
+        """Oldest first; value: when the handshake started."""
+        self._budgets: dict[str, tuple[float, float]] = {}
+        """Host -> (ClientHellos still allowed, when counted)."""
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def __iter__(self) -> Iterator[tuple[Address, S]]:
+        return iter([(address, entry[0]) for address, entry in self._sessions.items()])
+
+    def get(self, address: Address) -> S | None:
+        """The session of ``address``, marked as just used."""
+        entry = self._sessions.get(address)
+        if entry is None:
+            return None
+        self._sessions[address] = (entry[0], self._clock())
+        self._sessions.move_to_end(address)
+        return entry[0]
+
+    def peek(self, address: Address) -> S | None:
+        entry = self._sessions.get(address)
+        return None if entry is None else entry[0]
+
+    def is_handshaking(self, address: Address) -> bool:
+        return address in self._handshaking
+
+    def allow_handshake(self, host: str) -> bool:
+        """Spend one ClientHello of ``host``'s budget; False when it is used up.
+
+        A handshake takes two ClientHellos (the second one carries the cookie), so the
+        budget refills at twice ``handshakes_per_second`` and holds as many.
+        """
+        capacity = 2.0 * self.handshakes_per_second
+        now = self._clock()
+        tokens, counted = self._budgets.get(host, (capacity, now))
+        tokens = min(capacity, tokens + (now - counted) * capacity)
+        if tokens < 1.0:
+            self._budgets[host] = (tokens, now)
+            return False
+        if len(self._budgets) >= _MAX_THROTTLED_HOSTS and host not in self._budgets:
+            self._forget_full_budgets(now)
+        self._budgets[host] = (tokens - 1.0, now)
+        return True
+
+    def add_handshake(self, address: Address, session: S) -> list[S] | None:
+        """Start ``session`` for ``address`` (replacing the address's old one).
+
+        Returns the sessions dropped to make room (the replaced one included), or None
+        when the table is full of handshakes and ``session`` was not added.
+        """
+        dropped: list[S] = []
+        old = self.remove(address)
+        if old is not None:
+            dropped.append(old)
+        while len(self._sessions) >= self.max_sessions:
+            victim = next((a for a in self._sessions if a not in self._handshaking), None)
+            if victim is None:
+                return None
+            dropped.append(self._sessions.pop(victim)[0])
+        now = self._clock()
+        self._sessions[address] = (session, now)
+        self._handshaking[address] = now
+        return dropped
+
+    def established(self, address: Address) -> None:
+        """The handshake of ``address`` finished: its session is now evictable."""
+        self._handshaking.pop(address, None)
+
+    def remove(self, address: Address) -> S | None:
+        self._handshaking.pop(address, None)
+        entry = self._sessions.pop(address, None)
+        return None if entry is None else entry[0]
+
+    def expire(self) -> list[tuple[Address, S, str]]:
+        """Drop idle sessions and overdue handshakes: (address, session, reason) each."""
+        now = self._clock()
+        expired: list[tuple[Address, S, str]] = []
+        while self._handshaking:
+            address, started = next(iter(self._handshaking.items()))
+            if started + self.handshake_timeout > now:
+                break
+            session = self.remove(address)
+            if session is not None:
+                expired.append((address, session, "handshake_timeout"))
+        while self._sessions:
+            address, (session, last) = next(iter(self._sessions.items()))
+            if last + self.idle_timeout > now:
+                break
+            reason = "handshake_timeout" if address in self._handshaking else "idle"
+            self.remove(address)
+            expired.append((address, session, reason))
+        self._forget_full_budgets(now)
+        return expired
+
+    def _forget_full_budgets(self, now: float) -> None:
+        capacity = 2.0 * self.handshakes_per_second
+        self._budgets = {
+            host: (tokens, counted)
+            for host, (tokens, counted) in self._budgets.items()
+            if tokens + (now - counted) * capacity < capacity
+        }
+
+
+# --- credentials ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DtlsCredentials:
+    """What the server authenticates devices with, and itself to them.
+
+    ``psk_keys``: identity -> key, consulted during each handshake (a live keyring: a
+    changed key counts from the next handshake). ``certificate``/``private_key``: PEM
+    files of the server's certificate (offered to X.509 devices). ``ca_bundle``: PEM file
+    of the CAs of device certificates; None: no client certificate is accepted.
+    """
+
+    psk_keys: Mapping[str, bytes]
+    certificate: Path | None = None
+    private_key: Path | None = None
+    ca_bundle: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HandshakeFailure:
+    """A handshake from a verified address (past the cookie) that did not authenticate.
+
+    ``reason``: ``unknown_identity``, ``wrong_key``, ``certificate_rejected``,
+    ``no_client_credential``, ``handshake_timeout`` or ``handshake_failed``; ``error``
+    is the library's message. Never a key.
+    """
+
+    host: str
+    port: int
+    identity: str | None
+    reason: str
+    error: str = ""
+
+
+class _Session:
+    """One peer's DTLS state: the library buffer and what the handshake revealed."""
+
+    __slots__ = ("address", "buffer", "hello", "remote", "psk_identity", "psk_known")
+
+    def __init__(self, address: Address, buffer: tls.TLSWrappedBuffer, hello: bytes) -> None:
+        self.address = address
+        self.buffer = buffer
+        self.hello = hello
+        """The random of the ClientHello that started this session."""
+        self.remote: DtlsEndpointAddress | None = None
+        """Set once established: the remote of every message of this session."""
+        self.psk_identity: str | None = None
+        self.psk_known = False
+
+
+class _RecordingKeys(Mapping[str, bytes]):
+    """The PSK store the library consults, noting which identity the current session
+    asked for (the library does not report it)."""
+
+    def __init__(self, keys: Mapping[str, bytes]) -> None:
+        self._keys = keys
+        self.session: _Session | None = None
+
+    def __getitem__(self, identity: str) -> bytes:
+        session = self.session
+        if session is not None:
+            session.psk_identity, session.psk_known = identity, False
+        key = self._keys[identity]
+        if session is not None:
+            session.psk_known = True
+        return key
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+
+def server_ciphers() -> list[str]:
+    """The suites offered, in the server's order of preference: plain PSK first (the
+    cheapest; LwM2M's mandatory ``TLS_PSK_WITH_AES_128_CCM_8`` among them), then
+    ECDHE-PSK, then ECDHE-ECDSA for certificates (LwM2M's ``..._AES_128_CCM_8`` too).
+
+    An Mbed TLS client without a PSK does not offer PSK suites, so a certificate client
+    still gets a certificate suite.
+    """
+    available = tls.ciphers_available()
+    order = ("TLS-PSK-WITH-", "TLS-ECDHE-PSK-WITH-", "TLS-ECDHE-ECDSA-WITH-")
+    return [name for prefix in order for name in available if name.startswith(prefix)]
+
+
+def _server_context(credentials: DtlsCredentials, keys: _RecordingKeys) -> tls.ServerContext:
+    chain: Any = None
+    if credentials.certificate is not None and credentials.private_key is not None:
+        certificates = [
+            mbedtls_x509.CRT.from_DER(certificate.public_bytes(Encoding.DER))
+            for certificate in x509.load_pem_x509_certificates(credentials.certificate.read_bytes())
+        ]
+        key = pk.ECC.from_buffer(credentials.private_key.read_bytes())
+        chain = (certificates, key)
+    trust = None
+    if credentials.ca_bundle is not None:
+        trust = tls.TrustStore.from_pem_file(credentials.ca_bundle)
+    configuration = tls.DTLSConfiguration(
+        ciphers=server_ciphers(),
+        pre_shared_key_store=keys,
+        certificate_chain=chain,
+        trust_store=trust,
+        validate_certificates=trust is not None,
+        lowest_supported_version=tls.DTLSVersion.DTLSv1_2,
+    )
+    return tls.ServerContext(configuration)
+
+
+def certificate_name(der: bytes) -> str | None:
+    """The subject common name of a DER certificate (its first DNS name without one)."""
+    certificate = x509.load_der_x509_certificate(der)
+    names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if names:
+        return str(names[0].value)
+    try:
+        alternative = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        return None
+    dns = alternative.value.get_values_for_type(x509.DNSName)
+    return dns[0] if dns else None
+
+
+# --- aiocoap glue --------------------------------------------------------------------------
+
+
+class DtlsEndpointAddress(interfaces.EndpointAddress):
+    """The remote of messages on one authenticated session: an address and the identity.
+
+    Equal for the same address and identity, so a device that re-handshakes from the
+    same address under the same identity is the same remote to aiocoap (pending
+    exchanges, observations). A message to it goes out only on a session of that
+    identity at that address: never to whoever holds the address meanwhile.
+    """
+
+    scheme = "coaps"
+    is_multicast = False
+    is_multicast_locally = False
+    maximum_block_size_exp = 6
+    """Settable per instance (the site lowers it to the server's block size)."""
+
+    def __init__(
+        self, interface: DtlsMessageInterface, address: Address, identity: PeerIdentity
+    ) -> None:
+        self.interface = interface
+        self.address = address
+        self.identity = identity
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, DtlsEndpointAddress)
+            and other.interface is self.interface
+            and other.address == self.address
+            and other.identity == self.identity
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.address, self.identity))
+
+    def __repr__(self) -> str:
+        return f"<DtlsEndpointAddress {self.hostinfo} as {self.identity.mode}:{self.identity.name}>"
+
+    @property
+    def host(self) -> str:
+        return _printable_host(self.address[0])
+
+    @property
+    def port(self) -> int:
+        return self.address[1]
+
+    @property
+    def hostinfo(self) -> str:
+        return hostportjoin(self.host, self.port)
+
+    @property
+    def hostinfo_local(self) -> str:
+        return self.interface.hostinfo_local
+
+    @property
+    def uri_base(self) -> str:
+        return "coaps://" + self.hostinfo
+
+    @property
+    def uri_base_local(self) -> str:
+        return "coaps://" + self.hostinfo_local
+
+    @property
+    def blockwise_key(self) -> tuple[Address, PeerIdentity]:
+        return (self.address, self.identity)
+
+    @property
+    def authenticated_claims(self) -> list[PeerIdentity]:
+        return [self.identity]
+
+    def send(self, data: bytes) -> None:
+        self.interface.send_plaintext(self, data)
+
+
+class DtlsMessageInterface(interfaces.MessageInterface, asyncio.DatagramProtocol):
+    """aiocoap message interface over the DTLS sessions of one UDP socket."""
+
+    def __init__(
+        self,
+        message_manager: interfaces.MessageManager,
+        credentials: DtlsCredentials,
+        table: SessionTable[_Session],
+        *,
+        traffic: TrafficCounter | None = None,
+        on_handshake_failure: Callable[[HandshakeFailure], None] | None = None,
+    ) -> None:
+        self._manager: interfaces.MessageManager | None = message_manager
+        self._keys = _RecordingKeys(credentials.psk_keys)
+        self._context = _server_context(credentials, self._keys)
+        self.table = table
+        self.traffic = traffic
+        self.on_handshake_failure = on_handshake_failure
+        self.block_size_exp = 6
+        self.transport: asyncio.DatagramTransport | None = None
+        self.hostinfo_local = ""
+        self.dropped = 0
+        """Datagrams dropped before reaching a session (garbage, throttled, unknown)."""
+        self.failed_handshakes = 0
+        self._sweeper: asyncio.TimerHandle | None = None
+
+    # --- asyncio -------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        sockname = transport.get_extra_info("sockname")
+        self.hostinfo_local = hostportjoin(_printable_host(sockname[0]), sockname[1])
+        self._schedule_sweep()
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        address: Address = (addr[0], addr[1])
+        if self.traffic is not None:
+            self.traffic.add((_printable_host(address[0]), address[1]), received=len(data))
+        try:
+            self._receive(data, address)
+        except Exception:  # a datagram must never break the socket
+            _log.exception("dtls_datagram_failed", peer=str(address))
+            self._drop_session(address)
+
+    def error_received(self, exc: Exception) -> None:
+        _log.debug("dtls_socket_error", error=str(exc))
+
+    # --- aiocoap MessageInterface --------------------------------------------------------
+
+    def send(self, message: Message) -> None:
+        remote = message.remote
+        if self._manager is None or not isinstance(remote, DtlsEndpointAddress):
+            return
+        remote.send(message.encode())
+
+    async def determine_remote(self, message: Message) -> None:
+        """Never: a server cannot start a DTLS session; devices reach it first."""
+        return None
+
+    async def recognize_remote(self, remote: Any) -> bool:
+        return isinstance(remote, DtlsEndpointAddress) and remote.interface is self
+
+    async def shutdown(self) -> None:
+        self._manager = None
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        for address, session in self.table:
+            self._close(session)
+            self.table.remove(address)
+        if self.transport is not None:
+            self.transport.close()
+            self.transport = None
+
+    # --- sessions ------------------------------------------------------------------------
+
+    def close_sessions(self, identity: str) -> int:
+        """End the live sessions authenticated with PSK ``identity`` (its key changed or
+        it was removed); returns how many. The device must handshake again."""
+        closed = 0
+        for address, session in self.table:
+            named = session.psk_identity == identity
+            if named and (session.remote is None or session.remote.identity.mode == "psk"):
+                self.table.remove(address)
+                self._close(session)
+                closed += 1
+        return closed
+
+    def send_plaintext(self, remote: DtlsEndpointAddress, data: bytes) -> None:
+        session = self.table.peek(remote.address)
+        if session is None or session.remote != remote:
+            # The session is gone (or someone else's now): the exchange times out.
+            _log.debug("dtls_send_dropped", peer=remote.hostinfo, reason="no session")
+            return
+        session.buffer.write(data)
+        self._flush(session.buffer, session.address)
+
+    # --- receiving -----------------------------------------------------------------------
+
+    def _receive(self, data: bytes, address: Address) -> None:
+        if not is_record(data):
+            self.dropped += 1
+            return
+        session = self.table.get(address)
+        hello = is_client_hello(data)
+        if hello and session is not None and session.remote is not None:
+            if session.hello == client_random(data):
+                return  # a late retransmission of the ClientHello that made this session
+        if session is None or (session.remote is not None and hello):
+            # A new ClientHello on an established session: the device lost its session
+            # (reboot) and starts over; it replaces the old one once past the cookie.
+            if not hello:
+                self.dropped += 1  # a record for no session: nothing to decrypt it with
+                return
+            if not self.table.allow_handshake(address[0]):
+                self.dropped += 1
+                return
+            self._hello(data, address)
+            return
+        session.buffer.receive_from_network(data)
+        if session.remote is None and not self._handshake(session):
+            return
+        self._read(session)
+
+    def _hello(self, data: bytes, address: Address) -> None:
+        """A ClientHello: a cookie exchange without state, or a session once verified."""
+        buffer = self._context.wrap_buffers()
+        buffer.setcookieparam(f"{address[0]}:{address[1]}".encode())
+        buffer.receive_from_network(data)
+        try:
+            buffer.do_handshake()
+        except tls.HelloVerifyRequest:
+            self._flush(buffer, address)
+            return
+        except (tls.WantReadError, tls.WantWriteError):
+            pass
+        except TLSError as exc:  # a malformed ClientHello: no session, nothing to say
+            _log.debug("dtls_hello_dropped", peer=str(address), error=str(exc))
+            self.dropped += 1
+            return
+        session = _Session(address, buffer, client_random(data))
+        dropped = self.table.add_handshake(address, session)
+        if dropped is None:
+            _log.warning("dtls_sessions_full", peer=str(address))
+            self.dropped += 1
+            return
+        for old in dropped:
+            self._close(old)
+        self._flush(buffer, address)
+
+    def _handshake(self, session: _Session) -> bool:
+        """Advance the handshake; True once the session is established."""
+        self._keys.session = session
+        buffer = session.buffer
+        try:
+            # One call does one step of the handshake (mbedtls_ssl_handshake_step).
+            while buffer._handshake_state is not tls.HandshakeStep.HANDSHAKE_OVER:
+                buffer.do_handshake()
+        except (tls.WantReadError, tls.WantWriteError):
+            self._flush(session.buffer, session.address)
+            return False
+        except tls.HelloVerifyRequest:
+            self._flush(session.buffer, session.address)
+            self.table.remove(session.address)
+            return False
+        except TLSError as exc:
+            self._flush(session.buffer, session.address)  # the alert, if any
+            self.table.remove(session.address)
+            self._failed(session, _failure_reason(session, exc), str(exc))
+            return False
+        finally:
+            self._keys.session = None
+        self._flush(session.buffer, session.address)
+        identity = self._identity_of(session)
+        if identity is None:
+            self.table.remove(session.address)
+            self._close(session)
+            self._failed(session, "no_client_credential", "no PSK and no client certificate")
+            return False
+        self.table.established(session.address)
+        session.remote = DtlsEndpointAddress(self, session.address, identity)
+        session.remote.maximum_block_size_exp = self.block_size_exp
+        _log.debug(
+            "dtls_session_established",
+            peer=str(session.address),
+            mode=identity.mode,
+            identity=identity.name,
+        )
+        return True
+
+    def _identity_of(self, session: _Session) -> PeerIdentity | None:
+        if session.psk_known and session.psk_identity is not None:
+            return PeerIdentity("psk", session.psk_identity)
+        der = session.buffer.getpeercert(binary_form=True)
+        if der:
+            name = certificate_name(der)
+            if name is not None:
+                return PeerIdentity("cert", name)
+        return None
+
+    def _read(self, session: _Session) -> None:
+        buffer = session.buffer
+        remote = session.remote
+        assert remote is not None
+        while True:
+            try:
+                plaintext = buffer.read(_READ_SIZE)
+            except (tls.WantReadError, tls.WantWriteError):
+                break
+            except TLSError as exc:  # close_notify (0x7880), a fatal alert
+                _log.debug("dtls_session_closed", peer=str(session.address), reason=str(exc))
+                self._drop_session(session.address)
+                return
+            if not plaintext:
+                # Nothing for the application: e.g. the peer retransmitted its last
+                # handshake flight and the library answered with ours again.
+                break
+            self._dispatch(remote, plaintext)
+        self._flush(buffer, session.address)
+
+    def _dispatch(self, remote: DtlsEndpointAddress, plaintext: bytes) -> None:
+        manager = self._manager
+        if manager is None:
+            return
+        try:
+            message = Message.decode(plaintext, remote=remote)
+        except (error.UnparsableMessage, UnicodeDecodeError, ValueError):
+            _log.debug("dtls_message_dropped", peer=remote.hostinfo, reason="not CoAP")
+            return
+        manager.dispatch_message(message)
+
+    # --- housekeeping --------------------------------------------------------------------
+
+    def _failed(self, session: _Session, reason: str, detail: str) -> None:
+        self.failed_handshakes += 1
+        host, port = _printable_host(session.address[0]), session.address[1]
+        _log.warning(
+            "dtls_handshake_failed",
+            peer=hostportjoin(host, port),
+            identity=session.psk_identity,
+            reason=reason,
+        )
+        if self.on_handshake_failure is not None:
+            failure = HandshakeFailure(host, port, session.psk_identity, reason, detail)
+            try:
+                self.on_handshake_failure(failure)
+            except Exception:  # the hook's bug must not break the socket
+                _log.exception("dtls_failure_hook_failed")
+
+    def _drop_session(self, address: Address) -> None:
+        session = self.table.remove(address)
+        if session is not None:
+            self._close(session)
+
+    def _close(self, session: _Session) -> None:
+        """Say close_notify if the session was established (best effort)."""
+        if session.remote is None:
+            return
+        try:
+            session.buffer.shutdown()
+        except TLSError:
+            return
+        self._flush(session.buffer, session.address)
+
+    def _flush(self, buffer: tls.TLSWrappedBuffer, address: Address) -> None:
+        data = buffer.peek_outgoing(_READ_SIZE * 4)
+        if not data:
+            return
+        buffer.consume_outgoing(len(data))
+        transport = self.transport
+        if transport is None:
+            return
+        transport.sendto(data, address)
+        if self.traffic is not None:
+            self.traffic.add((_printable_host(address[0]), address[1]), sent=len(data))
+
+    def _schedule_sweep(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._sweeper = loop.call_later(_SWEEP_INTERVAL, self._sweep)
+
+    def _sweep(self) -> None:
+        for address, session, reason in self.table.expire():
+            if session.remote is None:
+                self._failed(
+                    session, reason, f"no Finished within {self.table.handshake_timeout:g} s"
+                )
+            else:
+                self._close(session)
+                _log.debug("dtls_session_expired", peer=str(address), reason=reason)
+        self._schedule_sweep()
+
+
+def _failure_reason(session: _Session, exc: Exception) -> str:
+    text = str(exc).lower()
+    if session.psk_identity is not None:
+        return "wrong_key" if session.psk_known else "unknown_identity"
+    if "x509" in text or "cert" in text:
+        return "certificate_rejected"
+    return "handshake_failed"
+
+
+def _printable_host(address: str) -> str:
+    host = address.partition("%")[0]
+    if host.startswith("::ffff:") and "." in host:
+        return host[7:]
+    return host
+
+
+# --- the server ----------------------------------------------------------------------------
+
+
+class DtlsServer:
+    """Binds ``host:port`` (port 0 picks a free one) for DTLS and serves it through the
+    aiocoap ``context`` of a running ``CoapServer``.
+
+    ``limits``: the session table's (``SessionTable``); ``reuse_port``: SO_REUSEPORT, for
+    several processes on one port (each holds its own sessions; the kernel keeps a
+    sender on one process while the set of processes does not change).
+    """
+
+    def __init__(
+        self,
+        credentials: DtlsCredentials,
+        host: str,
+        port: int,
+        *,
+        max_sessions: int = 100_000,
+        idle_timeout: float = 86_400.0,
+        handshake_timeout: float = 30.0,
+        handshakes_per_second: float = 20.0,
+        block_size_exp: int = 6,
+        traffic: TrafficCounter | None = None,
+        on_handshake_failure: Callable[[HandshakeFailure], None] | None = None,
+        reuse_port: bool = False,
+    ) -> None:
+        self._credentials = credentials
+        self._bind = (host, port)
+        self._limits = dict(
+            max_sessions=max_sessions,
+            idle_timeout=idle_timeout,
+            handshake_timeout=handshake_timeout,
+            handshakes_per_second=handshakes_per_second,
+        )
+        self._block_size_exp = block_size_exp
+        self._traffic = traffic
+        self._on_handshake_failure = on_handshake_failure
+        self._reuse_port = reuse_port
+        self.interface: DtlsMessageInterface | None = None
+
+    async def start(self, context: Context) -> None:
+        loop = asyncio.get_running_loop()
+        tokens = TokenManager(context)
+        messages = MessageManager(tokens)
+        interface = DtlsMessageInterface(
+            messages,
+            self._credentials,
+            SessionTable(**self._limits),  # type: ignore[arg-type]
+            traffic=self._traffic,
+            on_handshake_failure=self._on_handshake_failure,
+        )
+        interface.block_size_exp = self._block_size_exp
+        sock = await _bind_socket(loop, *self._bind, reuse_port=self._reuse_port)
+        try:
+            await loop.create_datagram_endpoint(lambda: interface, sock=sock)
+        except BaseException:
+            sock.close()
+            raise
+        messages.message_interface = interface
+        tokens.token_interface = messages
+        # First: the plain UDP interface would try (and fail) to resolve a coaps remote.
+        context.request_interfaces.insert(0, tokens)
+        self.interface = interface
+
+    async def stop(self) -> None:
+        interface, self.interface = self.interface, None
+        if interface is not None:
+            await interface.shutdown()
+
+    def close_sessions(self, identity: str) -> int:
+        """See ``DtlsMessageInterface.close_sessions`` (0 when not running)."""
+        return 0 if self.interface is None else self.interface.close_sessions(identity)
+
+    @property
+    def port(self) -> int:
+        if self.interface is None or self.interface.transport is None:
+            raise RuntimeError("the DTLS server is not running")
+        return int(self.interface.transport.get_extra_info("sockname")[1])
+
+
+async def _bind_socket(
+    loop: asyncio.AbstractEventLoop, host: str, port: int, *, reuse_port: bool
+) -> socket.socket:
+    """A dual-stack UDP socket bound to ``host:port`` (as ``coap.udp`` binds)."""
+    family_info = await loop.getaddrinfo(
+        host, port, family=socket.AF_INET6, type=socket.SOCK_DGRAM, flags=socket.AI_V4MAPPED
+    )
+    sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    try:
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _SOCKET_RECEIVE_BUFFER)
+        sock.bind(family_info[0][4])
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
