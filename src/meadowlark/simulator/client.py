@@ -276,7 +276,7 @@ class SimulatedDevice:
                 local_address,
                 server=self._server,
                 credentials=self.security,
-                server_hostname=urlsplit(self.server_uri).hostname,
+                server_hostname=_certificate_name(urlsplit(self.server_uri).hostname),
                 handshake_timeout=self.timing.handshake_timeout,
                 ack_timeout=self.timing.ack_timeout,
                 max_retransmit=self.timing.max_retransmit,
@@ -945,6 +945,18 @@ async def resolve_server(server_uri: str) -> Address:
         address = infos[0][4][:2]
     _server_addresses[server_uri] = address
     return address
+
+
+def _certificate_name(host: str | None) -> str | None:
+    """The name the server's certificate must carry: the URI's host name, or none for an
+    IP literal (the certificate is then checked against the CA only)."""
+    if host is None:
+        return None
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    return None
 
 
 def _local_host_for(server_host: str) -> str:

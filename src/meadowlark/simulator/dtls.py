@@ -82,8 +82,9 @@ class PskCredentials:
 
 @dataclass(frozen=True, slots=True)
 class CertificateCredentials:
-    """An X.509 client certificate (PEM) and its private key (PEM); ``ca`` (PEM, one or
-    more certificates) authenticates the server, which is not checked without it."""
+    """An X.509 client certificate (PEM) and its private key (PEM). ``ca`` (PEM, one or
+    more certificates) authenticates the server: its chain, and its name when the server
+    URI names a host (not for an IP literal). Without it the server is not checked."""
 
     certificate: bytes
     private_key: bytes
@@ -312,6 +313,8 @@ class DtlsCoapEndpoint(CoapEndpoint):
             offset = end
             try:
                 plaintext = buffer.read(_MAX_PLAINTEXT)
+            except (tls.WantReadError, tls.WantWriteError):
+                plaintext = b""  # a record with no application data (a handshake repeat)
             except TLSError as error:
                 self._session_lost(error)
                 return
