@@ -66,6 +66,8 @@ _DTLS_MAJOR = 0xFE
 _READ_SIZE = 65536
 _SOCKET_RECEIVE_BUFFER = 4 * 1024 * 1024
 _SWEEP_INTERVAL = 1.0
+_MAX_HANDSHAKE_STEPS = 64
+"""A full handshake has about 20 steps; more from one datagram means something is off."""
 _MAX_THROTTLED_HOSTS = 65536
 
 
@@ -558,11 +560,11 @@ class DtlsMessageInterface(interfaces.MessageInterface, asyncio.DatagramProtocol
         buffer.setcookieparam(f"{address[0]}:{address[1]}".encode())
         buffer.receive_from_network(data)
         try:
-            buffer.do_handshake()
+            self._advance(buffer, address)
         except tls.HelloVerifyRequest:
             self._flush(buffer, address)
             return
-        except (tls.WantReadError, tls.WantWriteError):
+        except tls.WantReadError:
             pass
         except TLSError as exc:  # a malformed ClientHello: no session, nothing to say
             _log.debug("dtls_hello_dropped", peer=str(address), error=str(exc))
@@ -583,10 +585,8 @@ class DtlsMessageInterface(interfaces.MessageInterface, asyncio.DatagramProtocol
         self._keys.session = session
         buffer = session.buffer
         try:
-            # One call does one step of the handshake (mbedtls_ssl_handshake_step).
-            while buffer._handshake_state is not tls.HandshakeStep.HANDSHAKE_OVER:
-                buffer.do_handshake()
-        except (tls.WantReadError, tls.WantWriteError):
+            self._advance(buffer, session.address)
+        except tls.WantReadError:
             self._flush(session.buffer, session.address)
             return False
         except tls.HelloVerifyRequest:
@@ -617,6 +617,22 @@ class DtlsMessageInterface(interfaces.MessageInterface, asyncio.DatagramProtocol
             identity=identity.name,
         )
         return True
+
+    def _advance(self, buffer: tls.TLSWrappedBuffer, address: Address) -> None:
+        """Run the handshake as far as the data received allows: WantReadError when it
+        needs more, HelloVerifyRequest, or a TLSError; returns when it is over.
+
+        One ``do_handshake`` is one step (``mbedtls_ssl_handshake_step``); WantWriteError
+        means a flight is ready to go: it is sent and the handshake goes on.
+        """
+        for _ in range(_MAX_HANDSHAKE_STEPS):
+            if buffer._handshake_state is tls.HandshakeStep.HANDSHAKE_OVER:
+                return
+            try:
+                buffer.do_handshake()
+            except tls.WantWriteError:
+                self._flush(buffer, address)
+        raise TLSError(msg="the handshake does not advance")
 
     def _identity_of(self, session: _Session) -> PeerIdentity | None:
         if session.psk_known and session.psk_identity is not None:

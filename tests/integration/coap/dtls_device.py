@@ -69,6 +69,8 @@ class DtlsDevice(asyncio.DatagramProtocol):
         """Observed path -> the token of the observation."""
         self._sequence = 2
         self.location: str | None = None
+        self.sent: list[bytes] = []
+        """Every datagram sent, as on the wire (for replays)."""
 
     # --- connection ----------------------------------------------------------------------
 
@@ -141,6 +143,7 @@ class DtlsDevice(asyncio.DatagramProtocol):
         if data and self._transport is not None:
             self._buffer.consume_outgoing(len(data))
             self._transport.sendto(data)
+            self.sent.append(data)
 
     def _send(self, message: Message) -> None:
         self._buffer.write(message.encode())
