@@ -10,14 +10,23 @@ two ratios:
 1. registrations: every device of a side opens its socket and Registers, ``window`` at a
    time; DTLS devices first complete a full PSK handshake (HelloVerifyRequest cookie
    exchange included). Devices per second, DTLS / plain UDP.
-2. requests: server-initiated reads (``GET /api/lwm2m/v1/clients/{ep}/3/0/0``, each
-   one a CoAP GET to the device and its answer) over ``concurrency`` keep-alive HTTP
-   connections for ``duration`` seconds, spread over the registered devices: over
-   established DTLS sessions, then over plain UDP; best of ``rounds``. Reads per second,
-   DTLS / plain UDP.
+2. requests on the established sessions, for ``duration`` seconds each, best of
+   ``rounds``, DTLS / plain UDP:
 
-The device processes do the client side of every handshake and of every record on the
-same two cores as the server, so the handshake ratio includes the simulator's share.
+   - REST reads: ``GET /api/lwm2m/v1/clients/{ep}/3/0/0`` (a CoAP GET to the device and
+     its answer) over ``concurrency`` keep-alive HTTP connections, spread over the
+     devices; the REST layer's cost is in both;
+   - Updates: Registration Updates from the devices, ``window`` in flight, round robin
+     (CoAP only, closer to the transport's own cost).
+
+The machine is shared, so each figure also comes with the CPU seconds ``meadowlark serve``
+(its workers included) spent per operation: per device registered (until the server is
+idle again, the work that follows a Register included), per read and per Update.
+
+Each device has a loopback address of its own (127.N.x.y), as devices in the field do:
+the server throttles handshakes per address (``handshakes_per_address_per_second``),
+which would otherwise be what is measured. The device processes do the client side of
+every handshake and record on the same machine, so the figures include their share.
 """
 
 from __future__ import annotations
@@ -155,6 +164,13 @@ class DeviceProcess:
                 return dict(json.loads(line))
         raise RuntimeError(f"device process printed no result: {self.log.read_text()[-2000:]}")
 
+    def updates(self, duration: float) -> dict[str, Any]:
+        """Tell the devices to send Updates for ``duration`` seconds; their counts."""
+        assert self.process.stdin is not None
+        self.process.stdin.write(f"{duration}\n".encode())
+        self.process.stdin.flush()
+        return self.result(timeout=duration + 120)
+
     def stop(self) -> None:
         if self.process.stdin is not None and not self.process.stdin.closed:
             self.process.stdin.close()
@@ -165,15 +181,26 @@ class DeviceProcess:
             self.process.wait()
 
 
+SOURCE_NETWORKS = {"warmudp": 30, "warmdtls": 31, "udp": 32, "dtls": 33}
+"""The second byte of each side's device addresses (127.N.x.y)."""
+
+
 def register_side(
     stack: ExitStack, tmp: Path, name: str, server: str, prefix: str, devices: int, window: int
-) -> dict[str, Any]:
+) -> tuple[DeviceProcess, dict[str, Any]]:
     """Start a side's devices (they stay registered until the stack closes)."""
     process = DeviceProcess(
         stack, tmp, name, "--server", server, "--prefix", prefix,
-        "--devices", devices, "--window", window,
+        "--devices", devices, "--window", window, "--network", SOURCE_NETWORKS[prefix],
     )  # fmt: skip
-    return process.result(timeout=600)
+    result = process.result(timeout=600)
+    if not result["registered"]:
+        raise RuntimeError(f"no {name} device registered: {result.get('first_failure')}")
+    return process, result
+
+
+def device_address(network: int, index: int) -> str:
+    return f"127.{network}.{index // 250}.{index % 250 + 1}"
 
 
 def read_load(
@@ -216,6 +243,7 @@ def read_load(
         await asyncio.gather(*(connection(offset) for offset in range(concurrency)))
         seconds = time.perf_counter() - started
         return {
+            "seconds": seconds,
             "per_second": (len(latencies) - errors) / seconds,
             "p50_ms": statistics.median(latencies) * 1000 if latencies else 0.0,
             "errors": errors,
@@ -224,12 +252,47 @@ def read_load(
     return asyncio.run(main())
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user and system) of process ``pid`` and all its descendants."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue  # the process ended meanwhile
+        process = int(stat.parent.name)
+        parents[process] = int(fields[1])
+        times[process] = (int(fields[11]) + int(fields[12])) / ticks
+    total = 0.0
+    for process, seconds in times.items():
+        ancestor = process
+        while ancestor not in (pid, 0, 1) and ancestor in parents:
+            ancestor = parents[ancestor]
+        if ancestor == pid:
+            total += seconds
+    return total
+
+
+def settle(pid: int, *, idle_cpu: float = 0.03, interval: float = 0.5) -> None:
+    """Wait until ``pid`` and its workers use under ``idle_cpu`` CPU seconds per interval."""
+    deadline = time.monotonic() + 120
+    before = tree_cpu_seconds(pid)
+    while time.monotonic() < deadline:
+        time.sleep(interval)
+        now = tree_cpu_seconds(pid)
+        if now - before < idle_cpu:
+            return
+        before = now
+
+
 def run(
     duration: float = 5.0,
     devices: int = 300,
     window: int = 32,
     concurrency: int = 16,
-    rounds: int = 2,
+    rounds: int = 3,
 ) -> dict[str, float]:
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-dtls-")))
@@ -246,18 +309,41 @@ def run(
         provision(server["http"], token, endpoint_names("warmudp", warm), psk=False)
         register_side(stack, tmp, "warm-udp", sides["udp"][0], "warmudp", warm, window)
         register_side(stack, tmp, "warm-dtls", sides["dtls"][0], "warmdtls", warm, window)
-        registered = {
-            side: register_side(stack, tmp, side, uri, side, devices, window)
-            for side, (uri, _) in sides.items()
-        }
-        reads: dict[str, dict[str, float]] = {}
+        registered: dict[str, dict[str, Any]] = {}
+        processes: dict[str, DeviceProcess] = {}
+        for side, (uri, _) in sides.items():
+            settle(server["pid"])
+            cpu = tree_cpu_seconds(server["pid"])
+            processes[side], registered[side] = register_side(
+                stack, tmp, side, uri, side, devices, window
+            )
+            settle(server["pid"])
+            spent = tree_cpu_seconds(server["pid"]) - cpu
+            registered[side]["cpu_ms"] = spent * 1000 / registered[side]["registered"]
+        reads: dict[str, dict[str, Any]] = {}
+        updates: dict[str, dict[str, Any]] = {}
         for _ in range(rounds):
             for side in ("dtls", "udp"):
+                cpu = tree_cpu_seconds(server["pid"])
                 result = read_load(server["http"], token, sides[side][1], duration, concurrency)
+                done = result["per_second"] * result["seconds"]
+                result["cpu_ms"] = (tree_cpu_seconds(server["pid"]) - cpu) * 1000 / max(1, done)
                 if side not in reads or result["per_second"] > reads[side]["per_second"]:
                     reads[side] = result
+                settle(server["pid"])
+                cpu = tree_cpu_seconds(server["pid"])
+                result = processes[side].updates(duration)
+                settle(server["pid"])
+                spent = tree_cpu_seconds(server["pid"]) - cpu
+                result["cpu_ms"] = spent * 1000 / max(1, result["updates"])
+                if side not in updates or result["per_second"] > updates[side]["per_second"]:
+                    updates[side] = result
     register_ratio = registered["dtls"]["per_second"] / registered["udp"]["per_second"]
     read_ratio = reads["dtls"]["per_second"] / reads["udp"]["per_second"]
+    register_cost = registered["dtls"]["cpu_ms"] / registered["udp"]["cpu_ms"]
+    read_cost = reads["dtls"]["cpu_ms"] / reads["udp"]["cpu_ms"]
+    update_ratio = updates["dtls"]["per_second"] / updates["udp"]["per_second"]
+    update_cost = updates["dtls"]["cpu_ms"] / updates["udp"]["cpu_ms"]
     print(
         f"dtls: meadowlark serve (SQLite), {devices} simulated devices per side, "
         f"{window} registering at once; reads over {concurrency} HTTP connections, "
@@ -266,20 +352,43 @@ def run(
     for side, label in (("udp", "plain UDP (baseline)"), ("dtls", "DTLS-PSK")):
         result = registered[side]
         failed = f"  FAILED {result['failed']}" if result["failed"] else ""
+        read, update = reads[side], updates[side]
         print(
-            f"  {label:22} handshake+Register {result['per_second']:8.1f} dev/s{failed}   "
-            f"reads {reads[side]['per_second']:8.1f}/s  p50 {reads[side]['p50_ms']:6.2f} ms"
-            + (f"  errors {reads[side]['errors']}" if reads[side]["errors"] else "")
+            f"  {label:20} registrations {result['per_second']:7.1f}/s "
+            f"(server {result['cpu_ms']:5.2f} ms CPU each){failed}\n"
+            f"  {'':20} REST reads    {read['per_second']:7.1f}/s "
+            f"(server {read['cpu_ms']:5.2f} ms CPU each) p50 {read['p50_ms']:6.2f} ms"
+            + (f"  errors {read['errors']}" if read["errors"] else "")
+            + f"\n  {'':20} Updates       {update['per_second']:7.1f}/s "
+            f"(server {update['cpu_ms']:5.2f} ms CPU each)"
+            + (f"  failed {update['failed']}" if update["failed"] else "")
         )
-    print(f"  ratio full DTLS-PSK handshakes+Register / plain Register: {register_ratio:.3f}")
-    print(f"  ratio reads over DTLS / over plain UDP: {read_ratio:.3f}")
-    return {"dtls_register_ratio": register_ratio, "dtls_read_ratio": read_ratio}
+    print(
+        f"  ratio full DTLS-PSK handshakes+Register / plain Register per second: "
+        f"{register_ratio:.3f}  (server CPU per registration: {register_cost:.2f}x)"
+    )
+    print(
+        f"  ratio REST reads over DTLS / over plain UDP per second: {read_ratio:.3f}  "
+        f"(server CPU per read: {read_cost:.2f}x)"
+    )
+    print(
+        f"  ratio Updates over DTLS / over plain UDP per second: {update_ratio:.3f}  "
+        f"(server CPU per Update: {update_cost:.2f}x)"
+    )
+    return {
+        "dtls_update_ratio": update_ratio,
+        "dtls_update_cpu_ratio": update_cost,
+        "dtls_register_ratio": register_ratio,
+        "dtls_read_ratio": read_ratio,
+        "dtls_register_cpu_ratio": register_cost,
+        "dtls_read_cpu_ratio": read_cost,
+    }
 
 
 # --- the device process -------------------------------------------------------------------
 
 
-async def _devices(server: str, prefix: str, count: int, window: int) -> None:
+async def _devices(server: str, prefix: str, count: int, window: int, network: int) -> None:
     from meadowlark.simulator import RegistrationError, SimulatedDevice
     from meadowlark.simulator.client import DeviceTiming
     from meadowlark.simulator.coap import CoapError
@@ -296,8 +405,9 @@ async def _devices(server: str, prefix: str, count: int, window: int) -> None:
             lifetime=3600,
             timing=timing,
             security=PskCredentials(name, derive_psk(MASTER_KEY, name)) if secure else None,
+            local_host=device_address(network, index),
         )
-        for name in endpoint_names(prefix, count)
+        for index, name in enumerate(endpoint_names(prefix, count))
     ]
     limit = asyncio.Semaphore(window)
     failures: list[str] = []
@@ -321,8 +431,35 @@ async def _devices(server: str, prefix: str, count: int, window: int) -> None:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    await reader.read()  # until the benchmark closes stdin
+    registered = [device for device in devices if device.location is not None]
+    while line := await reader.readline():  # a duration: Updates for that long
+        print(json.dumps(await _updates(registered, window, float(line))), flush=True)
     await asyncio.gather(*(device.stop(deregister=False) for device in devices))
+
+
+async def _updates(devices: list[Any], window: int, duration: float) -> dict[str, Any]:
+    """Closed-loop Registration Updates: ``window`` devices at a time, round robin."""
+    from meadowlark.simulator import RegistrationError
+    from meadowlark.simulator.coap import CoapError
+
+    stop_at = time.perf_counter() + duration
+    sent = failed = 0
+
+    async def lane(offset: int) -> None:
+        nonlocal sent, failed
+        position = offset
+        while time.perf_counter() < stop_at:
+            try:
+                await devices[position % len(devices)].update()
+                sent += 1
+            except (RegistrationError, CoapError):
+                failed += 1
+            position += window
+
+    began = time.perf_counter()
+    await asyncio.gather(*(lane(offset) for offset in range(min(window, len(devices)))))
+    seconds = time.perf_counter() - began
+    return {"updates": sent, "failed": failed, "seconds": seconds, "per_second": sent / seconds}
 
 
 def main() -> None:
@@ -332,8 +469,9 @@ def main() -> None:
     parser.add_argument("--prefix", required=True)
     parser.add_argument("--devices", type=int, required=True)
     parser.add_argument("--window", type=int, required=True)
+    parser.add_argument("--network", type=int, required=True, help="127.N.x.y addresses")
     args = parser.parse_args()
-    asyncio.run(_devices(args.server, args.prefix, args.devices, args.window))
+    asyncio.run(_devices(args.server, args.prefix, args.devices, args.window, args.network))
 
 
 if __name__ == "__main__":
