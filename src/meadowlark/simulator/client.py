@@ -1,6 +1,7 @@
 """A simulated LwM2M client: registration lifecycle and answers to server requests.
 
-Behaves like a well-behaved LwM2M 1.0/1.1/1.2 client over CoAP/UDP (NoSec):
+Behaves like a well-behaved LwM2M 1.0/1.1/1.2 client over CoAP/UDP, NoSec, or over
+DTLS with a PSK or an X.509 certificate for a ``coaps://`` server (``simulator.dtls``):
 
 - Register ``POST /rd?ep=..&lt=..&lwm2m=..&b=U[&Q]`` with the object list, periodic
   Update before the lifetime ends, De-register ``DELETE /rd/{location}``; a 4.12 answer
