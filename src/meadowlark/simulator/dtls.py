@@ -11,6 +11,9 @@ stepped after the timer ran out; the endpoint steps it on its own timer that mir
 backoff, and gives up after ``handshake_timeout`` seconds. A server's HelloVerifyRequest
 is answered inside mbedtls.
 
+Plain CoAP to other addresses (a ``coap://`` firmware package) goes out as is, and only
+responses come back that way: a request that did not come over the session is dropped.
+
 A session the server dropped is re-established without a new registration: a close or
 fatal alert, or a record that fails to decrypt, starts a new handshake at once, and a
 request that got no answer on an established session is sent once more after a fresh
@@ -175,6 +178,11 @@ def client_configuration(credentials: DtlsCredentials) -> tls.DTLSConfiguration:
     )
 
 
+def _is_request_code(code: int) -> bool:
+    """Whether a CoAP code byte is a request method (class 0, detail 1..31)."""
+    return 0 < code < 32
+
+
 def _pem_blocks(bundle: bytes) -> list[str]:
     end = "-----END CERTIFICATE-----"
     text = bundle.decode()
@@ -282,6 +290,9 @@ class DtlsCoapEndpoint(CoapEndpoint):
     def _sendto(self, data: bytes, addr: Address) -> None:
         if self._closed:
             return
+        if addr[:2] != self.server[:2]:
+            super()._sendto(data, addr)  # plain CoAP elsewhere (a coap:// package download)
+            return
         if not self._established:
             self._pending.append(data)
             if len(self._pending) > _PENDING_LIMIT:
@@ -298,7 +309,13 @@ class DtlsCoapEndpoint(CoapEndpoint):
         self._flush()
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
-        if addr[:2] != self.server[:2] or self._buffer is None:
+        if addr[:2] != self.server[:2]:
+            # Plain CoAP from elsewhere: answers to the device's own plain requests only;
+            # nobody unauthenticated gets to make requests to a secured device.
+            if len(data) >= 4 and not _is_request_code(data[1]):
+                super().datagram_received(data, addr)
+            return
+        if self._buffer is None:
             return
         if not self._established:
             self._buffer.receive_from_network(data)

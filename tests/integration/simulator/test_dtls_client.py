@@ -9,13 +9,19 @@ from collections.abc import AsyncIterator
 import pytest
 from aiocoap import Message
 from aiocoap.numbers.codes import Code
+from aiocoap.numbers.types import Type
 from fake_dtls_server import FakeDtlsServer
 from mbedtls import pk, tls, x509
 
 from meadowlark.certificates import IssuedCertificate, issue_certificate
 from meadowlark.simulator import DeviceState, RegistrationError, SimulatedDevice
 from meadowlark.simulator.client import DeviceTiming
-from meadowlark.simulator.dtls import CertificateCredentials, PskCredentials, derive_psk
+from meadowlark.simulator.dtls import (
+    CertificateCredentials,
+    DtlsCoapEndpoint,
+    PskCredentials,
+    derive_psk,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -237,3 +243,45 @@ async def test_a_server_outside_the_trusted_ca_is_refused(
         await device.start()
     assert certificate_server.registers() == []
     await device.stop()
+
+
+class _PlainPeer(asyncio.DatagramProtocol):
+    """A plain CoAP peer: answers GET with a payload, and can send a request itself."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        self.answers: list[Message] = []
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:
+        message = Message.decode(data)
+        if message.code == Code.GET:
+            answer = Message(code=Code.CONTENT, payload=b"firmware bytes")
+            answer.mtype, answer.mid, answer.token = Type.ACK, message.mid, message.token
+            self.transport.sendto(answer.encode(), addr)
+        else:
+            self.answers.append(message)
+
+
+async def test_plain_coap_elsewhere_gets_answers_but_no_requests_in(
+    psk_server: FakeDtlsServer,
+) -> None:
+    loop = asyncio.get_running_loop()
+    transport, peer = await loop.create_datagram_endpoint(_PlainPeer, local_addr=("127.0.0.1", 0))
+    device = psk_device(psk_server)
+    await device.start()
+    try:
+        plain = transport.get_extra_info("sockname")
+        endpoint = device._endpoint
+        assert isinstance(endpoint, DtlsCoapEndpoint)
+        chunks: list[bytes] = []
+        await endpoint.fetch(plain, ("fw",), chunks.append, response_timeout=5)
+        assert chunks == [b"firmware bytes"]  # a coap:// package download, in the clear
+
+        request = Message(code=Code.GET, uri_path=("3", "0", "0"))
+        request.mtype, request.mid, request.token = Type.CON, 7, b"t"
+        transport.sendto(request.encode(), device.local_address)
+        await asyncio.sleep(0.3)
+        assert peer.answers == []  # an unauthenticated request gets nothing
+    finally:
+        await device.stop()
+        transport.close()
