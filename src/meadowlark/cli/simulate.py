@@ -50,7 +50,14 @@ def simulate(
     ] = "senml-cbor",
     queue_mode: Annotated[bool, typer.Option(help="Register in queue mode.")] = False,
     lifetime: Annotated[int, typer.Option(help="Registration lifetime (s).", min=1)] = 300,
-    ramp: Annotated[float, typer.Option(help="Registrations started per second.", min=0)] = 200,
+    ramp: Annotated[
+        float,
+        typer.Option(
+            help="Registrations started per second. A DTLS server may throttle handshakes "
+            "per address (Meadowlark: 20/s by default); beyond it handshakes are retried.",
+            min=0,
+        ),
+    ] = 200,
     confirmable: Annotated[bool, typer.Option(help="Send confirmable notifications.")] = False,
     queue_window: Annotated[
         float, typer.Option(help="Seconds a queue-mode device listens after an uplink.")
