@@ -235,9 +235,10 @@ class TlsSettings(BaseModel):
 class DtlsSettings(BaseModel):
     """Limits of the DTLS (``coaps://``) device transport (``MEADOWLARK_DTLS__...``)."""
 
-    max_sessions: int = Field(default=100_000, ge=1)
+    max_sessions: int = Field(default=20_000, ge=1)
     """Live sessions (handshaking or established) one process keeps; at the cap, the
-    least recently used established session is dropped (its device re-handshakes)."""
+    least recently used established session is dropped (its device re-handshakes).
+    A session takes about 60 KiB (mostly Mbed TLS's record buffers): 20 000, ~1.2 GiB."""
     idle_timeout: float = Field(default=86_400.0, gt=0)
     """Seconds without a record after which an established session is dropped; a device
     sleeping longer re-handshakes (its registration stays)."""

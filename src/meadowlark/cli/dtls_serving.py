@@ -51,6 +51,7 @@ async def start_dtls(
     limits = settings.dtls
     lwm2m = settings.lwm2m
     server = DtlsServer(
+        runtime.lwm2m,
         DtlsCredentials(
             psk_keys,
             certificate=credentials.certificate,
@@ -63,6 +64,7 @@ async def start_dtls(
         idle_timeout=limits.idle_timeout,
         handshake_timeout=limits.handshake_timeout,
         handshakes_per_second=limits.handshakes_per_address_per_second,
+        max_payload=lwm2m.max_payload,
         block_size_exp=block_size_exponent(lwm2m.block_size),
         traffic=runtime.lwm2m.traffic,
         on_handshake_failure=audit_handshake_failures(runtime),

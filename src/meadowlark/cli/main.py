@@ -95,6 +95,10 @@ def serve(
     coap: Annotated[
         str | None, typer.Option(help="CoAP address host:port [MEADOWLARK_COAP]")
     ] = None,
+    coaps: Annotated[
+        str | None,
+        typer.Option(help="CoAP over DTLS address host:port, or off [MEADOWLARK_COAPS]"),
+    ] = None,
     data_dir: Annotated[
         Path | None, typer.Option(help="State folder [MEADOWLARK_DATA_DIR]")
     ] = None,
@@ -118,6 +122,7 @@ def serve(
     settings = _settings(
         http=http,
         coap=coap,
+        coaps=coaps,
         data_dir=data_dir,
         database_url=database_url,
         token_lifetime=token_lifetime,
@@ -140,6 +145,10 @@ def serve(
     shown = settings.model_copy(update={"http": listening, "coap": coap_address})
     print_banner(shown)
     typer.echo(f"LwM2M (CoAP) on udp://{coap_address}, {count} workers", err=True)
+    coaps_address = None
+    if settings.coaps is not None:
+        coaps_address = HostPort(host=settings.coaps.host, port=concrete_udp_port(settings.coaps))
+        typer.echo(f"LwM2M (CoAP over DTLS) on coaps://{coaps_address}", err=True)
     signals = settings.cluster.signals
     if signals_kind(settings, settings.resolved_database_url.startswith("sqlite")) == "off":
         signals = "local"  # one host's workers on the embedded store
@@ -148,6 +157,7 @@ def serve(
         {
             "MEADOWLARK_HTTP": str(listening),
             "MEADOWLARK_COAP": str(coap_address),
+            "MEADOWLARK_COAPS": "off" if coaps_address is None else str(coaps_address),
             "MEADOWLARK_DATA_DIR": str(settings.data_dir),
             "MEADOWLARK_DATABASE_URL": settings.database_url,
             "MEADOWLARK_TOKEN_LIFETIME": str(settings.token_lifetime),

@@ -51,7 +51,9 @@ from mbedtls import pk, tls
 from mbedtls import x509 as mbedtls_x509
 from mbedtls.exceptions import TLSError
 
-from meadowlark.server.transport import PeerIdentity, TrafficCounter
+from meadowlark.coap import wire
+from meadowlark.coap.udp import LeanRegistrations
+from meadowlark.server.transport import Peer, PeerIdentity, TrafficCounter, UplinkHandler
 
 _log = structlog.get_logger("meadowlark.lwm2m")
 
@@ -66,6 +68,13 @@ _DTLS_MAJOR = 0xFE
 _READ_SIZE = 65536
 _SOCKET_RECEIVE_BUFFER = 4 * 1024 * 1024
 _SWEEP_INTERVAL = 1.0
+HELLO_MEMORY = 120.0
+"""Seconds the random of a session's ClientHello is remembered against replays: longer
+than a cookie is valid (Mbed TLS: 60 s), so a replay is either refused as such or fails
+the cookie check."""
+_DATAGRAM_SIZE = 1280
+"""Largest datagram a flight is packed into (the IPv6 minimum MTU) unless one record is
+larger (a long certificate chain: then IP fragments it)."""
 _MAX_HANDSHAKE_STEPS = 64
 """A full handshake has about 20 steps; more from one datagram means something is off."""
 _MAX_THROTTLED_HOSTS = 65536
@@ -93,6 +102,23 @@ def is_client_hello(data: bytes) -> bool:
         and data[4] == 0
         and data[_RECORD_HEADER] == _CLIENT_HELLO
     )
+
+
+def pack_records(data: bytes, limit: int) -> list[bytes]:
+    """``data`` (whole DTLS records back to back, as the library writes a flight) cut
+    into datagrams of at most ``limit`` bytes at record boundaries (RFC 6347 §4.1.1: a
+    record never spans datagrams); a record longer than ``limit`` goes alone."""
+    datagrams: list[bytes] = []
+    start = end = 0
+    while end < len(data):
+        record_end = end + _RECORD_HEADER + int.from_bytes(data[end + 11 : end + 13], "big")
+        if record_end - start > limit and end > start:
+            datagrams.append(data[start:end])
+            start = end
+        end = record_end
+    if start < len(data):
+        datagrams.append(data[start:])
+    return datagrams
 
 
 # --- the session table -------------------------------------------------------------------
@@ -130,6 +156,9 @@ class SessionTable(Generic[S]):
         """Oldest first; value: when the handshake started."""
         self._budgets: dict[str, tuple[float, float]] = {}
         """Host -> (ClientHellos still allowed, when counted)."""
+        self._hellos: dict[tuple[Address, bytes], float] = {}
+        """(address, ClientHello random) of the sessions started lately -> until when it
+        is remembered (oldest first)."""
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -171,11 +200,17 @@ class SessionTable(Generic[S]):
         self._budgets[host] = (tokens - 1.0, now)
         return True
 
-    def add_handshake(self, address: Address, session: S) -> list[S] | None:
+    def replayed(self, address: Address, random: bytes) -> bool:
+        """Whether a session was started lately from ``address`` with this ClientHello
+        random: a replayed hello (a real client never reuses one for a new handshake)."""
+        return (address, random) in self._hellos
+
+    def add_handshake(self, address: Address, session: S, random: bytes = b"") -> list[S] | None:
         """Start ``session`` for ``address`` (replacing the address's old one).
 
         Returns the sessions dropped to make room (the replaced one included), or None
-        when the table is full of handshakes and ``session`` was not added.
+        when the table is full of handshakes and ``session`` was not added. ``random``
+        (its ClientHello's) is remembered for ``HELLO_MEMORY`` seconds (``replayed``).
         """
         dropped: list[S] = []
         old = self.remove(address)
@@ -189,6 +224,8 @@ class SessionTable(Generic[S]):
         now = self._clock()
         self._sessions[address] = (session, now)
         self._handshaking[address] = now
+        if random:
+            self._hellos[(address, random)] = now + HELLO_MEMORY
         return dropped
 
     def established(self, address: Address) -> None:
@@ -219,6 +256,11 @@ class SessionTable(Generic[S]):
             self.remove(address)
             expired.append((address, session, reason))
         self._forget_full_budgets(now)
+        while self._hellos:
+            hello, until = next(iter(self._hellos.items()))
+            if until > now:
+                break
+            del self._hellos[hello]
         return expired
 
     def _forget_full_budgets(self, now: float) -> None:
@@ -251,11 +293,12 @@ class DtlsCredentials:
 
 @dataclass(frozen=True, slots=True)
 class HandshakeFailure:
-    """A handshake from a verified address (past the cookie) that did not authenticate.
+    """A handshake that did not authenticate: past the cookie (the address answered),
+    or a replayed ClientHello.
 
     ``reason``: ``unknown_identity``, ``wrong_key``, ``certificate_rejected``,
-    ``no_client_credential``, ``handshake_timeout`` or ``handshake_failed``; ``error``
-    is the library's message. Never a key.
+    ``no_client_credential``, ``handshake_timeout``, ``replayed_hello`` or
+    ``handshake_failed``; ``error`` is the library's message. Never a key.
     """
 
     host: str
@@ -430,19 +473,27 @@ class DtlsEndpointAddress(interfaces.EndpointAddress):
         self.interface.send_plaintext(self, data)
 
 
-class DtlsMessageInterface(interfaces.MessageInterface, asyncio.DatagramProtocol):
-    """aiocoap message interface over the DTLS sessions of one UDP socket."""
+class DtlsMessageInterface(
+    LeanRegistrations, interfaces.MessageInterface, asyncio.DatagramProtocol
+):
+    """aiocoap message interface over the DTLS sessions of one UDP socket; Register,
+    Update and De-register skip aiocoap as on plain UDP (``LeanRegistrations``)."""
 
     def __init__(
         self,
         message_manager: interfaces.MessageManager,
         credentials: DtlsCredentials,
         table: SessionTable[_Session],
+        handler: UplinkHandler,
         *,
+        max_payload: int = 65536,
         traffic: TrafficCounter | None = None,
         on_handshake_failure: Callable[[HandshakeFailure], None] | None = None,
     ) -> None:
         self._manager: interfaces.MessageManager | None = message_manager
+        self._init_lean()
+        self.handler = handler
+        self.max_payload = max_payload
         self._keys = _RecordingKeys(credentials.psk_keys)
         self._context = _server_context(credentials, self._keys)
         self.table = table
@@ -556,6 +607,10 @@ class DtlsMessageInterface(interfaces.MessageInterface, asyncio.DatagramProtocol
 
     def _hello(self, data: bytes, address: Address) -> None:
         """A ClientHello: a cookie exchange without state, or a session once verified."""
+        if self.table.replayed(address, client_random(data)):
+            self.dropped += 1
+            self._failed(address, None, "replayed_hello", "a ClientHello seen before")
+            return
         buffer = self._context.wrap_buffers()
         buffer.setcookieparam(f"{address[0]}:{address[1]}".encode())
         buffer.receive_from_network(data)
@@ -571,7 +626,7 @@ class DtlsMessageInterface(interfaces.MessageInterface, asyncio.DatagramProtocol
             self.dropped += 1
             return
         session = _Session(address, buffer, client_random(data))
-        dropped = self.table.add_handshake(address, session)
+        dropped = self.table.add_handshake(address, session, session.hello)
         if dropped is None:
             _log.warning("dtls_sessions_full", peer=str(address))
             self.dropped += 1
@@ -596,7 +651,9 @@ class DtlsMessageInterface(interfaces.MessageInterface, asyncio.DatagramProtocol
         except TLSError as exc:
             self._flush(session.buffer, session.address)  # the alert, if any
             self.table.remove(session.address)
-            self._failed(session, _failure_reason(session, exc), str(exc))
+            self._failed(
+                session.address, session.psk_identity, _failure_reason(session, exc), str(exc)
+            )
             return False
         finally:
             self._keys.session = None
@@ -605,7 +662,12 @@ class DtlsMessageInterface(interfaces.MessageInterface, asyncio.DatagramProtocol
         if identity is None:
             self.table.remove(session.address)
             self._close(session)
-            self._failed(session, "no_client_credential", "no PSK and no client certificate")
+            self._failed(
+                session.address,
+                session.psk_identity,
+                "no_client_credential",
+                "no PSK and no client certificate",
+            )
             return False
         self.table.established(session.address)
         session.remote = DtlsEndpointAddress(self, session.address, identity)
@@ -668,26 +730,42 @@ class DtlsMessageInterface(interfaces.MessageInterface, asyncio.DatagramProtocol
         manager = self._manager
         if manager is None:
             return
+        message = wire.parse(plaintext)
+        if message is None:  # a message format error: silently ignored (RFC 7252 §4.2)
+            _log.debug("dtls_message_dropped", peer=remote.hostinfo, reason="not CoAP")
+            return
         try:
-            message = Message.decode(plaintext, remote=remote)
+            if (
+                message.mtype <= wire.NON
+                and message.is_request
+                and self._take_request(message, remote.address, remote, 0)
+            ):
+                return
+            aiocoap_message = Message.decode(plaintext, remote=remote)
         except (error.UnparsableMessage, UnicodeDecodeError, ValueError):
             _log.debug("dtls_message_dropped", peer=remote.hostinfo, reason="not CoAP")
             return
-        manager.dispatch_message(message)
+        manager.dispatch_message(aiocoap_message)
+
+    # --- LeanRegistrations ---------------------------------------------------------------
+
+    def _lean_peer(self, address: Any, via: Any) -> Peer:
+        remote: DtlsEndpointAddress = via
+        return Peer(remote.host, remote.port, "dtls", handle=remote, identity=remote.identity)
+
+    def _sendto(self, data: bytes, address: Any, via: Any) -> None:
+        self.send_plaintext(via, data)
 
     # --- housekeeping --------------------------------------------------------------------
 
-    def _failed(self, session: _Session, reason: str, detail: str) -> None:
+    def _failed(self, address: Address, identity: str | None, reason: str, detail: str) -> None:
         self.failed_handshakes += 1
-        host, port = _printable_host(session.address[0]), session.address[1]
+        host, port = _printable_host(address[0]), address[1]
         _log.warning(
-            "dtls_handshake_failed",
-            peer=hostportjoin(host, port),
-            identity=session.psk_identity,
-            reason=reason,
+            "dtls_handshake_failed", peer=hostportjoin(host, port), identity=identity, reason=reason
         )
         if self.on_handshake_failure is not None:
-            failure = HandshakeFailure(host, port, session.psk_identity, reason, detail)
+            failure = HandshakeFailure(host, port, identity, reason, detail)
             try:
                 self.on_handshake_failure(failure)
             except Exception:  # the hook's bug must not break the socket
@@ -709,6 +787,7 @@ class DtlsMessageInterface(interfaces.MessageInterface, asyncio.DatagramProtocol
         self._flush(session.buffer, session.address)
 
     def _flush(self, buffer: tls.TLSWrappedBuffer, address: Address) -> None:
+        """Send what the library wrote: its records, packed into datagrams."""
         data = buffer.peek_outgoing(_READ_SIZE * 4)
         if not data:
             return
@@ -716,9 +795,11 @@ class DtlsMessageInterface(interfaces.MessageInterface, asyncio.DatagramProtocol
         transport = self.transport
         if transport is None:
             return
-        transport.sendto(data, address)
-        if self.traffic is not None:
-            self.traffic.add((_printable_host(address[0]), address[1]), sent=len(data))
+        for datagram in pack_records(data, _DATAGRAM_SIZE):
+            transport.sendto(datagram, address)
+            if self.traffic is not None:
+                host = _printable_host(address[0])
+                self.traffic.add((host, address[1]), sent=len(datagram))
 
     def _schedule_sweep(self) -> None:
         loop = asyncio.get_running_loop()
@@ -728,7 +809,10 @@ class DtlsMessageInterface(interfaces.MessageInterface, asyncio.DatagramProtocol
         for address, session, reason in self.table.expire():
             if session.remote is None:
                 self._failed(
-                    session, reason, f"no Finished within {self.table.handshake_timeout:g} s"
+                    session.address,
+                    session.psk_identity,
+                    reason,
+                    f"no Finished within {self.table.handshake_timeout:g} s",
                 )
             else:
                 self._close(session)
@@ -757,7 +841,8 @@ def _printable_host(address: str) -> str:
 
 class DtlsServer:
     """Binds ``host:port`` (port 0 picks a free one) for DTLS and serves it through the
-    aiocoap ``context`` of a running ``CoapServer``.
+    aiocoap ``context`` of a running ``CoapServer``; ``handler`` gets the Register,
+    Update and De-register requests directly (as ``CoapServer``'s does).
 
     ``limits``: the session table's (``SessionTable``); ``reuse_port``: SO_REUSEPORT, for
     several processes on one port (each holds its own sessions; the kernel keeps a
@@ -766,11 +851,13 @@ class DtlsServer:
 
     def __init__(
         self,
+        handler: UplinkHandler,
         credentials: DtlsCredentials,
         host: str,
         port: int,
         *,
-        max_sessions: int = 100_000,
+        max_payload: int = 65536,
+        max_sessions: int = 20_000,
         idle_timeout: float = 86_400.0,
         handshake_timeout: float = 30.0,
         handshakes_per_second: float = 20.0,
@@ -779,6 +866,8 @@ class DtlsServer:
         on_handshake_failure: Callable[[HandshakeFailure], None] | None = None,
         reuse_port: bool = False,
     ) -> None:
+        self._handler = handler
+        self._max_payload = max_payload
         self._credentials = credentials
         self._bind = (host, port)
         self._limits = dict(
@@ -801,6 +890,8 @@ class DtlsServer:
             messages,
             self._credentials,
             SessionTable(**self._limits),  # type: ignore[arg-type]
+            self._handler,
+            max_payload=self._max_payload,
             traffic=self._traffic,
             on_handshake_failure=self._on_handshake_failure,
         )

@@ -23,6 +23,7 @@ to aiocoap unchanged. Every datagram in and out is counted in ``traffic``.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import secrets
 import socket
@@ -111,17 +112,157 @@ class NotificationRoute:
             _log.exception("notification_handler_failed")
 
 
-class Lwm2mUdpInterface(MessageInterfaceUDP6):
+class LeanRegistrations(abc.ABC):
+    """Register, Update and De-register answered without aiocoap, deduplicated.
+
+    Shared by the UDP socket and the DTLS sessions (``coap.dtls``, on the decrypted
+    datagrams). ``address`` identifies the sender (its socket address) and keys the
+    deduplication; ``via`` is what the transport needs to answer through the way the
+    request came (UDP: the IPV6_PKTINFO of the local address; DTLS: the session's remote).
+    A transport sets ``handler`` and ``max_payload`` and provides ``_lean_peer`` and
+    ``_sendto``.
+    """
+
+    handler: UplinkHandler
+    max_payload: int = 65536
+
+    def _init_lean(self) -> None:
+        self._recent: dict[tuple[str, int, int], bytes | None] = {}
+        self._recent_order: deque[tuple[float, tuple[str, int, int]]] = deque()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._next_mid = secrets.randbelow(0x10000)
+
+    @abc.abstractmethod
+    def _lean_peer(self, address: Any, via: Any) -> Peer:
+        """The ``Peer`` of a request from ``address`` (its ``handle`` answers it later)."""
+
+    @abc.abstractmethod
+    def _sendto(self, data: bytes, address: Any, via: Any) -> None:
+        """Send ``data`` to ``address`` the way its request came (``via``)."""
+
+    def _take_request(
+        self, message: wire.WireMessage, address: Any, via: Any, truncated: int
+    ) -> bool:
+        """Answer ``message`` here if it is a Register, Update or De-register that needs
+        nothing else; False hands it over. ``via``: see the class docstring."""
+        if not message.option_numbers() <= _REQUEST_OPTIONS:
+            return False
+        path = message.strings(wire.URI_PATH)
+        if path is None or not path or path[0] != "rd" or len(path) > 2:
+            return False
+        code = message.code
+        if not (code == wire.POST or (code == wire.DELETE and len(path) == 2)):
+            return False
+        if self._duplicate(message, address, via):
+            return True
+        if truncated or message.payload_length > self.max_payload:
+            size1 = (wire.SIZE1, wire.uint_bytes(self.max_payload))
+            self._reply(message, address, via, _REQUEST_ENTITY_TOO_LARGE, [size1])
+            return True
+        query = message.strings(wire.URI_QUERY)
+        if query is None:
+            result = UplinkResult(_BAD_REQUEST, diagnostic="Uri-Query is not valid UTF-8")
+            self._reply_result(message, address, via, result)
+            return True
+        peer = self._lean_peer(address, via)
+        handler = self.handler
+        call: Coroutine[Any, Any, UplinkResult]
+        if len(path) == 1:
+            fmt = message.uint(wire.CONTENT_FORMAT)
+            call = handler.on_register(peer, query, message.payload, fmt)
+        elif code == wire.POST:
+            fmt = message.uint(wire.CONTENT_FORMAT)
+            call = handler.on_update(peer, path[1], query, message.payload, fmt)
+        else:
+            call = handler.on_deregister(peer, path[1])
+        task = asyncio.get_running_loop().create_task(
+            self._answer(call, message, address, via)
+        )  # fmt: skip
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return True
+
+    async def _answer(
+        self,
+        call: Coroutine[Any, Any, UplinkResult],
+        message: wire.WireMessage,
+        address: Any,
+        via: Any,
+    ) -> None:
+        try:
+            result = await call
+        except Exception:  # a handler bug must still produce a proper CoAP answer
+            _log.exception("uplink_failed", path="rd")
+            result = UplinkResult(_INTERNAL_SERVER_ERROR)
+        self._reply_result(message, address, via, result)
+
+    # --- deduplication (RFC 7252 §4.5) ---------------------------------------------------
+
+    def _duplicate(self, message: wire.WireMessage, address: Any, via: Any) -> bool:
+        """Whether ``message`` was seen before: a CON gets the earlier answer again; a
+        first sighting is remembered (no answer yet)."""
+        key = (address[0], address[1], message.mid)
+        if key not in self._recent:
+            self._remember(address, message.mid, None)
+            return False
+        answer = self._recent[key]
+        if message.mtype == wire.CON and answer is not None:
+            self._sendto(answer, address, via)
+        return True
+
+    def _remember(self, address: Any, mid: int, answer: bytes | None) -> None:
+        key = (address[0], address[1], mid)
+        now = asyncio.get_running_loop().time()
+        if key not in self._recent:
+            self._recent_order.append((now + EXCHANGE_LIFETIME, key))
+        self._recent[key] = answer
+        order = self._recent_order
+        while order and order[0][0] <= now:
+            _, old = order.popleft()
+            self._recent.pop(old, None)
+
+    # --- answering -----------------------------------------------------------------------
+
+    def _reply_result(
+        self, message: wire.WireMessage, address: Any, via: Any, result: UplinkResult
+    ) -> None:
+        code = (result.code.code_class << 5) | result.code.detail
+        options = [(wire.LOCATION_PATH, segment.encode()) for segment in result.location_path]
+        if result.max_age is not None:
+            options.append((wire.MAX_AGE, wire.uint_bytes(result.max_age)))
+        payload = b""
+        if result.diagnostic and result.code.code_class != 2:
+            payload = result.diagnostic.encode("utf-8")[:_MAX_DIAGNOSTIC]
+        self._reply(message, address, via, code, options, payload)
+
+    def _reply(
+        self,
+        message: wire.WireMessage,
+        address: Any,
+        via: Any,
+        code: int,
+        options: list[tuple[int, bytes]],
+        payload: bytes = b"",
+    ) -> None:
+        if message.mtype == wire.CON:
+            reply = wire.build(wire.ACK, code, message.mid, message.token, options, payload)
+        else:
+            mid, self._next_mid = self._next_mid, (self._next_mid + 1) & 0xFFFF
+            reply = wire.build(wire.NON, code, mid, message.token, options, payload)
+        if (address[0], address[1], message.mid) in self._recent:
+            self._recent[(address[0], address[1], message.mid)] = reply
+        self._sendto(reply, address, via)
+
+
+class Lwm2mUdpInterface(LeanRegistrations, MessageInterfaceUDP6):
     """aiocoap's UDP6 message interface with the hot path above (see module docstring).
 
     Set ``handler`` (and optionally ``traffic``, ``max_payload``, ``block_size_exp``)
     right after ``bind``.
     """
 
-    handler: UplinkHandler
     _sock: socket.socket
     traffic: TrafficCounter | None = None
-    max_payload: int = 65536
     block_size_exp: int = 6
 
     @classmethod
@@ -156,12 +297,9 @@ class Lwm2mUdpInterface(MessageInterfaceUDP6):
 
     def __init__(self, ctx: Any, log: Any, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__(ctx, log, loop)
-        self._recent: dict[tuple[str, int, int], bytes | None] = {}
-        self._recent_order: deque[tuple[float, tuple[str, int, int]]] = deque()
+        self._init_lean()
         self._routes: dict[tuple[bytes, str, int], NotificationRoute] = {}
         self._hosts: dict[str, str] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._next_mid = secrets.randbelow(0x10000)
         self._loop = loop
 
     # --- observations --------------------------------------------------------------------
@@ -262,70 +400,12 @@ class Lwm2mUdpInterface(MessageInterfaceUDP6):
         if mtype > wire.NON:
             return False
         if message.is_request:
-            return self._take_request(message, ancdata, address, truncated)
+            return self._take_request(message, address, _pktinfo(ancdata), truncated)
         if truncated:
             return False
         if message.is_response:
             return self._take_notification(message, ancdata, address)
         return False
-
-    def _take_request(
-        self, message: wire.WireMessage, ancdata: Any, address: Any, truncated: int
-    ) -> bool:
-        if not message.option_numbers() <= _REQUEST_OPTIONS:
-            return False
-        path = message.strings(wire.URI_PATH)
-        if path is None or not path or path[0] != "rd" or len(path) > 2:
-            return False
-        code = message.code
-        if not (code == wire.POST or (code == wire.DELETE and len(path) == 2)):
-            return False
-        pktinfo = _pktinfo(ancdata)
-        if self._duplicate(message, address, pktinfo):
-            return True
-        if truncated or message.payload_length > self.max_payload:
-            size1 = (wire.SIZE1, wire.uint_bytes(self.max_payload))
-            self._reply(message, address, pktinfo, _REQUEST_ENTITY_TOO_LARGE, [size1])
-            return True
-        query = message.strings(wire.URI_QUERY)
-        if query is None:
-            result = UplinkResult(_BAD_REQUEST, diagnostic="Uri-Query is not valid UTF-8")
-            self._reply_result(message, address, pktinfo, result)
-            return True
-        remote = UDP6EndpointAddress(address, self, pktinfo=pktinfo)
-        # Downlinks reuse this remote object (NAT), so they inherit the block size too.
-        remote.maximum_block_size_exp = self.block_size_exp
-        peer = Peer(self._host(address[0]), address[1], "udp", handle=remote, identity=None)
-        handler = self.handler
-        call: Coroutine[Any, Any, UplinkResult]
-        if len(path) == 1:
-            fmt = message.uint(wire.CONTENT_FORMAT)
-            call = handler.on_register(peer, query, message.payload, fmt)
-        elif code == wire.POST:
-            fmt = message.uint(wire.CONTENT_FORMAT)
-            call = handler.on_update(peer, path[1], query, message.payload, fmt)
-        else:
-            call = handler.on_deregister(peer, path[1])
-        task = asyncio.get_running_loop().create_task(
-            self._answer(call, message, address, pktinfo)
-        )  # fmt: skip
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return True
-
-    async def _answer(
-        self,
-        call: Coroutine[Any, Any, UplinkResult],
-        message: wire.WireMessage,
-        address: Any,
-        pktinfo: bytes | None,
-    ) -> None:
-        try:
-            result = await call
-        except Exception:  # a handler bug must still produce a proper CoAP answer
-            _log.exception("uplink_failed", path="rd")
-            result = UplinkResult(_INTERNAL_SERVER_ERROR)
-        self._reply_result(message, address, pktinfo, result)
 
     def _take_notification(self, message: wire.WireMessage, ancdata: Any, address: Any) -> bool:
         route = self._routes.get((message.token, address[0], address[1]))
@@ -377,62 +457,11 @@ class Lwm2mUdpInterface(MessageInterfaceUDP6):
                 result = UplinkResult(_BAD_REQUEST, diagnostic="option value is not UTF-8")
                 self._reply_result(message, address, pktinfo, result)
 
-    # --- deduplication (RFC 7252 §4.5) ---------------------------------------------------
-
-    def _duplicate(self, message: wire.WireMessage, address: Any, pktinfo: bytes | None) -> bool:
-        """Whether ``message`` was seen before: a CON gets the earlier answer again; a
-        first sighting is remembered (no answer yet)."""
-        key = (address[0], address[1], message.mid)
-        if key not in self._recent:
-            self._remember(address, message.mid, None)
-            return False
-        answer = self._recent[key]
-        if message.mtype == wire.CON and answer is not None:
-            self._sendto(answer, address, pktinfo)
-        return True
-
-    def _remember(self, address: Any, mid: int, answer: bytes | None) -> None:
-        key = (address[0], address[1], mid)
-        now = asyncio.get_running_loop().time()
-        if key not in self._recent:
-            self._recent_order.append((now + EXCHANGE_LIFETIME, key))
-        self._recent[key] = answer
-        order = self._recent_order
-        while order and order[0][0] <= now:
-            _, old = order.popleft()
-            self._recent.pop(old, None)
-
-    # --- answering -----------------------------------------------------------------------
-
-    def _reply_result(
-        self, message: wire.WireMessage, address: Any, pktinfo: bytes | None, result: UplinkResult
-    ) -> None:
-        code = (result.code.code_class << 5) | result.code.detail
-        options = [(wire.LOCATION_PATH, segment.encode()) for segment in result.location_path]
-        if result.max_age is not None:
-            options.append((wire.MAX_AGE, wire.uint_bytes(result.max_age)))
-        payload = b""
-        if result.diagnostic and result.code.code_class != 2:
-            payload = result.diagnostic.encode("utf-8")[:_MAX_DIAGNOSTIC]
-        self._reply(message, address, pktinfo, code, options, payload)
-
-    def _reply(
-        self,
-        message: wire.WireMessage,
-        address: Any,
-        pktinfo: bytes | None,
-        code: int,
-        options: list[tuple[int, bytes]],
-        payload: bytes = b"",
-    ) -> None:
-        if message.mtype == wire.CON:
-            reply = wire.build(wire.ACK, code, message.mid, message.token, options, payload)
-        else:
-            mid, self._next_mid = self._next_mid, (self._next_mid + 1) & 0xFFFF
-            reply = wire.build(wire.NON, code, mid, message.token, options, payload)
-        if (address[0], address[1], message.mid) in self._recent:
-            self._recent[(address[0], address[1], message.mid)] = reply
-        self._sendto(reply, address, pktinfo)
+    def _lean_peer(self, address: Any, via: Any) -> Peer:
+        remote = UDP6EndpointAddress(address, self, pktinfo=via)
+        # Downlinks reuse this remote object (NAT), so they inherit the block size too.
+        remote.maximum_block_size_exp = self.block_size_exp
+        return Peer(self._host(address[0]), address[1], "udp", handle=remote, identity=None)
 
     def _sendto(self, data: bytes, address: Any, pktinfo: bytes | None) -> None:
         ancdata = [] if pktinfo is None else [_pktinfo_ancdata(pktinfo)]

@@ -15,7 +15,7 @@ from typing import Any
 
 from aiocoap import CON, NON, Message
 from aiocoap.numbers.codes import Code
-from aiocoap.numbers.types import ACK
+from aiocoap.numbers.types import ACK, RST
 from mbedtls import pk, tls
 from mbedtls import x509 as mbedtls_x509
 from mbedtls.exceptions import TLSError
@@ -216,6 +216,9 @@ class DtlsDevice(asyncio.DatagramProtocol):
     # --- the server's requests -----------------------------------------------------------
 
     def _handle(self, message: Message) -> None:
+        if message.code == Code.EMPTY and message.mtype == CON:  # a CoAP ping
+            self._send(Message(_mtype=RST, code=Code.EMPTY, _mid=message.mid))
+            return
         if message.code.is_response() or message.code == Code.EMPTY:
             future = self._pending.get(message.token)
             if message.code.is_response() and future is not None and not future.done():

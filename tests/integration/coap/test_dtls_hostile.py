@@ -66,6 +66,7 @@ def serve(**limits: Any) -> Iterator[Running]:
         await server.start()
         server.attach(await coap.start())
         dtls = DtlsServer(
+            server,
             DtlsCredentials({IDENTITY: KEY}),
             "127.0.0.1",
             0,
@@ -199,10 +200,11 @@ def test_a_replayed_handshake_gets_no_session(running):
             except TimeoutError:
                 pass
         assert running.established() == 0
-    # The replay from the device's address carried a valid cookie: its Finished cannot
-    # match the new server random, and the failure is reported.
-    assert len(running.failures) == failures + 1
-    assert running.failures[-1].identity == IDENTITY
+    # From the device's own address, its ClientHellos (the one with the still valid
+    # cookie too) are recognised as replays: refused before any session, and reported.
+    reasons = {failure.reason for failure in running.failures[failures:]}
+    assert reasons == {"replayed_hello"}
+    assert running.failures[-1].port == port
     real_client_is_answered(running)
 
 
@@ -251,3 +253,22 @@ def test_the_session_cap_evicts_the_least_recently_used_session():
 
         assert running.call(scenario(running)) == [Code.FORBIDDEN] * 3
         assert running.sessions <= 2
+
+
+def test_closing_an_identitys_sessions_makes_its_device_handshake_again(running):
+    async def scenario() -> tuple[int, int, Code]:
+        device = DtlsDevice(("127.0.0.1", running.port), psk=(IDENTITY, KEY))
+        await device.connect()
+        await device.register("closing")
+        closed = running.dtls.close_sessions(IDENTITY)
+        left = running.established()
+        device.close(notify=False)
+        again = DtlsDevice(("127.0.0.1", running.port), psk=(IDENTITY, KEY))
+        try:
+            await again.connect()
+            return closed, left, (await again.register("closing")).code
+        finally:
+            again.close()
+
+    assert running.call(scenario()) == (1, 0, Code.FORBIDDEN)
+    assert running.dtls.close_sessions("someone-else") == 0

@@ -164,6 +164,9 @@ def test_a_psk_device_registers_and_is_managed_over_its_session(server, keys):
                 event = next_event(server, events, EventKind.NOTIFICATION)
             assert "changed over DTLS" in repr(event)
 
+        rtt = server.call(server.runtime.lwm2m.downlink.ping(endpoint, timeout=5))
+        assert 0 < rtt < 5
+
         # Sessions survive an Update.
         assert server.call(device.update()).code == Code.CHANGED
         assert server.call(device.deregister()).code == Code.DELETED

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from meadowlark.coap.dtls import SessionTable, client_random, is_client_hello, is_record
+from meadowlark.coap.dtls import (
+    HELLO_MEMORY,
+    SessionTable,
+    client_random,
+    is_client_hello,
+    is_record,
+    pack_records,
+)
 
 
 class Clock:
@@ -101,3 +108,31 @@ def test_record_checks():
     assert not is_record(b"\x40\x01\x00\x00")  # a CoAP message, not DTLS
     assert not is_record(hello[:12])  # shorter than a record header
     assert not is_record(bytes([23, 0x03, 0x03]) + bytes(10))  # TLS, not DTLS
+
+
+def record(kind: int, size: int) -> bytes:
+    return bytes([kind, 0xFE, 0xFD]) + bytes(8) + size.to_bytes(2, "big") + bytes(size)
+
+
+def test_a_flight_is_packed_into_datagrams_at_record_boundaries():
+    small, medium, large = record(22, 100), record(22, 600), record(22, 2000)
+    assert pack_records(small + small, 1280) == [small + small]
+    assert pack_records(medium + medium + small, 1280) == [medium + medium, small]
+    assert pack_records(small + large + small, 1280) == [small, large, small]
+    assert pack_records(large, 1280) == [large]
+    assert pack_records(b"", 1280) == []
+
+
+def test_a_sessions_client_hello_is_remembered_against_replays():
+    clock = Clock()
+    sessions = table(clock)
+    random = bytes(range(32))
+    sessions.add_handshake(address(0), "s0", random)
+    assert sessions.replayed(address(0), random)
+    assert not sessions.replayed(address(1), random)  # the cookie binds another address
+    assert not sessions.replayed(address(0), bytes(32))
+    sessions.remove(address(0))
+    assert sessions.replayed(address(0), random)  # the session's end does not forget it
+    clock.now += HELLO_MEMORY + 1
+    sessions.expire()
+    assert not sessions.replayed(address(0), random)
