@@ -4,6 +4,7 @@ transport, managed through the REST API. Runs on SQLite and, when configured, Po
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import Iterator
 from typing import Any
@@ -14,6 +15,7 @@ from aiocoap.numbers.codes import Code
 from lwm2m_harness import Lwm2mTestServer, eventually, running_lwm2m_server
 from meadowlark.certificates import IssuedCertificate, issue_certificate, server_credentials
 from meadowlark.cli.dtls_serving import start_dtls
+from meadowlark.coap.dtls import is_client_hello
 from meadowlark.config import TlsSettings
 from meadowlark.lwm2m.path import LwM2mPath
 from meadowlark.simulator import DeviceState, RegistrationError, SimulatedDevice
@@ -217,3 +219,80 @@ def _endpoint(device: SimulatedDevice) -> DtlsCoapEndpoint:
     endpoint = device._endpoint
     assert isinstance(endpoint, DtlsCoapEndpoint)
     return endpoint
+
+
+class _LossyRelay(asyncio.DatagramProtocol):
+    """Relays one device's datagrams to the server and back, losing chosen ones (counted
+    from 1 in each direction)."""
+
+    def __init__(self, server: tuple[str, int], *, lose_up: set[int], lose_down: set[int]):
+        self.server = server
+        self.lose = {"up": lose_up, "down": lose_down}
+        self.count = {"up": 0, "down": 0}
+        self.client_hellos = 0
+        self.device: tuple[str, int] | None = None
+        self.upstream: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:
+        self.device = addr[:2]
+        self.client_hellos += is_client_hello(data)
+        if not self._lost("up"):
+            assert self.upstream is not None
+            self.upstream.sendto(data, self.server)
+
+    def from_server(self, data: bytes) -> None:
+        if not self._lost("down") and self.device is not None:
+            self.transport.sendto(data, self.device)
+
+    def _lost(self, direction: str) -> bool:
+        self.count[direction] += 1
+        return self.count[direction] in self.lose[direction]
+
+
+class _Upstream(asyncio.DatagramProtocol):
+    def __init__(self, relay: _LossyRelay) -> None:
+        self.relay = relay
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:
+        self.relay.from_server(data)
+
+
+def test_a_psk_device_registers_over_a_link_that_loses_flights(server, keys) -> None:
+    endpoint, credentials = psk_endpoint(server, keys)
+
+    async def through_relay() -> tuple[SimulatedDevice, _LossyRelay, list[Any]]:
+        loop = asyncio.get_running_loop()
+        # Lost: the first ClientHello, then the server's flight after the cookie exchange.
+        relay = _LossyRelay(("127.0.0.1", server.dtls.port), lose_up={1}, lose_down={2})
+        front, _ = await loop.create_datagram_endpoint(lambda: relay, local_addr=("127.0.0.1", 0))
+        back, _ = await loop.create_datagram_endpoint(
+            lambda: _Upstream(relay), local_addr=("127.0.0.1", 0)
+        )
+        relay.upstream = back
+        port = front.get_extra_info("sockname")[1]
+        device = SimulatedDevice(
+            endpoint, f"coaps://127.0.0.1:{port}", lifetime=300, timing=TIMING,
+            security=credentials,
+        )  # fmt: skip
+        try:
+            await device.start()
+        except BaseException:
+            await device.stop()
+            raise
+        return device, relay, [front, back]
+
+    device, relay, transports = server.call(through_relay())
+    try:
+        assert device.state is DeviceState.REGISTERED
+        # each ClientHello went twice: the lost one, and the one whose answer was lost
+        assert relay.client_hellos == 4
+        with server.admin() as http:
+            read = http.get(f"{CLIENTS}/{endpoint}/3/0/0", params={"format": "text"})
+        assert read.status_code == 200, read.text
+    finally:
+        server.call(device.stop())
+        for transport in transports:
+            transport.close()
