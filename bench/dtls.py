@@ -355,7 +355,8 @@ def run(
         read, update = reads[side], updates[side]
         print(
             f"  {label:20} registrations {result['per_second']:7.1f}/s "
-            f"(server {result['cpu_ms']:5.2f} ms CPU each){failed}\n"
+            f"(server {result['cpu_ms']:5.2f} ms CPU each, simulator "
+            f"{result['client_cpu_ms']:5.2f} ms){failed}\n"
             f"  {'':20} REST reads    {read['per_second']:7.1f}/s "
             f"(server {read['cpu_ms']:5.2f} ms CPU each) p50 {read['p50_ms']:6.2f} ms"
             + (f"  errors {read['errors']}" if read["errors"] else "")
@@ -419,12 +420,13 @@ async def _devices(server: str, prefix: str, count: int, window: int, network: i
             except (RegistrationError, CoapError, OSError) as error:
                 failures.append(f"{device.endpoint_name}: {error}")
 
-    began = time.perf_counter()
+    began, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(start(device) for device in devices))
     seconds = time.perf_counter() - began
     done = count - len(failures)
     result = {"registered": done, "failed": len(failures), "seconds": seconds}
     result["per_second"] = done / seconds
+    result["client_cpu_ms"] = (time.process_time() - cpu) * 1000 / max(1, done)
     if failures:
         result["first_failure"] = failures[0]
     print(json.dumps(result), flush=True)
