@@ -9,7 +9,8 @@ two ratios:
 
 1. registrations: every device of a side opens its socket and Registers, ``window`` at a
    time; DTLS devices first complete a full PSK handshake (HelloVerifyRequest cookie
-   exchange included). Devices per second, DTLS / plain UDP.
+   exchange included). Devices per second, DTLS / plain UDP. Before that, the DTLS
+   devices' handshakes alone (each session closed at once) give the handshake rate.
 2. requests on the established sessions, for ``duration`` seconds each, best of
    ``rounds``, DTLS / plain UDP:
 
@@ -181,7 +182,7 @@ class DeviceProcess:
             self.process.wait()
 
 
-SOURCE_NETWORKS = {"warmudp": 30, "warmdtls": 31, "udp": 32, "dtls": 33}
+SOURCE_NETWORKS = {"warmudp": 30, "warmdtls": 31, "udp": 32, "dtls": 33, "handshakes": 34}
 """The second byte of each side's device addresses (127.N.x.y)."""
 
 
@@ -197,6 +198,17 @@ def register_side(
     if not result["registered"]:
         raise RuntimeError(f"no {name} device registered: {result.get('first_failure')}")
     return process, result
+
+
+def handshakes_alone(tmp: Path, server: str, devices: int, window: int) -> dict[str, Any]:
+    """Full handshakes of the DTLS side's identities, each closed at once (no Register)."""
+    with ExitStack() as stack:
+        process = DeviceProcess(
+            stack, tmp, "handshakes", "--server", server, "--prefix", "dtls",
+            "--devices", devices, "--window", window, "--network", SOURCE_NETWORKS["handshakes"],
+            "--handshake-only",
+        )  # fmt: skip
+        return process.result(timeout=600)
 
 
 def device_address(network: int, index: int) -> str:
@@ -309,6 +321,11 @@ def run(
         provision(server["http"], token, endpoint_names("warmudp", warm), psk=False)
         register_side(stack, tmp, "warm-udp", sides["udp"][0], "warmudp", warm, window)
         register_side(stack, tmp, "warm-dtls", sides["dtls"][0], "warmdtls", warm, window)
+        settle(server["pid"])
+        cpu = tree_cpu_seconds(server["pid"])
+        handshakes = handshakes_alone(tmp, sides["dtls"][0], devices, window)
+        settle(server["pid"])
+        handshakes["cpu_ms"] = (tree_cpu_seconds(server["pid"]) - cpu) * 1000 / devices
         registered: dict[str, dict[str, Any]] = {}
         processes: dict[str, DeviceProcess] = {}
         for side, (uri, _) in sides.items():
@@ -339,6 +356,7 @@ def run(
                 if side not in updates or result["per_second"] > updates[side]["per_second"]:
                     updates[side] = result
     register_ratio = registered["dtls"]["per_second"] / registered["udp"]["per_second"]
+    handshake_ratio = handshakes["per_second"] / registered["udp"]["per_second"]
     read_ratio = reads["dtls"]["per_second"] / reads["udp"]["per_second"]
     register_cost = registered["dtls"]["cpu_ms"] / registered["udp"]["cpu_ms"]
     read_cost = reads["dtls"]["cpu_ms"] / reads["udp"]["cpu_ms"]
@@ -365,6 +383,15 @@ def run(
             + (f"  failed {update['failed']}" if update["failed"] else "")
         )
     print(
+        f"  {'DTLS-PSK':20} handshakes alone {handshakes['per_second']:7.1f}/s (server "
+        f"{handshakes['cpu_ms']:5.2f} ms CPU each, simulator {handshakes['client_cpu_ms']:5.2f}"
+        f" ms), each closed at once"
+        + (f"  FAILED {handshakes['failed']}" if handshakes["failed"] else "")
+    )
+    print(
+        f"  ratio full DTLS-PSK handshakes alone / plain Register per second: {handshake_ratio:.3f}"
+    )
+    print(
         f"  ratio full DTLS-PSK handshakes+Register / plain Register per second: "
         f"{register_ratio:.3f}  (server CPU per registration: {register_cost:.2f}x)"
     )
@@ -377,6 +404,7 @@ def run(
         f"(server CPU per Update: {update_cost:.2f}x)"
     )
     return {
+        "dtls_handshake_ratio": handshake_ratio,
         "dtls_update_ratio": update_ratio,
         "dtls_update_cpu_ratio": update_cost,
         "dtls_register_ratio": register_ratio,
@@ -387,6 +415,42 @@ def run(
 
 
 # --- the device process -------------------------------------------------------------------
+
+
+async def _handshakes(server: str, prefix: str, count: int, window: int, network: int) -> None:
+    """Full handshakes, each session closed (close_notify) as soon as it is up."""
+    from meadowlark.simulator.client import resolve_server
+    from meadowlark.simulator.dtls import DtlsCoapEndpoint, DtlsError, PskCredentials, derive_psk
+
+    address = await resolve_server(server)
+    limit = asyncio.Semaphore(window)
+    failures: list[str] = []
+
+    async def handshake(index: int, name: str) -> None:
+        async with limit:
+            try:
+                endpoint = await DtlsCoapEndpoint.connect(
+                    lambda _: None,
+                    (device_address(network, index), 0),
+                    server=address,
+                    credentials=PskCredentials(name, derive_psk(MASTER_KEY, name)),
+                )
+            except (DtlsError, OSError) as error:
+                failures.append(f"{name}: {error}")
+            else:
+                endpoint.close()
+
+    began, cpu = time.perf_counter(), time.process_time()
+    names = endpoint_names(prefix, count)
+    await asyncio.gather(*(handshake(index, name) for index, name in enumerate(names)))
+    seconds = time.perf_counter() - began
+    done = count - len(failures)
+    result: dict[str, Any] = {"registered": done, "failed": len(failures), "seconds": seconds}
+    result["per_second"] = done / seconds
+    result["client_cpu_ms"] = (time.process_time() - cpu) * 1000 / max(1, done)
+    if failures:
+        result["first_failure"] = failures[0]
+    print(json.dumps(result), flush=True)
 
 
 async def _devices(server: str, prefix: str, count: int, window: int, network: int) -> None:
@@ -472,8 +536,10 @@ def main() -> None:
     parser.add_argument("--devices", type=int, required=True)
     parser.add_argument("--window", type=int, required=True)
     parser.add_argument("--network", type=int, required=True, help="127.N.x.y addresses")
+    parser.add_argument("--handshake-only", action="store_true", help="no Register")
     args = parser.parse_args()
-    asyncio.run(_devices(args.server, args.prefix, args.devices, args.window, args.network))
+    work = _handshakes if args.handshake_only else _devices
+    asyncio.run(work(args.server, args.prefix, args.devices, args.window, args.network))
 
 
 if __name__ == "__main__":
