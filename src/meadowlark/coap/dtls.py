@@ -20,8 +20,9 @@ The DTLS protocol is python-mbedtls (Mbed TLS 2.28) used sans-IO: each session i
   ``on_handshake_failure`` with the identity it claimed and why (never the key).
 
 Once established, a session authenticated the device as a ``PeerIdentity``: the PSK
-identity (``psk``) or the client certificate's subject common name (``cert``); it rides
-on every message's remote into ``Peer.identity`` (``coap.convert.peer_of``).
+identity (``psk``) or the client certificate's subject common name and alternative
+names (``cert``); it rides on every message's remote into ``Peer.identity``
+(``coap.convert.peer_of``).
 
 Known limits of the library (python-mbedtls 2.10): no raw public keys (RFC 7250), no
 Connection ID (RFC 9146), no server-side session cache or tickets (no resumption): a
@@ -384,18 +385,26 @@ def _server_context(credentials: DtlsCredentials, keys: _RecordingKeys) -> tls.S
     return tls.ServerContext(configuration)
 
 
-def certificate_name(der: bytes) -> str | None:
-    """The subject common name of a DER certificate (its first DNS name without one)."""
+def certificate_identity(der: bytes) -> PeerIdentity | None:
+    """The ``cert`` identity of a DER certificate: its subject common name (without
+    one, its first subject alternative name) and its subject alternative names."""
     certificate = x509.load_der_x509_certificate(der)
-    names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    if names:
-        return str(names[0].value)
     try:
-        alternative = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        extension = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
     except x509.ExtensionNotFound:
-        return None
-    dns = alternative.value.get_values_for_type(x509.DNSName)
-    return dns[0] if dns else None
+        alternatives: tuple[str, ...] = ()
+    else:
+        alternatives = tuple(
+            str(name)
+            for kind in (x509.DNSName, x509.UniformResourceIdentifier, x509.RFC822Name)
+            for name in extension.value.get_values_for_type(kind)
+        )
+    common_names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if common_names:
+        return PeerIdentity("cert", str(common_names[0].value), alternatives)
+    if alternatives:
+        return PeerIdentity("cert", alternatives[0], alternatives)
+    return None
 
 
 # --- aiocoap glue --------------------------------------------------------------------------
@@ -700,11 +709,7 @@ class DtlsMessageInterface(
         if session.psk_known and session.psk_identity is not None:
             return PeerIdentity("psk", session.psk_identity)
         der = session.buffer.getpeercert(binary_form=True)
-        if der:
-            name = certificate_name(der)
-            if name is not None:
-                return PeerIdentity("cert", name)
-        return None
+        return certificate_identity(der) if der else None
 
     def _read(self, session: _Session) -> None:
         buffer = session.buffer

@@ -104,7 +104,10 @@ def _identity_matches(
         return dtls_identity is not None and identity.name == dtls_identity
     if kind == "cert":
         # X.509: the certificate's subject common name is the endpoint name (the usual
-        # convention for LwM2M client certificates), unless the record names another.
-        return identity.name == (dtls_identity or endpoint)
+        # convention for LwM2M client certificates), unless the record names another:
+        # the common name or one of the certificate's subject alternative names.
+        if dtls_identity is None:
+            return identity.name == endpoint
+        return identity.name == dtls_identity or dtls_identity in identity.alternative_names
     # RPK: the record must hold the device's key; until it can, nothing matches.
     return dtls_identity is not None and identity.name == dtls_identity

@@ -27,6 +27,9 @@ class PeerIdentity:
 
     mode: str
     name: str
+    alternative_names: tuple[str, ...] = ()
+    """``cert``: the certificate's subject alternative names (DNS names, URIs, e-mail
+    addresses), which a device record may name instead of the common name."""
 
 
 @dataclass(frozen=True, slots=True)
