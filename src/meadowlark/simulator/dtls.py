@@ -55,6 +55,8 @@ HANDSHAKE_TIMEOUT = 30.0
 RETRANSMIT_INITIAL = 1.0
 """RFC 6347 §4.2.4.1: the first flight retransmission timeout."""
 RETRANSMIT_MAX = 60.0
+DATAGRAM_LIMIT = 1280
+"""Handshake flights go in datagrams of at most this size (the IPv6 minimum MTU)."""
 _PENDING_LIMIT = 16
 """Datagrams kept while a session is (re-)established; older ones are dropped."""
 _RECORD_HEADER = 13
@@ -241,10 +243,6 @@ class DtlsCoapEndpoint(CoapEndpoint):
             raise
         return endpoint
 
-    @property
-    def established(self) -> bool:
-        return self._established
-
     async def handshake(self) -> None:
         """A new handshake (or the one under way); ``DtlsError`` when it fails."""
         if self._handshake is None or self._handshake.done():
@@ -273,8 +271,10 @@ class DtlsCoapEndpoint(CoapEndpoint):
     async def request(
         self, message: Message, remote: Address, *, response_timeout: float = 93.0
     ) -> Message:
-        """As ``CoapEndpoint.request``; unanswered on an established session, the request
-        goes once more after a new handshake."""
+        """As ``CoapEndpoint.request``; to the server, unanswered on an established
+        session, the request goes once more after a new handshake."""
+        if remote[:2] != self.server[:2]:
+            return await super().request(message, remote, response_timeout=response_timeout)
         if not self._established:
             await self.handshake()
         try:
@@ -442,7 +442,8 @@ class DtlsCoapEndpoint(CoapEndpoint):
         self._buffer = None
 
     def _flush(self) -> int:
-        """Send every record mbedtls has ready, as one datagram; the bytes sent."""
+        """Send every record mbedtls has ready, in datagrams of at most ``DATAGRAM_LIMIT``
+        bytes cut at record boundaries (a larger record goes alone); the bytes sent."""
         buffer = self._buffer
         if buffer is None:
             return 0
@@ -451,6 +452,14 @@ class DtlsCoapEndpoint(CoapEndpoint):
             return 0
         buffer.consume_outgoing(len(data))
         transport = self._transport
-        if transport is not None and not transport.is_closing():
-            transport.sendto(data, self.server)
+        if transport is None or transport.is_closing():
+            return len(data)
+        start = offset = 0
+        while offset + _RECORD_HEADER <= len(data):
+            end = offset + _RECORD_HEADER + int.from_bytes(data[offset + 11 : offset + 13], "big")
+            if end - start > DATAGRAM_LIMIT and offset > start:
+                transport.sendto(data[start:offset], self.server)
+                start = offset
+            offset = end
+        transport.sendto(data[start:], self.server)
         return len(data)
