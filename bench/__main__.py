@@ -5,7 +5,8 @@ a baseline measured in the same run: ``registrations`` (``meadowlark serve`` aga
 Wakaama's C server with ``--compare-wakaama``), ``notifications`` (against a bare aiocoap
 observer), ``rest`` (authenticated GETs against ``/health``), ``storm`` (100,000 devices
 registering at once) and ``memory`` (RSS per device at 200,000 devices). ``coap_tcp``
-compares Register+Update over CoAP over TCP/TLS with UDP. ``lwm2m`` is
+compares Register+Update over CoAP over TCP/TLS with UDP. ``dtls`` prints
+full DTLS-PSK handshakes and requests over DTLS per second against plain UDP. ``lwm2m`` is
 the LwM2M layer in process (registrations and memory against bare aiocoap, then
 ``notifications``).
 """
@@ -27,6 +28,7 @@ BENCHMARKS = (
     "things",
     "tasks",
     "coap_tcp",
+    "dtls",
 )
 BY_NAME_ONLY = ("lwm2m", "psk_keyring")
 

@@ -10,10 +10,17 @@ from typing import Annotated
 from urllib.parse import urlsplit
 
 import typer
+from mbedtls.exceptions import TLSError
 
 from meadowlark.lwm2m.codec.formats import ContentFormat
 from meadowlark.simulator.client import LEGACY_FORMATS, MODERN_FORMATS, DeviceTiming
 from meadowlark.simulator.coap_tcp import client_tls_context
+from meadowlark.simulator.dtls import (
+    FleetCertificates,
+    FleetPsk,
+    FleetSecurity,
+    client_configuration,
+)
 from meadowlark.simulator.firmware import FirmwareBehaviour
 from meadowlark.simulator.fleet import Fleet, FleetConfig, FleetSnapshot
 
@@ -30,19 +37,14 @@ def simulate(
     devices: Annotated[int, typer.Option(help="Number of simulated devices.", min=1)] = 10,
     server: Annotated[
         str | None,
-        typer.Option(help="LwM2M server URI (default: 127.0.0.1, port 5683, 5684 for TLS)."),
+        typer.Option(
+            help="LwM2M server URI, coap:// or coaps:// (DTLS) (default: 127.0.0.1, port "
+            "5683, 5684 for TLS)."
+        ),
     ] = None,
     transport: Annotated[
         str, typer.Option(help="udp, tcp or tls (CoAP over TCP/TLS, binding T).")
     ] = "udp",
-    ca: Annotated[
-        Path | None,
-        typer.Option(help="TLS: CAs to trust (default: the server's generated certificate)."),
-    ] = None,
-    certificate: Annotated[
-        Path | None, typer.Option(help="TLS: client certificate (PEM) to present.")
-    ] = None,
-    private_key: Annotated[Path | None, typer.Option(help="TLS: its private key (PEM).")] = None,
     server_name: Annotated[
         str | None, typer.Option(help="TLS: the name the server's certificate carries.")
     ] = None,
@@ -62,7 +64,14 @@ def simulate(
     ] = "senml-cbor",
     queue_mode: Annotated[bool, typer.Option(help="Register in queue mode.")] = False,
     lifetime: Annotated[int, typer.Option(help="Registration lifetime (s).", min=1)] = 300,
-    ramp: Annotated[float, typer.Option(help="Registrations started per second.", min=0)] = 200,
+    ramp: Annotated[
+        float,
+        typer.Option(
+            help="Registrations started per second. A DTLS server may throttle handshakes "
+            "per address (Meadowlark: 20/s by default); beyond it handshakes are retried.",
+            min=0,
+        ),
+    ] = 200,
     confirmable: Annotated[bool, typer.Option(help="Send confirmable notifications.")] = False,
     queue_window: Annotated[
         float, typer.Option(help="Seconds a queue-mode device listens after an uplink.")
@@ -78,6 +87,39 @@ def simulate(
     firmware_reboot: Annotated[
         bool, typer.Option(help="Reboot and register again to install new firmware.")
     ] = False,
+    psk_identity: Annotated[
+        str,
+        typer.Option(help="DTLS-PSK identity; {endpoint} stands for the endpoint name."),
+    ] = "{endpoint}",
+    psk_key: Annotated[
+        str | None, typer.Option(help="DTLS-PSK key in hex, for a coaps:// server.")
+    ] = None,
+    psk_per_device: Annotated[
+        bool,
+        typer.Option(
+            help="Derive each device's key from --psk-key: the first 16 bytes of "
+            "HMAC-SHA256(key, endpoint name)."
+        ),
+    ] = False,
+    certificate: Annotated[
+        str | None,
+        typer.Option(
+            help="DTLS or TLS client certificate (PEM); for DTLS, {endpoint} in the name: one each."
+        ),
+    ] = None,
+    private_key: Annotated[
+        str | None, typer.Option(help="The certificate's private key (PEM), same pattern.")
+    ] = None,
+    ca: Annotated[
+        Path | None,
+        typer.Option(
+            help="CA bundle (PEM) that checks the server's certificate (TLS default: the "
+            "local server's generated certificate)."
+        ),
+    ] = None,
+    handshake_timeout: Annotated[
+        float, typer.Option(help="Seconds a DTLS handshake may take.", min=0.1)
+    ] = 30.0,
 ) -> None:
     """Simulate LwM2M devices (register, answer requests, notify) until stopped."""
     preferred = FORMAT_NAMES.get(format)
@@ -87,9 +129,17 @@ def simulate(
         raise typer.BadParameter("must be 1.0, 1.1 or 1.2", param_hint="--lwm2m-version")
     firmware = _firmware_behaviour(firmware_fail, firmware_reboot)
     server_uri = _server_uri(server, transport)
-    tls, tls_name = None, server_name
+    tls, tls_name, security = None, server_name, None
     if transport == "tls":
+        if psk_key is not None:
+            raise typer.BadParameter(
+                "a PSK is for DTLS (coaps://), not TLS", param_hint="--psk-key"
+            )
         tls, tls_name = _tls_context(ca, certificate, private_key, server_name)
+    else:
+        security = _security(
+            server_uri, prefix, psk_identity, psk_key, psk_per_device, certificate, private_key, ca
+        )
     available = LEGACY_FORMATS if lwm2m_version == "1.0" else MODERN_FORMATS
     formats = (preferred, *(fmt for fmt in available if fmt != preferred))
     config = FleetConfig(
@@ -105,8 +155,9 @@ def simulate(
         confirmable_notifications=confirmable,
         rate=rate,
         ramp_rate=ramp,
-        timing=DeviceTiming(queue_window=queue_window),
+        timing=DeviceTiming(queue_window=queue_window, handshake_timeout=handshake_timeout),
         firmware=firmware,
+        security=security,
         tls=tls,
         tls_server_name=tls_name,
     )
@@ -117,6 +168,20 @@ def simulate(
     except ValueError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from error
+
+
+def _firmware_behaviour(failure: str | None, reboot: bool) -> FirmwareBehaviour:
+    if failure is None:
+        return FirmwareBehaviour(reboot_after_update=reboot)
+    if failure == "update":
+        return FirmwareBehaviour(update_failure=True, reboot_after_update=reboot)
+    kind, _, code = failure.partition(":")
+    try:
+        if kind != "download" or not code.isdigit():
+            raise ValueError("expected 'download:N' or 'update'")
+        return FirmwareBehaviour(download_failure=int(code), reboot_after_update=reboot)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--firmware-fail") from error
 
 
 _SCHEMES = {"udp": "coap", "tcp": "coap+tcp", "tls": "coaps+tcp"}
@@ -131,13 +196,15 @@ def _server_uri(server: str | None, transport: str) -> str:
     if server is None:
         return f"{scheme}://127.0.0.1:{5684 if transport == 'tls' else 5683}"
     parts = urlsplit(server)
+    if transport == "udp" and parts.scheme == "coaps":
+        return server  # DTLS
     if parts.scheme not in _SCHEMES.values():
-        raise typer.BadParameter("must be a coap:// URI", param_hint="--server")
+        raise typer.BadParameter("must be a coap:// or coaps:// URI", param_hint="--server")
     return server if parts.scheme == scheme else f"{scheme}://{parts.netloc}{parts.path}"
 
 
 def _tls_context(
-    ca: Path | None, certificate: Path | None, private_key: Path | None, server_name: str | None
+    ca: Path | None, certificate: str | None, private_key: str | None, server_name: str | None
 ) -> tuple[ssl.SSLContext, str | None]:
     """The client context; without ``--ca``, the local server's generated certificate is
     trusted (by its own name, unless ``--server-name`` says another)."""
@@ -161,18 +228,47 @@ def _tls_context(
     return context, server_name
 
 
-def _firmware_behaviour(failure: str | None, reboot: bool) -> FirmwareBehaviour:
-    if failure is None:
-        return FirmwareBehaviour(reboot_after_update=reboot)
-    if failure == "update":
-        return FirmwareBehaviour(update_failure=True, reboot_after_update=reboot)
-    kind, _, code = failure.partition(":")
+def _security(
+    server: str,
+    prefix: str,
+    psk_identity: str,
+    psk_key: str | None,
+    psk_per_device: bool,
+    certificate: str | None,
+    private_key: str | None,
+    ca: Path | None,
+) -> FleetSecurity | None:
+    """The fleet's DTLS credentials, checked by loading the first device's."""
+    secure = urlsplit(server).scheme == "coaps"
+    if psk_key is not None and certificate is not None:
+        raise typer.BadParameter("give a PSK or a certificate, not both", param_hint="--psk-key")
+    if (certificate is None) != (private_key is None):
+        raise typer.BadParameter("goes with --private-key", param_hint="--certificate")
+    if psk_key is None and certificate is None:
+        if secure:
+            raise typer.BadParameter(
+                "coaps:// needs --psk-key or --certificate/--private-key", param_hint="--server"
+            )
+        return None
+    if not secure:
+        raise typer.BadParameter("DTLS credentials need a coaps:// server", param_hint="--server")
+    security: FleetSecurity
+    if psk_key is not None:
+        try:
+            key = bytes.fromhex(psk_key)
+        except ValueError as error:
+            raise typer.BadParameter("must be hexadecimal", param_hint="--psk-key") from error
+        security = FleetPsk(key, psk_identity, psk_per_device)
+        hint = "--psk-identity"
+    else:
+        assert certificate is not None and private_key is not None
+        security = FleetCertificates(certificate, private_key, ca)
+        hint = "--certificate"
     try:
-        if kind != "download" or not code.isdigit():
-            raise ValueError("expected 'download:N' or 'update'")
-        return FirmwareBehaviour(download_failure=int(code), reboot_after_update=reboot)
-    except ValueError as error:
-        raise typer.BadParameter(str(error), param_hint="--firmware-fail") from error
+        client_configuration(security.credentials(Fleet.device_name(prefix, 0)))
+    except (KeyError, IndexError, ValueError, OSError, TLSError) as error:
+        raise typer.BadParameter(f"unusable credentials: {error}", param_hint=hint) from error
+    return security
 
 
 async def _run(fleet: Fleet, duration: float | None, interval: float) -> None:
@@ -194,6 +290,8 @@ async def _run(fleet: Fleet, duration: float | None, interval: float) -> None:
         await asyncio.gather(starting, reporter, return_exceptions=True)
         await fleet.stop()
         _print(fleet.snapshot(), began)
+        if fleet.last_failure is not None:
+            typer.echo(f"last failure: {fleet.last_failure}", err=True)
 
 
 async def _report(fleet: Fleet, began: float, interval: float) -> None:

@@ -1,6 +1,7 @@
 """A simulated LwM2M client: registration lifecycle and answers to server requests.
 
-Behaves like a well-behaved LwM2M 1.0/1.1/1.2 client over CoAP/UDP (NoSec):
+Behaves like a well-behaved LwM2M 1.0/1.1/1.2 client over CoAP/UDP, NoSec, or over
+DTLS with a PSK or an X.509 certificate for a ``coaps://`` server (``simulator.dtls``):
 
 - Register ``POST /rd?ep=..&lt=..&lwm2m=..&b=U[&Q]`` with the object list, periodic
   Update before the lifetime ends, De-register ``DELETE /rd/{location}``; a 4.12 answer
@@ -24,7 +25,7 @@ import ssl
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 import httpx
@@ -57,10 +58,13 @@ from meadowlark.simulator.objects import (
     models,
 )
 
+if TYPE_CHECKING:
+    from meadowlark.simulator.dtls import DtlsCredentials
+
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 5683
-_DEFAULT_PORTS = {"coap": DEFAULT_PORT, "coap+tcp": DEFAULT_PORT, "coaps+tcp": 5684}
+_DEFAULT_PORTS = {"coap": DEFAULT_PORT, "coaps": 5684, "coap+tcp": DEFAULT_PORT, "coaps+tcp": 5684}
 MODERN_FORMATS = (
     ContentFormat.SENML_CBOR,
     ContentFormat.SENML_JSON,
@@ -121,6 +125,8 @@ class DeviceTiming:
     update_margin: float = 0.1
     """Updates go out when this share of the lifetime (at most 60 s) is left."""
     request_timeout: float = 93.0
+    handshake_timeout: float = 30.0
+    """A DTLS handshake, retransmissions included (``coaps://`` servers only)."""
 
 
 @dataclass(slots=True)
@@ -154,6 +160,7 @@ class SimulatedDevice:
         "objects",
         "stats",
         "timing",
+        "security",
         "state",
         "location",
         "_local_host",
@@ -188,6 +195,7 @@ class SimulatedDevice:
         firmware: FirmwareBehaviour | None = None,
         tls: ssl.SSLContext | None = None,
         tls_server_name: str | None = None,
+        security: DtlsCredentials | None = None,
     ) -> None:
         if lwm2m_version not in ("1.0", "1.1", "1.2"):
             raise ValueError(f"unsupported LwM2M version {lwm2m_version!r}")
@@ -217,6 +225,8 @@ class SimulatedDevice:
         self.objects.lwm2m_version = lwm2m_version
         self.stats = stats or DeviceStats()
         self.timing = timing or DeviceTiming()
+        self.security = security
+        """DTLS credentials, needed for (and only used with) a ``coaps://`` server."""
         self.state = DeviceState.STOPPED
         self.location: tuple[str, ...] | None = None
         """The registration location path from the server, e.g. ``("rd", "5a3f")``."""
@@ -248,12 +258,15 @@ class SimulatedDevice:
         return list((self._observations or {}).values())
 
     async def start(self) -> None:
-        """Open the socket (first time) and Register; ``RegistrationError`` on refusal."""
+        """Open the socket (first time; with a DTLS handshake for ``coaps://``) and
+        Register; ``RegistrationError`` on refusal or a failed handshake."""
         if self._endpoint is None or not self._endpoint.is_open:
             self._server = await resolve_server(self.server_uri)
             host = self._local_host or _local_host_for(self._server[0])
             if is_stream_uri(self.server_uri):
                 await self._connect(host)
+            elif urlsplit(self.server_uri).scheme == "coaps":
+                self._endpoint = await self._open_secure((host, 0))
             else:
                 self._endpoint = await CoapEndpoint.open(
                     self._handle,
@@ -262,6 +275,27 @@ class SimulatedDevice:
                     max_retransmit=self.timing.max_retransmit,
                 )
         await self._register()
+
+    async def _open_secure(self, local_address: tuple[str, int]) -> CoapEndpoint:
+        from meadowlark.simulator.dtls import DtlsCoapEndpoint, DtlsError
+
+        if self.security is None:
+            raise ValueError(f"{self.server_uri} needs DTLS credentials (a PSK or a certificate)")
+        assert self._server is not None
+        try:
+            return await DtlsCoapEndpoint.connect(
+                self._handle,
+                local_address,
+                server=self._server,
+                credentials=self.security,
+                server_hostname=_certificate_name(urlsplit(self.server_uri).hostname),
+                handshake_timeout=self.timing.handshake_timeout,
+                ack_timeout=self.timing.ack_timeout,
+                max_retransmit=self.timing.max_retransmit,
+            )
+        except DtlsError as error:
+            self._registration_failed()
+            raise RegistrationError(f"register: {error}") from error
 
     async def _connect(self, local_host: str) -> None:
         """Open the TCP (``coap+tcp``) or TLS (``coaps+tcp``) connection to the server."""
@@ -925,14 +959,14 @@ _server_addresses: dict[str, Address] = {}
 
 
 async def resolve_server(server_uri: str) -> Address:
-    """The socket address of ``coap://host[:port]`` (or ``coap+tcp://``, ``coaps+tcp://``);
+    """The socket address of ``coap[s]://host[:port]`` (or ``coap+tcp://``, ``coaps+tcp://``);
     names are resolved once per process."""
     cached = _server_addresses.get(server_uri)
     if cached is not None:
         return cached
     parts = urlsplit(server_uri)
     if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
-        raise ValueError(f"server URI must look like coap://host:port, got {server_uri!r}")
+        raise ValueError(f"server URI must look like coap[s]://host:port, got {server_uri!r}")
     port = parts.port or _DEFAULT_PORTS[parts.scheme]
     try:
         address: Address = (str(ipaddress.ip_address(parts.hostname)), port)
@@ -942,6 +976,18 @@ async def resolve_server(server_uri: str) -> Address:
         address = infos[0][4][:2]
     _server_addresses[server_uri] = address
     return address
+
+
+def _certificate_name(host: str | None) -> str | None:
+    """The name the server's certificate must carry: the URI's host name, or none for an
+    IP literal (the certificate is then checked against the CA only)."""
+    if host is None:
+        return None
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    return None
 
 
 def _local_host_for(server_host: str) -> str:

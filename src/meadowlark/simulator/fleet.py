@@ -20,6 +20,7 @@ import resource
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from meadowlark.simulator.client import (
     DeviceState,
@@ -31,6 +32,9 @@ from meadowlark.simulator.client import (
 from meadowlark.simulator.coap import CoapError
 from meadowlark.simulator.firmware import FirmwareBehaviour
 from meadowlark.simulator.objects import DeviceObjects
+
+if TYPE_CHECKING:
+    from meadowlark.simulator.dtls import FleetSecurity
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +67,8 @@ class FleetConfig:
     """For a ``coaps+tcp://`` server: trusted CAs and the client certificate to present."""
     tls_server_name: str | None = None
     """The name the server's TLS certificate must carry (default: the URI's host)."""
+    security: FleetSecurity | None = None
+    """DTLS credentials per device, for a ``coaps://`` server."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +96,8 @@ class Fleet:
         self._random = random.Random(config.seed)  # noqa: S311 - simulated sensor noise
         self._driver: asyncio.Task[None] | None = None
         self._cursor = 0
+        self.last_failure: str | None = None
+        """Why the latest device that failed to start failed."""
 
     @staticmethod
     def device_name(prefix: str, index: int) -> str:
@@ -123,6 +131,7 @@ class Fleet:
             timing=config.timing,
             tls=config.tls,
             tls_server_name=config.tls_server_name,
+            security=None if config.security is None else config.security.credentials(name),
         )
 
     async def start(self) -> None:
@@ -148,6 +157,7 @@ class Fleet:
                 await device.start()
             except (RegistrationError, CoapError, OSError) as error:
                 log.debug("%s: %s", device.endpoint_name, error)
+                self.last_failure = f"{device.endpoint_name}: {error}"
             finally:
                 pending.release()
 

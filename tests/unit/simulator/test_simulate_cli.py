@@ -44,3 +44,39 @@ def test_a_certificate_needs_its_key() -> None:
     )
     assert result.exit_code == 2
     assert "--private-key" in result.output
+
+
+def test_a_coaps_server_needs_credentials() -> None:
+    result = CliRunner().invoke(given_app(), ["--server", "coaps://127.0.0.1:5684"])
+    assert result.exit_code == 2
+    assert "needs --psk-key" in result.output
+
+
+def test_credentials_need_a_coaps_server() -> None:
+    result = CliRunner().invoke(given_app(), ["--psk-key", "00112233"])
+    assert result.exit_code == 2
+    assert "coaps://" in result.output
+
+
+def test_psk_options_are_checked() -> None:
+    secure = ["--server", "coaps://127.0.0.1:5684"]
+    for options, expected in (
+        (["--psk-key", "not-hex"], "hexadecimal"),
+        (["--psk-key", "0011", "--psk-identity", "{serial}"], "unusable credentials"),
+        (["--psk-key", "0011", "--certificate", "c.pem", "--private-key", "k.pem"], "not both"),
+    ):
+        result = CliRunner().invoke(given_app(), [*secure, *options])
+        assert result.exit_code == 2, options
+        assert expected in result.output, (options, result.output)
+
+
+def test_certificate_options_are_checked(tmp_path) -> None:
+    secure = ["--server", "coaps://127.0.0.1:5684"]
+    result = CliRunner().invoke(given_app(), [*secure, "--certificate", "c.pem"])
+    assert result.exit_code == 2
+    assert "--private-key" in result.output
+    missing = [*secure, "--certificate", str(tmp_path / "{endpoint}.pem"), "--private-key", "k"]
+    result = CliRunner().invoke(given_app(), missing)
+    assert result.exit_code == 2
+    assert "unusable credentials" in result.output
+    assert "sim-0000.pem" in result.output
