@@ -45,6 +45,7 @@ def run(duration: float = 5.0, concurrency: int = 16) -> dict[str, float]:
             env={
                 "MEADOWLARK_HTTP": f"127.0.0.1:{our_port}",
                 "MEADOWLARK_COAP": f"127.0.0.1:{free_port()}",
+                "MEADOWLARK_BOOTSTRAP": "off",
                 "MEADOWLARK_DATA_DIR": data_dir,
                 "MEADOWLARK_ADMIN_PASSWORD": ADMIN_PASSWORD,
                 "MEADOWLARK_RATE_LIMITS__LOGIN_FAILURES_PER_IP": "1000000",

@@ -185,6 +185,7 @@ def serving(backend: str, admin_password: str) -> Iterator[tuple[int, str]]:
         env = {
             "MEADOWLARK_HTTP": f"127.0.0.1:{port}",
             "MEADOWLARK_COAP": f"127.0.0.1:{free_port()}",
+            "MEADOWLARK_BOOTSTRAP": "off",
             "MEADOWLARK_DATA_DIR": data_dir,
             "MEADOWLARK_DATABASE_URL": url,
             "MEADOWLARK_ADMIN_PASSWORD": admin_password,

@@ -63,6 +63,7 @@ def meadowlark_serve(tmp: Path, *, with_http: bool = False) -> Iterator[Any]:
         "PYTHONPATH": str(repo_root() / "src"),
         "MEADOWLARK_HTTP": f"127.0.0.1:{http_port}",
         "MEADOWLARK_COAP": f"127.0.0.1:{coap_port}",
+        "MEADOWLARK_BOOTSTRAP": "off",
         "MEADOWLARK_DATA_DIR": str(tmp / "meadowlark-data"),
         "MEADOWLARK_ADMIN_PASSWORD": ADMIN_PASSWORD,
     }

@@ -72,6 +72,7 @@ def run(
         env = {
             "MEADOWLARK_HTTP": f"127.0.0.1:{http_port}",
             "MEADOWLARK_COAP": f"127.0.0.1:{coap_port}",
+            "MEADOWLARK_BOOTSTRAP": "off",
             "MEADOWLARK_DATA_DIR": data_dir,
             "MEADOWLARK_ADMIN_PASSWORD": ADMIN_PASSWORD,
             "MEADOWLARK_LOG_LEVEL": "warning",

@@ -75,6 +75,7 @@ def meadowlark_serve(data_dir: Path, log: Path) -> Iterator[Served]:
         **os.environ,
         "MEADOWLARK_HTTP": f"127.0.0.1:{http_port}",
         "MEADOWLARK_COAP": f"127.0.0.1:{coap_port}",
+        "MEADOWLARK_BOOTSTRAP": "off",
         "MEADOWLARK_DATA_DIR": str(data_dir),
         "MEADOWLARK_ADMIN_PASSWORD": ADMIN_PASSWORD,
     }

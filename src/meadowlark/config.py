@@ -213,6 +213,8 @@ class Settings(BaseSettings):
     """Address of the REST server."""
     coap: Annotated[HostPort, NoDecode, Field(default="0.0.0.0:5683")]  # noqa: S104 - devices connect from anywhere
     """Address of the CoAP (LwM2M) server."""
+    bootstrap: Annotated[HostPort | None, NoDecode, Field(default="0.0.0.0:5783")]  # noqa: S104 - devices connect from anywhere
+    """Address of the LwM2M Bootstrap server (plain CoAP); ``off`` disables it."""
     data_dir: Path = Path("./meadowlark-data")
     """Folder for the embedded database, the generated secret key and other state."""
     database_url: str | None = None
@@ -243,6 +245,13 @@ class Settings(BaseSettings):
     cluster: ClusterSettings = ClusterSettings()
 
     _parse_http = field_validator("http", "coap", mode="before")(_host_port)
+
+    @field_validator("bootstrap", mode="before")
+    @classmethod
+    def _bootstrap_address(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().lower() == "off":
+            return None
+        return _host_port(value)
 
     @field_validator("log_level")
     @classmethod

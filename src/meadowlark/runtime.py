@@ -14,6 +14,7 @@ from meadowlark.connectivity.listener import ConnectivityListener
 from meadowlark.connectivity.recorder import ActivityRecorder
 from meadowlark.connectivity.sms import make_gateway
 from meadowlark.connectivity.things import ThingService
+from meadowlark.core.bootstrap import BootstrapRecorder, SqlBootstrapConfigurations
 from meadowlark.core.events import EventBus
 from meadowlark.core.firmware import FirmwareUpdates
 from meadowlark.core.firmware_images import FirmwareImages
@@ -25,6 +26,7 @@ from meadowlark.core.tasks.callbacks import CallbackOptions, CallbackSender
 from meadowlark.core.tasks.engine import EngineOptions, TaskEngine
 from meadowlark.core.tasks.service import TaskService
 from meadowlark.core.users import Users, bootstrap
+from meadowlark.server.bootstrap.service import BootstrapOptions, BootstrapService
 from meadowlark.server.service import LwM2mServer, ServerOptions
 from meadowlark.store.db import Database
 from meadowlark.store.devices import SqlDeviceStores, device_domain
@@ -49,6 +51,10 @@ class Runtime:
     firmware: FirmwareUpdates
     """The ``FirmwareUpdater`` (core.firmware_contract) for the task engine."""
     tasks: TaskService
+    bootstrap: BootstrapService
+    """The LwM2M Bootstrap server's logic; a transport attaches to it (``coap/``)."""
+    bootstrap_configurations: SqlBootstrapConfigurations
+    bootstrap_recorder: BootstrapRecorder
     cluster: Cluster | None = None
     """This node's links to the other nodes of a scaled-out deployment (None: alone)."""
 
@@ -148,6 +154,13 @@ class Runtime:
             ),
             firmware=firmware,
         )
+        bootstrap_configurations = SqlBootstrapConfigurations(db, lwm2m)
+        bootstrap_recorder = BootstrapRecorder(db, events)
+        bootstrap_service = BootstrapService(
+            bootstrap_configurations,
+            bootstrap_recorder,
+            BootstrapOptions(request_timeout=lwm2m_settings.request_timeout),
+        )
         return cls(
             settings=settings,
             db=db,
@@ -164,6 +177,9 @@ class Runtime:
             firmware_images=firmware_images,
             firmware=firmware,
             tasks=TaskService(db, lwm2m, object_models, engine),
+            bootstrap=bootstrap_service,
+            bootstrap_configurations=bootstrap_configurations,
+            bootstrap_recorder=bootstrap_recorder,
             cluster=cluster,
         )
 
@@ -201,6 +217,8 @@ class Runtime:
         await self.tasks.engine.start()
 
     async def close(self) -> None:
+        await self.bootstrap.stop()
+        await self.bootstrap_recorder.drain()
         await self.tasks.engine.stop()
         await self.observations.stop()
         await self.lwm2m.stop()

@@ -91,6 +91,7 @@ def start_node(
         {
             "MEADOWLARK_HTTP": f"127.0.0.1:{http_port}",
             "MEADOWLARK_COAP": f"127.0.0.1:{coap_port}",
+            "MEADOWLARK_BOOTSTRAP": "off",
             "MEADOWLARK_DATA_DIR": str(data_dir),
             "MEADOWLARK_ADMIN_PASSWORD": ADMIN_PASSWORD,
             "MEADOWLARK_SECRET_KEY": SECRET_KEY,

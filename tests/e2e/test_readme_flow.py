@@ -32,6 +32,7 @@ def served(tmp_path_factory):
         {
             "MEADOWLARK_HTTP": f"127.0.0.1:{port}",
             "MEADOWLARK_COAP": f"127.0.0.1:{_free_port(socket.SOCK_DGRAM)}",
+            "MEADOWLARK_BOOTSTRAP": "off",
             "MEADOWLARK_DATA_DIR": str(data_dir),
             "MEADOWLARK_ADMIN_PASSWORD": ADMIN_PASSWORD,
             "MEADOWLARK_TOKEN_LIFETIME": "120",

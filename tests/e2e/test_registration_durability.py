@@ -39,6 +39,7 @@ def _serve(data_dir: Path) -> tuple[subprocess.Popen[bytes], int]:
         {
             "MEADOWLARK_HTTP": f"127.0.0.1:{http_port}",
             "MEADOWLARK_COAP": f"127.0.0.1:{coap_port}",
+            "MEADOWLARK_BOOTSTRAP": "off",
             "MEADOWLARK_DATA_DIR": str(data_dir),
             "MEADOWLARK_ADMIN_PASSWORD": "Durable-Admin-Pa55word!",
             "MEADOWLARK_LOG_LEVEL": "warning",
