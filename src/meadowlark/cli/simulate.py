@@ -57,6 +57,18 @@ def simulate(
     firmware_reboot: Annotated[
         bool, typer.Option(help="Reboot and register again to install new firmware.")
     ] = False,
+    bootstrap: Annotated[
+        str | None,
+        typer.Option(
+            help="Bootstrap server URI (coap://host:port): each device starts with only its "
+            "bootstrap account and registers where the bootstrap server sends it "
+            "(--server is then unused)."
+        ),
+    ] = None,
+    bootstrap_pack: Annotated[
+        bool,
+        typer.Option(help="Bootstrap with Bootstrap-Pack-Request (LwM2M 1.2) instead."),
+    ] = False,
 ) -> None:
     """Simulate LwM2M devices (register, answer requests, notify) until stopped."""
     preferred = FORMAT_NAMES.get(format)
@@ -65,6 +77,10 @@ def simulate(
     if lwm2m_version not in ("1.0", "1.1", "1.2"):
         raise typer.BadParameter("must be 1.0, 1.1 or 1.2", param_hint="--lwm2m-version")
     firmware = _firmware_behaviour(firmware_fail, firmware_reboot)
+    if bootstrap_pack and bootstrap is None:
+        raise typer.BadParameter("needs --bootstrap", param_hint="--bootstrap-pack")
+    if bootstrap_pack and lwm2m_version != "1.2":
+        raise typer.BadParameter("needs --lwm2m-version 1.2", param_hint="--bootstrap-pack")
     available = LEGACY_FORMATS if lwm2m_version == "1.0" else MODERN_FORMATS
     formats = (preferred, *(fmt for fmt in available if fmt != preferred))
     config = FleetConfig(
@@ -81,6 +97,8 @@ def simulate(
         ramp_rate=ramp,
         timing=DeviceTiming(queue_window=queue_window),
         firmware=firmware,
+        bootstrap_uri=bootstrap,
+        bootstrap_pack=bootstrap_pack,
     )
     try:
         asyncio.run(_run(Fleet(config), duration, interval))

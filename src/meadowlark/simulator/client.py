@@ -241,7 +241,7 @@ class SimulatedDevice:
         """Open the socket (first time) and Register; ``RegistrationError`` on refusal."""
         if self._endpoint is None or not self._endpoint.is_open:
             self._server = await resolve_server(self.server_uri)
-            host = self._local_host or _local_host_for(self._server[0])
+            host = self._local_host or local_host_for(self._server[0])
             self._endpoint = await CoapEndpoint.open(
                 self._handle,
                 (host, 0),
@@ -912,7 +912,7 @@ async def resolve_server(server_uri: str) -> Address:
     return address
 
 
-def _local_host_for(server_host: str) -> str:
+def local_host_for(server_host: str) -> str:
     address = ipaddress.ip_address(server_host)
     if address.version == 6:
         return "::1" if address.is_loopback else "::"

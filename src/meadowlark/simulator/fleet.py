@@ -20,6 +20,7 @@ import resource
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from meadowlark.simulator.bootstrap import BootstrapError, bootstrap_into
 from meadowlark.simulator.client import (
     DeviceState,
     DeviceStats,
@@ -58,6 +59,11 @@ class FleetConfig:
     seed: int = 0
     timing: DeviceTiming = field(default_factory=DeviceTiming)
     firmware: FirmwareBehaviour = field(default_factory=FirmwareBehaviour)
+    bootstrap_uri: str | None = None
+    """Bootstrap each device from this server first (``server_uri`` is then replaced by
+    the account it is given)."""
+    bootstrap_pack: bool = False
+    """Bootstrap with Bootstrap-Pack-Request (LwM2M 1.2) instead of Bootstrap-Request."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,9 +144,14 @@ class Fleet:
 
         async def start_one(device: SimulatedDevice) -> None:
             try:
+                if config.bootstrap_uri is not None:
+                    await bootstrap_into(device, config.bootstrap_uri, pack=config.bootstrap_pack)
                 await device.start()
-            except (RegistrationError, CoapError, OSError) as error:
+            except (RegistrationError, BootstrapError, CoapError, OSError) as error:
                 log.debug("%s: %s", device.endpoint_name, error)
+                if isinstance(error, BootstrapError):
+                    device.state = DeviceState.FAILED
+                    log.warning("%s: bootstrap failed: %s", device.endpoint_name, error)
             finally:
                 pending.release()
 
