@@ -98,8 +98,9 @@ async def create_account(
             )
         )
     )
+    taken = taken or await session.scalar(select(exists().where(Device.id == account_id)))
     if taken:
-        raise Conflict(f"bootstrap device {account_id!r} (endpoint {endpoint!r}) already exists")
+        raise Conflict(f"device {account_id!r} (bootstrap endpoint {endpoint!r}) already exists")
     if new.dtls_identity is not None:
         _name("dtlsIdentity", new.dtls_identity, 255)
         used = await session.scalar(
@@ -432,11 +433,21 @@ class BootstrapRecorder:
         self._db = db
         self._events = events
         self._writes: set[asyncio.Task[None]] = set()
+        self._last: asyncio.Task[None] | None = None
 
     def on_bootstrap_event(self, event: BootstrapEvent) -> None:
-        task = asyncio.get_running_loop().create_task(self._record(event))
+        task = asyncio.get_running_loop().create_task(self._record_after(self._last, event))
+        self._last = task
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
+
+    async def _record_after(
+        self, previous: asyncio.Task[None] | None, event: BootstrapEvent
+    ) -> None:
+        """Rows go in the order of the events."""
+        if previous is not None:
+            await asyncio.gather(previous, return_exceptions=True)
+        await self._record(event)
 
     async def drain(self) -> None:
         """Wait for the rows of the events reported so far."""
