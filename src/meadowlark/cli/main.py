@@ -140,6 +140,12 @@ def serve(
     shown = settings.model_copy(update={"http": listening, "coap": coap_address})
     print_banner(shown)
     typer.echo(f"LwM2M (CoAP) on udp://{coap_address}, {count} workers", err=True)
+    bootstrap_address = None
+    if settings.bootstrap is not None:
+        bootstrap_address = HostPort(
+            host=settings.bootstrap.host, port=concrete_udp_port(settings.bootstrap)
+        )
+        typer.echo(f"LwM2M Bootstrap (CoAP) on udp://{bootstrap_address}", err=True)
     signals = settings.cluster.signals
     if signals_kind(settings, settings.resolved_database_url.startswith("sqlite")) == "off":
         signals = "local"  # one host's workers on the embedded store
@@ -148,6 +154,7 @@ def serve(
         {
             "MEADOWLARK_HTTP": str(listening),
             "MEADOWLARK_COAP": str(coap_address),
+            "MEADOWLARK_BOOTSTRAP": "off" if bootstrap_address is None else str(bootstrap_address),
             "MEADOWLARK_DATA_DIR": str(settings.data_dir),
             "MEADOWLARK_DATABASE_URL": settings.database_url,
             "MEADOWLARK_TOKEN_LIFETIME": str(settings.token_lifetime),
