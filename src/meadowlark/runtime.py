@@ -159,7 +159,12 @@ class Runtime:
         bootstrap_service = BootstrapService(
             bootstrap_configurations,
             bootstrap_recorder,
-            BootstrapOptions(request_timeout=lwm2m_settings.request_timeout),
+            BootstrapOptions(
+                request_timeout=lwm2m_settings.request_timeout,
+                max_requests_per_address_per_minute=(
+                    lwm2m_settings.max_registrations_per_address_per_minute
+                ),
+            ),
         )
         return cls(
             settings=settings,

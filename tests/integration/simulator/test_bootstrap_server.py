@@ -368,3 +368,35 @@ def test_concurrent_bootstraps(server, bootstrap_port):
 
     accounts = server.call(run(), timeout=60)
     assert {a.server_uri for a in accounts} == {f"coap://127.0.0.1:{server.coap_port}"}
+
+
+def test_bootstrap_steps_are_device_events(server, bootstrap_port):
+    from meadowlark.api.routers.coiote_events import event_payloads
+    from meadowlark.core.events import DeviceEvent, EventFilter, EventKind
+
+    endpoint = f"bs-events-{tag()}"
+    configure(server, "device", bootstrap_device(server, endpoint))
+
+    async def run() -> list[DeviceEvent]:
+        subscription = server.runtime.events.subscribe(EventFilter("/root/", endpoint))
+        try:
+            client = BootstrapClient(
+                endpoint, ("127.0.0.1", bootstrap_port), f"coap://127.0.0.1:{bootstrap_port}"
+            )
+            await client.bootstrap()
+            seen: list[DeviceEvent] = []
+            while not seen or seen[-1].operation != "finish":
+                seen.append(await asyncio.wait_for(subscription.__anext__(), 10))
+            return seen
+        finally:
+            subscription.close()
+
+    events = server.call(run())
+    assert {event.kind for event in events} == {EventKind.BOOTSTRAP}
+    assert [event.operation for event in events] == [
+        "request", "discover", "delete", "delete", "write", "write", "read", "finish"
+    ]  # fmt: skip
+    assert events[-1].reason == "finish /bs ok" and events[-1].domain_id == "/root/"
+    [entry] = event_payloads(server.runtime, events[-1])
+    assert entry["eventType"] == "deviceBootstrap" and entry["reason"] == "finish /bs ok"
+    assert entry["ipAddress"] == "127.0.0.1" and entry["endpointName"] == endpoint

@@ -27,6 +27,7 @@ from meadowlark.server.transport import (
     CONTENT,
     DELETED,
     NOT_FOUND,
+    SERVICE_UNAVAILABLE,
     UNSUPPORTED_CONTENT_FORMAT,
     DownlinkRequest,
     DownlinkResponse,
@@ -276,3 +277,19 @@ def test_keys_stay_out_of_reprs():
     text = repr(BootstrapPlan("dev-1", ACCOUNT))
     assert bytes(range(16)).hex() not in text and "secret_key" not in text
     assert "dev-1:abcd" not in text
+
+
+async def test_requests_over_the_per_address_limit_get_5_03_and_nothing_else():
+    events = Events()
+    service = BootstrapService(
+        Configurations(Refusal.UNKNOWN_ENDPOINT),
+        events,
+        BootstrapOptions(max_requests_per_address_per_minute=2),
+    )
+    service.attach(FakeDevice())
+    codes = [(await service.on_bootstrap_request(PEER, ("ep=x",))).code for _ in range(3)]
+    assert codes == [BAD_REQUEST, BAD_REQUEST, SERVICE_UNAVAILABLE]
+    assert (await service.on_pack_request(PEER, ("ep=x",), None)).code == SERVICE_UNAVAILABLE
+    assert len(events.events) == 2
+    other = Peer("192.0.2.8", 40000)
+    assert (await service.on_bootstrap_request(other, ("ep=x",))).code == BAD_REQUEST

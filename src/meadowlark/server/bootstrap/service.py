@@ -51,7 +51,7 @@ from meadowlark.server.bootstrap.accounts import (
     pack_nodes,
     place_account,
 )
-from meadowlark.server.registration import MAX_ENDPOINT_NAME_LENGTH
+from meadowlark.server.registration import MAX_ENDPOINT_NAME_LENGTH, RegistrationRateLimiter
 from meadowlark.server.transport import (
     BAD_REQUEST,
     CHANGED,
@@ -160,6 +160,9 @@ class BootstrapOptions:
     answer_first_delay: float = 0.05
     """Seconds the session waits after Bootstrap-Request, so the device has the 2.04
     before the first server request."""
+    max_requests_per_address_per_minute: int | None = None
+    """Bootstrap- and Pack-Requests per source host and minute; beyond it 5.03 and
+    nothing else (no store access, no event: a flood of forged requests costs nothing)."""
 
 
 class _Failed(Exception):
@@ -182,6 +185,8 @@ class BootstrapService:
         self._models = models or builtin_registry()
         self._endpoint: LwM2mEndpoint | None = None
         self._sessions: dict[str, asyncio.Task[None]] = {}
+        per_address = self.options.max_requests_per_address_per_minute
+        self._limiter = RegistrationRateLimiter(per_address) if per_address else None
 
     def attach(self, endpoint: LwM2mEndpoint) -> None:
         """The transport this service sends its requests through."""
@@ -197,6 +202,8 @@ class BootstrapService:
 
     async def on_bootstrap_request(self, peer: Peer, query: Sequence[str]) -> UplinkResult:
         """Bootstrap-Request: 2.04 and the session starts, or 4.00/4.15 and an event."""
+        if (wait := self._throttled(peer)) is not None:
+            return UplinkResult(SERVICE_UNAVAILABLE, max_age=wait)
         parsed = _parse_query(query)
         if isinstance(parsed, str):
             return UplinkResult(BAD_REQUEST, diagnostic=parsed)
@@ -248,6 +255,8 @@ class BootstrapService:
         self, peer: Peer, query: Sequence[str], accept: int | None
     ) -> PackResult:
         """Bootstrap-Pack-Request: the whole configuration as one SenML CBOR pack."""
+        if self._throttled(peer) is not None:
+            return PackResult(SERVICE_UNAVAILABLE, diagnostic="too many requests")
         parsed = _parse_query(query, allow_pct=False)
         if isinstance(parsed, str):
             return PackResult(BAD_REQUEST, diagnostic=parsed)
@@ -286,6 +295,9 @@ class BootstrapService:
             BootstrapEvent(endpoint, Step.PACK_REQUEST, True, peer, code=CONTENT, final=True)
         )
         return PackResult(CONTENT, payload, ContentFormat.SENML_CBOR)
+
+    def _throttled(self, peer: Peer) -> int | None:
+        return None if self._limiter is None else self._limiter.retry_after(peer.host)
 
     def _forget(self, endpoint: str, task: asyncio.Task[None]) -> None:
         if self._sessions.get(endpoint) is task:
