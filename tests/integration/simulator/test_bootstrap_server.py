@@ -400,3 +400,43 @@ def test_bootstrap_steps_are_device_events(server, bootstrap_port):
     [entry] = event_payloads(server.runtime, events[-1])
     assert entry["eventType"] == "deviceBootstrap" and entry["reason"] == "finish /bs ok"
     assert entry["ipAddress"] == "127.0.0.1" and entry["endpointName"] == endpoint
+
+
+def test_mutated_bootstrap_requests_get_only_coap_answers(server, bootstrap_port):
+    import random
+
+    from aiocoap.numbers.types import Type
+
+    def encoded(code: Code, path: tuple[str, ...], query: tuple[str, ...] = ()) -> bytes:
+        message = Message(code=code, uri_path=path, uri_query=query)
+        message.mtype, message.mid, message.token = Type.CON, 0x4321, b"\x07"
+        return message.encode()
+
+    seeds = [
+        encoded(Code.POST, ("bs",), ("ep=fuzz", "pct=112")),
+        encoded(Code.GET, ("bspack",), ("ep=fuzz",)),
+        encoded(Code.POST, ("bs",)),
+    ]
+    rng = random.Random(11)
+    replies: list[bytes] = []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(0.002)
+        for _ in range(1500):
+            data = bytearray(rng.choice(seeds))
+            for _ in range(rng.randrange(1, 5)):
+                data[rng.randrange(len(data))] = rng.randrange(256)
+            data[0] = 0x40 | (data[0] & 0x3F)
+            sock.sendto(bytes(data), ("127.0.0.1", bootstrap_port))
+            try:
+                replies.append(sock.recv(2048))
+            except TimeoutError:
+                pass
+    for reply in replies:
+        assert reply[0] >> 6 == 1  # CoAP version 1, whatever it says
+    client = BootstrapClient(
+        f"bs-after-fuzz-{tag()}",
+        ("127.0.0.1", bootstrap_port),
+        f"coap://127.0.0.1:{bootstrap_port}",
+    )
+    with pytest.raises(BootstrapError, match="4.00"):  # still serving
+        server.call(client.bootstrap())

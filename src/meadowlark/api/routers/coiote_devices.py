@@ -153,7 +153,7 @@ async def create_devices(
         label = _item_label(item)
         try:
             body = DeviceCreate.model_validate(item)
-            if body.connectorType == "bootstrap":
+            if body.connectorType == "bootstrap" or body.bootstrap:
                 account = await bootstrap.create_account(
                     session, principal, new_bootstrap_account(body)
                 )
@@ -207,7 +207,7 @@ async def create_device(
     endpoint name unless set): the bootstrap server gives it the management account of
     its bootstrap configuration (``bootstrap/configuration/...``).
     """
-    if body.connectorType == "bootstrap":
+    if body.connectorType == "bootstrap" or body.bootstrap:
         account = await bootstrap.create_account(session, principal, new_bootstrap_account(body))
         await commit_new_device(session, account.id)
         return SingleDeviceAddResponse(id=account.id, result="created")

@@ -38,6 +38,7 @@ class DeviceCreate(BaseModel):
     """``bootstrap``: a bootstrap account (``core.bootstrap``); its security settings
     are the credentials it bootstraps with."""
     bootstrap: bool = False
+    """True: the same as ``connectorType: bootstrap``."""
     lastSessionTime: datetime | None = None
     lastContactTime: datetime | None = None
     lastRegisterTime: datetime | None = None
