@@ -440,3 +440,31 @@ def test_mutated_bootstrap_requests_get_only_coap_answers(server, bootstrap_port
     )
     with pytest.raises(BootstrapError, match="4.00"):  # still serving
         server.call(client.bootstrap())
+
+
+def test_new_credentials_end_a_registration_made_under_the_old_ones(server, bootstrap_port):
+    endpoint = f"bs-rekey-{tag()}"
+    account_id = bootstrap_device(server, endpoint)
+    configure(server, "device", account_id)
+    device = SimulatedDevice(endpoint, "coap://192.0.2.1:9")
+
+    async def register() -> None:
+        await bootstrap_into(device, f"coap://127.0.0.1:{bootstrap_port}")
+        await device.start()
+
+    server.call(register())
+    try:
+        assert server.call(server.runtime.lwm2m.get_registration(endpoint)) is not None
+        configure(server, "device", account_id, securityMode="psk", serverUri="coaps://[::1]:5684")
+        client = BootstrapClient(
+            endpoint, ("127.0.0.1", bootstrap_port), f"coap://127.0.0.1:{bootstrap_port}"
+        )
+        account = server.call(client.bootstrap())
+        assert account.security_mode == 0
+        # Registered over plain UDP as a NoSec device: that registration may not outlive
+        # the device becoming a PSK device.
+        eventually(lambda: server.call(server.runtime.lwm2m.get_registration(endpoint)) is None)
+        with server.admin() as http:
+            assert http.get(f"{API}/devices/{endpoint}").json()["securityMode"] == "psk"
+    finally:
+        server.call(device.stop(deregister=False))
