@@ -293,3 +293,34 @@ async def test_requests_over_the_per_address_limit_get_5_03_and_nothing_else():
     assert len(events.events) == 2
     other = Peer("192.0.2.8", 40000)
     assert (await service.on_bootstrap_request(other, ("ep=x",))).code == BAD_REQUEST
+
+
+async def test_each_transport_sends_through_its_own_endpoint():
+    plain, secure = FakeDevice(), FakeDevice()
+    events = Events()
+    service = BootstrapService(
+        Configurations(), events, BootstrapOptions(request_timeout=1, answer_first_delay=0)
+    )
+    service.attach(plain)
+    dtls_peer = Peer(PEER.host, PEER.port, "dtls")
+    refused = await service.on_bootstrap_request(dtls_peer, ("ep=dev-1",))
+    assert refused.code == SERVICE_UNAVAILABLE  # no secure transport attached
+    secure.send = _as_peer(secure, dtls_peer)  # type: ignore[method-assign]
+    service.attach(secure, "dtls")
+    assert (await service.on_bootstrap_request(dtls_peer, ("ep=dev-1",))).code == CHANGED
+    for _ in range(100):
+        if any(e.final for e in events.events):
+            break
+        await asyncio.sleep(0.01)
+    await service.stop()
+    assert secure.paths()[-1] == ("POST", "/bs") and not plain.requests
+
+
+def _as_peer(device: FakeDevice, expected: Peer) -> Callable[..., object]:
+    send = FakeDevice.send
+
+    async def checked(peer: Peer, request: DownlinkRequest, timeout: float) -> DownlinkResponse:  # noqa: ASYNC109
+        assert peer == expected
+        return await send(device, PEER, request, timeout)
+
+    return checked

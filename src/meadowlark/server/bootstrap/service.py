@@ -21,7 +21,10 @@ and must find its new credentials already there.
 Every step is reported to the ``BootstrapListener``, with the device's response code
 when it refused. Bootstrap-Pack-Request (1.2, ``GET /bspack?ep=NAME``) answers the same
 account as one SenML CBOR pack instead. Nothing here knows the transport: the service
-gets ``Peer`` objects and sends through an ``LwM2mEndpoint``, plain or secure alike.
+gets ``Peer`` objects and sends through the ``LwM2mEndpoint`` attached for the peer's
+``transport`` (``attach(endpoint, "udp")``; a DTLS port attaches its own), so one service
+serves the plain and the secure bootstrap ports, and the bootstrap account's security
+mode is checked against the peer's authenticated identity (``core.bootstrap``).
 """
 
 from __future__ import annotations
@@ -183,14 +186,15 @@ class BootstrapService:
         self._listener = listener
         self.options = options or BootstrapOptions()
         self._models = models or builtin_registry()
-        self._endpoint: LwM2mEndpoint | None = None
+        self._endpoints: dict[str, LwM2mEndpoint] = {}
         self._sessions: dict[str, asyncio.Task[None]] = {}
         per_address = self.options.max_requests_per_address_per_minute
         self._limiter = RegistrationRateLimiter(per_address) if per_address else None
 
-    def attach(self, endpoint: LwM2mEndpoint) -> None:
-        """The transport this service sends its requests through."""
-        self._endpoint = endpoint
+    def attach(self, endpoint: LwM2mEndpoint, transport: str = "udp") -> None:
+        """Send to peers of ``transport`` (their ``Peer.transport``) through ``endpoint``:
+        one service serves the plain and the secure bootstrap ports alike."""
+        self._endpoints[transport] = endpoint
 
     async def stop(self) -> None:
         sessions = list(self._sessions.values())
@@ -222,7 +226,7 @@ class BootstrapService:
                 )
             )
             return UplinkResult(UNSUPPORTED_CONTENT_FORMAT, diagnostic="unsupported pct")
-        if self._endpoint is None or (
+        if peer.transport not in self._endpoints or (
             endpoint not in self._sessions and len(self._sessions) >= self.options.max_sessions
         ):
             return UplinkResult(SERVICE_UNAVAILABLE, max_age=30)
@@ -429,8 +433,7 @@ class _Session:
         self._event(step, True, path, response, final=final)
 
     async def _send(self, step: Step, request: DownlinkRequest) -> DownlinkResponse | None:
-        endpoint = self._service._endpoint
-        assert endpoint is not None  # a session starts only once attached
+        endpoint = self._service._endpoints[self._peer.transport]  # checked at the request
         try:
             return await endpoint.send(self._peer, request, self._service.options.request_timeout)
         except TransportError as error:
