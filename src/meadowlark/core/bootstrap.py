@@ -427,70 +427,78 @@ class SqlBootstrapConfigurations:
 
 class BootstrapRecorder:
     """The ``BootstrapListener``: each event becomes an audit row and a device event;
-    the last one of a bootstrap also goes on the bootstrap account's record."""
+    the last one of a bootstrap also goes on the bootstrap account's record.
+
+    Events wait in a list that one writer task drains, all pending ones in one
+    transaction: rows keep the order of the events, and a busy bootstrap server costs
+    one commit per batch rather than per step.
+    """
 
     def __init__(self, db: Database, events: EventBus) -> None:
         self._db = db
         self._events = events
-        self._writes: set[asyncio.Task[None]] = set()
-        self._last: asyncio.Task[None] | None = None
+        self._pending: list[BootstrapEvent] = []
+        self._writer: asyncio.Task[None] | None = None
 
     def on_bootstrap_event(self, event: BootstrapEvent) -> None:
-        task = asyncio.get_running_loop().create_task(self._record_after(self._last, event))
-        self._last = task
-        self._writes.add(task)
-        task.add_done_callback(self._writes.discard)
-
-    async def _record_after(
-        self, previous: asyncio.Task[None] | None, event: BootstrapEvent
-    ) -> None:
-        """Rows go in the order of the events."""
-        if previous is not None:
-            await asyncio.gather(previous, return_exceptions=True)
-        await self._record(event)
+        self._pending.append(event)
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.get_running_loop().create_task(self._write_pending())
 
     async def drain(self) -> None:
         """Wait for the rows of the events reported so far."""
-        while self._writes:
-            await asyncio.gather(*list(self._writes), return_exceptions=True)
+        while self._writer is not None and not self._writer.done():
+            await asyncio.gather(self._writer, return_exceptions=True)
 
-    async def _record(self, event: BootstrapEvent) -> None:
-        code = "" if event.code is None else str(event.code)
-        try:
-            async with self._db.session() as session:
-                account = await session.scalar(
-                    select(BootstrapAccount).where(BootstrapAccount.endpoint_name == event.endpoint)
+    async def _write_pending(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                domains = await self._record(batch)
+            except Exception:  # the store failing must not end the bootstrap
+                _log.exception("bootstrap_audit_failed", events=len(batch))
+                continue
+            for event in batch:
+                domain_id = domains.get(event.endpoint)
+                if domain_id is not None:
+                    self._events.publish_bootstrap(
+                        event.endpoint,
+                        domain_id,
+                        peer=event.peer,
+                        operation=event.step.value,
+                        reason=_result_text(event),
+                    )
+
+    async def _record(self, batch: list[BootstrapEvent]) -> dict[str, str]:
+        """Write the batch; returns the domain of each known endpoint."""
+        async with self._db.session() as session:
+            found = await session.scalars(
+                select(BootstrapAccount).where(
+                    BootstrapAccount.endpoint_name.in_({event.endpoint for event in batch})
                 )
-                domain_id = account.domain_id if account is not None else None
-                name = _audit_name(event)
+            )
+            accounts = {account.endpoint_name: account for account in found}
+            now = datetime.now(UTC)
+            for event in batch:
+                account = accounts.get(event.endpoint)
                 audit.record(
                     session,
-                    name,
+                    _audit_name(event),
                     actor="bootstrap-server",
                     subject=event.endpoint,
-                    domain_id=domain_id,
+                    domain_id=None if account is None else account.domain_id,
                     client_ip=event.peer.host,
                     step=event.step.value,
                     path=event.path,
-                    code=code,
+                    code="" if event.code is None else str(event.code),
                     success=event.success,
                     detail=event.detail,
                 )
                 if account is not None and event.final:
-                    account.last_bootstrap_time = datetime.now(UTC)
+                    account.last_bootstrap_time = now
                     account.last_bootstrap_result = _result_text(event)
-                await session.commit()
-        except Exception:  # the store failing must not end the bootstrap
-            _log.exception("bootstrap_audit_failed", endpoint=event.endpoint)
-            return
-        if domain_id is not None:
-            self._events.publish_bootstrap(
-                event.endpoint,
-                domain_id,
-                peer=event.peer,
-                operation=event.step.value,
-                reason=_result_text(event),
-            )
+            await session.commit()
+        return {endpoint: account.domain_id for endpoint, account in accounts.items()}
 
 
 def _audit_name(event: BootstrapEvent) -> str:
