@@ -305,6 +305,8 @@ class SqlBootstrapConfigurations:
     def __init__(self, db: Database, lwm2m: LwM2mServer) -> None:
         self._db = db
         self._lwm2m = lwm2m
+        self._waiting: list[tuple[BootstrapPlan, asyncio.Future[None]]] = []
+        self._provisioner: asyncio.Task[None] | None = None
         self.default_uris: dict[str, str] = {}
         """Scheme (``coap``, ``coaps``) -> this server's address for it, set as the
         management transports bind; used when a configuration names no URI."""
@@ -331,6 +333,11 @@ class SqlBootstrapConfigurations:
                 return Refusal.UNSECURED_TRANSPORT
             if admission is not Admission.ALLOWED:
                 return Refusal.IDENTITY_MISMATCH
+            record_domain = await session.scalar(
+                select(Device.domain_id).where(Device.endpoint_name == endpoint)
+            )
+            if record_domain is not None and not record_domain.startswith(account.domain_id):
+                return Refusal.DOMAIN_MISMATCH
             config = await self._config_of(session, account)
         if config is None:
             return Refusal.NO_CONFIGURATION
@@ -383,46 +390,104 @@ class SqlBootstrapConfigurations:
 
     async def provisioned(self, plan: BootstrapPlan) -> None:
         """Give the management record (made now if missing, in the bootstrap account's
-        domain) the credentials the device was just given."""
+        domain) the credentials the device was just given.
+
+        Concurrent bootstraps are provisioned together: one writer task takes all that
+        are waiting into one transaction (SQLite has one writer, and a commit per device
+        made provisioning the bottleneck of a busy bootstrap server). Should the batch
+        fail, each is tried alone, so one device's problem stays its own.
+        """
+        done = asyncio.get_running_loop().create_future()
+        self._waiting.append((plan, done))
+        if self._provisioner is None or self._provisioner.done():
+            self._provisioner = asyncio.get_running_loop().create_task(self._provision_waiting())
+        await done
+
+    async def _provision_waiting(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting, []
+            try:
+                await self._settle(batch, await self._provision([plan for plan, _ in batch]))
+            except Exception:
+                if len(batch) > 1:  # find the culprit: each on its own
+                    for item in batch:
+                        try:
+                            await self._settle([item], await self._provision([item[0]]))
+                        except Exception:
+                            self._fail(*item)
+                else:
+                    self._fail(*batch[0])
+
+    async def _settle(
+        self, batch: list[tuple[BootstrapPlan, asyncio.Future[None]]], barred: list[str]
+    ) -> None:
+        for endpoint in barred:  # registered under the old credentials: registers anew
+            await self._lwm2m.forget(endpoint)
+        for _, done in batch:
+            if not done.done():
+                done.set_result(None)
+
+    @staticmethod
+    def _fail(plan: BootstrapPlan, done: asyncio.Future[None]) -> None:
+        _log.exception("bootstrap_provisioning_failed", endpoint=plan.endpoint)
+        if not done.done():
+            done.set_exception(ProvisioningFailed(plan.endpoint))
+
+    async def _provision(self, plans: list[BootstrapPlan]) -> list[str]:
+        """One transaction for ``plans``; returns the endpoints whose registration must end."""
+        barred: list[str] = []
+        async with self._db.session() as session:
+            found = await session.scalars(
+                select(BootstrapAccount).where(
+                    BootstrapAccount.endpoint_name.in_({plan.endpoint for plan in plans})
+                )
+            )
+            domains = {account.endpoint_name: account.domain_id for account in found}
+            for plan in plans:
+                domain_id = domains.get(plan.endpoint)
+                if domain_id is None:  # deleted meanwhile: nothing to provision
+                    continue
+                if await self._provision_one(session, plan, domain_id):
+                    barred.append(plan.endpoint)
+            await session.commit()
+        return barred
+
+    @staticmethod
+    async def _provision_one(session: AsyncSession, plan: BootstrapPlan, domain_id: str) -> bool:
         endpoint = plan.endpoint
         account = plan.account
-        async with self._db.session() as session:
-            bootstrap_account = await session.scalar(
-                select(BootstrapAccount).where(BootstrapAccount.endpoint_name == endpoint)
+        principal = _acting_in(domain_id)
+        device_id = await session.scalar(select(Device.id).where(Device.endpoint_name == endpoint))
+        if device_id is None:
+            created = await devices.create_device(
+                session, principal, devices.NewDevice(endpoint_name=endpoint, domain=domain_id)
             )
-            if bootstrap_account is None:  # deleted meanwhile: nothing to provision
-                return
-            principal = _acting_in(bootstrap_account.domain_id)
-            device_id = await session.scalar(
-                select(Device.id).where(Device.endpoint_name == endpoint)
+            device_id = created.id
+        if account.security_mode is SecurityMode.PSK:
+            changes = devices.DeviceChanges(
+                security_mode="psk",
+                dtls_identity=account.public_key_or_identity.decode(),
+                dtls_psk={"HexadecimalPsk": account.secret_key.hex()},
             )
-            if device_id is None:
-                created = await devices.create_device(
-                    session,
-                    principal,
-                    devices.NewDevice(endpoint_name=endpoint, domain=bootstrap_account.domain_id),
-                )
-                device_id = created.id
-            if account.security_mode is SecurityMode.PSK:
-                changes = devices.DeviceChanges(
-                    security_mode="psk",
-                    dtls_identity=account.public_key_or_identity.decode(),
-                    dtls_psk={"HexadecimalPsk": account.secret_key.hex()},
-                )
-            else:
-                changes = devices.DeviceChanges(security_mode="nosec")
-            update = await devices.update_device(session, principal, device_id, changes)
-            audit.record(
-                session,
-                "bootstrap.credentials_provisioned",
-                actor=principal.login,
-                subject=device_id,
-                domain_id=bootstrap_account.domain_id,
-                security_mode=changes.security_mode,
-            )
-            await session.commit()
-        if update.barred:  # registered under the old credentials: registers anew
-            await self._lwm2m.forget(endpoint)
+        else:
+            changes = devices.DeviceChanges(security_mode="nosec")
+        update = await devices.update_device(session, principal, device_id, changes)
+        audit.record(
+            session,
+            "bootstrap.credentials_provisioned",
+            actor=principal.login,
+            subject=device_id,
+            domain_id=domain_id,
+            security_mode=changes.security_mode,
+        )
+        return update.barred
+
+
+class ProvisioningFailed(Exception):
+    """The management record could not take the credentials (the bootstrap fails)."""
+
+    def __init__(self, endpoint: str) -> None:
+        super().__init__(f"provisioning the credentials of {endpoint!r} failed")
 
 
 class BootstrapRecorder:

@@ -468,3 +468,28 @@ def test_new_credentials_end_a_registration_made_under_the_old_ones(server, boot
             assert http.get(f"{API}/devices/{endpoint}").json()["securityMode"] == "psk"
     finally:
         server.call(device.stop(deregister=False))
+
+
+def test_a_record_of_another_tenant_is_never_provisioned(server, bootstrap_port):
+    """A bootstrap account cannot provision a management record of a sibling domain
+    (that endpoint name is another tenant's device): refused before anything is sent."""
+    mine, theirs = f"/root/bsa{tag()}/", f"/root/bsb{tag()}/"
+    endpoint = f"bs-tenant-{tag()}"
+    with server.admin() as http:
+        for domain in (mine, theirs):
+            assert http.post(f"{API}/domains", json={"id": domain}).status_code == 201
+        record = {"properties": {"endpointName": endpoint}, "domain": theirs}
+        assert http.post(f"{API}/devices", json=record).status_code == 201
+    configure(server, "device", bootstrap_device(server, endpoint, domain=mine))
+    client = BootstrapClient(
+        endpoint, ("127.0.0.1", bootstrap_port), f"coap://127.0.0.1:{bootstrap_port}"
+    )
+    with pytest.raises(BootstrapError, match="4.00"):
+        server.call(client.bootstrap())
+    assert client.requests == []
+    rows = eventually(lambda: audit_events(server, endpoint)[-1:])
+    assert rows[0]["event"] == "bootstrap.refused"
+    assert rows[0]["details"]["detail"] == "domain_mismatch"
+    with server.admin() as http:
+        shown = http.get(f"{API}/devices/{endpoint}").json()
+    assert shown["domain"] == theirs and shown["securityMode"] == "nosec"

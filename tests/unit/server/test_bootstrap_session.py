@@ -324,3 +324,16 @@ def _as_peer(device: FakeDevice, expected: Peer) -> Callable[..., object]:
         return await send(device, PEER, request, timeout)
 
     return checked
+
+
+async def test_no_finish_when_the_credentials_cannot_be_stored():
+    class Failing(Configurations):
+        async def provisioned(self, plan: BootstrapPlan) -> None:
+            raise RuntimeError("store down")
+
+    device = FakeDevice()
+    _, events, _ = await bootstrap(device, Failing())
+    assert ("POST", "/bs") not in device.paths()
+    last = events.events[-1]
+    assert (last.step, last.success, last.final) == (Step.FINISH, False, True)
+    assert last.detail == "credentials not stored"

@@ -102,6 +102,8 @@ class Refusal(StrEnum):
     UNSECURED_TRANSPORT = "unsecured_transport"
     """The device's bootstrap credentials need an authenticated (DTLS) session."""
     IDENTITY_MISMATCH = "identity_mismatch"
+    DOMAIN_MISMATCH = "domain_mismatch"
+    """The endpoint's management record is in a domain the bootstrap account cannot see."""
 
 
 class BootstrapConfigurations(Protocol):
@@ -366,7 +368,12 @@ class _Session:
             await self._request(Step.WRITE, write, CHANGED)
         if self._lwm2m_version not in (None, "1.0"):
             await self._verify(placement)
-        await self._service._configurations.provisioned(self._plan)
+        try:
+            await self._service._configurations.provisioned(self._plan)
+        except Exception:  # the store refused: no Finish, the device will ask again
+            _log.exception("bootstrap_provisioning_failed", endpoint=self._plan.endpoint)
+            self._event(Step.FINISH, False, "/bs", None, "credentials not stored", final=True)
+            raise _Failed from None
         await self._request(Step.FINISH, DownlinkRequest(Method.POST, ("bs",)), CHANGED, final=True)
 
     async def _discover(self) -> set[int]:
