@@ -144,6 +144,64 @@ async def get_account(
     return account
 
 
+async def update_account(
+    session: AsyncSession, principal: Principal, account_id: str, changes: devices.DeviceChanges
+) -> BootstrapAccount:
+    """Names and bootstrap credentials of a bootstrap device (a ``DeviceUpdateRequest``;
+    groups, properties, blacklisting and disabling management do not apply)."""
+    account = await get_account(session, principal, account_id)
+    if (
+        changes.add_properties
+        or changes.remove_properties
+        or changes.add_groups
+        or changes.remove_groups
+        or changes.blacklisted
+        or changes.management_enabled is False
+    ):
+        raise InvalidInput("a bootstrap device takes names and credentials only")
+    wants_psk = changes.dtls_identity is not None or changes.dtls_psk is not None
+    mode = changes.security_mode or ("psk" if wants_psk else account.security_mode)
+    if mode not in ("nosec", "psk"):
+        raise InvalidInput("a bootstrap device's securityMode must be nosec or psk")
+    if mode == "psk":
+        identity = changes.dtls_identity or account.dtls_identity
+        key = (
+            devices.psk_to_hex(changes.dtls_psk)
+            if changes.dtls_psk is not None
+            else account.dtls_psk
+        )
+        if not identity or key is None:
+            raise InvalidInput("securityMode psk needs dtlsIdentity and dtlsPsk")
+        _name("dtlsIdentity", identity, 255)
+        used = await session.scalar(
+            select(
+                exists().where(
+                    BootstrapAccount.dtls_identity == identity, BootstrapAccount.id != account.id
+                )
+            )
+        )
+        if used:
+            raise InvalidInput(f"DTLS identity {identity!r} is already used")
+    elif wants_psk:
+        raise InvalidInput("dtlsIdentity and dtlsPsk only apply to securityMode psk")
+    else:
+        identity, key = None, None
+    account.security_mode, account.dtls_identity, account.dtls_psk = mode, identity, key
+    if changes.friendly_name is not None:
+        account.friendly_name = _name("friendlyName", changes.friendly_name, 255)
+    if changes.description is not None:
+        account.description = changes.description
+    audit.record(
+        session,
+        "bootstrap.device_updated",
+        actor=principal.login,
+        subject=account.id,
+        domain_id=account.domain_id,
+        security_mode=mode,
+    )
+    return account
+
+
 async def delete_account(session: AsyncSession, principal: Principal, account_id: str) -> None:
     """Delete a bootstrap account and its own configuration."""
     account = await get_account(session, principal, account_id)

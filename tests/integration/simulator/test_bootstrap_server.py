@@ -493,3 +493,38 @@ def test_a_record_of_another_tenant_is_never_provisioned(server, bootstrap_port)
     with server.admin() as http:
         shown = http.get(f"{API}/devices/{endpoint}").json()
     assert shown["domain"] == theirs and shown["securityMode"] == "nosec"
+
+
+def test_a_bootstrap_device_takes_names_and_credentials_only(server, bootstrap_port):
+    endpoint = f"bs-update-{tag()}"
+    account_id = bootstrap_device(server, endpoint)
+    url = f"{API}/devices/{account_id}"
+    with server.admin() as http:
+        psk = {
+            "securityMode": "psk",
+            "dtlsIdentity": f"id-{endpoint}",
+            "dtlsPsk": {"HexadecimalPsk": "0011223344556677"},
+            "blacklisted": False,  # python-coiote sends the flags every time
+            "managementEnabled": True,
+            "friendlyName": "bootstrap me",
+        }
+        assert http.put(url, json=psk).status_code == 204
+        shown = http.get(url).json()
+        assert (shown["securityMode"], shown["dtlsIdentity"], shown["dtlsPsk"]) == (
+            "psk",
+            f"id-{endpoint}",
+            None,
+        )
+        assert shown["friendlyName"] == "bootstrap me" and shown["connectorType"] == "bootstrap"
+        for refused in (
+            {"blacklisted": True},
+            {"managementEnabled": False},
+            {"addGroups": ["g"]},
+            {"addProperties": {"a": "b"}},
+            {"securityMode": "cert"},
+            {"securityMode": "nosec", "dtlsIdentity": "x"},
+        ):
+            assert http.put(url, json=refused).status_code == 400, refused
+        assert http.put(url, json={"securityMode": "nosec"}).status_code == 204
+        shown = http.get(url).json()
+        assert (shown["securityMode"], shown["dtlsIdentity"]) == ("nosec", None)

@@ -245,26 +245,28 @@ async def update_device(
 ) -> Response:
     """Change properties, groups, flags, names or credentials.
 
-    Blacklisting or disabling management also drops the device's registration.
+    Blacklisting or disabling management also drops the device's registration. A
+    bootstrap device takes names and credentials only.
     """
-    update = await devices.update_device(
-        session,
-        principal,
-        device_id,
-        devices.DeviceChanges(
-            add_properties=body.addProperties,
-            remove_properties=tuple(body.removeProperties),
-            add_groups=tuple(body.addGroups),
-            remove_groups=tuple(body.removeGroups),
-            blacklisted=body.blacklisted,
-            management_enabled=body.managementEnabled,
-            description=body.description,
-            friendly_name=body.friendlyName,
-            security_mode=body.securityMode,
-            dtls_identity=body.dtlsIdentity,
-            dtls_psk=body.dtlsPsk,
-        ),
+    changes = devices.DeviceChanges(
+        add_properties=body.addProperties,
+        remove_properties=tuple(body.removeProperties),
+        add_groups=tuple(body.addGroups),
+        remove_groups=tuple(body.removeGroups),
+        blacklisted=body.blacklisted,
+        management_enabled=body.managementEnabled,
+        description=body.description,
+        friendly_name=body.friendlyName,
+        security_mode=body.securityMode,
+        dtls_identity=body.dtlsIdentity,
+        dtls_psk=body.dtlsPsk,
     )
+    try:
+        update = await devices.update_device(session, principal, device_id, changes)
+    except NotFound:
+        await bootstrap.update_account(session, principal, device_id, changes)
+        await session.commit()
+        return Response(status_code=204)
     await session.commit()
     if update.barred:
         await runtime.lwm2m.forget(update.device.endpoint_name)
