@@ -6,7 +6,8 @@ Wakaama's C server with ``--compare-wakaama``), ``notifications`` (against a bar
 observer), ``rest`` (authenticated GETs against ``/health``), ``storm`` (100,000 devices
 registering at once) and ``memory`` (RSS per device at 200,000 devices). ``lwm2m`` is
 the LwM2M layer in process (registrations and memory against bare aiocoap, then
-``notifications``).
+``notifications``). ``bootstrap`` is the bootstrap server: bootstraps then registrations
+per second against plain registrations.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ BENCHMARKS = (
     "things",
     "tasks",
 )
-BY_NAME_ONLY = ("lwm2m",)
+BY_NAME_ONLY = ("lwm2m", "bootstrap")
 
 
 def main() -> None:
