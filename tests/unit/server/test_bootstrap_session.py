@@ -337,3 +337,29 @@ async def test_no_finish_when_the_credentials_cannot_be_stored():
     last = events.events[-1]
     assert (last.step, last.success, last.final) == (Step.FINISH, False, True)
     assert last.detail == "credentials not stored"
+
+
+async def test_a_new_request_replaces_the_running_session():
+    class SlowDevice(FakeDevice):
+        async def send(self, peer, request, timeout):  # noqa: ASYNC109
+            await asyncio.sleep(0.05)
+            return await super().send(peer, request, timeout)
+
+    device = SlowDevice()
+    events = Events()
+    service = BootstrapService(
+        Configurations(), events, BootstrapOptions(request_timeout=1, answer_first_delay=0)
+    )
+    service.attach(device)
+    assert (await service.on_bootstrap_request(PEER, ("ep=dev-1",))).code == CHANGED
+    await asyncio.sleep(0.12)  # the first session is mid-way
+    assert (await service.on_bootstrap_request(PEER, ("ep=dev-1",))).code == CHANGED
+    for _ in range(200):
+        if any(e.final for e in events.events):
+            break
+        await asyncio.sleep(0.01)
+    await service.stop()
+    finals = [e for e in events.events if e.final]
+    assert len(finals) == 1 and finals[0].step is Step.FINISH and finals[0].success
+    assert device.paths().count(("POST", "/bs")) == 1
+    assert [e.step for e in events.events].count(Step.REQUEST) == 2
