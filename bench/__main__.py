@@ -8,7 +8,8 @@ registering at once) and ``memory`` (RSS per device at 200,000 devices). ``coap_
 compares Register+Update over CoAP over TCP/TLS with UDP. ``dtls`` prints
 full DTLS-PSK handshakes and requests over DTLS per second against plain UDP. ``lwm2m`` is
 the LwM2M layer in process (registrations and memory against bare aiocoap, then
-``notifications``).
+``notifications``). ``bootstrap`` is the bootstrap server: bootstraps then registrations
+per second against plain registrations.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ BENCHMARKS = (
     "coap_tcp",
     "dtls",
 )
-BY_NAME_ONLY = ("lwm2m", "psk_keyring")
+BY_NAME_ONLY = ("lwm2m", "psk_keyring", "bootstrap")
 
 
 def main() -> None:

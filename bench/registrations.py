@@ -66,6 +66,7 @@ def meadowlark_serve(tmp: Path, *, with_http: bool = False) -> Iterator[Any]:
         "MEADOWLARK_COAPS": "127.0.0.1:0",  # DTLS on a free port, not 5684
         "MEADOWLARK_COAP_TCP": "off",  # no CoAP over TCP/TLS here
         "MEADOWLARK_COAP_TLS": "off",
+        "MEADOWLARK_BOOTSTRAP": "off",
         "MEADOWLARK_DATA_DIR": str(tmp / "meadowlark-data"),
         "MEADOWLARK_ADMIN_PASSWORD": ADMIN_PASSWORD,
     }

@@ -75,6 +75,7 @@ def run(
             "MEADOWLARK_COAPS": "127.0.0.1:0",  # DTLS on a free port, not 5684
             "MEADOWLARK_COAP_TCP": "off",  # no CoAP over TCP/TLS here
             "MEADOWLARK_COAP_TLS": "off",
+            "MEADOWLARK_BOOTSTRAP": "off",
             "MEADOWLARK_DATA_DIR": data_dir,
             "MEADOWLARK_ADMIN_PASSWORD": ADMIN_PASSWORD,
             "MEADOWLARK_LOG_LEVEL": "warning",

@@ -267,6 +267,8 @@ class Settings(BaseSettings):
     """Address of CoAP over TCP (RFC 8323, LwM2M binding ``T``); ``off`` disables it."""
     coap_tls: Annotated[HostPort | None, NoDecode, Field(default="0.0.0.0:5684")]  # noqa: S104
     """Address of CoAP over TLS (certificates: ``tls``); ``off`` disables it."""
+    bootstrap: Annotated[HostPort | None, NoDecode, Field(default="0.0.0.0:5783")]  # noqa: S104 - devices connect from anywhere
+    """Address of the LwM2M Bootstrap server (plain CoAP); ``off`` disables it."""
     data_dir: Path = Path("./meadowlark-data")
     """Folder for the embedded database, the generated secret key and other state."""
     database_url: str | None = None
@@ -308,6 +310,13 @@ class Settings(BaseSettings):
     _parse_http = field_validator("http", "coap", mode="before")(_host_port)
     _parse_coaps = field_validator("coaps", mode="before")(_optional_host_port)
     _parse_streams = field_validator("coap_tcp", "coap_tls", mode="before")(_optional_host_port)
+
+    @field_validator("bootstrap", mode="before")
+    @classmethod
+    def _bootstrap_address(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().lower() == "off":
+            return None
+        return _host_port(value)
 
     @field_validator("log_level")
     @classmethod

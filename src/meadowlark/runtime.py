@@ -16,6 +16,7 @@ from meadowlark.connectivity.listener import ConnectivityListener
 from meadowlark.connectivity.recorder import ActivityRecorder
 from meadowlark.connectivity.sms import make_gateway
 from meadowlark.connectivity.things import ThingService
+from meadowlark.core.bootstrap import BootstrapRecorder, SqlBootstrapConfigurations
 from meadowlark.core.devices import seal_stored_psks
 from meadowlark.core.events import EventBus
 from meadowlark.core.firmware import FirmwareUpdates
@@ -29,6 +30,7 @@ from meadowlark.core.tasks.callbacks import CallbackOptions, CallbackSender
 from meadowlark.core.tasks.engine import EngineOptions, TaskEngine
 from meadowlark.core.tasks.service import TaskService
 from meadowlark.core.users import Users, bootstrap
+from meadowlark.server.bootstrap.service import BootstrapOptions, BootstrapService
 from meadowlark.server.service import LwM2mServer, ServerOptions
 from meadowlark.store.db import Database
 from meadowlark.store.devices import SqlDeviceStores, device_domain
@@ -60,6 +62,10 @@ class Runtime:
     """Seals device PSKs for storage and opens them."""
     psk_keyring: PskKeyring
     """DTLS identity -> PSK for the DTLS transport's handshakes (loaded at start)."""
+    bootstrap: BootstrapService
+    """The LwM2M Bootstrap server's logic; a transport attaches to it (``coap/``)."""
+    bootstrap_configurations: SqlBootstrapConfigurations
+    bootstrap_recorder: BootstrapRecorder
     cluster: Cluster | None = None
     """This node's links to the other nodes of a scaled-out deployment (None: alone)."""
 
@@ -164,6 +170,18 @@ class Runtime:
             ),
             firmware=firmware,
         )
+        bootstrap_configurations = SqlBootstrapConfigurations(db, lwm2m, psk_box)
+        bootstrap_recorder = BootstrapRecorder(db, events)
+        bootstrap_service = BootstrapService(
+            bootstrap_configurations,
+            bootstrap_recorder,
+            BootstrapOptions(
+                request_timeout=lwm2m_settings.request_timeout,
+                max_requests_per_address_per_minute=(
+                    lwm2m_settings.max_registrations_per_address_per_minute
+                ),
+            ),
+        )
         return cls(
             settings=settings,
             db=db,
@@ -182,6 +200,9 @@ class Runtime:
             tasks=TaskService(db, lwm2m, object_models, engine),
             psk_box=psk_box,
             psk_keyring=psk_keyring,
+            bootstrap=bootstrap_service,
+            bootstrap_configurations=bootstrap_configurations,
+            bootstrap_recorder=bootstrap_recorder,
             cluster=cluster,
         )
 
@@ -224,6 +245,8 @@ class Runtime:
         await self.tasks.engine.start()
 
     async def close(self) -> None:
+        await self.bootstrap.stop()
+        await self.bootstrap_recorder.drain()
         await self.tasks.engine.stop()
         await self.observations.stop()
         await self.lwm2m.stop()

@@ -107,6 +107,12 @@ DELETE resources/{id}                          | DELETE | resources/{id}        
 PUT resources/{id}/data                        | PUT    | resources/{id}/data                       | Resources
 POST resources/{id}/downloadUrl                | POST   | resources/{id}/downloadUrl                | Resources
 GET events                                     | GET    | events                                    | Events
+GET bootstrap/configuration/device/{deviceId}    | GET    | bootstrap/configuration/device/{deviceId}    | Devices
+PUT bootstrap/configuration/device/{deviceId}    | PUT    | bootstrap/configuration/device/{deviceId}    | Devices
+DELETE bootstrap/configuration/device/{deviceId} | DELETE | bootstrap/configuration/device/{deviceId}    | Devices
+GET bootstrap/configuration/group/{groupId}      | GET    | bootstrap/configuration/group/{groupId}      | Groups
+PUT bootstrap/configuration/group/{groupId}      | PUT    | bootstrap/configuration/group/{groupId}      | Groups
+DELETE bootstrap/configuration/group/{groupId}   | DELETE | bootstrap/configuration/group/{groupId}      | Groups
 """
 
 # Endpoints outside the Coiote surface: authentication, self-service, administration.

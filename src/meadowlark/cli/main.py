@@ -168,6 +168,12 @@ def serve(
     for kind, scheme in (("tcp", "coap+tcp"), ("tls", "coaps+tcp")):
         if streams[kind] != "off":
             typer.echo(f"LwM2M (CoAP over {kind.upper()}) on {scheme}://{streams[kind]}", err=True)
+    bootstrap_address = None
+    if settings.bootstrap is not None:
+        bootstrap_address = HostPort(
+            host=settings.bootstrap.host, port=concrete_udp_port(settings.bootstrap)
+        )
+        typer.echo(f"LwM2M Bootstrap (CoAP) on udp://{bootstrap_address}", err=True)
     signals = settings.cluster.signals
     if signals_kind(settings, settings.resolved_database_url.startswith("sqlite")) == "off":
         signals = "local"  # one host's workers on the embedded store
@@ -179,6 +185,7 @@ def serve(
             "MEADOWLARK_COAPS": "off" if coaps_address is None else str(coaps_address),
             "MEADOWLARK_COAP_TCP": streams["tcp"],
             "MEADOWLARK_COAP_TLS": streams["tls"],
+            "MEADOWLARK_BOOTSTRAP": "off" if bootstrap_address is None else str(bootstrap_address),
             "MEADOWLARK_DATA_DIR": str(settings.data_dir),
             "MEADOWLARK_DATABASE_URL": settings.database_url,
             "MEADOWLARK_TOKEN_LIFETIME": str(settings.token_lifetime),

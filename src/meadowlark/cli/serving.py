@@ -82,6 +82,7 @@ def serve_node(
 
     from meadowlark.api.app import create_app
     from meadowlark.cli.dtls_serving import start_dtls
+    from meadowlark.coap.bootstrap_site import BootstrapSite, NoRegistrations
     from meadowlark.coap.server import CoapServer
 
     async def main() -> None:
@@ -116,6 +117,19 @@ def serve_node(
         dtls_server = await start_dtls(settings, runtime, coap_server, reuse_port=worker)
         runtime.firmware_images.bind_coap(settings.coap.host, coap_server.port)
         runtime.firmware_images.bind_http(settings.http.host, settings.http.port)
+        runtime.bootstrap_configurations.bind("coap", settings.coap.host, coap_server.port)
+        bootstrap_server = None
+        if settings.bootstrap is not None:
+            bootstrap_server = CoapServer(
+                NoRegistrations(),
+                settings.bootstrap.host,
+                settings.bootstrap.port,
+                max_payload=lwm2m.max_payload,
+                block_size=lwm2m.block_size,
+                reuse_port=worker,
+                site=BootstrapSite(runtime.bootstrap, lwm2m.max_payload),
+            )
+            runtime.bootstrap.attach(await bootstrap_server.start())
         if not worker:
             typer.echo(f"LwM2M (CoAP) on udp://{settings.coap}", err=True)
             if settings.coaps is not None:
@@ -126,6 +140,8 @@ def serve_node(
             ):
                 if address is not None:
                     typer.echo(f"LwM2M (CoAP over {label}) on {scheme}://{address}", err=True)
+            if settings.bootstrap is not None:
+                typer.echo(f"LwM2M Bootstrap (CoAP) on udp://{settings.bootstrap}", err=True)
         server = uvicorn.Server(
             uvicorn.Config(
                 create_app(runtime, manage_runtime=False),
@@ -142,6 +158,8 @@ def serve_node(
         finally:
             if dtls_server is not None:
                 await dtls_server.stop()
+            if bootstrap_server is not None:
+                await bootstrap_server.stop()
             await coap_server.stop()
             await runtime.close()
 

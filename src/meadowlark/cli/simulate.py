@@ -120,6 +120,18 @@ def simulate(
     handshake_timeout: Annotated[
         float, typer.Option(help="Seconds a DTLS handshake may take.", min=0.1)
     ] = 30.0,
+    bootstrap: Annotated[
+        str | None,
+        typer.Option(
+            help="Bootstrap server URI (coap://host:port): each device starts with only its "
+            "bootstrap account and registers where the bootstrap server sends it "
+            "(--server is then unused)."
+        ),
+    ] = None,
+    bootstrap_pack: Annotated[
+        bool,
+        typer.Option(help="Bootstrap with Bootstrap-Pack-Request (LwM2M 1.2) instead."),
+    ] = False,
 ) -> None:
     """Simulate LwM2M devices (register, answer requests, notify) until stopped."""
     preferred = FORMAT_NAMES.get(format)
@@ -140,6 +152,10 @@ def simulate(
         security = _security(
             server_uri, prefix, psk_identity, psk_key, psk_per_device, certificate, private_key, ca
         )
+    if bootstrap_pack and bootstrap is None:
+        raise typer.BadParameter("needs --bootstrap", param_hint="--bootstrap-pack")
+    if bootstrap_pack and lwm2m_version != "1.2":
+        raise typer.BadParameter("needs --lwm2m-version 1.2", param_hint="--bootstrap-pack")
     available = LEGACY_FORMATS if lwm2m_version == "1.0" else MODERN_FORMATS
     formats = (preferred, *(fmt for fmt in available if fmt != preferred))
     config = FleetConfig(
@@ -160,6 +176,8 @@ def simulate(
         security=security,
         tls=tls,
         tls_server_name=tls_name,
+        bootstrap_uri=bootstrap,
+        bootstrap_pack=bootstrap_pack,
     )
     try:
         asyncio.run(_run(Fleet(config), duration, interval))

@@ -12,6 +12,7 @@ import ssl
 
 from aiocoap import Context
 from aiocoap.messagemanager import MessageManager
+from aiocoap.resource import Resource
 from aiocoap.tokenmanager import TokenManager
 
 from meadowlark.coap.endpoint import AiocoapEndpoint
@@ -39,16 +40,18 @@ class CoapServer:
         tcp: tuple[str, int] | None = None,
         tls: tuple[str, int] | None = None,
         tls_context: ssl.SSLContext | None = None,
+        site: Resource | None = None,
     ) -> None:
         """``traffic`` counts every datagram received and sent, per address;
         ``downloads`` serves firmware images block-wise at ``/fw/{token}``;
         ``reuse_port`` binds with SO_REUSEPORT, for several processes on one port.
         ``tcp`` and ``tls`` (with ``tls_context``) also serve CoAP over TCP and TLS
-        (RFC 8323, ``coap.tcp``) at those addresses, on the same site and context."""
+        (RFC 8323, ``coap.tcp``) at those addresses, on the same site and context;
+        ``site`` replaces the ``Lwm2mSite`` (the bootstrap server serves ``/bs``)."""
         self._handler = handler
         self._max_payload = max_payload
         self._block_size_exp = block_size_exponent(block_size)
-        self._site = Lwm2mSite(handler, max_payload, block_size, downloads)
+        self._site = site or Lwm2mSite(handler, max_payload, block_size, downloads)
         self._traffic = traffic
         self._bind = (host, port)
         self._reuse_port = reuse_port

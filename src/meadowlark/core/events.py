@@ -58,6 +58,8 @@ class EventKind(StrEnum):
     """A Register, Update, De-register or Send of the device was answered 4.03."""
     ADDRESS_CHANGED = "ADDRESS_CHANGED"
     """An Update or De-register came from another address than the registration's."""
+    BOOTSTRAP = "BOOTSTRAP"
+    """A step of a bootstrap (request, discover, delete, write, read, finish, pack)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +73,8 @@ class DeviceEvent:
     ``peer`` (the requester), ``reason`` (``unsecured_transport``, ``identity_mismatch``,
     ``blacklisted``, ...) and ``operation``. ADDRESS_CHANGED: ``registration`` (with the
     new address), ``peer`` (the new address), ``previous_peer`` (the old one) and
-    ``operation`` (``update`` or ``deregister``).
+    ``operation`` (``update`` or ``deregister``). BOOTSTRAP: ``peer`` (the device),
+    ``operation`` (the step) and ``reason`` (its outcome, e.g. ``write /0/1 failed 4.00``).
     """
 
     kind: EventKind
@@ -252,6 +255,23 @@ class EventBus(ServerListener):
             result=result,
             error=error,
         )
+
+    def publish_bootstrap(
+        self, endpoint: str, domain_id: str, *, peer: Peer, operation: str, reason: str
+    ) -> None:
+        """A bootstrap step of a device of ``domain_id`` (known already: a device being
+        bootstrapped may have no management record to look it up from)."""
+        if self._listened():
+            event = DeviceEvent(
+                EventKind.BOOTSTRAP,
+                endpoint,
+                "",
+                datetime.now(UTC),
+                peer=peer,
+                operation=operation,
+                reason=reason,
+            )
+            self._deliver(event, domain_id)
 
     # --- fan-out -------------------------------------------------------------------------
 

@@ -262,7 +262,7 @@ class SimulatedDevice:
         Register; ``RegistrationError`` on refusal or a failed handshake."""
         if self._endpoint is None or not self._endpoint.is_open:
             self._server = await resolve_server(self.server_uri)
-            host = self._local_host or _local_host_for(self._server[0])
+            host = self._local_host or local_host_for(self._server[0])
             if is_stream_uri(self.server_uri):
                 await self._connect(host)
             elif urlsplit(self.server_uri).scheme == "coaps":
@@ -990,7 +990,7 @@ def _certificate_name(host: str | None) -> str | None:
     return None
 
 
-def _local_host_for(server_host: str) -> str:
+def local_host_for(server_host: str) -> str:
     address = ipaddress.ip_address(server_host)
     if address.version == 6:
         return "::1" if address.is_loopback else "::"

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from meadowlark.simulator.bootstrap import BootstrapError, bootstrap_into
 from meadowlark.simulator.client import (
     DeviceState,
     DeviceStats,
@@ -69,6 +70,11 @@ class FleetConfig:
     """The name the server's TLS certificate must carry (default: the URI's host)."""
     security: FleetSecurity | None = None
     """DTLS credentials per device, for a ``coaps://`` server."""
+    bootstrap_uri: str | None = None
+    """Bootstrap each device from this server first (``server_uri`` is then replaced by
+    the account it is given)."""
+    bootstrap_pack: bool = False
+    """Bootstrap with Bootstrap-Pack-Request (LwM2M 1.2) instead of Bootstrap-Request."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,10 +160,15 @@ class Fleet:
 
         async def start_one(device: SimulatedDevice) -> None:
             try:
+                if config.bootstrap_uri is not None:
+                    await bootstrap_into(device, config.bootstrap_uri, pack=config.bootstrap_pack)
                 await device.start()
-            except (RegistrationError, CoapError, OSError) as error:
+            except (RegistrationError, BootstrapError, CoapError, OSError) as error:
                 log.debug("%s: %s", device.endpoint_name, error)
                 self.last_failure = f"{device.endpoint_name}: {error}"
+                if isinstance(error, BootstrapError):
+                    device.state = DeviceState.FAILED
+                    log.warning("%s: bootstrap failed: %s", device.endpoint_name, error)
             finally:
                 pending.release()
 

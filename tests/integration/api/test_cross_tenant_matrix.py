@@ -708,6 +708,54 @@ FIXTURES.update(
 )
 
 
+# --- bootstrap configurations (issue 11) -------------------------------------------------------
+# B's bootstrap device with its own configuration, and a configuration of B's group.
+
+_BOOTSTRAP: dict[int, str] = {}
+BOOTSTRAP_CONFIG = {"lifetime": 4321, "shortServerId": 9}
+
+
+def _bootstrap_objects(world: World) -> str:
+    """B's bootstrap device id (made, with both configurations, on first use)."""
+    if id(world) not in _BOOTSTRAP:
+        endpoint = f"{world.b.tag}-bsdev"
+        with world.as_b() as http:
+            body = {"properties": {"endpointName": endpoint}, "connectorType": "bootstrap"}
+            account_id = _created(http.post(f"{COIOTE}/devices", json=body))["id"]
+            for kind, target in (("device", account_id), ("group", world.group)):
+                url = f"{COIOTE}/bootstrap/configuration/{kind}/{target}"
+                _created(http.put(url, json=BOOTSTRAP_CONFIG), 200)
+        _BOOTSTRAP[id(world)] = account_id
+    return _BOOTSTRAP[id(world)]
+
+
+def _b_bootstrap_still_works(world: World) -> None:
+    with world.as_b() as http:
+        for kind, target in (("device", _bootstrap_objects(world)), ("group", world.group)):
+            shown = http.get(f"{COIOTE}/bootstrap/configuration/{kind}/{target}")
+            assert shown.status_code == 200, shown.text
+            assert shown.json()["lifetime"] == BOOTSTRAP_CONFIG["lifetime"]
+
+
+def _bootstrap(kind: str, **extra: Any) -> Target:
+    if kind == "device":
+        target = _by("device_id", _bootstrap_objects, **extra)
+    else:
+        target = _by("group_id", lambda w: (_bootstrap_objects(w), w.group)[1], **extra)
+    return Target(target.sibling, target.missing, still_works=_b_bootstrap_still_works)
+
+
+for _kind, _name in (("device", "device_id"), ("group", "group_id")):
+    _route = f"{COIOTE}/bootstrap/configuration/{_kind}/{{{_name}}}"
+    FIXTURES.update(
+        {
+            ("GET", _route): _bootstrap(_kind),
+            ("PUT", _route): _bootstrap(_kind, json={"lifetime": 5}),
+            ("DELETE", _route): _bootstrap(_kind),
+        }
+    )
+
+
 def _url(route: str, params: dict[str, str]) -> str:
     def fill(match: re.Match[str]) -> str:
         return quote(params[match.group(1)], safe="/")

@@ -181,7 +181,11 @@ def test_create_refuses_duplicates_long_names_and_bad_input(http, error_body):
     error_body(
         http.post(
             f"{API}/devices",
-            json={"properties": {"endpointName": f"b-{tag()}"}, "connectorType": "bootstrap"},
+            json={
+                "properties": {"endpointName": f"b-{tag()}"},
+                "connectorType": "bootstrap",
+                "directGroups": ["g"],
+            },
         ),
         400,
     )

@@ -27,8 +27,8 @@ from meadowlark.api.schemas.coiote_devices import (
     SingleDeviceAddResponse,
 )
 from meadowlark.auth.principal import Principal
-from meadowlark.core import devices
-from meadowlark.core.errors import Conflict, InvalidInput, ServiceError
+from meadowlark.core import bootstrap, devices
+from meadowlark.core.errors import Conflict, InvalidInput, NotFound, ServiceError
 from meadowlark.runtime import Runtime
 
 router = APIRouter(prefix="/api/coiotedm/v3", tags=["devices"])
@@ -53,6 +53,26 @@ def new_device(body: DeviceCreate) -> devices.NewDevice:
         dtls_psk=body.dtlsPsk,
         groups=tuple(body.directGroups),
         properties={k: v for k, v in body.properties.items() if k != "endpointName"},
+    )
+
+
+def new_bootstrap_account(body: DeviceCreate) -> bootstrap.NewBootstrapAccount:
+    """A ``connectorType: bootstrap`` device; its id defaults to ``bs-`` and the endpoint
+    name (the management device keeps the plain endpoint name)."""
+    endpoint = body.properties.get("endpointName")
+    if not endpoint:
+        raise InvalidInput("properties.endpointName is required")
+    if body.directGroups or len(body.properties) > 1:
+        raise InvalidInput("a bootstrap device has no groups nor properties")
+    return bootstrap.NewBootstrapAccount(
+        endpoint_name=endpoint,
+        account_id=body.id or f"bs-{endpoint}",
+        domain=body.domain,
+        friendly_name=body.friendlyName or "",
+        description=body.description or "",
+        security_mode=body.securityMode,
+        dtls_identity=body.dtlsIdentity,
+        dtls_psk_hex=devices.psk_to_hex(body.dtlsPsk) if body.dtlsPsk is not None else None,
     )
 
 
@@ -132,18 +152,29 @@ async def create_devices(
     for item in items:
         label = _item_label(item)
         try:
-            new = new_device(DeviceCreate.model_validate(item))
-            device = await devices.create_device(session, principal, new, psk_box=runtime.psk_box)
-            await commit_new_device(session, device.id)
+            body = DeviceCreate.model_validate(item)
+            if body.connectorType == "bootstrap" or body.bootstrap:
+                account = await bootstrap.create_account(
+                    session, principal, new_bootstrap_account(body)
+                )
+                created_id, groups = account.id, ()
+            else:
+                new = new_device(body)
+                device = await devices.create_device(
+                    session, principal, new, psk_box=runtime.psk_box
+                )
+                created_id = device.id
+                groups = new.groups
+            await commit_new_device(session, created_id)
         except ValidationError as exc:
             results.append(DeviceAddResult(id=label, success=False, reason=_first_error(exc)))
         except ServiceError as exc:
             await session.rollback()
             results.append(DeviceAddResult(id=label, success=False, reason=exc.message))
         else:
-            results.append(DeviceAddResult(id=device.id, success=True))
-            if new.groups:
-                grouped.append(device.id)
+            results.append(DeviceAddResult(id=created_id, success=True))
+            if groups:
+                grouped.append(created_id)
     await reconcile_observations(runtime, grouped)
     succeeded = sum(result.success for result in results)
     return DevicesBatchAddResponse(
@@ -173,7 +204,16 @@ async def create_device(
     session: SessionDep,
     principal: Annotated[Principal, require("POST devices")],
 ) -> SingleDeviceAddResponse:
-    """Pre-provision a device by ``properties.endpointName`` (the id unless ``id`` is set)."""
+    """Pre-provision a device by ``properties.endpointName`` (the id unless ``id`` is set).
+
+    ``connectorType: bootstrap`` adds a bootstrap device instead (id ``bs-`` and the
+    endpoint name unless set): the bootstrap server gives it the management account of
+    its bootstrap configuration (``bootstrap/configuration/...``).
+    """
+    if body.connectorType == "bootstrap" or body.bootstrap:
+        account = await bootstrap.create_account(session, principal, new_bootstrap_account(body))
+        await commit_new_device(session, account.id)
+        return SingleDeviceAddResponse(id=account.id, result="created")
     new = new_device(body)
     device = await devices.create_device(session, principal, new, psk_box=runtime.psk_box)
     await commit_new_device(session, device.id)
@@ -189,7 +229,12 @@ async def get_device(
     principal: Annotated[Principal, require("GET devices/{id}")],
 ) -> Response:
     """One device (the DTLS key is never returned)."""
-    device, groups = await devices.read_device(runtime.db, principal, device_id)
+    try:
+        device, groups = await devices.read_device(runtime.db, principal, device_id)
+    except NotFound:
+        async with runtime.db.session() as session:
+            account = await bootstrap.get_account(session, principal, device_id)
+        return model_response(DevicePublic.of_bootstrap(account))
     return model_response(DevicePublic.of(device, groups))
 
 
@@ -203,27 +248,30 @@ async def update_device(
 ) -> Response:
     """Change properties, groups, flags, names or credentials.
 
-    Blacklisting or disabling management also drops the device's registration.
+    Blacklisting or disabling management also drops the device's registration. A
+    bootstrap device takes names and credentials only.
     """
-    update = await devices.update_device(
-        session,
-        principal,
-        device_id,
-        devices.DeviceChanges(
-            add_properties=body.addProperties,
-            remove_properties=tuple(body.removeProperties),
-            add_groups=tuple(body.addGroups),
-            remove_groups=tuple(body.removeGroups),
-            blacklisted=body.blacklisted,
-            management_enabled=body.managementEnabled,
-            description=body.description,
-            friendly_name=body.friendlyName,
-            security_mode=body.securityMode,
-            dtls_identity=body.dtlsIdentity,
-            dtls_psk=body.dtlsPsk,
-        ),
-        psk_box=runtime.psk_box,
+    changes = devices.DeviceChanges(
+        add_properties=body.addProperties,
+        remove_properties=tuple(body.removeProperties),
+        add_groups=tuple(body.addGroups),
+        remove_groups=tuple(body.removeGroups),
+        blacklisted=body.blacklisted,
+        management_enabled=body.managementEnabled,
+        description=body.description,
+        friendly_name=body.friendlyName,
+        security_mode=body.securityMode,
+        dtls_identity=body.dtlsIdentity,
+        dtls_psk=body.dtlsPsk,
     )
+    try:
+        update = await devices.update_device(
+            session, principal, device_id, changes, psk_box=runtime.psk_box
+        )
+    except NotFound:
+        await bootstrap.update_account(session, principal, device_id, changes)
+        await session.commit()
+        return Response(status_code=204)
     await session.commit()
     if update.barred:
         await runtime.lwm2m.forget(update.device.endpoint_name)
@@ -240,7 +288,12 @@ async def delete_device(
     principal: Annotated[Principal, require("DELETE devices/{id}")],
 ) -> Response:
     """Delete a device with its data; a current registration is dropped too."""
-    device = await devices.delete_device(session, principal, device_id)
+    try:
+        device = await devices.delete_device(session, principal, device_id)
+    except NotFound:
+        await bootstrap.delete_account(session, principal, device_id)
+        await session.commit()
+        return Response(status_code=204)
     await session.commit()
     await runtime.lwm2m.forget(device.endpoint_name)
     runtime.device_stores.ids.forget(device.endpoint_name)

@@ -34,6 +34,7 @@ EVENT_TYPES: dict[EventKind, str] = {
     EventKind.SEND: "send",
     EventKind.REGISTRATION_REFUSED: "deviceRegistrationRefused",
     EventKind.ADDRESS_CHANGED: "deviceAddressChanged",
+    EventKind.BOOTSTRAP: "deviceBootstrap",
 }
 
 

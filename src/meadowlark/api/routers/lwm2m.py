@@ -465,7 +465,7 @@ async def events(
     opaque: Opaque = "hex",
 ) -> StreamingResponse:
     """Server-sent events of your devices: REGISTRATION, UPDATED, DEREGISTRATION,
-    NOTIFICATION, SEND, AWAKE, SLEEPING, REQUEST_RESPONSE."""
+    NOTIFICATION, SEND, AWAKE, SLEEPING, REQUEST_RESPONSE, BOOTSTRAP."""
     subscription = runtime.events.subscribe(EventFilter(principal.domain_id, ep))
     return event_stream(
         request,
@@ -506,7 +506,7 @@ def _event_json(runtime: Runtime, event: DeviceEvent, opaque: OpaqueEncoding) ->
             return {"ep": ep, "val": nodes_to_json(newest, opaque)}
         case EventKind.REQUEST_RESPONSE:
             return _request_response_json(event, opaque)
-        case EventKind.REGISTRATION_REFUSED:
+        case EventKind.REGISTRATION_REFUSED | EventKind.BOOTSTRAP:
             assert event.peer is not None
             return {
                 "ep": ep,

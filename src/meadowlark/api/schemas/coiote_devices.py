@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from meadowlark.core.devices import MAX_PROPERTIES, device_properties, software_version
+from meadowlark.store.bootstrap_models import BootstrapAccount
 from meadowlark.store.device_models import Device
 from meadowlark.store.hot_reads import Row
 
@@ -33,8 +34,11 @@ class DeviceCreate(BaseModel):
     dtlsPsk: dict[str, Any] | None = None
     directGroups: list[str] = Field(default_factory=list, max_length=MAX_GROUPS_PER_REQUEST)
     properties: dict[str, str] = Field(default_factory=dict, max_length=MAX_PROPERTIES + 1)
-    connectorType: Literal["management"] = "management"
-    bootstrap: Literal[False] = False
+    connectorType: Literal["management", "bootstrap"] = "management"
+    """``bootstrap``: a bootstrap account (``core.bootstrap``); its security settings
+    are the credentials it bootstraps with."""
+    bootstrap: bool = False
+    """True: the same as ``connectorType: bootstrap``."""
     lastSessionTime: datetime | None = None
     lastContactTime: datetime | None = None
     lastRegisterTime: datetime | None = None
@@ -123,6 +127,35 @@ class DevicePublic(BaseModel):
             domain=device.domain_id,
             securityMode=device.security_mode,
             dtlsIdentity=device.dtls_identity,
+        )
+
+    @classmethod
+    def of_bootstrap(cls, account: BootstrapAccount) -> DevicePublic:
+        """A bootstrap account as Coiote shows a ``connectorType: bootstrap`` device."""
+        return cls(
+            id=account.id,
+            connectorType="bootstrap",
+            bootstrap=True,
+            directGroups=[],
+            properties={"endpointName": account.endpoint_name},
+            blacklisted=False,
+            managementEnabled=True,
+            lastSessionTime=account.last_bootstrap_time,
+            lastContactTime=account.last_bootstrap_time,
+            lastRegisterTime=None,
+            firstRegisterTime=None,
+            creationTime=account.creation_time,
+            ipAddress=None,
+            serialNumber=None,
+            modelName=None,
+            hardwareVersion=None,
+            softwareVersion=None,
+            manufacturer=None,
+            description=account.description,
+            friendlyName=account.friendly_name,
+            domain=account.domain_id,
+            securityMode=account.security_mode,
+            dtlsIdentity=account.dtls_identity,
         )
 
 
