@@ -20,6 +20,7 @@ from meadowlark.api.limits import BodySizeLimit
 from meadowlark.api.routers import (
     admin,
     auth,
+    coiote_alerts,
     coiote_data_model,
     coiote_devices,
     coiote_dialects,
@@ -132,6 +133,7 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
         firmware_download,
         coiote_tasks,
         coiote_settings,
+        coiote_alerts,
     ):
         app.include_router(module.router)
 

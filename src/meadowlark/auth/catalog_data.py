@@ -107,6 +107,14 @@ DELETE resources/{id}                          | DELETE | resources/{id}        
 PUT resources/{id}/data                        | PUT    | resources/{id}/data                       | Resources
 POST resources/{id}/downloadUrl                | POST   | resources/{id}/downloadUrl                | Resources
 GET events                                     | GET    | events                                    | Events
+GET alerts/rules                               | GET    | alerts/rules                              | Alerts
+POST alerts/rules                              | POST   | alerts/rules                              | Alerts
+GET alerts/rules/{id}                          | GET    | alerts/rules/{id}                         | Alerts
+PUT alerts/rules/{id}                          | PUT    | alerts/rules/{id}                         | Alerts
+DELETE alerts/rules/{id}                       | DELETE | alerts/rules/{id}                         | Alerts
+GET alerts                                     | GET    | alerts                                    | Alerts
+GET alerts/{id}                                | GET    | alerts/{id}                               | Alerts
+POST alerts/{id}/acknowledge                   | POST   | alerts/{id}/acknowledge                   | Alerts
 """
 
 # Endpoints outside the Coiote surface: authentication, self-service, administration.

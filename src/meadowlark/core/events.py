@@ -58,6 +58,9 @@ class EventKind(StrEnum):
     """A Register, Update, De-register or Send of the device was answered 4.03."""
     ADDRESS_CHANGED = "ADDRESS_CHANGED"
     """An Update or De-register came from another address than the registration's."""
+    ALERT_RAISED = "ALERT_RAISED"
+    ALERT_ACKNOWLEDGED = "ALERT_ACKNOWLEDGED"
+    ALERT_CLEARED = "ALERT_CLEARED"
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +74,8 @@ class DeviceEvent:
     ``peer`` (the requester), ``reason`` (``unsecured_transport``, ``identity_mismatch``,
     ``blacklisted``, ...) and ``operation``. ADDRESS_CHANGED: ``registration`` (with the
     new address), ``peer`` (the new address), ``previous_peer`` (the old one) and
-    ``operation`` (``update`` or ``deregister``).
+    ``operation`` (``update`` or ``deregister``). ALERT_*: ``alert`` (alertId, ruleId,
+    severity, message, value, state).
     """
 
     kind: EventKind
@@ -90,6 +94,7 @@ class DeviceEvent:
     previous_peer: Peer | None = None
     reason: str = ""
     operation: str = ""
+    alert: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,6 +257,11 @@ class EventBus(ServerListener):
             result=result,
             error=error,
         )
+
+    def publish_known(self, kind: EventKind, endpoint: str, domain_id: str, **details: Any) -> None:
+        """An event of a device whose domain the caller knows already (alerts)."""
+        if self._listened():
+            self._deliver(DeviceEvent(kind, endpoint, "", datetime.now(UTC), **details), domain_id)
 
     # --- fan-out -------------------------------------------------------------------------
 

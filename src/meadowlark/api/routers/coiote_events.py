@@ -34,6 +34,9 @@ EVENT_TYPES: dict[EventKind, str] = {
     EventKind.SEND: "send",
     EventKind.REGISTRATION_REFUSED: "deviceRegistrationRefused",
     EventKind.ADDRESS_CHANGED: "deviceAddressChanged",
+    EventKind.ALERT_RAISED: "alertRaised",
+    EventKind.ALERT_ACKNOWLEDGED: "alertAcknowledged",
+    EventKind.ALERT_CLEARED: "alertCleared",
 }
 
 
@@ -66,6 +69,7 @@ def event_payloads(runtime: Runtime, event: DeviceEvent) -> list[dict[str, Any]]
             entry["previousIpAddress"] = event.previous_peer.host
         if event.reason:
             entry["reason"] = event.reason
+        entry.update(event.alert)
         return [entry]
     models = runtime.object_models.registry_for(event.domain_id)
     batches = (
