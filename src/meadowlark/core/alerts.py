@@ -761,29 +761,10 @@ class AlertService:
             await self._raise_silent(rule, cutoff)
             await self._clear_heard_from(rule, cutoff)
 
-    def _in_rule_scope(self, statement: Any, rule: AlertRule) -> Any:
-        statement = statement.where(in_scope(Device.domain_id, rule.domain_id))
-        if rule.group_id is not None:
-            statement = statement.where(
-                exists().where(
-                    GroupMembership.device_id == Device.id,
-                    GroupMembership.group_id == rule.group_id,
-                )
-            )
-        return statement
-
     async def _raise_silent(self, rule: AlertRule, cutoff: datetime) -> None:
         minutes = rule.no_contact_minutes
         while True:
-            statement = self._in_rule_scope(
-                select(Device.id, Device.endpoint_name, Device.domain_id, Device.last_contact_time)
-                .where(
-                    Device.last_contact_time < cutoff,
-                    ~exists().where(Alert.open_key == literal(f"{rule.id}/") + Device.id),
-                )
-                .limit(SWEEP_BATCH),
-                rule,
-            )
+            statement = silent_devices(rule, cutoff)
             async with self._db.session() as session:
                 rows = (await session.execute(statement)).all()
             if not rows:
@@ -827,15 +808,7 @@ class AlertService:
                 return
 
     async def _clear_heard_from(self, rule: AlertRule, cutoff: datetime) -> None:
-        statement = (
-            select(Alert.device_id, Device.endpoint_name, Alert.domain_id, Device.last_contact_time)
-            .join(Device, Device.id == Alert.device_id)
-            .where(
-                Alert.rule_id == rule.id,
-                Alert.state.in_(OPEN_STATES),
-                Device.last_contact_time >= cutoff,
-            )
-        )
+        statement = heard_from_again(rule, cutoff)
         async with self._db.session() as session:
             rows = (await session.execute(statement)).all()
         for row in rows:
@@ -845,6 +818,45 @@ class AlertService:
                 f"contact again at {_iso(row.last_contact_time)}",
                 _iso(row.last_contact_time),
             )
+
+
+def _in_rule_scope(statement: Any, rule: AlertRule) -> Any:
+    statement = statement.where(in_scope(Device.domain_id, rule.domain_id))
+    if rule.group_id is not None:
+        statement = statement.where(
+            exists().where(
+                GroupMembership.device_id == Device.id,
+                GroupMembership.group_id == rule.group_id,
+            )
+        )
+    return statement
+
+
+def silent_devices(rule: AlertRule, cutoff: datetime) -> Any:
+    """Devices of ``rule`` last heard from before ``cutoff`` without an open alert of it: a
+    range of the ``last_contact_time`` index, each checked by the unique ``open_key``."""
+    return _in_rule_scope(
+        select(Device.id, Device.endpoint_name, Device.domain_id, Device.last_contact_time)
+        .where(
+            Device.last_contact_time < cutoff,
+            ~exists().where(Alert.open_key == literal(f"{rule.id}/") + Device.id),
+        )
+        .limit(SWEEP_BATCH),
+        rule,
+    )
+
+
+def heard_from_again(rule: AlertRule, cutoff: datetime) -> Any:
+    """The open alerts of ``rule`` whose device was heard from since ``cutoff``."""
+    return (
+        select(Alert.device_id, Device.endpoint_name, Alert.domain_id, Device.last_contact_time)
+        .join(Device, Device.id == Alert.device_id)
+        .where(
+            Alert.rule_id == rule.id,
+            Alert.state.in_(OPEN_STATES),
+            Device.last_contact_time >= cutoff,
+        )
+    )
 
 
 def _alert_row(alert: Alert) -> dict[str, Any]:
