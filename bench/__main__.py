@@ -26,7 +26,7 @@ BENCHMARKS = (
     "things",
     "tasks",
 )
-BY_NAME_ONLY = ("lwm2m", "psk_keyring")
+BY_NAME_ONLY = ("lwm2m", "psk_keyring", "alerts")
 
 
 def main() -> None:

@@ -220,6 +220,8 @@ class ThresholdIndex:
             by_path.setdefault(rule.path, []).append(rule)
         self._by_path = {path: tuple(found) for path, found in by_path.items()}
         self.paths = frozenset(self._by_path)
+        self.objects = frozenset(path.object_id for path in self._by_path)
+        """Object ids with a rule: an int test turns most values away before a path hash."""
 
     def __bool__(self) -> bool:
         return bool(self._by_path)
@@ -516,11 +518,18 @@ class AlertService:
     def values_seen(self, endpoint: str, values: Mapping[LwM2mPath, CachedValue]) -> None:
         """Values reached the cache: queue a check of those some threshold rule watches."""
         index = self.index
-        if not index:
+        objects = index.objects
+        if not objects:
             return
-        watched = {path: value for path, value in values.items() if path in index.paths}
+        watched: dict[LwM2mPath, CachedValue] | None = None
+        for path, value in values.items():
+            if path.object_id in objects and path in index.paths:
+                if watched is None:
+                    watched = {}
+                watched[path] = value
         if watched:
-            self._enqueue(lambda: self._check_values(endpoint, watched))
+            found = watched
+            self._enqueue(lambda: self._check_values(endpoint, found))
 
     def task_finished(self, run: FinishedRun) -> None:
         if run.status in (FAILURE, TIMEOUT, SUCCESS):
