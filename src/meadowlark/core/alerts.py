@@ -66,6 +66,8 @@ RULES_TOPIC = "alert_rules"
 SWEEP_BATCH = 500
 MAX_PENDING_CHECKS = 10_000
 MAX_PAGE = 1000
+OPEN_STATE_TTL = 60.0
+"""Seconds a node trusts what it knows of a (rule, device) pair's open alert."""
 
 
 class AlertState(StrEnum):
@@ -463,8 +465,10 @@ class AlertService:
         self._events = events
         self.sweep_interval = sweep_interval
         self.index = ThresholdIndex()
-        self._open: dict[tuple[str, str], bool] = {}
-        """(rule id, device id) -> an open alert exists (as far as this node knows)."""
+        self._open: dict[tuple[str, str], tuple[bool, float]] = {}
+        """(rule id, device id) -> (an open alert exists, when this node learnt it). Trusted
+        for ``OPEN_STATE_TTL`` seconds: a device whose registration moved to another node
+        and back may have had its alert cleared there meanwhile."""
         self._checks: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue(
             MAX_PENDING_CHECKS
         )
@@ -581,7 +585,12 @@ class AlertService:
                 if target.domain_id.startswith(rule.domain_id)
                 and (rule.group_id is None or rule.group_id in groups)
             ]
-            unknown = [r.id for r, _ in checks if (r.id, target.device_id) not in self._open]
+            known_since = time.monotonic() - OPEN_STATE_TTL
+            unknown = [
+                r.id
+                for r, _ in checks
+                if self._open.get((r.id, target.device_id), (False, -math.inf))[1] < known_since
+            ]
             if unknown:
                 keys = [f"{rule_id}/{target.device_id}" for rule_id in unknown]
                 open_rules = set(
@@ -590,9 +599,9 @@ class AlertService:
                     ).all()
                 )
                 for rule_id in unknown:
-                    self._open[(rule_id, target.device_id)] = rule_id in open_rules
+                    self._remember(rule_id, target.device_id, rule_id in open_rules)
         for rule, number in checks:
-            is_open = self._open.get((rule.id, target.device_id), False)
+            is_open = self._open.get((rule.id, target.device_id), (False, 0.0))[0]
             transition = rule.transition(is_open, number)
             if transition is Transition.RAISE:
                 await self.raise_alert(
@@ -631,6 +640,9 @@ class AlertService:
 
     # --- transitions ---------------------------------------------------------------------------
 
+    def _remember(self, rule_id: str, device_id: str, is_open: bool) -> None:
+        self._open[(rule_id, device_id)] = (is_open, time.monotonic())
+
     async def raise_alert(
         self, rule_id: str, severity: str, target: _Target, message: str, value: Any
     ) -> Alert | None:
@@ -653,9 +665,9 @@ class AlertService:
                 session.add(alert)
                 self._audit(session, "alert.raised", alert, None)
         except IntegrityError:  # open already (raised elsewhere), or rule/device just deleted
-            self._open[(rule_id, target.device_id)] = True
+            self._remember(rule_id, target.device_id, True)
             return None
-        self._open[(rule_id, target.device_id)] = True
+        self._remember(rule_id, target.device_id, True)
         self._publish(EventKind.ALERT_RAISED, target.endpoint, alert)
         return alert
 
@@ -678,7 +690,7 @@ class AlertService:
                     alert = None
                 else:
                     self._audit(session, "alert.cleared", alert, None, reason=message)
-        self._open[(rule_id, target.device_id)] = False
+        self._remember(rule_id, target.device_id, False)
         if alert is None:
             return None
         alert.state, alert.open_key, alert.cleared_at = AlertState.CLEARED.value, None, now
