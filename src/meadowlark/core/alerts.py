@@ -361,11 +361,8 @@ async def update_rule(
     fields = validated_rule_fields(merged)
     group_id = merged.get("groupId")
     if group_id != rule.group_id:
-        rule.domain_id = (
-            principal.domain_id
-            if group_id is None
-            else await _group_domain(session, principal, group_id)
-        )
+        if group_id is not None:  # without a group, the rule keeps its domain: never wider
+            rule.domain_id = await _group_domain(session, principal, group_id)
         rule.group_id = group_id
     for name, value in fields.items():
         setattr(rule, name, value)

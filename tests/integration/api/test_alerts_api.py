@@ -132,6 +132,9 @@ def test_rule_crud(server, tenant, device, error_body):
             http.put(f"{COIOTE}/alerts/rules/{rule['id']}", json={"noContactMinutes": -1}), 400
         )
         assert http.get(f"{COIOTE}/alerts/rules/{rule['id']}").json()["noContactMinutes"] == 20
+        ungrouped = http.put(f"{COIOTE}/alerts/rules/{rule['id']}", json={"groupId": None})
+        assert ungrouped.json()["groupId"] is None
+        assert ungrouped.json()["domain"] == tenant["domain"]  # never wider than it was
         assert rule["id"] in [r["id"] for r in http.get(f"{COIOTE}/alerts/rules").json()]
         assert http.delete(f"{COIOTE}/alerts/rules/{rule['id']}").status_code == 204
         error_body(http.get(f"{COIOTE}/alerts/rules/{rule['id']}"), 404)
