@@ -1,8 +1,9 @@
 # ruff: noqa: F811 - the fixtures imported from lwm2m_harness are test parameters here
 """Alerts end to end on simulated devices over real UDP and the real store: a threshold
 alert raised and cleared with hysteresis by notified values, a no-contact alert fired when
-a device goes silent and cleared when it comes back, a failed task raising an alert, an
-acknowledgement over REST, and every transition on the SSE feed."""
+a device goes silent and cleared when it comes back, a failed task and a failed firmware
+update raising alerts, an acknowledgement over REST, and every transition on the SSE
+feed."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ import pytest
 
 from lwm2m_harness import Lwm2mTestServer, eventually, running_lwm2m_server  # noqa: F401
 from meadowlark.lwm2m.path import LwM2mPath
-from meadowlark.simulator import SimulatedDevice
+from meadowlark.simulator import DeviceTiming, SimulatedDevice
+from meadowlark.simulator.firmware import FirmwareBehaviour, build_image
 
 COIOTE = "/api/coiotedm/v3"
 LWM2M = "/api/lwm2m/v1"
@@ -260,3 +262,57 @@ def test_failed_task_raises_an_alert_and_a_successful_one_clears_it(server, tena
         finally:
             server.call(device.stop())
     eventually(lambda: [n for n, _ in feed.of(rule["id"])] == ["alertRaised", "alertCleared"])
+
+
+def test_failed_firmware_update_raises_an_alert(server, tenant, feed):
+    endpoint = f"{tenant['tag']}-fota"
+    with server.client(tenant["token"]) as http:
+        rule = _rule(http, {"name": "update failed", "type": "taskFailed", "severity": "info"})
+        resource = http.post(
+            f"{COIOTE}/resources",
+            json={
+                "name": "doomed image",
+                "location": {"InternalLocation": {"fileName": "doomed.bin"}},
+                "category": "FIRMWARE",
+            },
+        )
+        assert resource.status_code == 201, resource.text
+        resource_id = resource.json()["id"]
+        uploaded = http.put(
+            f"{COIOTE}/resources/{resource_id}/data",
+            content=build_image("6.6.6", b"doomed"),
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        assert uploaded.status_code == 200, uploaded.text
+        assert http.post(
+            f"{COIOTE}/devices", json={"properties": {"endpointName": endpoint}}
+        ).is_success
+
+        async def start() -> SimulatedDevice:
+            device = SimulatedDevice(
+                endpoint,
+                server.server_uri,
+                firmware=FirmwareBehaviour(download_failure=5),
+                timing=DeviceTiming(ack_timeout=1.0, firmware_delay=0.1, reboot_delay=0.2),
+            )
+            await device.start()
+            return device
+
+        device = server.call(start())
+        try:
+            task = http.post(
+                f"{COIOTE}/tasks/upgrade/{endpoint}/{resource_id}",
+                params={
+                    "transferMethod": "Pull",
+                    "transferProtocol": "HTTP",
+                    "timeout": "1m",
+                    "executeImmediately": "true",
+                },
+            )
+            assert task.status_code in (200, 201), task.text
+            (raised,) = eventually(lambda: _alerts(http, rule), timeout=30)
+            assert raised["message"].startswith("firmware update ")
+            assert "Failure" in raised["message"] and raised["severity"] == "info"
+        finally:
+            server.call(device.stop())
+    eventually(lambda: [n for n, _ in feed.of(rule["id"])] == ["alertRaised"])
