@@ -66,8 +66,9 @@ RULES_TOPIC = "alert_rules"
 SWEEP_BATCH = 500
 MAX_PENDING_CHECKS = 10_000
 MAX_PAGE = 1000
-OPEN_STATE_TTL = 60.0
-"""Seconds a node trusts what it knows of a (rule, device) pair's open alert."""
+STATE_TTL = 60.0
+"""Seconds a node trusts what it knows of a device (its domain and groups) and of a
+(rule, device) pair's open alert, on the path of incoming values."""
 
 
 class AlertState(StrEnum):
@@ -464,11 +465,13 @@ class AlertService:
         self.index = ThresholdIndex()
         self._open: dict[tuple[str, str], tuple[bool, float]] = {}
         """(rule id, device id) -> (an open alert exists, when this node learnt it). Trusted
-        for ``OPEN_STATE_TTL`` seconds: a device whose registration moved to another node
+        for ``STATE_TTL`` seconds: a device whose registration moved to another node
         and back may have had its alert cleared there meanwhile."""
         self._checks: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue(
             MAX_PENDING_CHECKS
         )
+        self._devices: dict[str, tuple[tuple[_Target, set[str]] | None, float]] = {}
+        """Endpoint -> (the device and its groups, None if unknown; when looked up)."""
         self._worker: asyncio.Task[None] | None = None
         self._reloads: set[asyncio.Task[None]] = set()
         self._change_listeners: list[Callable[[Any], None]] = []
@@ -498,6 +501,7 @@ class AlertService:
             )
             self.index = ThresholdIndex([ThresholdRule.of(row) for row in rows])
         self._open.clear()
+        self._devices.clear()
 
     def on_rules_changed(self, listener: Callable[[Any], None]) -> None:
         """``listener(None)`` is told of each rule change made on this node (cluster)."""
@@ -568,27 +572,38 @@ class AlertService:
         )
         return _Target(row.id, row.endpoint_name, row.domain_id), set(groups.all())
 
-    async def _check_values(self, endpoint: str, values: Mapping[LwM2mPath, CachedValue]) -> None:
+    async def _device_of(self, endpoint: str) -> tuple[_Target, set[str]] | None:
+        """The device and its groups, looked up at most once per ``STATE_TTL``."""
+        now = time.monotonic()
+        cached = self._devices.get(endpoint)
+        if cached is not None and cached[1] >= now - STATE_TTL:
+            return cached[0]
         async with self._db.session() as session:
             found = await self._target(session, endpoint=endpoint)
-            if found is None:
-                return
-            target, groups = found
-            checks = [
-                (rule, number)
-                for path, cached in values.items()
-                if (number := numeric(cached.value)) is not None
-                for rule in self.index.rules_for(path)
-                if target.domain_id.startswith(rule.domain_id)
-                and (rule.group_id is None or rule.group_id in groups)
-            ]
-            known_since = time.monotonic() - OPEN_STATE_TTL
-            unknown = [
-                r.id
-                for r, _ in checks
-                if self._open.get((r.id, target.device_id), (False, -math.inf))[1] < known_since
-            ]
-            if unknown:
+        self._devices[endpoint] = (found, now)
+        return found
+
+    async def _check_values(self, endpoint: str, values: Mapping[LwM2mPath, CachedValue]) -> None:
+        found = await self._device_of(endpoint)
+        if found is None:
+            return
+        target, groups = found
+        checks = [
+            (rule, number)
+            for path, cached in values.items()
+            if (number := numeric(cached.value)) is not None
+            for rule in self.index.rules_for(path)
+            if target.domain_id.startswith(rule.domain_id)
+            and (rule.group_id is None or rule.group_id in groups)
+        ]
+        known_since = time.monotonic() - STATE_TTL
+        unknown = [
+            r.id
+            for r, _ in checks
+            if self._open.get((r.id, target.device_id), (False, -math.inf))[1] < known_since
+        ]
+        if unknown:
+            async with self._db.session() as session:
                 keys = [f"{rule_id}/{target.device_id}" for rule_id in unknown]
                 open_rules = set(
                     (
