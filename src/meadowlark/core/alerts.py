@@ -65,6 +65,8 @@ RULES_TOPIC = "alert_rules"
 """The cluster topic on which rule changes are announced."""
 SWEEP_BATCH = 500
 MAX_PENDING_CHECKS = 10_000
+CHECK_BATCH = 500
+"""Queued checks taken together, and ids per ``IN`` list of their lookups."""
 MAX_PAGE = 1000
 STATE_TTL = 60.0
 """Seconds a node trusts what it knows of a device (its domain and groups) and of a
@@ -447,6 +449,14 @@ async def get_alert(session: AsyncSession, principal: Principal, alert_id: str) 
 
 
 @dataclass(frozen=True, slots=True)
+class _ValueCheck:
+    """Values of one device that some threshold rule watches, as they arrived."""
+
+    endpoint: str
+    values: Mapping[LwM2mPath, CachedValue]
+
+
+@dataclass(frozen=True, slots=True)
 class _Target:
     """A device an alert is about."""
 
@@ -467,7 +477,7 @@ class AlertService:
         """(rule id, device id) -> (an open alert exists, when this node learnt it). Trusted
         for ``STATE_TTL`` seconds: a device whose registration moved to another node
         and back may have had its alert cleared there meanwhile."""
-        self._checks: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue(
+        self._checks: asyncio.Queue[_ValueCheck | Callable[[], Awaitable[None]]] = asyncio.Queue(
             MAX_PENDING_CHECKS
         )
         self._devices: dict[str, tuple[tuple[_Target, set[str]] | None, float]] = {}
@@ -534,35 +544,47 @@ class AlertService:
                 watched[path] = value
         if watched:
             found = watched
-            self._enqueue(lambda: self._check_values(endpoint, found))
+            self._enqueue(_ValueCheck(endpoint, found))
 
     def task_finished(self, run: FinishedRun) -> None:
         if run.status in (FAILURE, TIMEOUT, SUCCESS):
             self._enqueue(lambda: self._check_task(run))
 
-    def _enqueue(self, check: Callable[[], Awaitable[None]]) -> None:
+    def _enqueue(self, check: _ValueCheck | Callable[[], Awaitable[None]]) -> None:
         try:
             self._checks.put_nowait(check)
         except asyncio.QueueFull:
             _log.warning("alert_checks_dropped", pending=MAX_PENDING_CHECKS)
 
     async def _work(self) -> None:
+        """Take the queued checks in batches: the devices and open alerts that values of a
+        batch need are looked up with one query each."""
         while True:
-            check = await self._checks.get()
+            batch = [await self._checks.get()]
+            while len(batch) < CHECK_BATCH and not self._checks.empty():
+                batch.append(self._checks.get_nowait())
             try:
-                await check()
-            except Exception:  # one failed check must not stop the others
+                values = [check for check in batch if isinstance(check, _ValueCheck)]
+                if values:
+                    await self._check_values(values)
+                for check in batch:
+                    if not isinstance(check, _ValueCheck):
+                        await check()
+            except Exception:  # one failed batch must not stop the others
                 _log.exception("alert_check_failed")
             finally:
-                self._checks.task_done()
+                for _ in batch:
+                    self._checks.task_done()
 
-    async def _target(self, session: AsyncSession, **where: Any) -> tuple[_Target, set[str]] | None:
-        """The device (by ``endpoint_name`` or ``id``) and its groups."""
-        column = Device.endpoint_name if "endpoint" in where else Device.id
-        key = where.get("endpoint", where.get("device_id"))
+    async def _target(
+        self, session: AsyncSession, device_id: str
+    ) -> tuple[_Target, set[str]] | None:
+        """The device and its groups."""
         row = (
             await session.execute(
-                select(Device.id, Device.endpoint_name, Device.domain_id).where(column == key)
+                select(Device.id, Device.endpoint_name, Device.domain_id).where(
+                    Device.id == device_id
+                )
             )
         ).first()
         if row is None:
@@ -572,47 +594,87 @@ class AlertService:
         )
         return _Target(row.id, row.endpoint_name, row.domain_id), set(groups.all())
 
-    async def _device_of(self, endpoint: str) -> tuple[_Target, set[str]] | None:
-        """The device and its groups, looked up at most once per ``STATE_TTL``."""
+    async def _devices_of(
+        self, session: AsyncSession, endpoints: set[str]
+    ) -> dict[str, tuple[_Target, set[str]] | None]:
+        """The devices (and their groups) of ``endpoints``, each looked up at most once per
+        ``STATE_TTL``."""
         now = time.monotonic()
-        cached = self._devices.get(endpoint)
-        if cached is not None and cached[1] >= now - STATE_TTL:
-            return cached[0]
-        async with self._db.session() as session:
-            found = await self._target(session, endpoint=endpoint)
-        self._devices[endpoint] = (found, now)
+        found: dict[str, tuple[_Target, set[str]] | None] = {}
+        missing = []
+        for endpoint in endpoints:
+            cached = self._devices.get(endpoint)
+            if cached is not None and cached[1] >= now - STATE_TTL:
+                found[endpoint] = cached[0]
+            else:
+                missing.append(endpoint)
+        for start in range(0, len(missing), CHECK_BATCH):
+            chunk = missing[start : start + CHECK_BATCH]
+            rows = (
+                await session.execute(
+                    select(Device.id, Device.endpoint_name, Device.domain_id).where(
+                        Device.endpoint_name.in_(chunk)
+                    )
+                )
+            ).all()
+            groups: dict[str, set[str]] = {row.id: set() for row in rows}
+            if rows:
+                memberships = await session.execute(
+                    select(GroupMembership.device_id, GroupMembership.group_id).where(
+                        GroupMembership.device_id.in_(list(groups))
+                    )
+                )
+                for device_id, group_id in memberships:
+                    groups[device_id].add(group_id)
+            targets = {
+                row.endpoint_name: (
+                    _Target(row.id, row.endpoint_name, row.domain_id),
+                    groups[row.id],
+                )
+                for row in rows
+            }
+            for endpoint in chunk:
+                found[endpoint] = targets.get(endpoint)
+                self._devices[endpoint] = (found[endpoint], now)
         return found
 
-    async def _check_values(self, endpoint: str, values: Mapping[LwM2mPath, CachedValue]) -> None:
-        found = await self._device_of(endpoint)
-        if found is None:
-            return
-        target, groups = found
-        checks = [
-            (rule, number)
-            for path, cached in values.items()
-            if (number := numeric(cached.value)) is not None
-            for rule in self.index.rules_for(path)
-            if target.domain_id.startswith(rule.domain_id)
-            and (rule.group_id is None or rule.group_id in groups)
-        ]
-        known_since = time.monotonic() - STATE_TTL
-        unknown = [
-            r.id
-            for r, _ in checks
-            if self._open.get((r.id, target.device_id), (False, -math.inf))[1] < known_since
-        ]
-        if unknown:
-            async with self._db.session() as session:
-                keys = [f"{rule_id}/{target.device_id}" for rule_id in unknown]
-                open_rules = set(
+    async def _check_values(self, checks: list[_ValueCheck]) -> None:
+        """Compare the values with the rules watching them, in order of arrival."""
+        async with self._db.session() as session:
+            devices = await self._devices_of(session, {check.endpoint for check in checks})
+            comparisons: list[tuple[_Target, ThresholdRule, float]] = []
+            for check in checks:
+                found = devices.get(check.endpoint)
+                if found is None:
+                    continue
+                target, groups = found
+                comparisons.extend(
+                    (target, rule, number)
+                    for path, cached in check.values.items()
+                    if (number := numeric(cached.value)) is not None
+                    for rule in self.index.rules_for(path)
+                    if target.domain_id.startswith(rule.domain_id)
+                    and (rule.group_id is None or rule.group_id in groups)
+                )
+            known_since = time.monotonic() - STATE_TTL
+            unknown = {
+                f"{rule.id}/{target.device_id}": (rule.id, target.device_id)
+                for target, rule, _ in comparisons
+                if self._open.get((rule.id, target.device_id), (False, -math.inf))[1] < known_since
+            }
+            keys = list(unknown)
+            for start in range(0, len(keys), CHECK_BATCH):
+                chunk = keys[start : start + CHECK_BATCH]
+                open_keys = set(
                     (
-                        await session.scalars(select(Alert.rule_id).where(Alert.open_key.in_(keys)))
+                        await session.scalars(
+                            select(Alert.open_key).where(Alert.open_key.in_(chunk))
+                        )
                     ).all()
                 )
-                for rule_id in unknown:
-                    self._remember(rule_id, target.device_id, rule_id in open_rules)
-        for rule, number in checks:
+                for key in chunk:
+                    self._remember(*unknown[key], key in open_keys)
+        for target, rule, number in comparisons:
             is_open = self._open.get((rule.id, target.device_id), (False, 0.0))[0]
             transition = rule.transition(is_open, number)
             if transition is Transition.RAISE:
@@ -624,7 +686,7 @@ class AlertService:
 
     async def _check_task(self, run: FinishedRun) -> None:
         async with self._db.session() as session:
-            found = await self._target(session, device_id=run.device_id)
+            found = await self._target(session, run.device_id)
             if found is None:
                 return
             target, groups = found
