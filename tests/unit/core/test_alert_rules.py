@@ -3,6 +3,7 @@ threshold rules by path, rule validation and the value-cache tap."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 from datetime import UTC, datetime
 from typing import Any
@@ -151,3 +152,29 @@ async def test_value_cache_tap_keeps_values_and_shows_them_to_the_rules():
     cache.put("ep", {SENSOR: value})
     assert await cache.get("ep") == {SENSOR: value}
     assert recorder.seen == [("ep", {SENSOR: value})]
+
+
+@pytest.mark.anyio
+async def test_alert_events_reach_their_domain_only_and_cross_nodes_whole():
+    from meadowlark.cluster.wire import event_from_wire, event_to_wire
+    from meadowlark.core.events import EventBus, EventFilter, EventKind
+
+    async def no_lookup(_endpoint: str) -> str | None:
+        raise AssertionError("an alert's domain is known: nothing to look up")
+
+    bus = EventBus(no_lookup)
+    acme = bus.subscribe(EventFilter("/root/acme/"))
+    other = bus.subscribe(EventFilter("/root/other/"))
+    alert = {"alertId": "a1", "ruleId": "r1", "severity": "critical", "value": 31.5}
+    bus.publish_known(EventKind.ALERT_RAISED, "dev", "/root/acme/sub/", alert=alert)
+    event = await asyncio.wait_for(acme.__anext__(), 1)
+    assert (event.kind, event.endpoint, event.domain_id) == (
+        EventKind.ALERT_RAISED,
+        "dev",
+        "/root/acme/sub/",
+    )
+    assert event.alert == alert
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(other.__anext__(), 0.05)
+    relayed = event_from_wire(event_to_wire(event))
+    assert relayed.kind is EventKind.ALERT_RAISED and relayed.alert == alert
