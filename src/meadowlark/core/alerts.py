@@ -888,7 +888,7 @@ class AlertService:
                     for alert in alerts:
                         self._audit(session, "alert.raised", alert, None)
             except IntegrityError:  # raced with a change of the rule or a device: one by one
-                for alert, row in zip(alerts, rows, strict=True):
+                raised = [
                     await self.raise_alert(
                         rule.id,
                         rule.severity,
@@ -896,6 +896,10 @@ class AlertService:
                         alert.message,
                         alert.value,
                     )
+                    for alert, row in zip(alerts, rows, strict=True)
+                ]
+                if not any(raised):  # the rule is gone: the same rows would come back
+                    return
             else:
                 for alert in alerts:
                     self._publish(EventKind.ALERT_RAISED, endpoints[alert.device_id], alert)
