@@ -168,6 +168,13 @@ class TaskSettings(BaseModel):
     """Seconds between looks for due callback retries."""
 
 
+class AlertSettings(BaseModel):
+    """Alert rules (``MEADOWLARK_ALERTS__...``)."""
+
+    sweep_interval: float = Field(default=30.0, gt=0)
+    """Seconds between two no-contact sweeps (run by one node of a deployment)."""
+
+
 class SmsSettings(BaseModel):
     """How MT SMS reach SIMs: ``log`` (default: logged, not sent) or ``smpp`` (an SMSC)."""
 
@@ -302,6 +309,7 @@ class Settings(BaseSettings):
     lwm2m: Lwm2mSettings = Lwm2mSettings()
     firmware: FirmwareSettings = FirmwareSettings()
     tasks: TaskSettings = TaskSettings()
+    alerts: AlertSettings = AlertSettings()
     sms: SmsSettings = SmsSettings()
     cluster: ClusterSettings = ClusterSettings()
     tls: TlsSettings = TlsSettings()

@@ -8,7 +8,8 @@ from functools import partial
 import structlog
 
 from meadowlark.cluster.feeds import PRINCIPALS
-from meadowlark.cluster.leases import with_migration_lock
+from meadowlark.cluster.leases import Lease, with_migration_lock
+from meadowlark.cluster.node import new_node_id
 from meadowlark.cluster.wiring import Cluster, signals_kind
 from meadowlark.config import Settings
 from meadowlark.connectivity.enforcement import ThingAdmissionPolicy, ThingIndex
@@ -16,6 +17,7 @@ from meadowlark.connectivity.listener import ConnectivityListener
 from meadowlark.connectivity.recorder import ActivityRecorder
 from meadowlark.connectivity.sms import make_gateway
 from meadowlark.connectivity.things import ThingService
+from meadowlark.core.alerts import RULES_TOPIC, AlertingValueCache, AlertService
 from meadowlark.core.bootstrap import BootstrapRecorder, SqlBootstrapConfigurations
 from meadowlark.core.devices import seal_stored_psks
 from meadowlark.core.events import EventBus
@@ -66,6 +68,9 @@ class Runtime:
     """The LwM2M Bootstrap server's logic; a transport attaches to it (``coap/``)."""
     bootstrap_configurations: SqlBootstrapConfigurations
     bootstrap_recorder: BootstrapRecorder
+    alerts: AlertService
+    alert_sweep: Lease
+    """Runs the no-contact sweep on one node of a deployment at a time."""
     cluster: Cluster | None = None
     """This node's links to the other nodes of a scaled-out deployment (None: alone)."""
 
@@ -93,6 +98,10 @@ class Runtime:
         if cluster is not None:  # a Register's holder is recorded in its admission's commit
             device_stores.devices.co_writer = cluster.registrations
         object_models = ModelCatalog(db)
+        events = EventBus(partial(device_domain, db))
+        alerts = AlertService(db, events, settings.alerts.sweep_interval)
+        if cluster is not None:  # a rule changed on one node is re-read by the others
+            cluster.share(RULES_TOPIC, alerts.on_rules_changed, alerts.rules_changed_elsewhere)
         lwm2m = LwM2mServer(
             ServerOptions(
                 request_timeout=lwm2m_settings.request_timeout,
@@ -114,14 +123,13 @@ class Runtime:
             ),
             registrations=None if cluster is None else cluster.registrations,
             devices=device_stores.devices,
-            values=device_stores.values,
+            values=AlertingValueCache(device_stores.values, alerts),
             queue=(
                 device_stores.queue
                 if cluster is None
                 else cluster.request_queue(device_stores.queue)
             ),
         )
-        events = EventBus(partial(device_domain, db))
         lwm2m.add_listener(events)
         thing_index = ThingIndex() if cluster is None else cluster.thing_index
         if cluster is not None:
@@ -182,6 +190,7 @@ class Runtime:
                 ),
             ),
         )
+        engine.finished_listeners.append(alerts.task_finished)
         return cls(
             settings=settings,
             db=db,
@@ -203,6 +212,14 @@ class Runtime:
             bootstrap=bootstrap_service,
             bootstrap_configurations=bootstrap_configurations,
             bootstrap_recorder=bootstrap_recorder,
+            alerts=alerts,
+            alert_sweep=Lease(
+                db,
+                "alert-sweep",
+                new_node_id() if cluster is None else cluster.node_id,
+                alerts.sweep_forever,
+                settings.cluster.lease_ttl,
+            ),
             cluster=cluster,
         )
 
@@ -243,10 +260,14 @@ class Runtime:
         self.activity.start()
         await self.lwm2m.start()
         await self.tasks.engine.start()
+        await self.alerts.start()
+        self.alert_sweep.start()
 
     async def close(self) -> None:
         await self.bootstrap.stop()
         await self.bootstrap_recorder.drain()
+        await self.alert_sweep.stop()
+        await self.alerts.stop()
         await self.tasks.engine.stop()
         await self.observations.stop()
         await self.lwm2m.stop()

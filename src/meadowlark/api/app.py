@@ -20,6 +20,7 @@ from meadowlark.api.limits import BodySizeLimit
 from meadowlark.api.routers import (
     admin,
     auth,
+    coiote_alerts,
     coiote_bootstrap,
     coiote_data_model,
     coiote_devices,
@@ -134,6 +135,7 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
         coiote_tasks,
         coiote_settings,
         coiote_bootstrap,
+        coiote_alerts,
     ):
         app.include_router(module.router)
 

@@ -113,6 +113,14 @@ DELETE bootstrap/configuration/device/{deviceId} | DELETE | bootstrap/configurat
 GET bootstrap/configuration/group/{groupId}      | GET    | bootstrap/configuration/group/{groupId}      | Groups
 PUT bootstrap/configuration/group/{groupId}      | PUT    | bootstrap/configuration/group/{groupId}      | Groups
 DELETE bootstrap/configuration/group/{groupId}   | DELETE | bootstrap/configuration/group/{groupId}      | Groups
+GET alerts/rules                               | GET    | alerts/rules                              | Alerts
+POST alerts/rules                              | POST   | alerts/rules                              | Alerts
+GET alerts/rules/{id}                          | GET    | alerts/rules/{id}                         | Alerts
+PUT alerts/rules/{id}                          | PUT    | alerts/rules/{id}                         | Alerts
+DELETE alerts/rules/{id}                       | DELETE | alerts/rules/{id}                         | Alerts
+GET alerts                                     | GET    | alerts                                    | Alerts
+GET alerts/{id}                                | GET    | alerts/{id}                               | Alerts
+POST alerts/{id}/acknowledge                   | POST   | alerts/{id}/acknowledge                   | Alerts
 """
 
 # Endpoints outside the Coiote surface: authentication, self-service, administration.

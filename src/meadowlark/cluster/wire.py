@@ -218,6 +218,8 @@ def event_to_wire(event: DeviceEvent) -> dict[str, Any]:
         data["reason"] = event.reason
     if event.operation:
         data["operation"] = event.operation
+    if event.alert:
+        data["alert"] = dict(event.alert)
     return data
 
 
@@ -249,6 +251,7 @@ def event_from_wire(data: Mapping[str, Any]) -> DeviceEvent:
         previous_peer=None if "previous_peer" not in data else Peer(*data["previous_peer"]),
         reason=data.get("reason", ""),
         operation=data.get("operation", ""),
+        alert=data.get("alert", {}),
     )
 
 

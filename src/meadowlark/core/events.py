@@ -60,6 +60,9 @@ class EventKind(StrEnum):
     """An Update or De-register came from another address than the registration's."""
     BOOTSTRAP = "BOOTSTRAP"
     """A step of a bootstrap (request, discover, delete, write, read, finish, pack)."""
+    ALERT_RAISED = "ALERT_RAISED"
+    ALERT_ACKNOWLEDGED = "ALERT_ACKNOWLEDGED"
+    ALERT_CLEARED = "ALERT_CLEARED"
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +78,7 @@ class DeviceEvent:
     new address), ``peer`` (the new address), ``previous_peer`` (the old one) and
     ``operation`` (``update`` or ``deregister``). BOOTSTRAP: ``peer`` (the device),
     ``operation`` (the step) and ``reason`` (its outcome, e.g. ``write /0/1 failed 4.00``).
+    ALERT_*: ``alert`` (alertId, ruleId, severity, message, value, state).
     """
 
     kind: EventKind
@@ -93,6 +97,7 @@ class DeviceEvent:
     previous_peer: Peer | None = None
     reason: str = ""
     operation: str = ""
+    alert: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,6 +277,11 @@ class EventBus(ServerListener):
                 reason=reason,
             )
             self._deliver(event, domain_id)
+
+    def publish_known(self, kind: EventKind, endpoint: str, domain_id: str, **details: Any) -> None:
+        """An event of a device whose domain the caller knows already (alerts)."""
+        if self._listened():
+            self._deliver(DeviceEvent(kind, endpoint, "", datetime.now(UTC), **details), domain_id)
 
     # --- fan-out -------------------------------------------------------------------------
 

@@ -200,6 +200,7 @@ class AuditEvent(Base):
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
+import meadowlark.store.alert_models  # noqa: E402, F401
 import meadowlark.store.bootstrap_models  # noqa: E402, F401 - register the bootstrap tables
 import meadowlark.store.cluster_models  # noqa: E402, F401 - register the cluster tables
 import meadowlark.store.coiote_models  # noqa: E402, F401 - register the Coiote tables

@@ -138,6 +138,7 @@ class World:
             "device value": f"{LWM2M}/clients/{self.device}/{APPLICATION_TYPE}",
             **_connectivity_reads(self),
             **_task_reads(self),
+            **_alert_reads(self),
         }
         with self.as_b() as http:
             answers = {name: http.get(url) for name, url in reads.items()}
@@ -1174,6 +1175,108 @@ TASK_REFERENCES: dict[str, tuple[str, str, Target]] = {
 
 # --- end of the tasks block ----------------------------------------------------------------------
 
+# --- alerts (issue 12) ---------------------------------------------------------------------------
+# Kept in one block. B owns a threshold rule on its group that its device's sensor always
+# crosses, and the open alert a read of the sensor raised; A owns a rule of its own. Made on
+# first use.
+
+_ALERTS: dict[tuple[int, str], dict[str, str]] = {}
+
+
+def _alert_objects(world: World) -> dict[str, str]:
+    key = (id(world), world.b.tag)
+    if key not in _ALERTS:
+        rule_body = {
+            "name": f"{world.b.tag}-hot",
+            "type": "threshold",
+            "resourceUrl": SENSOR_URL,
+            "above": -1000,
+            "groupId": world.group,
+        }
+        with world.as_b() as http:
+            rule = _created(http.post(f"{COIOTE}/alerts/rules", json=rule_body))
+            assert http.get(f"{LWM2M}/clients/{world.device}{SENSOR_URL}").is_success
+            alert = eventually(
+                lambda: http.get(f"{COIOTE}/alerts", params={"deviceId": world.device}).json()[
+                    "alerts"
+                ]
+            )[0]
+        with world.as_a() as http:
+            own = _created(
+                http.post(
+                    f"{COIOTE}/alerts/rules",
+                    json={"name": f"{world.a.tag}-failed", "type": "taskFailed"},
+                )
+            )
+        _ALERTS[key] = {"rule_id": rule["id"], "alert_id": alert["id"], "own_rule_id": own["id"]}
+    return _ALERTS[key]
+
+
+def _alert_reads(world: World) -> dict[str, str]:
+    objects = _alert_objects(world)
+    return {
+        "alert rule": f"{COIOTE}/alerts/rules/{objects['rule_id']}",
+        "alert": f"{COIOTE}/alerts/{objects['alert_id']}",
+    }
+
+
+def _alert_rule(**extra: Any) -> Target:
+    return _by(
+        "rule_id", lambda w: _alert_objects(w)["rule_id"], lambda: secrets.token_hex(12), **extra
+    )
+
+
+def _alert(**extra: Any) -> Target:
+    return _by(
+        "alert_id", lambda w: _alert_objects(w)["alert_id"], lambda: secrets.token_hex(12), **extra
+    )
+
+
+FIXTURES.update(
+    {
+        ("GET", f"{COIOTE}/alerts/rules/{{rule_id}}"): _alert_rule(),
+        ("PUT", f"{COIOTE}/alerts/rules/{{rule_id}}"): _alert_rule(
+            json={"name": "changed by A", "enabled": False}
+        ),
+        ("DELETE", f"{COIOTE}/alerts/rules/{{rule_id}}"): _alert_rule(),
+        ("GET", f"{COIOTE}/alerts/{{alert_id}}"): _alert(),
+        ("POST", f"{COIOTE}/alerts/{{alert_id}}/acknowledge"): _alert(),
+    }
+)
+
+
+def _alert_queries(world: World) -> list[dict[str, str]]:
+    _alert_objects(world)
+    return [{}, {"deviceId": world.device}, {"state": "raised"}, {"state": "open"}]
+
+
+LISTS.update(
+    {
+        f"{COIOTE}/alerts/rules": Listing(lambda w: _alert_queries(w)[:1]),
+        # A's devices have no alerts: B's must not show, whatever the filter.
+        f"{COIOTE}/alerts": Listing(_alert_queries, shows_own=False),
+    }
+)
+ALERT_REFERENCES: dict[str, tuple[str, str, Target]] = {
+    "alert rule on B's group": _bodied(
+        "POST",
+        f"{COIOTE}/alerts/rules",
+        lambda w, g: {"name": "by A", "type": "noContact", "noContactMinutes": 5, "groupId": g},
+        lambda w: w.group,
+        lambda w: {},
+    ),
+    "own alert rule moved to B's group": _bodied(
+        "PUT",
+        f"{COIOTE}/alerts/rules/{{rule_id}}",
+        lambda w, g: {"groupId": g},
+        lambda w: w.group,
+        lambda w: {"rule_id": _alert_objects(w)["own_rule_id"]},
+    ),
+}
+# Joins REFERENCES once that exists (below).
+
+# --- end of the alerts block ------------------------------------------------------------------
+
 
 def test_every_get_route_without_parameters_is_checked(openapi):
     plain = {
@@ -1424,6 +1527,7 @@ REFERENCES.update(
 
 # -- tasks: requests naming B's task, cursor, template, group or device (the tasks block)
 REFERENCES.update(TASK_REFERENCES)
+REFERENCES.update(ALERT_REFERENCES)
 
 
 def _refused_as_if_missing(world: World, method: str, route: str, target: Target) -> Call:

@@ -35,6 +35,9 @@ EVENT_TYPES: dict[EventKind, str] = {
     EventKind.REGISTRATION_REFUSED: "deviceRegistrationRefused",
     EventKind.ADDRESS_CHANGED: "deviceAddressChanged",
     EventKind.BOOTSTRAP: "deviceBootstrap",
+    EventKind.ALERT_RAISED: "alertRaised",
+    EventKind.ALERT_ACKNOWLEDGED: "alertAcknowledged",
+    EventKind.ALERT_CLEARED: "alertCleared",
 }
 
 
@@ -67,6 +70,7 @@ def event_payloads(runtime: Runtime, event: DeviceEvent) -> list[dict[str, Any]]
             entry["previousIpAddress"] = event.previous_peer.host
         if event.reason:
             entry["reason"] = event.reason
+        entry.update(event.alert)
         return [entry]
     models = runtime.object_models.registry_for(event.domain_id)
     batches = (

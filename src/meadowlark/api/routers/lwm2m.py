@@ -522,7 +522,7 @@ def _event_json(runtime: Runtime, event: DeviceEvent, opaque: OpaqueEncoding) ->
                 "address": str(event.peer),
                 "previousAddress": str(event.previous_peer),
             }
-    return {"ep": ep}
+    return {"ep": ep, **event.alert}
 
 
 def _request_response_json(event: DeviceEvent, opaque: OpaqueEncoding) -> dict[str, Any]:

@@ -25,7 +25,7 @@ read when the answer says there may be something.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -74,6 +74,17 @@ FINISHED = (SUCCESS, FAILURE, TIMEOUT)
 DEVICE = "device"
 GROUP = "group"
 REGISTRATION_READ_SETTING = "registrationRead"
+
+
+@dataclass(frozen=True, slots=True)
+class FinishedRun:
+    """A task run's outcome, as told to ``TaskEngine.finished_listeners``."""
+
+    task_id: str
+    device_id: str
+    status: str
+    summary: str
+    properties: list[dict[str, str]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +187,8 @@ class TaskEngine(ServerListener):
         self._workers: list[asyncio.Task[None]] = []
         self._stopping = False
         self.runs_finished = 0
+        self.finished_listeners: list[Callable[[FinishedRun], None]] = []
+        """Told of every finished run, after its report is committed (must not block)."""
         self._pending_work = SharedQuery(self._query_pending_work)
         server.add_listener(self)
 
@@ -616,6 +629,9 @@ class TaskEngine(ServerListener):
                 )
         self.runs_finished += 1
         _log.info("task_run_finished", task_id=task.id, device_id=run.device_id, status=status)
+        finished = FinishedRun(task.id, run.device_id, status, summary, properties)
+        for listener in self.finished_listeners:
+            listener(finished)
         if task.callback:
             self.callbacks.notify()
 
