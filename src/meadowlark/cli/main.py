@@ -174,6 +174,14 @@ def serve(
             host=settings.bootstrap.host, port=concrete_udp_port(settings.bootstrap)
         )
         typer.echo(f"LwM2M Bootstrap (CoAP) on udp://{bootstrap_address}", err=True)
+    bootstrap_dtls_address = None
+    if settings.bootstrap_dtls is not None:
+        bootstrap_dtls_address = HostPort(
+            host=settings.bootstrap_dtls.host, port=concrete_udp_port(settings.bootstrap_dtls)
+        )
+        typer.echo(
+            f"LwM2M Bootstrap (CoAP over DTLS) on coaps://{bootstrap_dtls_address}", err=True
+        )
     signals = settings.cluster.signals
     if signals_kind(settings, settings.resolved_database_url.startswith("sqlite")) == "off":
         signals = "local"  # one host's workers on the embedded store
@@ -186,6 +194,9 @@ def serve(
             "MEADOWLARK_COAP_TCP": streams["tcp"],
             "MEADOWLARK_COAP_TLS": streams["tls"],
             "MEADOWLARK_BOOTSTRAP": "off" if bootstrap_address is None else str(bootstrap_address),
+            "MEADOWLARK_BOOTSTRAP_DTLS": "off"
+            if bootstrap_dtls_address is None
+            else str(bootstrap_dtls_address),
             "MEADOWLARK_DATA_DIR": str(settings.data_dir),
             "MEADOWLARK_DATABASE_URL": settings.database_url,
             "MEADOWLARK_TOKEN_LIFETIME": str(settings.token_lifetime),
