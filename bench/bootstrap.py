@@ -42,6 +42,7 @@ def run(duration: float = 5.0) -> dict[str, float]:
             "MEADOWLARK_HTTP": f"127.0.0.1:{http_port}",
             "MEADOWLARK_COAP": f"127.0.0.1:{coap_port}",
             "MEADOWLARK_BOOTSTRAP": f"127.0.0.1:{bootstrap_port}",
+            "MEADOWLARK_BOOTSTRAP_DTLS": "off",
             "MEADOWLARK_DATA_DIR": data_dir,
             "MEADOWLARK_ADMIN_PASSWORD": ADMIN_PASSWORD,
             "MEADOWLARK_LOG_LEVEL": "warning",

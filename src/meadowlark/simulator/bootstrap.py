@@ -205,6 +205,7 @@ class BootstrapClient:
         local_host: str = "127.0.0.1",
         finish_timeout: float = 60.0,
         credentials: DtlsCredentials | None = None,
+        handshake_timeout: float = 30.0,
     ) -> None:
         if content_format not in BOOTSTRAP_FORMATS:
             raise ValueError(f"content format {content_format} cannot carry a bootstrap")
@@ -220,6 +221,7 @@ class BootstrapClient:
         if self._secure and credentials is None:
             raise ValueError(f"{bootstrap_uri} needs DTLS credentials (the bootstrap PSK)")
         self._credentials = credentials
+        self._handshake_timeout = handshake_timeout
         self._finished: asyncio.Future[ManagementAccount] | None = None
 
     async def _open(self) -> CoapEndpoint:
@@ -232,6 +234,7 @@ class BootstrapClient:
             (self._local_host, 0),
             server=self._address,
             credentials=self._credentials,
+            handshake_timeout=self._handshake_timeout,
         )
 
     async def bootstrap(self, *, pack: bool = False) -> ManagementAccount:
@@ -387,6 +390,7 @@ async def bootstrap_into(
         content_format=formats[0] if formats else ContentFormat.TLV,
         local_host=local_host_for(address[0]),
         credentials=device.security,
+        handshake_timeout=device.timing.handshake_timeout,
     )
     account = await client.bootstrap(pack=pack)
     apply_account(device, account)
