@@ -42,7 +42,12 @@ from meadowlark.lwm2m.node import (
     Value,
 )
 from meadowlark.lwm2m.path import InvalidPathError, LwM2mPath
-from meadowlark.simulator.client import SimulatedDevice, local_host_for, resolve_server
+from meadowlark.simulator.client import (
+    RegistrationError,
+    SimulatedDevice,
+    local_host_for,
+    resolve_server,
+)
 from meadowlark.simulator.coap import Address, CoapEndpoint, CoapError
 from meadowlark.simulator.objects import models
 
@@ -395,6 +400,30 @@ async def bootstrap_into(
     account = await client.bootstrap(pack=pack)
     apply_account(device, account)
     return account
+
+
+REGISTER_RETRY_DELAYS = (1.0, 2.0, 4.0)
+"""Seconds before each new Register after a bootstrap, when one fails."""
+
+
+async def start_bootstrapped(device: SimulatedDevice) -> None:
+    """Register ``device`` with the account a bootstrap just gave it, retrying a failed
+    attempt after ``REGISTER_RETRY_DELAYS`` (as a client's registration retries, Core
+    1.1 §6.2.1.1): the server a device is sent to may learn its new credentials a moment
+    after the bootstrap server wrote them (another node of a cluster)."""
+    for delay in REGISTER_RETRY_DELAYS:
+        try:
+            await device.start()
+            return
+        except RegistrationError as error:
+            log.info(
+                "%s: register after bootstrap: %s; again in %g s",
+                device.endpoint_name,
+                error,
+                delay,
+            )
+        await asyncio.sleep(delay)
+    await device.start()
 
 
 def apply_account(device: SimulatedDevice, account: ManagementAccount) -> None:
