@@ -1,4 +1,4 @@
-"""``MEADOWLARK_BOOTSTRAP`` and ``MEADOWLARK_BOOTSTRAP_DTLS``: the bootstrap server's addresses, or ``off``."""
+"""``MEADOWLARK_BOOTSTRAP`` and ``MEADOWLARK_BOOTSTRAP_DTLS``: the bootstrap ports, or ``off``."""
 
 from __future__ import annotations
 
