@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from aiocoap import Message
+from aiocoap.numbers.codes import Code
 from sqlalchemy import select, update
 
 from lwm2m_harness import Lwm2mTestServer, eventually, running_lwm2m_server
@@ -25,7 +27,7 @@ from meadowlark.core.events import DeviceEvent, EventFilter
 from meadowlark.simulator import DeviceState, SimulatedDevice
 from meadowlark.simulator.bootstrap import BootstrapError, ManagementAccount, bootstrap_into
 from meadowlark.simulator.client import DeviceTiming
-from meadowlark.simulator.dtls import PskCredentials
+from meadowlark.simulator.dtls import DtlsCoapEndpoint, PskCredentials
 from meadowlark.store.bootstrap_models import BootstrapAccount
 from meadowlark.store.device_models import Device
 
@@ -314,3 +316,39 @@ def test_bootstrap_keys_stored_in_clear_are_sealed_at_start(server):
     assert sealed >= 1 and stored is not None and stored.startswith("enc1:")
     assert credentials.key.hex() not in stored
     assert server.runtime.bootstrap_keyring[credentials.identity] == credentials.key
+
+
+def test_the_bootstrap_dtls_port_takes_no_registration_and_survives_garbage(server):
+    endpoint = f"bsd-noreg-{tag()}"
+    account_id, credentials = psk_bootstrap_account(server, endpoint)
+    configure(server, account_id, securityMode="psk")
+    port = int(server.bootstrap_coaps.rsplit(":", 1)[1])  # type: ignore[attr-defined]
+
+    async def run() -> Code:
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(
+            asyncio.DatagramProtocol, remote_addr=("127.0.0.1", port)
+        )
+        for garbage in (b"", b"\x16\xfe\xfd" + b"\x00" * 10, secrets.token_bytes(300)):
+            transport.sendto(garbage)
+        transport.close()
+        secure = await DtlsCoapEndpoint.connect(
+            lambda request: None,
+            ("127.0.0.1", 0),
+            server=("127.0.0.1", port),
+            credentials=credentials,
+            handshake_timeout=5.0,
+        )
+        try:
+            register = Message(code=Code.POST, uri_path=("rd",), uri_query=(f"ep={endpoint}",))
+            response = await secure.request(register, ("127.0.0.1", port), response_timeout=5)
+            return response.code
+        finally:
+            secure.close()
+
+    assert server.call(run()) == Code.NOT_FOUND  # bootstrap credentials register nowhere
+    with server.admin() as http:
+        assert http.get(f"{API}/devices/{endpoint}").status_code == 404
+    device = SimulatedDevice(endpoint, "coap://192.0.2.1:9", security=credentials, timing=TIMING)
+    account = server.call(bootstrap_into(device, server.bootstrap_coaps))  # type: ignore[attr-defined]
+    assert account.security_mode == 0  # still serving after the garbage
