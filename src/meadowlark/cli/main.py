@@ -33,7 +33,8 @@ from meadowlark.cli.supervisor import (
 from meadowlark.cluster.wiring import signals_kind
 from meadowlark.config import HostPort, Settings
 from meadowlark.connectivity.things import ImportReport, parse_import_csv
-from meadowlark.core.devices import check_stored_psks
+from meadowlark.core.bootstrap import check_stored_bootstrap_psks
+from meadowlark.core.devices import PskHealth, check_stored_psks
 from meadowlark.core.domains import get_domain, normalize_domain_id
 from meadowlark.core.secret_box import SealError, SecretBox
 from meadowlark.core.users import NewUser, UserChanges
@@ -452,14 +453,16 @@ def _check_device_security(settings: Settings, *, database_reachable: bool) -> i
         sealing = "failed"
     problems += sealing != "ok"
     typer.echo(f"PSK sealing     {sealing} (AES-256-GCM, key derived from {source})")
+    labels = ("device PSKs    ", "bootstrap PSKs ")
     if not database_reachable:
-        typer.echo("device PSKs     not checked (database unreachable)")
+        for label in labels:
+            typer.echo(f"{label} not checked (database unreachable)")
         return problems
 
-    async def count() -> str:
+    async def count(check: Callable[[Database, SecretBox], Awaitable[PskHealth]]) -> str:
         db = Database(settings.resolved_database_url)
         try:
-            health = await check_stored_psks(db, box)
+            health = await check(db, box)
         except Exception as exc:  # report, don't crash: e.g. a store not migrated yet
             return f"not checked ({type(exc).__name__}; has `meadowlark db upgrade` run?)"
         finally:
@@ -474,9 +477,10 @@ def _check_device_security(settings: Settings, *, database_reachable: bool) -> i
             f"authenticate: {shown}{more}"
         )
 
-    state = asyncio.run(count())
-    problems += "NOT open" in state
-    typer.echo(f"device PSKs     {state}")
+    for label, check in zip(labels, (check_stored_psks, check_stored_bootstrap_psks), strict=True):
+        state = asyncio.run(count(check))
+        problems += "NOT open" in state
+        typer.echo(f"{label} {state}")
     return problems
 
 

@@ -300,6 +300,25 @@ async def seal_stored_bootstrap_psks(db: Database, psk_box: SecretBox) -> int:
             sealed_count += len(batch)
 
 
+async def check_stored_bootstrap_psks(db: Database, psk_box: SecretBox) -> devices.PskHealth:
+    """Try to open every stored bootstrap PSK with the current key (nothing is kept)."""
+    async with db.engine.connect() as connection:
+        rows = (
+            await connection.execute(
+                select(BootstrapAccount.id, BootstrapAccount.dtls_psk).where(
+                    BootstrapAccount.dtls_psk.is_not(None)
+                )
+            )
+        ).all()
+    unreadable = []
+    for account_id, stored in rows:
+        try:
+            psk_box.open(stored, BOOTSTRAP_PSKS.context(account_id))
+        except SealError:
+            unreadable.append(account_id)
+    return devices.PskHealth(len(rows), unreadable)
+
+
 # --- configurations ------------------------------------------------------------------
 
 

@@ -22,8 +22,9 @@ from meadowlark.api.routers.coiote_events import event_payloads
 from meadowlark.cli.dtls_serving import start_bootstrap_dtls, start_dtls
 from meadowlark.coap.bootstrap_site import BootstrapSite, NoRegistrations
 from meadowlark.coap.server import CoapServer
-from meadowlark.core.bootstrap import seal_stored_bootstrap_psks
+from meadowlark.core.bootstrap import check_stored_bootstrap_psks, seal_stored_bootstrap_psks
 from meadowlark.core.events import DeviceEvent, EventFilter
+from meadowlark.core.secret_box import PSK_PURPOSE, SecretBox, derive_key
 from meadowlark.simulator import DeviceState, SimulatedDevice
 from meadowlark.simulator.bootstrap import BootstrapError, ManagementAccount, bootstrap_into
 from meadowlark.simulator.client import DeviceTiming
@@ -352,3 +353,13 @@ def test_the_bootstrap_dtls_port_takes_no_registration_and_survives_garbage(serv
     device = SimulatedDevice(endpoint, "coap://192.0.2.1:9", security=credentials, timing=TIMING)
     account = server.call(bootstrap_into(device, server.bootstrap_coaps))  # type: ignore[attr-defined]
     assert account.security_mode == 0  # still serving after the garbage
+
+
+def test_doctor_counts_bootstrap_keys_that_do_not_open(server):
+    account_id, _ = psk_bootstrap_account(server, f"bsd-doctor-{tag()}")
+    db, box = server.runtime.db, server.runtime.psk_box
+    health = server.call(check_stored_bootstrap_psks(db, box))
+    assert health.stored >= 1 and account_id not in health.unreadable
+    other = SecretBox(derive_key("another-server-key", PSK_PURPOSE))
+    locked = server.call(check_stored_bootstrap_psks(db, other))
+    assert account_id in locked.unreadable
