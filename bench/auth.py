@@ -49,6 +49,7 @@ def run(duration: float = 5.0, concurrency: int = 16) -> dict[str, float]:
                 "MEADOWLARK_COAP_TCP": "off",  # no CoAP over TCP/TLS here
                 "MEADOWLARK_COAP_TLS": "off",
                 "MEADOWLARK_BOOTSTRAP": "off",
+                "MEADOWLARK_BOOTSTRAP_DTLS": "off",
                 "MEADOWLARK_DATA_DIR": data_dir,
                 "MEADOWLARK_ADMIN_PASSWORD": ADMIN_PASSWORD,
                 "MEADOWLARK_RATE_LIMITS__LOGIN_FAILURES_PER_IP": "1000000",

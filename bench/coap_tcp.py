@@ -53,6 +53,7 @@ def serve_with_streams(tmp: Path) -> Iterator[tuple[int, int, int, Path, int]]:
         "MEADOWLARK_COAP": f"127.0.0.1:{udp_port}",
         "MEADOWLARK_COAP_TCP": f"127.0.0.1:{tcp_port}",
         "MEADOWLARK_COAP_TLS": f"127.0.0.1:{tls_port}",
+        "MEADOWLARK_BOOTSTRAP_DTLS": "off",
         "MEADOWLARK_DATA_DIR": str(data_dir),
         "MEADOWLARK_ADMIN_PASSWORD": ADMIN_PASSWORD,
     }

@@ -189,6 +189,7 @@ def serving(backend: str, admin_password: str) -> Iterator[tuple[int, str]]:
             "MEADOWLARK_COAP_TCP": "off",  # no CoAP over TCP/TLS here
             "MEADOWLARK_COAP_TLS": "off",
             "MEADOWLARK_BOOTSTRAP": "off",
+            "MEADOWLARK_BOOTSTRAP_DTLS": "off",
             "MEADOWLARK_DATA_DIR": data_dir,
             "MEADOWLARK_DATABASE_URL": url,
             "MEADOWLARK_ADMIN_PASSWORD": admin_password,

@@ -72,6 +72,7 @@ def serve(tmp: Path) -> Iterator[dict[str, int]]:
         "MEADOWLARK_HTTP": f"127.0.0.1:{ports['http']}",
         "MEADOWLARK_COAP": f"127.0.0.1:{ports['coap']}",
         "MEADOWLARK_COAPS": f"127.0.0.1:{ports['coaps']}",
+        "MEADOWLARK_BOOTSTRAP_DTLS": "off",
         "MEADOWLARK_DATA_DIR": str(tmp / "meadowlark-data"),
         "MEADOWLARK_ADMIN_PASSWORD": ADMIN_PASSWORD,
     }

@@ -67,6 +67,7 @@ def meadowlark_serve(tmp: Path, *, with_http: bool = False) -> Iterator[Any]:
         "MEADOWLARK_COAP_TCP": "off",  # no CoAP over TCP/TLS here
         "MEADOWLARK_COAP_TLS": "off",
         "MEADOWLARK_BOOTSTRAP": "off",
+        "MEADOWLARK_BOOTSTRAP_DTLS": "off",
         "MEADOWLARK_DATA_DIR": str(tmp / "meadowlark-data"),
         "MEADOWLARK_ADMIN_PASSWORD": ADMIN_PASSWORD,
     }

@@ -76,6 +76,7 @@ def run(
             "MEADOWLARK_COAP_TCP": "off",  # no CoAP over TCP/TLS here
             "MEADOWLARK_COAP_TLS": "off",
             "MEADOWLARK_BOOTSTRAP": "off",
+            "MEADOWLARK_BOOTSTRAP_DTLS": "off",
             "MEADOWLARK_DATA_DIR": data_dir,
             "MEADOWLARK_ADMIN_PASSWORD": ADMIN_PASSWORD,
             "MEADOWLARK_LOG_LEVEL": "warning",

@@ -79,6 +79,7 @@ def meadowlark_serve(data_dir: Path, log: Path) -> Iterator[Served]:
         "MEADOWLARK_COAP_TCP": "off",  # no CoAP over TCP/TLS here
         "MEADOWLARK_COAP_TLS": "off",
         "MEADOWLARK_BOOTSTRAP": "off",
+        "MEADOWLARK_BOOTSTRAP_DTLS": "off",
         "MEADOWLARK_DATA_DIR": str(data_dir),
         "MEADOWLARK_ADMIN_PASSWORD": ADMIN_PASSWORD,
     }

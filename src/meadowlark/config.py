@@ -276,6 +276,9 @@ class Settings(BaseSettings):
     """Address of CoAP over TLS (certificates: ``tls``); ``off`` disables it."""
     bootstrap: Annotated[HostPort | None, NoDecode, Field(default="0.0.0.0:5783")]  # noqa: S104 - devices connect from anywhere
     """Address of the LwM2M Bootstrap server (plain CoAP); ``off`` disables it."""
+    bootstrap_dtls: Annotated[HostPort | None, NoDecode, Field(default="0.0.0.0:5784")]  # noqa: S104 - devices connect from anywhere
+    """Address of the LwM2M Bootstrap server over DTLS (``coaps://``; bootstrap accounts
+    with a PSK); ``off`` disables it."""
     data_dir: Path = Path("./meadowlark-data")
     """Folder for the embedded database, the generated secret key and other state."""
     database_url: str | None = None
@@ -316,7 +319,7 @@ class Settings(BaseSettings):
     dtls: DtlsSettings = DtlsSettings()
 
     _parse_http = field_validator("http", "coap", mode="before")(_host_port)
-    _parse_coaps = field_validator("coaps", mode="before")(_optional_host_port)
+    _parse_coaps = field_validator("coaps", "bootstrap_dtls", mode="before")(_optional_host_port)
     _parse_streams = field_validator("coap_tcp", "coap_tls", mode="before")(_optional_host_port)
 
     @field_validator("bootstrap", mode="before")

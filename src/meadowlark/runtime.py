@@ -18,7 +18,11 @@ from meadowlark.connectivity.recorder import ActivityRecorder
 from meadowlark.connectivity.sms import make_gateway
 from meadowlark.connectivity.things import ThingService
 from meadowlark.core.alerts import RULES_TOPIC, AlertingValueCache, AlertService
-from meadowlark.core.bootstrap import BootstrapRecorder, SqlBootstrapConfigurations
+from meadowlark.core.bootstrap import (
+    BootstrapRecorder,
+    SqlBootstrapConfigurations,
+    seal_stored_bootstrap_psks,
+)
 from meadowlark.core.devices import seal_stored_psks
 from meadowlark.core.events import EventBus
 from meadowlark.core.firmware import FirmwareUpdates
@@ -37,7 +41,12 @@ from meadowlark.server.service import LwM2mServer, ServerOptions
 from meadowlark.store.db import Database
 from meadowlark.store.devices import SqlDeviceStores, device_domain
 from meadowlark.store.migrate import upgrade_to_head
-from meadowlark.store.psk_keyring import PSK_TOPIC, PskKeyring
+from meadowlark.store.psk_keyring import (
+    BOOTSTRAP_PSK_TOPIC,
+    BOOTSTRAP_PSKS,
+    PSK_TOPIC,
+    PskKeyring,
+)
 
 _log = structlog.get_logger("meadowlark.runtime")
 
@@ -67,6 +76,8 @@ class Runtime:
     bootstrap: BootstrapService
     """The LwM2M Bootstrap server's logic; a transport attaches to it (``coap/``)."""
     bootstrap_configurations: SqlBootstrapConfigurations
+    bootstrap_keyring: PskKeyring
+    """Bootstrap accounts' DTLS identity -> PSK, for the bootstrap server's DTLS port."""
     bootstrap_recorder: BootstrapRecorder
     alerts: AlertService
     alert_sweep: Lease
@@ -91,6 +102,11 @@ class Runtime:
         if cluster is not None:
             # A device's key rotated on one node is re-read by the others at once.
             cluster.share(PSK_TOPIC, psk_keyring.on_local_change, psk_keyring.refresh)
+        bootstrap_keyring = PskKeyring(db, psk_box, BOOTSTRAP_PSKS)
+        if cluster is not None:
+            cluster.share(
+                BOOTSTRAP_PSK_TOPIC, bootstrap_keyring.on_local_change, bootstrap_keyring.refresh
+            )
         lwm2m_settings = settings.lwm2m
         device_stores = SqlDeviceStores(
             db, lwm2m_settings.default_domain, lwm2m_settings.value_flush_interval
@@ -211,6 +227,7 @@ class Runtime:
             psk_keyring=psk_keyring,
             bootstrap=bootstrap_service,
             bootstrap_configurations=bootstrap_configurations,
+            bootstrap_keyring=bootstrap_keyring,
             bootstrap_recorder=bootstrap_recorder,
             alerts=alerts,
             alert_sweep=Lease(
@@ -234,6 +251,7 @@ class Runtime:
         await self.things.index.load(self.db)
         self.roles.invalidate()
         self.psk_keyring.attach()
+        self.bootstrap_keyring.attach()
         return generated
 
     async def _migrate_and_bootstrap(self) -> str | None:
@@ -242,6 +260,9 @@ class Runtime:
         sealed = await seal_stored_psks(self.db, self.psk_box)
         if sealed:
             _log.info("stored_psks_sealed", devices=sealed)
+        sealed = await seal_stored_bootstrap_psks(self.db, self.psk_box)
+        if sealed:
+            _log.info("stored_bootstrap_psks_sealed", accounts=sealed)
         async with self.db.session() as session:
             return await bootstrap(
                 session,
@@ -256,6 +277,7 @@ class Runtime:
         if self.cluster is not None:
             await self.cluster.start()
         await self.psk_keyring.start()
+        await self.bootstrap_keyring.start()
         self.device_stores.start()
         self.activity.start()
         await self.lwm2m.start()
@@ -275,6 +297,7 @@ class Runtime:
         await self.activity.stop()
         await self.device_stores.stop()
         await self.psk_keyring.stop()
+        await self.bootstrap_keyring.stop()
         if self.cluster is not None:
             await self.cluster.stop()
         await self.db.dispose()

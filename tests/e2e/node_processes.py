@@ -101,6 +101,7 @@ def start_node(
             "MEADOWLARK_COAP_TCP": "off",  # no CoAP over TCP/TLS here
             "MEADOWLARK_COAP_TLS": "off",
             "MEADOWLARK_BOOTSTRAP": "off",
+            "MEADOWLARK_BOOTSTRAP_DTLS": "off",
             "MEADOWLARK_DATA_DIR": str(data_dir),
             "MEADOWLARK_ADMIN_PASSWORD": ADMIN_PASSWORD,
             "MEADOWLARK_SECRET_KEY": SECRET_KEY,

@@ -45,6 +45,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]
         http=f"127.0.0.1:{http_port}",
         coap=f"127.0.0.1:{_free_port(socket.SOCK_DGRAM)}",
         bootstrap=f"127.0.0.1:{bootstrap_port}",
+        bootstrap_dtls="off",
         data_dir=str(data_dir),
         admin_password=ADMIN_PASSWORD,
     )

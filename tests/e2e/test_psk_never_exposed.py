@@ -38,6 +38,7 @@ def _environment(data_dir: Path) -> dict[str, str]:
             "MEADOWLARK_LOG_LEVEL": "debug",
             "MEADOWLARK_HTTP": f"127.0.0.1:{_free_port(socket.SOCK_STREAM)}",
             "MEADOWLARK_COAP": f"127.0.0.1:{_free_port(socket.SOCK_DGRAM)}",
+            "MEADOWLARK_BOOTSTRAP_DTLS": "off",
         }
     )
     return env

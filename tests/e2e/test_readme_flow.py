@@ -36,6 +36,7 @@ def served(tmp_path_factory):
             "MEADOWLARK_COAP_TCP": "off",  # no CoAP over TCP/TLS here
             "MEADOWLARK_COAP_TLS": "off",
             "MEADOWLARK_BOOTSTRAP": "off",
+            "MEADOWLARK_BOOTSTRAP_DTLS": "off",
             "MEADOWLARK_DATA_DIR": str(data_dir),
             "MEADOWLARK_ADMIN_PASSWORD": ADMIN_PASSWORD,
             "MEADOWLARK_TOKEN_LIFETIME": "120",

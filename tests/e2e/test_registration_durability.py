@@ -43,6 +43,7 @@ def _serve(data_dir: Path) -> tuple[subprocess.Popen[bytes], int]:
             "MEADOWLARK_COAP_TCP": "off",  # no CoAP over TCP/TLS here
             "MEADOWLARK_COAP_TLS": "off",
             "MEADOWLARK_BOOTSTRAP": "off",
+            "MEADOWLARK_BOOTSTRAP_DTLS": "off",
             "MEADOWLARK_DATA_DIR": str(data_dir),
             "MEADOWLARK_ADMIN_PASSWORD": "Durable-Admin-Pa55word!",
             "MEADOWLARK_LOG_LEVEL": "warning",

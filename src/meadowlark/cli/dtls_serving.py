@@ -1,16 +1,22 @@
-"""Wiring the DTLS transport (``coap.dtls``) into a running node: credentials from the
-settings, limits from ``settings.dtls``, handshake failures into the audit log."""
+"""Wiring the DTLS transport (``coap.dtls``) into a running node, for the management
+server's port and the bootstrap server's: credentials from the settings, limits from
+``settings.dtls``, handshake failures into the audit log."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
+from aiocoap import Context
+
 from meadowlark.certificates import server_credentials
+from meadowlark.coap.bootstrap_site import NoRegistrations
 from meadowlark.coap.dtls import DtlsCredentials, DtlsServer, HandshakeFailure
+from meadowlark.coap.endpoint import AiocoapEndpoint
 from meadowlark.coap.server import CoapServer
 from meadowlark.coap.site import block_size_exponent
-from meadowlark.config import Settings
+from meadowlark.config import HostPort, Settings
 from meadowlark.runtime import Runtime
+from meadowlark.server.transport import TrafficCounter, UplinkHandler
 
 HANDSHAKE_FAILED_EVENT = "device.dtls_handshake_failed"
 """Audit event of a DTLS handshake that did not authenticate (never with a key)."""
@@ -49,29 +55,74 @@ async def start_dtls(
     if settings.coaps is None:
         return None
     keys = runtime.psk_keyring if psk_keys is None else psk_keys
+    server = _dtls_server(
+        settings,
+        runtime,
+        runtime.lwm2m,
+        keys,
+        settings.coaps,
+        traffic=runtime.lwm2m.traffic,
+        reuse_port=reuse_port,
+    )
+    await server.start(coap_server.context)
+    runtime.psk_keyring.on_change(server.close_sessions)
+    return server
+
+
+async def start_bootstrap_dtls(
+    settings: Settings, runtime: Runtime, context: Context, *, reuse_port: bool = False
+) -> DtlsServer | None:
+    """Serve the bootstrap server over DTLS at ``settings.bootstrap_dtls`` (None when it
+    is off) on ``context`` (whose site is the ``BootstrapSite``). Handshakes take the
+    bootstrap accounts' PSKs (``runtime.bootstrap_keyring``; a changed or removed key
+    ends that identity's sessions), and the bootstrap service sends to DTLS peers
+    through this port. Failed handshakes are audited as on the management port."""
+    if settings.bootstrap_dtls is None:
+        return None
+    server = _dtls_server(
+        settings,
+        runtime,
+        NoRegistrations(),
+        runtime.bootstrap_keyring,
+        settings.bootstrap_dtls,
+        reuse_port=reuse_port,
+    )
+    await server.start(context)
+    runtime.bootstrap_keyring.on_change(server.close_sessions)
+    runtime.bootstrap.attach(AiocoapEndpoint(context), transport="dtls")
+    return server
+
+
+def _dtls_server(
+    settings: Settings,
+    runtime: Runtime,
+    handler: UplinkHandler,
+    keys: Mapping[str, bytes],
+    address: HostPort,
+    *,
+    traffic: TrafficCounter | None = None,
+    reuse_port: bool,
+) -> DtlsServer:
     credentials = server_credentials(settings)
     limits = settings.dtls
     lwm2m = settings.lwm2m
-    server = DtlsServer(
-        runtime.lwm2m,
+    return DtlsServer(
+        handler,
         DtlsCredentials(
             keys,
             certificate=credentials.certificate,
             private_key=credentials.private_key,
             ca_bundle=credentials.ca_bundle,
         ),
-        settings.coaps.host,
-        settings.coaps.port,
+        address.host,
+        address.port,
         max_sessions=limits.max_sessions,
         idle_timeout=limits.idle_timeout,
         handshake_timeout=limits.handshake_timeout,
         handshakes_per_second=limits.handshakes_per_address_per_second,
         max_payload=lwm2m.max_payload,
         block_size_exp=block_size_exponent(lwm2m.block_size),
-        traffic=runtime.lwm2m.traffic,
+        traffic=traffic,
         on_handshake_failure=audit_handshake_failures(runtime),
         reuse_port=reuse_port,
     )
-    await server.start(coap_server.context)
-    runtime.psk_keyring.on_change(server.close_sessions)
-    return server

@@ -33,7 +33,8 @@ from meadowlark.cli.supervisor import (
 from meadowlark.cluster.wiring import signals_kind
 from meadowlark.config import HostPort, Settings
 from meadowlark.connectivity.things import ImportReport, parse_import_csv
-from meadowlark.core.devices import check_stored_psks
+from meadowlark.core.bootstrap import check_stored_bootstrap_psks
+from meadowlark.core.devices import PskHealth, check_stored_psks
 from meadowlark.core.domains import get_domain, normalize_domain_id
 from meadowlark.core.secret_box import SealError, SecretBox
 from meadowlark.core.users import NewUser, UserChanges
@@ -174,6 +175,14 @@ def serve(
             host=settings.bootstrap.host, port=concrete_udp_port(settings.bootstrap)
         )
         typer.echo(f"LwM2M Bootstrap (CoAP) on udp://{bootstrap_address}", err=True)
+    bootstrap_dtls_address = None
+    if settings.bootstrap_dtls is not None:
+        bootstrap_dtls_address = HostPort(
+            host=settings.bootstrap_dtls.host, port=concrete_udp_port(settings.bootstrap_dtls)
+        )
+        typer.echo(
+            f"LwM2M Bootstrap (CoAP over DTLS) on coaps://{bootstrap_dtls_address}", err=True
+        )
     signals = settings.cluster.signals
     if signals_kind(settings, settings.resolved_database_url.startswith("sqlite")) == "off":
         signals = "local"  # one host's workers on the embedded store
@@ -186,6 +195,9 @@ def serve(
             "MEADOWLARK_COAP_TCP": streams["tcp"],
             "MEADOWLARK_COAP_TLS": streams["tls"],
             "MEADOWLARK_BOOTSTRAP": "off" if bootstrap_address is None else str(bootstrap_address),
+            "MEADOWLARK_BOOTSTRAP_DTLS": "off"
+            if bootstrap_dtls_address is None
+            else str(bootstrap_dtls_address),
             "MEADOWLARK_DATA_DIR": str(settings.data_dir),
             "MEADOWLARK_DATABASE_URL": settings.database_url,
             "MEADOWLARK_TOKEN_LIFETIME": str(settings.token_lifetime),
@@ -441,14 +453,16 @@ def _check_device_security(settings: Settings, *, database_reachable: bool) -> i
         sealing = "failed"
     problems += sealing != "ok"
     typer.echo(f"PSK sealing     {sealing} (AES-256-GCM, key derived from {source})")
+    labels = ("device PSKs    ", "bootstrap PSKs ")
     if not database_reachable:
-        typer.echo("device PSKs     not checked (database unreachable)")
+        for label in labels:
+            typer.echo(f"{label} not checked (database unreachable)")
         return problems
 
-    async def count() -> str:
+    async def count(check: Callable[[Database, SecretBox], Awaitable[PskHealth]]) -> str:
         db = Database(settings.resolved_database_url)
         try:
-            health = await check_stored_psks(db, box)
+            health = await check(db, box)
         except Exception as exc:  # report, don't crash: e.g. a store not migrated yet
             return f"not checked ({type(exc).__name__}; has `meadowlark db upgrade` run?)"
         finally:
@@ -463,9 +477,10 @@ def _check_device_security(settings: Settings, *, database_reachable: bool) -> i
             f"authenticate: {shown}{more}"
         )
 
-    state = asyncio.run(count())
-    problems += "NOT open" in state
-    typer.echo(f"device PSKs     {state}")
+    for label, check in zip(labels, (check_stored_psks, check_stored_bootstrap_psks), strict=True):
+        state = asyncio.run(count(check))
+        problems += "NOT open" in state
+        typer.echo(f"{label} {state}")
     return problems
 
 

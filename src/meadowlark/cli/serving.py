@@ -79,9 +79,10 @@ def serve_node(
     SO_REUSEPORT); it prints no banner (the supervisor did). ``before_coap`` runs right
     before the CoAP port is bound (the supervisor's start barrier)."""
     import uvicorn
+    from aiocoap import Context
 
     from meadowlark.api.app import create_app
-    from meadowlark.cli.dtls_serving import start_dtls
+    from meadowlark.cli.dtls_serving import start_bootstrap_dtls, start_dtls
     from meadowlark.coap.bootstrap_site import BootstrapSite, NoRegistrations
     from meadowlark.coap.server import CoapServer
 
@@ -118,7 +119,10 @@ def serve_node(
         runtime.firmware_images.bind_coap(settings.coap.host, coap_server.port)
         runtime.firmware_images.bind_http(settings.http.host, settings.http.port)
         runtime.bootstrap_configurations.bind("coap", settings.coap.host, coap_server.port)
-        bootstrap_server = None
+        if dtls_server is not None and settings.coaps is not None:  # PSK configurations' default
+            runtime.bootstrap_configurations.bind("coaps", settings.coaps.host, dtls_server.port)
+        bootstrap_site = BootstrapSite(runtime.bootstrap, lwm2m.max_payload)
+        bootstrap_server, bootstrap_context = None, None
         if settings.bootstrap is not None:
             bootstrap_server = CoapServer(
                 NoRegistrations(),
@@ -127,9 +131,17 @@ def serve_node(
                 max_payload=lwm2m.max_payload,
                 block_size=lwm2m.block_size,
                 reuse_port=worker,
-                site=BootstrapSite(runtime.bootstrap, lwm2m.max_payload),
+                site=bootstrap_site,
             )
             runtime.bootstrap.attach(await bootstrap_server.start())
+            bootstrap_context = bootstrap_server.context
+        elif settings.bootstrap_dtls is not None:  # DTLS only: a context without plain UDP
+            bootstrap_context = Context(serversite=bootstrap_site, loggername="coap-bootstrap")
+        bootstrap_dtls = None
+        if bootstrap_context is not None:
+            bootstrap_dtls = await start_bootstrap_dtls(
+                settings, runtime, bootstrap_context, reuse_port=worker
+            )
         if not worker:
             typer.echo(f"LwM2M (CoAP) on udp://{settings.coap}", err=True)
             if settings.coaps is not None:
@@ -142,6 +154,11 @@ def serve_node(
                     typer.echo(f"LwM2M (CoAP over {label}) on {scheme}://{address}", err=True)
             if settings.bootstrap is not None:
                 typer.echo(f"LwM2M Bootstrap (CoAP) on udp://{settings.bootstrap}", err=True)
+            if bootstrap_dtls is not None:
+                typer.echo(
+                    f"LwM2M Bootstrap (CoAP over DTLS) on coaps://{settings.bootstrap_dtls}",
+                    err=True,
+                )
         server = uvicorn.Server(
             uvicorn.Config(
                 create_app(runtime, manage_runtime=False),
@@ -158,8 +175,12 @@ def serve_node(
         finally:
             if dtls_server is not None:
                 await dtls_server.stop()
+            if bootstrap_dtls is not None:
+                await bootstrap_dtls.stop()
             if bootstrap_server is not None:
                 await bootstrap_server.stop()
+            elif bootstrap_context is not None:
+                await bootstrap_context.shutdown()
             await coap_server.stop()
             await runtime.close()
 

@@ -123,9 +123,10 @@ def simulate(
     bootstrap: Annotated[
         str | None,
         typer.Option(
-            help="Bootstrap server URI (coap://host:port): each device starts with only its "
-            "bootstrap account and registers where the bootstrap server sends it "
-            "(--server is then unused)."
+            help="Bootstrap server URI (coap://host:port, or coaps:// with the bootstrap "
+            "account's --psk-identity/--psk-key): each device starts with only its "
+            "bootstrap account and registers where, and with the credentials, the "
+            "bootstrap server gives it (--server is then unused)."
         ),
     ] = None,
     bootstrap_pack: Annotated[
@@ -150,7 +151,14 @@ def simulate(
         tls, tls_name = _tls_context(ca, certificate, private_key, server_name)
     else:
         security = _security(
-            server_uri, prefix, psk_identity, psk_key, psk_per_device, certificate, private_key, ca
+            bootstrap or server_uri,
+            prefix,
+            psk_identity,
+            psk_key,
+            psk_per_device,
+            certificate,
+            private_key,
+            ca,
         )
     if bootstrap_pack and bootstrap is None:
         raise typer.BadParameter("needs --bootstrap", param_hint="--bootstrap-pack")

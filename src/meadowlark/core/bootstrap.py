@@ -2,10 +2,14 @@
 
 A *bootstrap account* is a device as the bootstrap server knows it (Coiote's
 ``connectorType: bootstrap`` device): an endpoint name, a domain and the credentials
-the device bootstraps with. A *configuration* says which management server account the
-device is given; it belongs to one bootstrap account, or to a group (it then applies to
-the devices whose management record, the ``devices`` row of the same endpoint name, is a
-direct member; a device's own configuration wins, then its groups in id order).
+the device bootstraps with. Its PSK is sealed at rest like a device's (``SecretBox``,
+for the context ``BOOTSTRAP_PSKS.context(account id)``), never returned nor logged, and
+every change reaches the bootstrap DTLS port's keyring (``note_psk_change``).
+
+A *configuration* says which management server account the device is given; it
+belongs to one bootstrap account, or to a group (it then applies to the devices whose
+management record, the ``devices`` row of the same endpoint name, is a direct member;
+a device's own configuration wins, then its groups in id order).
 
 ``SqlBootstrapConfigurations`` is the ``BootstrapConfigurations`` of the bootstrap
 service: for a PSK configuration it makes a fresh identity and 16-byte key on each
@@ -24,7 +28,7 @@ from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 import structlog
-from sqlalchemy import delete, exists, select
+from sqlalchemy import bindparam, delete, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from meadowlark.auth import permissions as catalog
@@ -33,7 +37,7 @@ from meadowlark.core import audit, devices
 from meadowlark.core.domains import in_scope, normalize_domain_id
 from meadowlark.core.errors import Conflict, InvalidInput, NotFound
 from meadowlark.core.events import EventBus
-from meadowlark.core.secret_box import SecretBox
+from meadowlark.core.secret_box import SEALED_PREFIX, SealError, SecretBox
 from meadowlark.server.bootstrap.accounts import SecurityMode, ServerAccount
 from meadowlark.server.bootstrap.service import (
     BootstrapEvent,
@@ -50,6 +54,7 @@ from meadowlark.store.coiote_models import Group, GroupMembership
 from meadowlark.store.db import Database
 from meadowlark.store.device_models import Device
 from meadowlark.store.models import Domain
+from meadowlark.store.psk_keyring import BOOTSTRAP_PSKS, note_psk_change
 
 _log = structlog.get_logger("meadowlark.bootstrap")
 
@@ -77,8 +82,22 @@ class NewBootstrapAccount:
     dtls_psk_hex: str | None = None
 
 
+def _sealed_psk(psk_box: SecretBox, account_id: str, psk_hex: str, current: str | None) -> str:
+    """``psk_hex`` sealed for bootstrap account ``account_id``; ``current`` itself when it
+    already holds that key (re-sending the same key changes nothing)."""
+    key = bytes.fromhex(psk_hex)
+    context = BOOTSTRAP_PSKS.context(account_id)
+    if current is not None:
+        try:
+            if psk_box.open(current, context) == key:
+                return current
+        except SealError:
+            pass
+    return psk_box.seal(key, context)
+
+
 async def create_account(
-    session: AsyncSession, principal: Principal, new: NewBootstrapAccount
+    session: AsyncSession, principal: Principal, new: NewBootstrapAccount, *, psk_box: SecretBox
 ) -> BootstrapAccount:
     """A bootstrap account; its id is the endpoint name unless given."""
     endpoint = _name("endpoint name", new.endpoint_name, MAX_ENDPOINT_NAME_LENGTH)
@@ -109,6 +128,11 @@ async def create_account(
         )
         if used:
             raise InvalidInput(f"DTLS identity {new.dtls_identity!r} is already used")
+    sealed = (
+        None
+        if new.dtls_psk_hex is None
+        else _sealed_psk(psk_box, account_id, new.dtls_psk_hex, None)
+    )
     account = BootstrapAccount(
         id=account_id,
         endpoint_name=endpoint,
@@ -117,10 +141,12 @@ async def create_account(
         description=new.description,
         security_mode=mode,
         dtls_identity=new.dtls_identity,
-        dtls_psk=new.dtls_psk_hex,
+        dtls_psk=sealed,
     )
     session.add(account)
     await session.flush()
+    if sealed is not None:
+        note_psk_change(session, account_id, new.dtls_identity, sealed, BOOTSTRAP_PSKS)
     audit.record(
         session,
         "bootstrap.device_created",
@@ -146,7 +172,12 @@ async def get_account(
 
 
 async def update_account(
-    session: AsyncSession, principal: Principal, account_id: str, changes: devices.DeviceChanges
+    session: AsyncSession,
+    principal: Principal,
+    account_id: str,
+    changes: devices.DeviceChanges,
+    *,
+    psk_box: SecretBox,
 ) -> BootstrapAccount:
     """Names and bootstrap credentials of a bootstrap device (a ``DeviceUpdateRequest``;
     groups, properties, blacklisting and disabling management do not apply)."""
@@ -167,7 +198,7 @@ async def update_account(
     if mode == "psk":
         identity = changes.dtls_identity or account.dtls_identity
         key = (
-            devices.psk_to_hex(changes.dtls_psk)
+            _sealed_psk(psk_box, account.id, devices.psk_to_hex(changes.dtls_psk), account.dtls_psk)
             if changes.dtls_psk is not None
             else account.dtls_psk
         )
@@ -187,6 +218,8 @@ async def update_account(
         raise InvalidInput("dtlsIdentity and dtlsPsk only apply to securityMode psk")
     else:
         identity, key = None, None
+    if (identity, key) != (account.dtls_identity, account.dtls_psk):
+        note_psk_change(session, account.id, identity, key, BOOTSTRAP_PSKS)
     account.security_mode, account.dtls_identity, account.dtls_psk = mode, identity, key
     if changes.friendly_name is not None:
         account.friendly_name = _name("friendlyName", changes.friendly_name, 255)
@@ -212,6 +245,8 @@ async def delete_account(session: AsyncSession, principal: Principal, account_id
         )
     )
     await session.delete(account)
+    if account.dtls_psk is not None:
+        note_psk_change(session, account.id, None, None, BOOTSTRAP_PSKS)
     audit.record(
         session,
         "bootstrap.device_deleted",
@@ -219,6 +254,69 @@ async def delete_account(session: AsyncSession, principal: Principal, account_id
         subject=account.id,
         domain_id=account.domain_id,
     )
+
+
+SEAL_BATCH = 500
+_SEAL_UPDATE = (
+    update(BootstrapAccount.__table__)
+    .where(BootstrapAccount.__table__.c.id == bindparam("account_key"))
+    .values(dtls_psk=bindparam("sealed"))
+)
+
+
+async def seal_stored_bootstrap_psks(db: Database, psk_box: SecretBox) -> int:
+    """Seal the bootstrap PSKs stored in clear (hex) by earlier versions, ``SEAL_BATCH``
+    rows per transaction; how many were sealed. Sealed rows are left alone, so it can
+    run at every start."""
+    sealed_count, after = 0, ""
+    while True:
+        async with db.transaction() as session:
+            rows = (
+                await session.execute(
+                    select(BootstrapAccount.id, BootstrapAccount.dtls_psk)
+                    .where(
+                        BootstrapAccount.id > after,
+                        BootstrapAccount.dtls_psk.is_not(None),
+                        BootstrapAccount.dtls_psk.not_like(SEALED_PREFIX + "%"),
+                    )
+                    .order_by(BootstrapAccount.id)
+                    .limit(SEAL_BATCH)
+                )
+            ).all()
+            if not rows:
+                return sealed_count
+            after = rows[-1].id
+            batch = []
+            for account_id, stored in rows:
+                try:
+                    key = bytes.fromhex(stored)
+                except ValueError:  # not a key any version wrote: left as is
+                    _log.error("bootstrap_psk_not_sealable", account=account_id)
+                    continue
+                sealed = psk_box.seal(key, BOOTSTRAP_PSKS.context(account_id))
+                batch.append({"account_key": account_id, "sealed": sealed})
+            if batch:
+                await session.execute(_SEAL_UPDATE, batch)
+            sealed_count += len(batch)
+
+
+async def check_stored_bootstrap_psks(db: Database, psk_box: SecretBox) -> devices.PskHealth:
+    """Try to open every stored bootstrap PSK with the current key (nothing is kept)."""
+    async with db.engine.connect() as connection:
+        rows = (
+            await connection.execute(
+                select(BootstrapAccount.id, BootstrapAccount.dtls_psk).where(
+                    BootstrapAccount.dtls_psk.is_not(None)
+                )
+            )
+        ).all()
+    unreadable = []
+    for account_id, stored in rows:
+        try:
+            psk_box.open(stored, BOOTSTRAP_PSKS.context(account_id))
+        except SealError:
+            unreadable.append(account_id)
+    return devices.PskHealth(len(rows), unreadable)
 
 
 # --- configurations ------------------------------------------------------------------

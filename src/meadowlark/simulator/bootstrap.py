@@ -8,6 +8,10 @@ management account (Security instance with Bootstrap-Server false and a matching
 instance; 4.06 otherwise). With ``pack`` it sends Bootstrap-Pack-Request
 (``GET /bspack?ep=NAME``, 1.2) instead and applies the SenML CBOR pack it gets.
 
+A ``coaps://`` bootstrap server is reached over DTLS with the device's bootstrap
+credentials (``simulator.dtls``); the bootstrap server's own requests then come over
+that session.
+
 What it ends with is a ``ManagementAccount``: the server URI, short server id, lifetime,
 binding and credentials that ``SimulatedDevice`` registers with. PSK credentials go to
 the DTLS client as they are (``psk_identity``, ``psk_key``).
@@ -19,6 +23,8 @@ import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from aiocoap import Message
 from aiocoap.numbers.codes import Code
@@ -36,9 +42,17 @@ from meadowlark.lwm2m.node import (
     Value,
 )
 from meadowlark.lwm2m.path import InvalidPathError, LwM2mPath
-from meadowlark.simulator.client import SimulatedDevice, local_host_for, resolve_server
+from meadowlark.simulator.client import (
+    RegistrationError,
+    SimulatedDevice,
+    local_host_for,
+    resolve_server,
+)
 from meadowlark.simulator.coap import Address, CoapEndpoint, CoapError
 from meadowlark.simulator.objects import models
+
+if TYPE_CHECKING:
+    from meadowlark.simulator.dtls import DtlsCredentials
 
 log = logging.getLogger(__name__)
 
@@ -182,8 +196,8 @@ class BootstrapObjects:
 
 
 class BootstrapClient:
-    """Bootstraps one device over its own UDP socket; ``bootstrap()`` returns what the
-    server provisioned."""
+    """Bootstraps one device over its own UDP socket (DTLS with ``credentials`` for a
+    ``coaps://`` bootstrap server); ``bootstrap()`` returns what the server provisioned."""
 
     def __init__(
         self,
@@ -195,6 +209,8 @@ class BootstrapClient:
         content_format: int = ContentFormat.SENML_CBOR,
         local_host: str = "127.0.0.1",
         finish_timeout: float = 60.0,
+        credentials: DtlsCredentials | None = None,
+        handshake_timeout: float = 30.0,
     ) -> None:
         if content_format not in BOOTSTRAP_FORMATS:
             raise ValueError(f"content format {content_format} cannot carry a bootstrap")
@@ -206,10 +222,28 @@ class BootstrapClient:
         """(method, path) of every bootstrap server request, in order (for tests)."""
         self._address = bootstrap_address
         self._local_host = local_host
+        self._secure = urlsplit(bootstrap_uri).scheme == "coaps"
+        if self._secure and credentials is None:
+            raise ValueError(f"{bootstrap_uri} needs DTLS credentials (the bootstrap PSK)")
+        self._credentials = credentials
+        self._handshake_timeout = handshake_timeout
         self._finished: asyncio.Future[ManagementAccount] | None = None
 
+    async def _open(self) -> CoapEndpoint:
+        if not self._secure:
+            return await CoapEndpoint.open(self._handle, (self._local_host, 0))
+        from meadowlark.simulator.dtls import DtlsCoapEndpoint
+
+        return await DtlsCoapEndpoint.open(
+            self._handle,
+            (self._local_host, 0),
+            server=self._address,
+            credentials=self._credentials,
+            handshake_timeout=self._handshake_timeout,
+        )
+
     async def bootstrap(self, *, pack: bool = False) -> ManagementAccount:
-        endpoint = await CoapEndpoint.open(self._handle, (self._local_host, 0))
+        endpoint = await self._open()
         self._finished = asyncio.get_running_loop().create_future()
         try:
             if pack:
@@ -348,7 +382,9 @@ async def bootstrap_into(
     device: SimulatedDevice, bootstrap_uri: str, *, pack: bool = False
 ) -> ManagementAccount:
     """Bootstrap ``device`` (not started yet) from ``bootstrap_uri`` and point it at the
-    management account it was given; ``device.start()`` then registers there."""
+    management account it was given; ``device.start()`` then registers there. Over
+    ``coaps://`` the device's ``security`` is its bootstrap credentials; the bootstrap
+    replaces them with the management account's."""
     address = await resolve_server(bootstrap_uri)
     formats = [fmt for fmt in device.content_formats if fmt in BOOTSTRAP_FORMATS]
     client = BootstrapClient(
@@ -358,23 +394,66 @@ async def bootstrap_into(
         lwm2m_version=device.lwm2m_version,
         content_format=formats[0] if formats else ContentFormat.TLV,
         local_host=local_host_for(address[0]),
+        credentials=device.security,
+        handshake_timeout=device.timing.handshake_timeout,
     )
     account = await client.bootstrap(pack=pack)
     apply_account(device, account)
     return account
 
 
+REGISTER_RETRY_DELAYS = (1.0, 2.0, 4.0)
+"""Seconds before each new Register after a bootstrap, when one fails."""
+
+
+async def start_bootstrapped(device: SimulatedDevice) -> None:
+    """Register ``device`` with the account a bootstrap just gave it, retrying a failed
+    attempt after ``REGISTER_RETRY_DELAYS`` (as a client's registration retries, Core
+    1.1 §6.2.1.1): the server a device is sent to may learn its new credentials a moment
+    after the bootstrap server wrote them (another node of a cluster)."""
+    for delay in REGISTER_RETRY_DELAYS:
+        try:
+            await device.start()
+            return
+        except RegistrationError as error:
+            log.info(
+                "%s: register after bootstrap: %s; again in %g s",
+                device.endpoint_name,
+                error,
+                delay,
+            )
+        await asyncio.sleep(delay)
+    await device.start()
+
+
 def apply_account(device: SimulatedDevice, account: ManagementAccount) -> None:
     """Make ``account`` the server ``device`` registers with.
 
-    A PSK account's identity and key are what the device's DTLS session must present;
-    until the simulator speaks DTLS such an account is refused here, loudly.
+    A PSK account's identity and key become the credentials of the device's DTLS
+    session with a ``coaps://`` server; a NoSec account's server is plain CoAP. Other
+    security modes (certificates, raw public keys) are not provisioned by bootstrap
+    here: refused, loudly.
     """
-    if account.needs_dtls:
+    from meadowlark.simulator.dtls import PskCredentials
+
+    scheme = urlsplit(account.server_uri).scheme
+    if account.security_mode == PSK:
+        if scheme != "coaps":
+            raise BootstrapError(f"a PSK account needs a coaps:// server, not {scheme}://")
+        try:
+            identity = account.psk_identity.decode("utf-8")
+            device.security = PskCredentials(identity, account.psk_key)
+        except (UnicodeDecodeError, ValueError) as error:
+            raise BootstrapError(f"unusable PSK credentials: {error}") from error
+    elif account.needs_dtls:
         raise BootstrapError(
-            f"the management server {account.server_uri} needs DTLS (security mode "
-            f"{account.security_mode}), which this simulator does not speak yet"
+            f"the management server {account.server_uri} has security mode "
+            f"{account.security_mode}, which bootstrap does not provision here"
         )
+    else:
+        if scheme == "coaps":
+            raise BootstrapError("a NoSec account cannot name a coaps:// server")
+        device.security = None
     device.server_uri = account.server_uri
     device.lifetime = account.lifetime
     device.binding = account.binding

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from meadowlark.simulator.bootstrap import BootstrapError, bootstrap_into
+from meadowlark.simulator.bootstrap import BootstrapError, bootstrap_into, start_bootstrapped
 from meadowlark.simulator.client import (
     DeviceState,
     DeviceStats,
@@ -160,9 +160,11 @@ class Fleet:
 
         async def start_one(device: SimulatedDevice) -> None:
             try:
-                if config.bootstrap_uri is not None:
+                if config.bootstrap_uri is None:
+                    await device.start()
+                else:
                     await bootstrap_into(device, config.bootstrap_uri, pack=config.bootstrap_pack)
-                await device.start()
+                    await start_bootstrapped(device)
             except (RegistrationError, BootstrapError, CoapError, OSError) as error:
                 log.debug("%s: %s", device.endpoint_name, error)
                 self.last_failure = f"{device.endpoint_name}: {error}"

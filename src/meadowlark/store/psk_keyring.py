@@ -15,6 +15,10 @@ The keyring stays current:
 
 ``on_change(callback)`` hears of every identity whose key changed or went away, so
 that the transport can end the DTLS sessions made with the old key.
+
+A keyring reads one ``PskSource``: the device registry's PSKs (``DEVICE_PSKS``, the
+management DTLS port) or the bootstrap accounts' (``BOOTSTRAP_PSKS``, the bootstrap
+server's DTLS port). Both tables have ``id``, ``dtls_identity`` and a sealed ``dtls_psk``.
 """
 
 from __future__ import annotations
@@ -22,13 +26,15 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import structlog
-from sqlalchemy import event, or_, select
+from sqlalchemy import Select, Table, event, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
+from meadowlark.store.bootstrap_models import BootstrapAccount
 from meadowlark.store.db import Database
 from meadowlark.store.device_models import Device
 
@@ -36,11 +42,36 @@ _log = structlog.get_logger("meadowlark.dtls")
 
 PSK_TOPIC = "psks_changed"
 """Cluster notice topic; its key is the id of the device whose credentials changed."""
-_PENDING = "meadowlark.psk_changes"
-"""``session.info`` entry: device id -> (identity, sealed key) as the session leaves it."""
-_DEVICES = Device.__table__
-_PSK_ROWS = select(_DEVICES.c.id, _DEVICES.c.dtls_identity, _DEVICES.c.dtls_psk).where(
-    _DEVICES.c.dtls_identity.is_not(None), _DEVICES.c.dtls_psk.is_not(None)
+BOOTSTRAP_PSK_TOPIC = "bootstrap_psks_changed"
+"""Cluster notice topic of bootstrap accounts' credentials (key: the account id)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PskSource:
+    """Where a keyring's identities and sealed keys live."""
+
+    table: Table
+    pending_key: str
+    """``session.info`` entry: row id -> (identity, sealed key) as the session leaves it."""
+    context_prefix: str = ""
+    """A key of row ``id`` is sealed for ``context_prefix + id`` (``SecretBox`` context):
+    a key copied from one table to the other does not open there."""
+    rows: Select[Any] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        columns = self.table.c
+        rows = select(columns.id, columns.dtls_identity, columns.dtls_psk).where(
+            columns.dtls_identity.is_not(None), columns.dtls_psk.is_not(None)
+        )
+        object.__setattr__(self, "rows", rows)
+
+    def context(self, row_id: str) -> str:
+        return self.context_prefix + row_id
+
+
+DEVICE_PSKS = PskSource(Device.__table__, "meadowlark.psk_changes")
+BOOTSTRAP_PSKS = PskSource(
+    BootstrapAccount.__table__, "meadowlark.bootstrap_psk_changes", "bootstrap-account:"
 )
 
 
@@ -50,16 +81,22 @@ class KeyOpener(Protocol):
 
 
 def note_psk_change(
-    session: AsyncSession, device_id: str, identity: str | None, sealed: str | None
+    session: AsyncSession,
+    device_id: str,
+    identity: str | None,
+    sealed: str | None,
+    source: PskSource = DEVICE_PSKS,
 ) -> None:
-    """Record that ``device_id`` will have ``identity``/``sealed`` (None, None: no PSK,
-    or deleted) once ``session`` commits; keyrings of this process apply it then. Call
-    it within the unit of work that makes the change: its rollback forgets it."""
-    session.info.setdefault(_PENDING, {})[device_id] = (identity, sealed)
+    """Record that ``device_id`` (a row of ``source``) will have ``identity``/``sealed``
+    (None, None: no PSK, or deleted) once ``session`` commits; keyrings of this process
+    apply it then. Call it within the unit of work that makes the change: its rollback
+    forgets it."""
+    session.info.setdefault(source.pending_key, {})[device_id] = (identity, sealed)
 
 
 class PskKeyring(Mapping[str, bytes]):
-    """DTLS identity -> PSK of every PSK device (see the module docstring)."""
+    """DTLS identity -> PSK of every row of ``source`` with a PSK (see the module
+    docstring); ``device`` below means such a row."""
 
     RESYNC_SECONDS = 60.0
     START_SAMPLE = 100
@@ -69,9 +106,10 @@ class PskKeyring(Mapping[str, bytes]):
     REFRESH_CHUNK = 500
     """Devices re-read per query after notices; more pending than 4 chunks: all of them."""
 
-    def __init__(self, db: Database, opener: KeyOpener) -> None:
+    def __init__(self, db: Database, opener: KeyOpener, source: PskSource = DEVICE_PSKS) -> None:
         self._db = db
         self._opener = opener
+        self._source = source
         self._entries: dict[str, tuple[str, str]] = {}
         """Identity -> (device id, sealed key)."""
         self._identities: dict[str, str] = {}
@@ -93,7 +131,7 @@ class PskKeyring(Mapping[str, bytes]):
     def __getitem__(self, identity: str) -> bytes:
         device_id, sealed = self._entries[identity]
         try:
-            return self._opener.open(sealed, device_id)
+            return self._opener.open(sealed, self._source.context(device_id))
         except ValueError as exc:
             if (device_id, sealed) not in self._unreadable:  # once, not at every handshake
                 self._unreadable.add((device_id, sealed))
@@ -158,7 +196,7 @@ class PskKeyring(Mapping[str, bytes]):
         """Read every PSK device (one query, plain rows) and apply the differences."""
         started = self._version
         async with self._db.engine.connect() as connection:
-            rows = (await connection.execute(_PSK_ROWS)).all()
+            rows = (await connection.execute(self._source.rows)).all()
         current = self._by_device(rows)
         for device_id in self._identities.keys() - current.keys():
             if self._touched.get(device_id, -1) <= started:
@@ -199,7 +237,7 @@ class PskKeyring(Mapping[str, bytes]):
         unreadable = 0
         for device_id, sealed in sample:
             try:
-                self._opener.open(sealed, device_id)
+                self._opener.open(sealed, self._source.context(device_id))
             except ValueError:
                 unreadable += 1
         if unreadable:
@@ -244,12 +282,13 @@ class PskKeyring(Mapping[str, bytes]):
         """Re-read ``device_ids``, and the other devices holding their identities."""
         started = self._version
         ids = list(device_ids)
-        claimed = select(_DEVICES.c.dtls_identity).where(_DEVICES.c.id.in_(ids))
+        columns = self._source.table.c
+        claimed = select(columns.dtls_identity).where(columns.id.in_(ids))
         async with self._db.engine.connect() as connection:
             rows = (
                 await connection.execute(
-                    _PSK_ROWS.where(
-                        or_(_DEVICES.c.id.in_(ids), _DEVICES.c.dtls_identity.in_(claimed))
+                    self._source.rows.where(
+                        or_(columns.id.in_(ids), columns.dtls_identity.in_(claimed))
                     )
                 )
             ).all()
@@ -276,7 +315,9 @@ class PskKeyring(Mapping[str, bytes]):
     def _committed(self, session: Session) -> None:
         if not self._mine(session):
             return
-        changes: dict[str, tuple[str | None, str | None]] | None = session.info.pop(_PENDING, None)
+        changes: dict[str, tuple[str | None, str | None]] | None = session.info.pop(
+            self._source.pending_key, None
+        )
         if not changes:
             return
         for device_id, (identity, sealed) in changes.items():
@@ -288,7 +329,7 @@ class PskKeyring(Mapping[str, bytes]):
 
     def _rolled_back(self, session: Session) -> None:
         if self._mine(session):
-            session.info.pop(_PENDING, None)
+            session.info.pop(self._source.pending_key, None)
 
     def _set(self, device_id: str, identity: str | None, sealed: str | None) -> None:
         """Make ``device_id`` hold ``identity`` with ``sealed`` (None: no PSK)."""

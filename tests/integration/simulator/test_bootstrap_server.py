@@ -153,10 +153,12 @@ def test_psk_configuration_gives_fresh_credentials_kept_only_on_the_device_recor
         )
         audit = http.get("/api/admin/audit", params={"limit": 1000}).text
     assert first.psk_key.hex() not in audit and second.psk_key.hex() not in audit.lower()
-    # A simulated device cannot speak DTLS yet: it says so instead of registering unsecured.
+    # A simulated device takes the written PSK as its DTLS credentials for the coaps:// URI.
     device = SimulatedDevice(endpoint, "coap://192.0.2.1:9")
-    with pytest.raises(BootstrapError, match="DTLS"):
-        server.call(bootstrap_into(device, f"coap://127.0.0.1:{bootstrap_port}"))
+    third = server.call(bootstrap_into(device, f"coap://127.0.0.1:{bootstrap_port}"))
+    assert device.server_uri == "coaps://127.0.0.1:5684" and device.security is not None
+    assert device.security.identity == third.psk_identity.decode()  # type: ignore[union-attr]
+    assert device.security.key == third.psk_key  # type: ignore[union-attr]
 
 
 def test_a_group_configuration_applies_to_its_members(server, bootstrap_port):

@@ -355,6 +355,7 @@ def test_doctor_reports_dtls_and_counts_psks_that_do_not_open(cli_env):
     assert "DTLS (python-mbedtls)" in result.stdout and "DTLSSocket" not in result.stdout
     assert "PSK sealing     ok" in result.stdout
     assert "all open with the current key" in result.stdout, result.stdout
+    assert "bootstrap PSKs" in result.stdout, result.stdout
     assert result.exit_code == 0, result.output
 
     wrong = {**cli_env, "MEADOWLARK_SECRET_KEY": "another-secret-key-" + "w" * 40}

@@ -155,7 +155,7 @@ async def create_devices(
             body = DeviceCreate.model_validate(item)
             if body.connectorType == "bootstrap" or body.bootstrap:
                 account = await bootstrap.create_account(
-                    session, principal, new_bootstrap_account(body)
+                    session, principal, new_bootstrap_account(body), psk_box=runtime.psk_box
                 )
                 created_id, groups = account.id, ()
             else:
@@ -211,7 +211,9 @@ async def create_device(
     its bootstrap configuration (``bootstrap/configuration/...``).
     """
     if body.connectorType == "bootstrap" or body.bootstrap:
-        account = await bootstrap.create_account(session, principal, new_bootstrap_account(body))
+        account = await bootstrap.create_account(
+            session, principal, new_bootstrap_account(body), psk_box=runtime.psk_box
+        )
         await commit_new_device(session, account.id)
         return SingleDeviceAddResponse(id=account.id, result="created")
     new = new_device(body)
@@ -269,7 +271,9 @@ async def update_device(
             session, principal, device_id, changes, psk_box=runtime.psk_box
         )
     except NotFound:
-        await bootstrap.update_account(session, principal, device_id, changes)
+        await bootstrap.update_account(
+            session, principal, device_id, changes, psk_box=runtime.psk_box
+        )
         await session.commit()
         return Response(status_code=204)
     await session.commit()
