@@ -71,6 +71,7 @@ async def start_dtls(
         traffic=runtime.lwm2m.traffic,
         on_handshake_failure=audit_handshake_failures(runtime),
         reuse_port=reuse_port,
+        handshake_slice=limits.handshake_slice,
     )
     await server.start(coap_server.context)
     runtime.psk_keyring.on_change(server.close_sessions)
