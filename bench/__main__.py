@@ -28,7 +28,7 @@ BENCHMARKS = (
     "tasks",
     "coap_tcp",
 )
-BY_NAME_ONLY = ("lwm2m", "psk_keyring")
+BY_NAME_ONLY = ("lwm2m", "psk_keyring", "dtls_handshakes")
 
 
 def main() -> None:
