@@ -23,6 +23,7 @@ from typing import Any
 
 import structlog
 from sqlalchemy import bindparam, delete, exists, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -544,7 +545,23 @@ async def _require_identity_free(
         select(exists().where(Device.dtls_identity == identity, Device.id != device_id))
     )
     if taken:
-        raise InvalidInput(f"DTLS identity {identity!r} is already used by another device")
+        raise _identity_taken(identity)
+
+
+def _identity_taken(identity: str) -> InvalidInput:
+    return InvalidInput(f"DTLS identity {identity!r} is already used by another device")
+
+
+async def _write_claiming_identity(session: AsyncSession, identity: str | None) -> None:
+    """Write the pending changes now: a racing request that took ``identity`` after
+    ``_require_identity_free`` looked trips the store's unique index
+    (``uq_devices_dtls_identity``), and gets the same answer as the check gives."""
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        if identity is not None and "dtls_identity" in str(exc.orig):
+            raise _identity_taken(identity) from exc
+        raise
 
 
 async def _visible_domain(session: AsyncSession, principal: Principal, domain: str | None) -> str:
@@ -596,7 +613,7 @@ async def create_device(
         dtls_psk=sealed,
     )
     session.add(device)
-    await session.flush()
+    await _write_claiming_identity(session, identity)
     if groups:
         await session.execute(
             insert(GroupMembership), [{"device_id": device_id, "group_id": g} for g in groups]
@@ -688,6 +705,8 @@ async def update_device(
             note_psk_change(session, device.id, identity, sealed)
     device.properties = properties
     device.security_mode, device.dtls_identity, device.dtls_psk = mode, identity, sealed
+    if identity is not None and identity != old_security[1]:
+        await _write_claiming_identity(session, identity)
     if changes.blacklisted is not None:
         device.blacklisted = changes.blacklisted
     if changes.management_enabled is not None:
