@@ -55,12 +55,12 @@ from aiocoap.tokenmanager import TokenManager
 from aiocoap.util import hostportjoin
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from cryptography.x509.oid import NameOID
 from mbedtls import pk, tls
 from mbedtls import x509 as mbedtls_x509
 from mbedtls.exceptions import TLSError
 
 from meadowlark.coap import wire
+from meadowlark.coap.peer_certificates import certificate_identity
 from meadowlark.coap.udp import LeanRegistrations
 from meadowlark.server.transport import Peer, PeerIdentity, TrafficCounter, UplinkHandler
 
@@ -494,28 +494,6 @@ def _server_context(credentials: DtlsCredentials, keys: _RecordingKeys) -> tls.S
         lowest_supported_version=tls.DTLSVersion.DTLSv1_2,
     )
     return tls.ServerContext(configuration)
-
-
-def certificate_identity(der: bytes) -> PeerIdentity | None:
-    """The ``cert`` identity of a DER certificate: its subject common name (without
-    one, its first subject alternative name) and its subject alternative names."""
-    certificate = x509.load_der_x509_certificate(der)
-    try:
-        extension = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-    except x509.ExtensionNotFound:
-        alternatives: tuple[str, ...] = ()
-    else:
-        alternatives = tuple(
-            str(name)
-            for kind in (x509.DNSName, x509.UniformResourceIdentifier, x509.RFC822Name)
-            for name in extension.value.get_values_for_type(kind)
-        )
-    common_names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    if common_names:
-        return PeerIdentity("cert", str(common_names[0].value), alternatives)
-    if alternatives:
-        return PeerIdentity("cert", alternatives[0], alternatives)
-    return None
 
 
 # --- aiocoap glue --------------------------------------------------------------------------

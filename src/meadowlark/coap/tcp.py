@@ -15,7 +15,7 @@ for a server facing the Internet:
 - a closed connection fails the requests waiting on it, and later ones at once, with a
   ``NetworkError`` saying so (the REST layer answers 502);
 - over TLS, a client certificate verified against the CA bundle authenticates the
-  device as ``PeerIdentity("cert", <subject CN>)``;
+  device as ``PeerIdentity("cert", <subject CN>, <subject alternative names>)``;
 - the listening socket is bound here (dual-stack, SO_REUSEPORT only when asked), so
   that ``serve --workers N`` shares the port and a second server does not silently.
 
@@ -38,6 +38,7 @@ from aiocoap.numbers.codes import ABORT, CSM, PING, PONG, RELEASE, Code
 from aiocoap.transports.tcp import TcpConnection, TCPServer, _decode_message, _serialize
 
 from meadowlark.coap.convert import result_message, sockaddr_address
+from meadowlark.coap.peer_certificates import certificate_identity
 from meadowlark.server.transport import (
     INTERNAL_SERVER_ERROR,
     Peer,
@@ -513,16 +514,10 @@ _EXTENSION_BYTES = (0,) * 13 + (1, 2, 4)
 
 
 def _certificate_identity(ssl_object: ssl.SSLObject) -> PeerIdentity | None:
-    """``cert`` and the subject's common name of a client certificate the TLS handshake
-    verified against the CA bundle; ``None`` when the client sent none."""
-    certificate = ssl_object.getpeercert()
-    if not certificate:
-        return None
-    for rdn in certificate.get("subject", ()):
-        for name, value in rdn:
-            if name == "commonName":
-                return PeerIdentity("cert", str(value))
-    return None
+    """The ``cert`` identity (subject common name and alternative names) of the client
+    certificate the TLS handshake verified against the CA bundle; None without one."""
+    der = ssl_object.getpeercert(binary_form=True)
+    return certificate_identity(der) if der else None
 
 
 def server_tls_context(certificate: str, private_key: str, ca_bundle: str | None) -> ssl.SSLContext:

@@ -530,9 +530,13 @@ def _security(
     if mode == "psk":
         if not identity or psk_hex is None:
             raise InvalidInput("securityMode psk needs dtlsIdentity and dtlsPsk")
-        _validate_name("dtlsIdentity", identity, 255)
+    elif mode == "cert":  # the identity, if any: the certificate's CN or one of its SANs
+        if psk_hex is not None:
+            raise InvalidInput("dtlsPsk only applies to securityMode psk")
     elif identity is not None or psk_hex is not None:
-        raise InvalidInput("dtlsIdentity and dtlsPsk only apply to securityMode psk")
+        raise InvalidInput("dtlsIdentity applies to securityMode psk and cert, dtlsPsk to psk")
+    if identity is not None:
+        _validate_name("dtlsIdentity", identity, 255)
     return mode, identity, psk_hex
 
 
@@ -650,13 +654,14 @@ async def update_device(
     if len(properties) > MAX_PROPERTIES:
         raise InvalidInput(f"at most {MAX_PROPERTIES} properties")
 
-    wants_psk = changes.dtls_identity is not None or changes.dtls_psk is not None
+    names_identity = changes.dtls_identity is not None and device.security_mode != "cert"
+    wants_psk = names_identity or changes.dtls_psk is not None
     mode = changes.security_mode or ("psk" if wants_psk else device.security_mode)
     keep_psk = mode == "psk"
     identity = (
         changes.dtls_identity
         if changes.dtls_identity is not None
-        else (device.dtls_identity if keep_psk else None)
+        else (device.dtls_identity if mode == device.security_mode else None)
     )
     new_psk_hex = psk_to_hex(changes.dtls_psk) if changes.dtls_psk is not None else None
     mode, identity, psk_value = _security(
