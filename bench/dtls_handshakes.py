@@ -179,14 +179,14 @@ def _measure(
     ports: tuple[int, int], x509: list[Any], psk_key: bytes, duration: float
 ) -> dict[str, float]:
     http_port, dtls_port = ports
+    process, done = _handshaking(dtls_port, [(PSK_IDENTITY, psk_key)] * PSK_CLIENTS, duration)
+    psk_handshakes = done.get(timeout=duration + 60)
+    process.join()
     health = http_request("GET", "/health")
     idle = run_load(health, port=http_port, duration=duration / 2, concurrency=1)
     process, done = _handshaking(dtls_port, x509, duration + 1)
     busy: LoadResult = run_load(health, port=http_port, duration=duration, concurrency=1)
     x509_handshakes = done.get(timeout=duration + 60)
-    process.join()
-    process, done = _handshaking(dtls_port, [(PSK_IDENTITY, psk_key)] * PSK_CLIENTS, duration)
-    psk_handshakes = done.get(timeout=duration + 60)
     process.join()
     return {
         "idle p50": idle.p50_ms,

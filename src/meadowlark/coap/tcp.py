@@ -39,8 +39,8 @@ from aiocoap.transports.tcp import TcpConnection, TCPServer, _decode_message, _s
 
 from meadowlark.coap.convert import result_message, sockaddr_address
 from meadowlark.coap.peer_certificates import certificate_identity
+from meadowlark.coap.udp import is_registration, registration_call, registration_result
 from meadowlark.server.transport import (
-    INTERNAL_SERVER_ERROR,
     Peer,
     PeerIdentity,
     TrafficCounter,
@@ -239,37 +239,27 @@ class Lwm2mTcpConnection(TcpConnection):
         owner = self._owner
         handler, peer = owner.handler, self.lwm2m_peer
         options = request.opt
-        path = options.uri_path
-        if handler is None or peer is None or not path or path[0] != "rd" or len(path) > 2:
+        path, code = options.uri_path, request.code
+        if handler is None or peer is None:
             return False
-        code = request.code
-        if not (code == Code.POST or (code == Code.DELETE and len(path) == 2)):
+        if not is_registration(path, code == Code.POST, code == Code.DELETE):
             return False
         if len(request.payload) > owner.max_payload or any(
             option.number not in _REGISTRATION_OPTIONS for option in options.option_list()
         ):
             return False
         fmt = None if options.content_format is None else int(options.content_format)
-        query, payload = tuple(options.uri_query), request.payload
-        call: Coroutine[Any, Any, UplinkResult]
-        if len(path) == 1:
-            call = handler.on_register(peer, query, payload, fmt)
-        elif code == Code.POST:
-            call = handler.on_update(peer, path[1], query, payload, fmt)
-        else:
-            call = handler.on_deregister(peer, path[1])
+        delete = code == Code.DELETE
+        call = registration_call(
+            handler, peer, path, delete, options.uri_query, request.payload, fmt
+        )
         task = self.loop.create_task(self._answer(call, request.token))
         owner.uplinks.add(task)
         task.add_done_callback(owner.uplinks.discard)
         return True
 
     async def _answer(self, call: Coroutine[Any, Any, UplinkResult], token: bytes) -> None:
-        try:
-            result = await call
-        except Exception:  # a handler bug must still produce a proper CoAP answer
-            _log.exception("uplink_failed", path="rd")
-            result = UplinkResult(INTERNAL_SERVER_ERROR)
-        response = result_message(result)
+        response = result_message(await registration_result(call))
         response.token = token
         self._send_message(response)  # nothing if the connection closed meanwhile
 
