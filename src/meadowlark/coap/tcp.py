@@ -164,6 +164,9 @@ class Lwm2mTcpConnection(TcpConnection):
             return
         reason = "the device's connection closed" + (f": {exc}" if exc else "")
         self._ctx._dispatch_error(self, ConnectionClosed(reason))
+        handler, peer = self._owner.handler, self.lwm2m_peer
+        if handler is not None and peer is not None:
+            handler.on_peer_closed(peer)
 
     def pause_writing(self) -> None:
         # The device does not read its answers: stop reading its requests meanwhile.
