@@ -31,7 +31,7 @@ BENCHMARKS = (
     "coap_tcp",
     "dtls",
 )
-BY_NAME_ONLY = ("lwm2m", "psk_keyring", "bootstrap", "alerts")
+BY_NAME_ONLY = ("lwm2m", "psk_keyring", "bootstrap", "alerts", "dtls_handshakes")
 
 
 def main() -> None:

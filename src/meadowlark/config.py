@@ -254,6 +254,10 @@ class DtlsSettings(BaseModel):
     handshakes_per_address_per_second: float = Field(default=20.0, gt=0)
     """Handshakes one IP address may start per second (a burst of as many is allowed);
     ClientHellos beyond it are dropped before any cryptography (flood throttle)."""
+    handshake_slice: float = Field(default=0.001, gt=0)
+    """Seconds of handshake cryptography (ECDHE, signatures, certificate checks) run at a
+    time before the event loop serves other work (REST, established sessions); a large
+    value runs every pending handshake step at once."""
 
 
 class Settings(BaseSettings):

@@ -125,4 +125,5 @@ def _dtls_server(
         traffic=traffic,
         on_handshake_failure=audit_handshake_failures(runtime),
         reuse_port=reuse_port,
+        handshake_slice=limits.handshake_slice,
     )

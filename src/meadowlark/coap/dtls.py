@@ -24,6 +24,14 @@ identity (``psk``) or the client certificate's subject common name and alternati
 names (``cert``); it rides on every message's remote into ``Peer.identity``
 (``coap.convert.peer_of``).
 
+Handshake cryptography (ECDHE, ECDSA signatures and certificate checks: 12-18 ms of CPU
+for an X.509 handshake) runs in slices: ``HandshakeScheduler`` takes one
+``do_handshake`` step at a time, round robin over the sessions with work, and gives the
+event loop back once a slice (``handshake_slice``) is spent, so the REST API and the
+records of established sessions (cheap: they stay inline) wait for one step, not for
+every pending handshake. Threads would not help: python-mbedtls holds the GIL during
+``mbedtls_ssl_handshake_step``, so a worker thread stalls the loop just the same.
+
 Known limits of the library (python-mbedtls 2.10): no raw public keys (RFC 7250), no
 Connection ID (RFC 9146), no server-side session cache or tickets (no resumption): a
 device whose address changes, or whose session was dropped, does a full handshake.
@@ -34,7 +42,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,12 +55,12 @@ from aiocoap.tokenmanager import TokenManager
 from aiocoap.util import hostportjoin
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from cryptography.x509.oid import NameOID
 from mbedtls import pk, tls
 from mbedtls import x509 as mbedtls_x509
 from mbedtls.exceptions import TLSError
 
 from meadowlark.coap import wire
+from meadowlark.coap.peer_certificates import certificate_identity
 from meadowlark.coap.udp import LeanRegistrations
 from meadowlark.server.transport import Peer, PeerIdentity, TrafficCounter, UplinkHandler
 
@@ -78,6 +86,16 @@ _DATAGRAM_SIZE = 1280
 larger (a long certificate chain: then IP fragments it)."""
 _MAX_HANDSHAKE_STEPS = 64
 """A full handshake has about 20 steps; more from one datagram means something is off."""
+_HELLO_STATES = frozenset(
+    {
+        tls.HandshakeStep.HELLO_REQUEST,
+        tls.HandshakeStep.CLIENT_HELLO,
+        tls.HandshakeStep.SERVER_HELLO,
+        tls.HandshakeStep.SERVER_HELLO_VERIFY_REQUEST_SENT,
+    }
+)
+"""The steps that parse a ClientHello and answer it with a HelloVerifyRequest (bad
+cookie) or a ServerHello (good cookie): cheap, no public-key cryptography."""
 _MAX_THROTTLED_HOSTS = 65536
 
 
@@ -273,6 +291,81 @@ class SessionTable(Generic[S]):
         }
 
 
+# --- handshake slices ----------------------------------------------------------------------
+
+
+class HandshakeScheduler(Generic[S]):
+    """Runs handshake work on the event loop in slices, round robin over the sessions.
+
+    ``work(session)`` takes one step and says whether another can follow at once (False:
+    the session waits for data, is established or is gone). A slice runs steps until
+    ``slice_seconds`` are spent, then the loop gets its turn (I/O, REST requests, the
+    records of established sessions) before the next slice: each waits for one step at
+    most, not for every pending handshake. A session's steps run in order, one at a
+    time. When nothing is pending, new work runs at once (in the datagram's callback):
+    a cheap handshake (plain PSK) finishes without waiting for a loop turn. ``clock``
+    is injectable for tests.
+    """
+
+    def __init__(
+        self,
+        work: Callable[[S], bool],
+        slice_seconds: float,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self._work = work
+        self.slice_seconds = slice_seconds
+        self._clock = clock
+        self._queue: deque[S] = deque()
+        self._queued: set[S] = set()
+        self._next: asyncio.Handle | None = None
+        self._running = False
+        self.slices = 0
+        """Slices run so far (for tests and benchmarks)."""
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def add(self, session: S) -> None:
+        """``session`` has work (new data or a verified ClientHello): it gets a turn."""
+        if session in self._queued:
+            return
+        self._queued.add(session)
+        self._queue.append(session)
+        if self._next is None and not self._running:
+            self.run_slice()
+
+    def run_slice(self) -> None:
+        self._next = None
+        self._running = True
+        self.slices += 1
+        end = self._clock() + self.slice_seconds
+        try:
+            while self._queue:
+                session = self._queue.popleft()
+                if self._work(session):
+                    self._queue.append(session)
+                else:
+                    self._queued.discard(session)
+                if self._clock() >= end:
+                    break
+        finally:
+            self._running = False
+        if self._queue:
+            self._schedule()
+
+    def cancel(self) -> None:
+        if self._next is not None:
+            self._next.cancel()
+            self._next = None
+        self._queue.clear()
+        self._queued.clear()
+
+    def _schedule(self) -> None:
+        if self._next is None:
+            self._next = asyncio.get_running_loop().call_soon(self.run_slice)
+
+
 # --- credentials ---------------------------------------------------------------------------
 
 
@@ -312,7 +405,17 @@ class HandshakeFailure:
 class _Session:
     """One peer's DTLS state: the library buffer and what the handshake revealed."""
 
-    __slots__ = ("address", "buffer", "hello", "remote", "psk_identity", "psk_known")
+    __slots__ = (
+        "address",
+        "buffer",
+        "hello",
+        "remote",
+        "psk_identity",
+        "psk_known",
+        "steps",
+        "inbox",
+        "reading",
+    )
 
     def __init__(self, address: Address, buffer: tls.TLSWrappedBuffer, hello: bytes) -> None:
         self.address = address
@@ -323,6 +426,14 @@ class _Session:
         """Set once established: the remote of every message of this session."""
         self.psk_identity: str | None = None
         self.psk_known = False
+        self.steps = 0
+        """Handshake steps taken since the last datagram was fed (``_MAX_HANDSHAKE_STEPS``)."""
+        self.inbox: deque[bytes] = deque()
+        """Datagrams received during the handshake, not yet fed to the library: it gets
+        one at a time (Mbed TLS reads a buffer as one datagram and drops the rest of a
+        datagram after a record it does not expect, such as a retransmission)."""
+        self.reading = False
+        """The library waits for the next datagram."""
 
 
 class _RecordingKeys(Mapping[str, bytes]):
@@ -383,28 +494,6 @@ def _server_context(credentials: DtlsCredentials, keys: _RecordingKeys) -> tls.S
         lowest_supported_version=tls.DTLSVersion.DTLSv1_2,
     )
     return tls.ServerContext(configuration)
-
-
-def certificate_identity(der: bytes) -> PeerIdentity | None:
-    """The ``cert`` identity of a DER certificate: its subject common name (without
-    one, its first subject alternative name) and its subject alternative names."""
-    certificate = x509.load_der_x509_certificate(der)
-    try:
-        extension = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-    except x509.ExtensionNotFound:
-        alternatives: tuple[str, ...] = ()
-    else:
-        alternatives = tuple(
-            str(name)
-            for kind in (x509.DNSName, x509.UniformResourceIdentifier, x509.RFC822Name)
-            for name in extension.value.get_values_for_type(kind)
-        )
-    common_names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    if common_names:
-        return PeerIdentity("cert", str(common_names[0].value), alternatives)
-    if alternatives:
-        return PeerIdentity("cert", alternatives[0], alternatives)
-    return None
 
 
 # --- aiocoap glue --------------------------------------------------------------------------
@@ -498,6 +587,7 @@ class DtlsMessageInterface(
         max_payload: int = 65536,
         traffic: TrafficCounter | None = None,
         on_handshake_failure: Callable[[HandshakeFailure], None] | None = None,
+        handshake_slice: float = 0.001,
     ) -> None:
         self._manager: interfaces.MessageManager | None = message_manager
         self._init_lean()
@@ -514,6 +604,9 @@ class DtlsMessageInterface(
         self.dropped = 0
         """Datagrams dropped before reaching a session (garbage, throttled, unknown)."""
         self.failed_handshakes = 0
+        self.handshakes: HandshakeScheduler[_Session] = HandshakeScheduler(
+            self._handshake_step, handshake_slice
+        )
         self._sweeper: asyncio.TimerHandle | None = None
 
     # --- asyncio -------------------------------------------------------------------------
@@ -554,6 +647,7 @@ class DtlsMessageInterface(
 
     async def shutdown(self) -> None:
         self._manager = None
+        self.handshakes.cancel()
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
@@ -609,9 +703,11 @@ class DtlsMessageInterface(
                 return
             self._hello(data, address)
             return
-        session.buffer.receive_from_network(data)
-        if session.remote is None and not self._handshake(session):
+        if session.remote is None:
+            session.inbox.append(data)
+            self.handshakes.add(session)
             return
+        session.buffer.receive_from_network(data)
         self._read(session)
 
     def _hello(self, data: bytes, address: Address) -> None:
@@ -623,8 +719,14 @@ class DtlsMessageInterface(
         buffer = self._context.wrap_buffers()
         buffer.setcookieparam(f"{address[0]}:{address[1]}".encode())
         buffer.receive_from_network(data)
-        try:
-            self._advance(buffer, address)
+        try:  # check the cookie and say ServerHello; the cryptography comes later
+            for _ in range(_MAX_HANDSHAKE_STEPS):
+                if buffer._handshake_state not in _HELLO_STATES:
+                    break
+                try:
+                    buffer.do_handshake()
+                except tls.WantWriteError:
+                    self._flush(buffer, address)
         except tls.HelloVerifyRequest:
             self._flush(buffer, address)
             return
@@ -643,30 +745,67 @@ class DtlsMessageInterface(
         for old in dropped:
             self._close(old)
         self._flush(buffer, address)
+        self.handshakes.add(session)
 
-    def _handshake(self, session: _Session) -> bool:
-        """Advance the handshake; True once the session is established."""
-        self._keys.session = session
-        buffer = session.buffer
+    def _handshake_step(self, session: _Session) -> bool:
+        """One ``do_handshake`` (``mbedtls_ssl_handshake_step``) of ``session``, for the
+        scheduler: True when another step can follow at once. WantWriteError means a
+        flight is ready: it is sent and the handshake goes on."""
+        if session.remote is not None or self.table.peek(session.address) is not session:
+            return False  # established, or replaced, dropped or expired meanwhile
         try:
-            self._advance(buffer, session.address)
-        except tls.WantReadError:
-            self._flush(session.buffer, session.address)
+            return self._step(session)
+        except Exception:  # a step must never break the socket
+            _log.exception("dtls_handshake_step_failed", peer=str(session.address))
+            self._drop_session(session.address)
             return False
+
+    def _step(self, session: _Session) -> bool:
+        buffer, address = session.buffer, session.address
+        if session.reading:
+            if not session.inbox:
+                return False
+            buffer.receive_from_network(session.inbox.popleft())
+            session.reading, session.steps = False, 0
+        session.steps += 1
+        if session.steps > _MAX_HANDSHAKE_STEPS:
+            self.table.remove(address)
+            self._failed(address, session.psk_identity, "handshake_failed", "no progress")
+            return False
+        self._keys.session = session
+        try:
+            buffer.do_handshake()
+        except tls.WantWriteError:
+            self._flush(buffer, address)
+            return True
+        except tls.WantReadError:
+            self._flush(buffer, address)
+            session.reading = True
+            return bool(session.inbox)
         except tls.HelloVerifyRequest:
-            self._flush(session.buffer, session.address)
-            self.table.remove(session.address)
+            self._flush(buffer, address)
+            self.table.remove(address)
             return False
         except TLSError as exc:
-            self._flush(session.buffer, session.address)  # the alert, if any
-            self.table.remove(session.address)
-            self._failed(
-                session.address, session.psk_identity, _failure_reason(session, exc), str(exc)
-            )
+            self._flush(buffer, address)  # the alert, if any
+            self.table.remove(address)
+            self._failed(address, session.psk_identity, _failure_reason(session, exc), str(exc))
             return False
         finally:
             self._keys.session = None
-        self._flush(session.buffer, session.address)
+        if buffer._handshake_state is not tls.HandshakeStep.HANDSHAKE_OVER:
+            return True
+        self._flush(buffer, address)
+        if not self._establish(session):
+            return False
+        self._read(session)
+        while session.inbox and self.table.peek(address) is session:
+            buffer.receive_from_network(session.inbox.popleft())  # records after Finished
+            self._read(session)
+        return False
+
+    def _establish(self, session: _Session) -> bool:
+        """The handshake is over: the session's identity, or False (and no session)."""
         identity = self._identity_of(session)
         if identity is None:
             self.table.remove(session.address)
@@ -688,22 +827,6 @@ class DtlsMessageInterface(
             identity=identity.name,
         )
         return True
-
-    def _advance(self, buffer: tls.TLSWrappedBuffer, address: Address) -> None:
-        """Run the handshake as far as the data received allows: WantReadError when it
-        needs more, HelloVerifyRequest, or a TLSError; returns when it is over.
-
-        One ``do_handshake`` is one step (``mbedtls_ssl_handshake_step``); WantWriteError
-        means a flight is ready to go: it is sent and the handshake goes on.
-        """
-        for _ in range(_MAX_HANDSHAKE_STEPS):
-            if buffer._handshake_state is tls.HandshakeStep.HANDSHAKE_OVER:
-                return
-            try:
-                buffer.do_handshake()
-            except tls.WantWriteError:
-                self._flush(buffer, address)
-        raise TLSError(msg="the handshake does not advance")
 
     def _identity_of(self, session: _Session) -> PeerIdentity | None:
         if session.psk_known and session.psk_identity is not None:
@@ -849,7 +972,9 @@ class DtlsServer:
     aiocoap ``context`` of a running ``CoapServer``; ``handler`` gets the Register,
     Update and De-register requests directly (as ``CoapServer``'s does).
 
-    ``limits``: the session table's (``SessionTable``); ``reuse_port``: SO_REUSEPORT, for
+    ``limits``: the session table's (``SessionTable``); ``handshake_slice``: seconds of
+    handshake cryptography run before the event loop gets its turn
+    (``HandshakeScheduler``); ``reuse_port``: SO_REUSEPORT, for
     several processes on one port (each holds its own sessions; the kernel keeps a
     sender on one process while the set of processes does not change).
     """
@@ -870,6 +995,7 @@ class DtlsServer:
         traffic: TrafficCounter | None = None,
         on_handshake_failure: Callable[[HandshakeFailure], None] | None = None,
         reuse_port: bool = False,
+        handshake_slice: float = 0.001,
     ) -> None:
         self._handler = handler
         self._max_payload = max_payload
@@ -885,6 +1011,7 @@ class DtlsServer:
         self._traffic = traffic
         self._on_handshake_failure = on_handshake_failure
         self._reuse_port = reuse_port
+        self._handshake_slice = handshake_slice
         self.interface: DtlsMessageInterface | None = None
 
     async def start(self, context: Context) -> None:
@@ -899,6 +1026,7 @@ class DtlsServer:
             max_payload=self._max_payload,
             traffic=self._traffic,
             on_handshake_failure=self._on_handshake_failure,
+            handshake_slice=self._handshake_slice,
         )
         interface.block_size_exp = self._block_size_exp
         sock = await _bind_socket(loop, *self._bind, reuse_port=self._reuse_port)

@@ -15,7 +15,7 @@ for a server facing the Internet:
 - a closed connection fails the requests waiting on it, and later ones at once, with a
   ``NetworkError`` saying so (the REST layer answers 502);
 - over TLS, a client certificate verified against the CA bundle authenticates the
-  device as ``PeerIdentity("cert", <subject CN>)``;
+  device as ``PeerIdentity("cert", <subject CN>, <subject alternative names>)``;
 - the listening socket is bound here (dual-stack, SO_REUSEPORT only when asked), so
   that ``serve --workers N`` shares the port and a second server does not silently.
 
@@ -38,8 +38,9 @@ from aiocoap.numbers.codes import ABORT, CSM, PING, PONG, RELEASE, Code
 from aiocoap.transports.tcp import TcpConnection, TCPServer, _decode_message, _serialize
 
 from meadowlark.coap.convert import result_message, sockaddr_address
+from meadowlark.coap.peer_certificates import certificate_identity
+from meadowlark.coap.udp import is_registration, registration_call, registration_result
 from meadowlark.server.transport import (
-    INTERNAL_SERVER_ERROR,
     Peer,
     PeerIdentity,
     TrafficCounter,
@@ -163,6 +164,9 @@ class Lwm2mTcpConnection(TcpConnection):
             return
         reason = "the device's connection closed" + (f": {exc}" if exc else "")
         self._ctx._dispatch_error(self, ConnectionClosed(reason))
+        handler, peer = self._owner.handler, self.lwm2m_peer
+        if handler is not None and peer is not None:
+            handler.on_peer_closed(peer)
 
     def pause_writing(self) -> None:
         # The device does not read its answers: stop reading its requests meanwhile.
@@ -238,37 +242,27 @@ class Lwm2mTcpConnection(TcpConnection):
         owner = self._owner
         handler, peer = owner.handler, self.lwm2m_peer
         options = request.opt
-        path = options.uri_path
-        if handler is None or peer is None or not path or path[0] != "rd" or len(path) > 2:
+        path, code = options.uri_path, request.code
+        if handler is None or peer is None:
             return False
-        code = request.code
-        if not (code == Code.POST or (code == Code.DELETE and len(path) == 2)):
+        if not is_registration(path, code == Code.POST, code == Code.DELETE):
             return False
         if len(request.payload) > owner.max_payload or any(
             option.number not in _REGISTRATION_OPTIONS for option in options.option_list()
         ):
             return False
         fmt = None if options.content_format is None else int(options.content_format)
-        query, payload = tuple(options.uri_query), request.payload
-        call: Coroutine[Any, Any, UplinkResult]
-        if len(path) == 1:
-            call = handler.on_register(peer, query, payload, fmt)
-        elif code == Code.POST:
-            call = handler.on_update(peer, path[1], query, payload, fmt)
-        else:
-            call = handler.on_deregister(peer, path[1])
+        delete = code == Code.DELETE
+        call = registration_call(
+            handler, peer, path, delete, options.uri_query, request.payload, fmt
+        )
         task = self.loop.create_task(self._answer(call, request.token))
         owner.uplinks.add(task)
         task.add_done_callback(owner.uplinks.discard)
         return True
 
     async def _answer(self, call: Coroutine[Any, Any, UplinkResult], token: bytes) -> None:
-        try:
-            result = await call
-        except Exception:  # a handler bug must still produce a proper CoAP answer
-            _log.exception("uplink_failed", path="rd")
-            result = UplinkResult(INTERNAL_SERVER_ERROR)
-        response = result_message(result)
+        response = result_message(await registration_result(call))
         response.token = token
         self._send_message(response)  # nothing if the connection closed meanwhile
 
@@ -513,16 +507,10 @@ _EXTENSION_BYTES = (0,) * 13 + (1, 2, 4)
 
 
 def _certificate_identity(ssl_object: ssl.SSLObject) -> PeerIdentity | None:
-    """``cert`` and the subject's common name of a client certificate the TLS handshake
-    verified against the CA bundle; ``None`` when the client sent none."""
-    certificate = ssl_object.getpeercert()
-    if not certificate:
-        return None
-    for rdn in certificate.get("subject", ()):
-        for name, value in rdn:
-            if name == "commonName":
-                return PeerIdentity("cert", str(value))
-    return None
+    """The ``cert`` identity (subject common name and alternative names) of the client
+    certificate the TLS handshake verified against the CA bundle; None without one."""
+    der = ssl_object.getpeercert(binary_form=True)
+    return certificate_identity(der) if der else None
 
 
 def server_tls_context(certificate: str, private_key: str, ca_bundle: str | None) -> ssl.SSLContext:

@@ -112,6 +112,40 @@ class NotificationRoute:
             _log.exception("notification_handler_failed")
 
 
+def is_registration(path: Sequence[str], post: bool, delete: bool) -> bool:
+    """Whether a request is a Register (POST /rd), an Update (POST /rd/{location}) or a
+    De-register (DELETE /rd/{location})."""
+    if not path or path[0] != "rd" or len(path) > 2:
+        return False
+    return post or (delete and len(path) == 2)
+
+
+def registration_call(
+    handler: UplinkHandler,
+    peer: Peer,
+    path: Sequence[str],
+    delete: bool,
+    query: Sequence[str],
+    payload: bytes,
+    fmt: int | None,
+) -> Coroutine[Any, Any, UplinkResult]:
+    """The handler call of a request ``is_registration`` accepted."""
+    if len(path) == 1:
+        return handler.on_register(peer, tuple(query), payload, fmt)
+    if delete:
+        return handler.on_deregister(peer, path[1])
+    return handler.on_update(peer, path[1], tuple(query), payload, fmt)
+
+
+async def registration_result(call: Coroutine[Any, Any, UplinkResult]) -> UplinkResult:
+    """The result of a registration call; a handler bug still gets a proper answer."""
+    try:
+        return await call
+    except Exception:
+        _log.exception("uplink_failed", path="rd")
+        return UplinkResult(_INTERNAL_SERVER_ERROR)
+
+
 class LeanRegistrations(abc.ABC):
     """Register, Update and De-register answered without aiocoap, deduplicated.
 
@@ -148,10 +182,8 @@ class LeanRegistrations(abc.ABC):
         if not message.option_numbers() <= _REQUEST_OPTIONS:
             return False
         path = message.strings(wire.URI_PATH)
-        if path is None or not path or path[0] != "rd" or len(path) > 2:
-            return False
         code = message.code
-        if not (code == wire.POST or (code == wire.DELETE and len(path) == 2)):
+        if path is None or not is_registration(path, code == wire.POST, code == wire.DELETE):
             return False
         if self._duplicate(message, address, via):
             return True
@@ -165,16 +197,9 @@ class LeanRegistrations(abc.ABC):
             self._reply_result(message, address, via, result)
             return True
         peer = self._lean_peer(address, via)
-        handler = self.handler
-        call: Coroutine[Any, Any, UplinkResult]
-        if len(path) == 1:
-            fmt = message.uint(wire.CONTENT_FORMAT)
-            call = handler.on_register(peer, query, message.payload, fmt)
-        elif code == wire.POST:
-            fmt = message.uint(wire.CONTENT_FORMAT)
-            call = handler.on_update(peer, path[1], query, message.payload, fmt)
-        else:
-            call = handler.on_deregister(peer, path[1])
+        fmt = message.uint(wire.CONTENT_FORMAT)
+        delete = code == wire.DELETE
+        call = registration_call(self.handler, peer, path, delete, query, message.payload, fmt)
         task = asyncio.get_running_loop().create_task(
             self._answer(call, message, address, via)
         )  # fmt: skip
@@ -189,12 +214,7 @@ class LeanRegistrations(abc.ABC):
         address: Any,
         via: Any,
     ) -> None:
-        try:
-            result = await call
-        except Exception:  # a handler bug must still produce a proper CoAP answer
-            _log.exception("uplink_failed", path="rd")
-            result = UplinkResult(_INTERNAL_SERVER_ERROR)
-        self._reply_result(message, address, via, result)
+        self._reply_result(message, address, via, await registration_result(call))
 
     # --- deduplication (RFC 7252 §4.5) ---------------------------------------------------
 

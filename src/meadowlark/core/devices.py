@@ -23,6 +23,7 @@ from typing import Any
 
 import structlog
 from sqlalchemy import bindparam, delete, exists, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -529,9 +530,13 @@ def _security(
     if mode == "psk":
         if not identity or psk_hex is None:
             raise InvalidInput("securityMode psk needs dtlsIdentity and dtlsPsk")
-        _validate_name("dtlsIdentity", identity, 255)
+    elif mode == "cert":  # the identity, if any: the certificate's CN or one of its SANs
+        if psk_hex is not None:
+            raise InvalidInput("dtlsPsk only applies to securityMode psk")
     elif identity is not None or psk_hex is not None:
-        raise InvalidInput("dtlsIdentity and dtlsPsk only apply to securityMode psk")
+        raise InvalidInput("dtlsIdentity applies to securityMode psk and cert, dtlsPsk to psk")
+    if identity is not None:
+        _validate_name("dtlsIdentity", identity, 255)
     return mode, identity, psk_hex
 
 
@@ -544,7 +549,23 @@ async def _require_identity_free(
         select(exists().where(Device.dtls_identity == identity, Device.id != device_id))
     )
     if taken:
-        raise InvalidInput(f"DTLS identity {identity!r} is already used by another device")
+        raise _identity_taken(identity)
+
+
+def _identity_taken(identity: str) -> InvalidInput:
+    return InvalidInput(f"DTLS identity {identity!r} is already used by another device")
+
+
+async def _write_claiming_identity(session: AsyncSession, identity: str | None) -> None:
+    """Write the pending changes now: a racing request that took ``identity`` after
+    ``_require_identity_free`` looked trips the store's unique index
+    (``uq_devices_dtls_identity``), and gets the same answer as the check gives."""
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        if identity is not None and "dtls_identity" in str(exc.orig):
+            raise _identity_taken(identity) from exc
+        raise
 
 
 async def _visible_domain(session: AsyncSession, principal: Principal, domain: str | None) -> str:
@@ -596,7 +617,7 @@ async def create_device(
         dtls_psk=sealed,
     )
     session.add(device)
-    await session.flush()
+    await _write_claiming_identity(session, identity)
     if groups:
         await session.execute(
             insert(GroupMembership), [{"device_id": device_id, "group_id": g} for g in groups]
@@ -633,13 +654,14 @@ async def update_device(
     if len(properties) > MAX_PROPERTIES:
         raise InvalidInput(f"at most {MAX_PROPERTIES} properties")
 
-    wants_psk = changes.dtls_identity is not None or changes.dtls_psk is not None
+    names_identity = changes.dtls_identity is not None and device.security_mode != "cert"
+    wants_psk = names_identity or changes.dtls_psk is not None
     mode = changes.security_mode or ("psk" if wants_psk else device.security_mode)
     keep_psk = mode == "psk"
     identity = (
         changes.dtls_identity
         if changes.dtls_identity is not None
-        else (device.dtls_identity if keep_psk else None)
+        else (device.dtls_identity if mode == device.security_mode else None)
     )
     new_psk_hex = psk_to_hex(changes.dtls_psk) if changes.dtls_psk is not None else None
     mode, identity, psk_value = _security(
@@ -688,6 +710,8 @@ async def update_device(
             note_psk_change(session, device.id, identity, sealed)
     device.properties = properties
     device.security_mode, device.dtls_identity, device.dtls_psk = mode, identity, sealed
+    if identity is not None and identity != old_security[1]:
+        await _write_claiming_identity(session, identity)
     if changes.blacklisted is not None:
         device.blacklisted = changes.blacklisted
     if changes.management_enabled is not None:

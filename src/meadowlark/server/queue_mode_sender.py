@@ -29,7 +29,7 @@ from meadowlark.server.errors import (
 from meadowlark.server.operations import Operation, QueuedRequest, QueuedRequestState
 from meadowlark.server.registration import Registration
 from meadowlark.server.scheduling import DeadlineScheduler
-from meadowlark.server.transport import DownlinkResponse
+from meadowlark.server.transport import DownlinkResponse, Peer
 
 _log = structlog.get_logger("meadowlark.lwm2m")
 
@@ -60,7 +60,8 @@ class QueueModeSender:
         self._context = context
         self._send_now = send_now
         self._presence: DeadlineScheduler[str] = DeadlineScheduler(self._on_awake_over, clock)
-        self._awake: set[str] = set()
+        self._awake: dict[str, Peer] = {}
+        """Awake queue-mode devices: endpoint -> the peer they were last heard from."""
         self._draining: set[str] = set()
         self._waiters = _Waiters()
         self._sweeper: asyncio.Task[None] | None = None
@@ -97,20 +98,32 @@ class QueueModeSender:
         if not registration.queue_mode:
             return
         self._presence.schedule_in(registration.endpoint, self._context.options.awake_window)
-        if registration.endpoint not in self._awake:
-            self._awake.add(registration.endpoint)
+        awake = registration.endpoint in self._awake
+        self._awake[registration.endpoint] = registration.peer
+        if not awake:
             _log.debug("device_awake", endpoint=registration.endpoint)
             self._context.emit(lambda listener: listener.on_awake(registration))
 
     def forget(self, endpoint: str) -> None:
         """The device's registration ended: it is neither awake nor sleeping."""
         self._presence.cancel(endpoint)
-        self._awake.discard(endpoint)
+        self._awake.pop(endpoint, None)
+
+    def peer_closed(self, peer: Peer) -> None:
+        """The connection of ``peer`` closed: the devices last heard through it sleep
+        now (their requests wait in the queue until they connect again)."""
+        gone = [
+            endpoint
+            for endpoint, heard in self._awake.items()
+            if heard == peer and heard.handle is peer.handle
+        ]
+        for endpoint in gone:
+            self._presence.cancel(endpoint)
+            self._on_awake_over(endpoint)
 
     def _on_awake_over(self, endpoint: str) -> None:
-        if endpoint not in self._awake:
+        if self._awake.pop(endpoint, None) is None:
             return
-        self._awake.discard(endpoint)
         self._context.spawn(self._report_sleeping(endpoint))
 
     async def _report_sleeping(self, endpoint: str) -> None:

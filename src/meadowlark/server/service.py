@@ -205,6 +205,9 @@ class LwM2mServer:
     async def on_send(self, peer: Peer, payload: bytes, content_format: int | None) -> UplinkResult:
         return await self.registration_service.on_send(peer, payload, content_format)
 
+    def on_peer_closed(self, peer: Peer) -> None:
+        self.queue_mode.peer_closed(peer)
+
     # --- downlink operations (DownlinkSender) ------------------------------------------
 
     async def cancel_observation(

@@ -260,6 +260,11 @@ class UplinkHandler(Protocol):
         self, peer: Peer, payload: bytes, content_format: int | None
     ) -> UplinkResult: ...
 
+    def on_peer_closed(self, peer: Peer) -> None:
+        """The connection ``peer`` came on closed (stream transports: TCP, TLS). A device
+        reached through it is unreachable until it connects again: a queue-mode one
+        counts as asleep (its requests are queued), not awake for the rest of its window."""
+
 
 @dataclass(frozen=True, slots=True)
 class DownloadBlock:

@@ -8,11 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from meadowlark.store.device_models import Device
 from meadowlark.store.models import Base, utcnow
-
-Index("ix_devices_last_contact_time", Device.last_contact_time)
-"""The no-contact sweep's range query (``last_contact_time < cutoff``)."""
 
 
 class AlertRule(Base):

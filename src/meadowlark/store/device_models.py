@@ -5,7 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from meadowlark.store.models import Base, utcnow
@@ -15,6 +25,17 @@ class Device(Base):
     """A managed device; ``id`` is the endpoint name unless created with another id."""
 
     __tablename__ = "devices"
+    __table_args__ = (
+        Index(
+            "uq_devices_dtls_identity",
+            "dtls_identity",
+            unique=True,
+            sqlite_where=text("dtls_identity IS NOT NULL"),
+            postgresql_where=text("dtls_identity IS NOT NULL"),
+        ),
+        # the alerts' no-contact sweep: one range query per rule (migration 0014)
+        Index("ix_devices_last_contact_time", "last_contact_time"),
+    )
 
     id: Mapped[str] = mapped_column(String(255), primary_key=True)
     endpoint_name: Mapped[str] = mapped_column(String(255), unique=True)
@@ -28,7 +49,8 @@ class Device(Base):
     management_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     connector_type: Mapped[str] = mapped_column(String(32), default="lwm2m")
     security_mode: Mapped[str] = mapped_column(String(32), default="nosec")
-    dtls_identity: Mapped[str | None] = mapped_column(String(255), default=None, index=True)
+    dtls_identity: Mapped[str | None] = mapped_column(String(255), default=None)
+    """Unique among devices that have one (``uq_devices_dtls_identity``)."""
     dtls_psk: Mapped[str | None] = mapped_column(String(512), default=None)
     """Pre-shared key as hex; never returned in clear by the API."""
     first_register_time: Mapped[datetime | None] = mapped_column(default=None)

@@ -78,6 +78,7 @@ def device_on(server: Lwm2mTestServer, tmp_path: Path) -> Iterator[Callable[...,
         endpoint: str,
         *,
         cn: str | None = None,
+        san: tuple[str, ...] = (),
         ca: IssuedCertificate | None = None,
         register: bool = True,
         **options: Any,
@@ -87,7 +88,7 @@ def device_on(server: Lwm2mTestServer, tmp_path: Path) -> Iterator[Callable[...,
             certificate = key = None
             if cn is not None:
                 assert ca is not None
-                issued = issue_certificate(cn, issuer=ca)
+                issued = issue_certificate(cn, issuer=ca, dns_names=san)
                 certificate, key = tmp_path / f"{cn}.pem", tmp_path / f"{cn}.key"
                 certificate.write_bytes(issued.certificate_pem)
                 key.write_bytes(issued.key_pem)
@@ -281,6 +282,28 @@ def test_cert_mode_devices_register_over_tls_by_their_certificate_cn(server, dev
         with pytest.raises(RegistrationError) as refused:
             server.call(anonymous.start())
         assert refused.value.code == Code.FORBIDDEN
+
+
+def test_cert_mode_devices_register_over_tls_by_a_subject_alternative_name(
+    server, device_on, authority
+):
+    """A ``cert`` device whose record names one of its certificate's SANs registers over
+    TLS; one whose record names another name gets 4.03."""
+    ca = authority[0]
+    san = f"meter-{tag()}.devices.example"
+    endpoint = f"cert-san-{tag()}"
+    provision(server, endpoint, securityMode="cert", dtlsIdentity=san)
+    device_on("tls", endpoint, cn=f"serial-{tag()}", san=(san,), ca=ca)
+    registration = server.call(server.runtime.lwm2m.get_registration(endpoint))
+    assert registration.peer.identity is not None
+    assert san in registration.peer.identity.alternative_names
+
+    other = f"cert-other-{tag()}"
+    provision(server, other, securityMode="cert", dtlsIdentity=f"other-{tag()}.example")
+    impostor = device_on("tls", other, cn=f"serial-{tag()}", san=(san,), ca=ca, register=False)
+    with pytest.raises(RegistrationError) as refused:
+        server.call(impostor.start())
+    assert refused.value.code == Code.FORBIDDEN
 
 
 def test_a_certificate_from_an_unknown_ca_gets_no_connection(server, device_on):

@@ -298,6 +298,27 @@ def test_a_certificate_for_another_name_is_refused(server, ca):
         device.close()
 
 
+def test_a_cert_device_whose_record_names_a_san_registers_and_another_name_does_not(server, ca):
+    """``dtlsIdentity`` of a ``cert`` device names the certificate's CN or one of its
+    subject alternative names (the Coiote API accepts it with ``securityMode: cert``)."""
+    san = f"meter-{tag()}.devices.example"
+    named = f"x509-san-{tag()}"
+    provision(server, named, securityMode="cert", dtlsIdentity=san)
+    elsewhere = f"x509-other-{tag()}"
+    provision(server, elsewhere, securityMode="cert", dtlsIdentity=f"other-{tag()}.example")
+    certificate = issue_certificate(f"serial-{tag()}", issuer=ca, dns_names=(san,))
+    for endpoint, expected in ((named, Code.CREATED), (elsewhere, Code.FORBIDDEN)):
+        device = connect(server, certificate=certificate)
+        try:
+            response = server.call(device.register(endpoint))
+            assert response.code == expected, (endpoint, response.code, response.payload)
+        finally:
+            device.close()
+    registration = server.call(server.runtime.lwm2m.get_registration(named))
+    assert san in registration.peer.identity.alternative_names
+    assert server.call(server.runtime.lwm2m.get_registration(elsewhere)) is None
+
+
 def test_a_certificate_from_an_untrusted_ca_gets_no_session(server, tmp_path: Path):
     endpoint = cert_device(server, f"x509-{tag()}")
     rogue = issue_certificate("rogue CA", ca=True)

@@ -134,7 +134,10 @@ def test_add_stores_the_key_sealed_and_never_prints_it(cli_env):
         (["--psk-key", KEY_HEX], "needs dtlsIdentity and dtlsPsk"),
         (["--psk-identity", "i", "--psk-key", "00", "--psk-key-text", "x"], "not both"),
         (["--security-mode", "magic"], "securityMode must be one of"),
-        (["--security-mode", "nosec", "--psk-identity", "i"], "only apply to securityMode psk"),
+        (
+            ["--security-mode", "nosec", "--psk-identity", "i"],
+            "applies to securityMode psk and cert",
+        ),
         (["--psk-identity", "i", "--psk-key", "00" * 300], "longer than 256 bytes"),
         (["--group", "no-such-group"], "not found"),
     ],

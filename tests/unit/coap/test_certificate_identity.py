@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from meadowlark.coap.dtls import certificate_identity
+from meadowlark.coap.peer_certificates import certificate_identity
 from meadowlark.server.security import Admission, DeviceSecurity, check_peer_security
 from meadowlark.server.transport import Peer, PeerIdentity
 
