@@ -17,6 +17,9 @@ from meadowlark.connectivity.recorder import ActivityRecorder
 from meadowlark.connectivity.sms import make_gateway
 from meadowlark.connectivity.things import ThingService
 from meadowlark.core.devices import seal_stored_psks
+from meadowlark.core.event_handlers.delivery import HandlerDelivery
+from meadowlark.core.event_handlers.outbox import HandlerOutbox
+from meadowlark.core.event_handlers.service import handler_box
 from meadowlark.core.events import EventBus
 from meadowlark.core.firmware import FirmwareUpdates
 from meadowlark.core.firmware_images import FirmwareImages
@@ -60,6 +63,12 @@ class Runtime:
     """Seals device PSKs for storage and opens them."""
     psk_keyring: PskKeyring
     """DTLS identity -> PSK for the DTLS transport's handshakes (loaded at start)."""
+    handler_outbox: HandlerOutbox
+    """Device events selected by event handlers, on their way to the outbox table."""
+    handler_delivery: HandlerDelivery
+    """Sends the outbox to the handlers' receivers (webhook, Kafka, MQTT)."""
+    handler_box: SecretBox
+    """Seals event handlers' secrets."""
     cluster: Cluster | None = None
     """This node's links to the other nodes of a scaled-out deployment (None: alone)."""
 
@@ -117,6 +126,14 @@ class Runtime:
         )
         events = EventBus(partial(device_domain, db))
         lwm2m.add_listener(events)
+        handler_settings = settings.event_handlers
+        handler_outbox = HandlerOutbox(
+            db, device_stores.devices.domain_of, flush_interval=handler_settings.flush_interval
+        )
+        lwm2m.add_listener(handler_outbox)
+        events.sink = handler_outbox.on_bus_event
+        events.sink_listens = handler_outbox.listens
+        handlers_box = handler_box(settings)
         thing_index = ThingIndex() if cluster is None else cluster.thing_index
         if cluster is not None:
             cluster.wire(lwm2m, events)
@@ -182,6 +199,9 @@ class Runtime:
             tasks=TaskService(db, lwm2m, object_models, engine),
             psk_box=psk_box,
             psk_keyring=psk_keyring,
+            handler_outbox=handler_outbox,
+            handler_delivery=HandlerDelivery(db, handlers_box, handler_outbox, handler_settings),
+            handler_box=handlers_box,
             cluster=cluster,
         )
 
@@ -222,8 +242,10 @@ class Runtime:
         self.activity.start()
         await self.lwm2m.start()
         await self.tasks.engine.start()
+        await self.handler_delivery.start()
 
     async def close(self) -> None:
+        await self.handler_delivery.stop()
         await self.tasks.engine.stop()
         await self.observations.stop()
         await self.lwm2m.stop()

@@ -24,6 +24,7 @@ from meadowlark.api.routers import (
     coiote_devices,
     coiote_dialects,
     coiote_domains,
+    coiote_event_handlers,
     coiote_events,
     coiote_groups,
     coiote_observations,
@@ -132,6 +133,7 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
         firmware_download,
         coiote_tasks,
         coiote_settings,
+        coiote_event_handlers,
     ):
         app.include_router(module.router)
 
