@@ -142,6 +142,9 @@ async def create_devices(
             results.append(DeviceAddResult(id=label, success=False, reason=exc.message))
         else:
             results.append(DeviceAddResult(id=device.id, success=True))
+            runtime.handler_outbox.lifecycle(
+                "deviceCreated", device.endpoint_name, device.domain_id
+            )
             if new.groups:
                 grouped.append(device.id)
     await reconcile_observations(runtime, grouped)
@@ -177,6 +180,7 @@ async def create_device(
     new = new_device(body)
     device = await devices.create_device(session, principal, new, psk_box=runtime.psk_box)
     await commit_new_device(session, device.id)
+    runtime.handler_outbox.lifecycle("deviceCreated", device.endpoint_name, device.domain_id)
     if new.groups:
         await reconcile_observations(runtime, [device.id])
     return SingleDeviceAddResponse(id=device.id, result="created")
@@ -242,6 +246,7 @@ async def delete_device(
     """Delete a device with its data; a current registration is dropped too."""
     device = await devices.delete_device(session, principal, device_id)
     await session.commit()
+    runtime.handler_outbox.lifecycle("deviceDeleted", device.endpoint_name, device.domain_id)
     await runtime.lwm2m.forget(device.endpoint_name)
     runtime.device_stores.ids.forget(device.endpoint_name)
     return Response(status_code=204)

@@ -104,7 +104,7 @@ async def delete_event_handler(
     """Delete a handler and its undelivered events."""
     await service.delete_handler(session, principal, id)
     await session.commit()
-    runtime.handler_delivery.changed()
+    await runtime.handler_delivery.changed()
     return Response(status_code=204)
 
 
@@ -123,7 +123,7 @@ async def _create(
         session, principal, new, domain or body.domain, runtime.handler_box
     )
     await session.commit()
-    runtime.handler_delivery.changed()
+    await runtime.handler_delivery.changed()
     return Response(
         content=f'"{row.id}"',
         status_code=201,
@@ -195,7 +195,7 @@ async def _update(
         block_private=_block_private(runtime),
     )
     await session.commit()
-    runtime.handler_delivery.changed()
+    await runtime.handler_delivery.changed()
     return _public(runtime, row)
 
 
@@ -246,13 +246,14 @@ async def test_existing_handler(
     row = await service.get_handler(session, principal, id)
     connection = service.open_connection(runtime.handler_box, row)
     secret = service.open_signing_secret(runtime.handler_box, row)
+    kind = row.type
     await session.rollback()  # no transaction held while the receiver answers
-    successful, message = await runtime.handler_delivery.test(row.type, connection, secret)
+    successful, message = await runtime.handler_delivery.test(kind, connection, secret)
     if successful:
         row = await service.get_handler(session, principal, id, for_update=True)
         await service.mark_tested(session, row)
         await session.commit()
-        runtime.handler_delivery.changed()
+        await runtime.handler_delivery.changed()
     return HandlerTestResult(successful=successful, message=message)
 
 

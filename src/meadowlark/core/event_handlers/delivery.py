@@ -144,10 +144,12 @@ class HandlerDelivery:
     def notify(self) -> None:
         self._wake.set()
 
-    def changed(self) -> None:
-        """Handlers were changed here: reload them at once."""
-        self._loaded_at = -1e9
-        self._wake.set()
+    async def changed(self) -> None:
+        """Handlers were changed through this process: reload them now (other processes
+        see the change at their next reload, within ``_HANDLERS_REFRESH`` seconds)."""
+        if self._runner is not None:
+            await self.refresh()
+            self._wake.set()
 
     # --- handlers ------------------------------------------------------------------------
 
