@@ -43,10 +43,13 @@ from meadowlark.core.event_handlers.service import open_connection, open_signing
 from meadowlark.core.secret_box import SealError, SecretBox
 from meadowlark.store.db import Database
 from meadowlark.store.event_handler_models import EventHandlerRow, EventOutboxRow
+from meadowlark.store.models import UtcDateTime
 
 _log = structlog.get_logger("meadowlark.event_handlers")
 _OUTBOX = EventOutboxRow.__table__
 _HANDLERS_REFRESH = 2.0
+_ROWS_PER_QUEUE = 50
+"""Rows of one device queue a worker claims at once (sent one after the other)."""
 
 
 @dataclass
@@ -99,6 +102,8 @@ class HandlerDelivery:
         self._runner: asyncio.Task[None] | None = None
         self._client: httpx.AsyncClient | None = None
         self._loaded_at = -1e9
+        self._lease_seconds = options.request_timeout * 2 + 10
+        """How long a claim holds (a dead worker's rows are free again after it)."""
         self.on_disabled: Callable[[str, str], None] | None = None
         """Told ``(handler id, reason)`` when this process disables a handler."""
 
@@ -107,8 +112,13 @@ class HandlerDelivery:
     @property
     def client(self) -> httpx.AsyncClient:
         if self._client is None:
+            connections = self.options.concurrency
             self._client = httpx.AsyncClient(
-                timeout=self.options.request_timeout, follow_redirects=False
+                timeout=self.options.request_timeout,
+                follow_redirects=False,
+                limits=httpx.Limits(
+                    max_connections=connections * 2, max_keepalive_connections=connections
+                ),
             )
         return self._client
 
@@ -204,10 +214,13 @@ class HandlerDelivery:
                 _log.exception("event_delivery_round_failed")
                 claimed = []
                 await asyncio.sleep(self.options.poll_interval)
-            for row in claimed:
-                handler = self._handlers[row.handler_id]
+            # The rows' claim must outlast their sending: a queue stops in time and gives
+            # back what it could not send (a dead worker's rows are free within a lease).
+            send_until = loop.time() + self._lease_seconds - self.options.request_timeout - 2
+            for queue in claimed:
+                handler = self._handlers[queue[0].handler_id]
                 handler.inflight += 1
-                task = loop.create_task(self._deliver(handler, row))
+                task = loop.create_task(self._deliver(handler, queue, send_until))
                 self._inflight.add(task)
                 task.add_done_callback(self._done)
             if claimed:
@@ -221,7 +234,9 @@ class HandlerDelivery:
         self._inflight.discard(task)
         self._wake.set()
 
-    async def _claim(self, room: int) -> list[_Claimed]:
+    async def _claim(self, room: int) -> list[list[_Claimed]]:
+        """Up to ``room`` device queues, each the first rows of one (handler, device)
+        queue whose head is due and unclaimed; a failing handler gets one probe row."""
         if room <= 0:
             return []
         now_mono = asyncio.get_running_loop().time()
@@ -232,20 +247,20 @@ class HandlerDelivery:
             if s.failing and s.inflight == 0 and s.retry_at <= now_mono
         ]
         now = datetime.now(UTC)
-        ids: list[int] = []
+        chosen: list[tuple[int, str, str]] = []
         async with self._db.session() as session:
             if healthy:
-                ids += await self._due_heads(session, healthy, now, room)
+                chosen += await self._due_rows(session, healthy, now, room, _ROWS_PER_QUEUE)
             for handler_id in probing:
-                ids += await self._due_heads(session, [handler_id], now, 1)
-        if not ids:
+                chosen += await self._due_rows(session, [handler_id], now, 1, 1)
+        if not chosen:
             return []
-        lease = now + timedelta(seconds=self.options.request_timeout * 2 + 5)
+        lease = now + timedelta(seconds=self._lease_seconds)
         async with self._db.transaction() as session:
             result = await session.execute(
                 update(_OUTBOX)
                 .where(
-                    _OUTBOX.c.id.in_(ids),
+                    _OUTBOX.c.id.in_([row_id for row_id, _, _ in chosen]),
                     or_(_OUTBOX.c.claimed_until.is_(None), _OUTBOX.c.claimed_until < now),
                 )
                 .values(claimed_until=lease)
@@ -258,43 +273,107 @@ class HandlerDelivery:
                     _OUTBOX.c.first_failed_at,
                 )
             )
-            claimed = [_Claimed(*row) for row in result.all()]
-        return [row for row in claimed if row.handler_id in self._handlers]
+            got = {row.id: _Claimed(*row) for row in result.all()}
+        # Keep of each queue only the unbroken run from the head chosen: a row another
+        # worker claimed meanwhile ends the run, and the rest goes back.
+        queues: dict[tuple[str, str], list[_Claimed]] = {}
+        broken: set[tuple[str, str]] = set()
+        released: list[int] = []
+        for row_id, handler_id, endpoint in chosen:
+            key = (handler_id, endpoint)
+            claimed = got.get(row_id)
+            if claimed is None or key in broken or handler_id not in self._handlers:
+                broken.add(key)
+                if claimed is not None:
+                    released.append(row_id)
+                continue
+            queues.setdefault(key, []).append(claimed)
+        if released:
+            await self._release(released)
+        return list(queues.values())
 
-    async def _due_heads(
-        self, session: Any, handler_ids: list[str], now: datetime, limit: int
-    ) -> list[int]:
-        """Heads of the handlers' device queues that are due and not claimed."""
-        heads = (
-            select(func.min(_OUTBOX.c.id))
+    async def _give_back(self, rows: list[_Claimed]) -> None:
+        if rows:
+            try:
+                await self._release([row.id for row in rows])
+            except Exception:  # their claim runs out by itself
+                _log.warning("event_delivery_release_failed", rows=len(rows))
+
+    async def _release(self, row_ids: list[int]) -> None:
+        async with self._db.transaction() as session:
+            await session.execute(
+                update(_OUTBOX).where(_OUTBOX.c.id.in_(row_ids)).values(claimed_until=None)
+            )
+
+    async def _due_rows(
+        self, session: Any, handler_ids: list[str], now: datetime, queues: int, per_queue: int
+    ) -> list[tuple[int, str, str]]:
+        """The first ``per_queue`` rows of up to ``queues`` (handler, device) queues whose
+        head (oldest row) is due and not claimed, oldest first."""
+        queue = {
+            "partition_by": (_OUTBOX.c.handler_id, _OUTBOX.c.endpoint),
+            "order_by": _OUTBOX.c.id,
+        }
+        ranked = (
+            select(
+                _OUTBOX.c.id,
+                _OUTBOX.c.handler_id,
+                _OUTBOX.c.endpoint,
+                func.row_number().over(**queue).label("position"),
+                func.first_value(_OUTBOX.c.id).over(**queue).label("head"),
+                func.first_value(_OUTBOX.c.next_attempt_at, type_=UtcDateTime())
+                .over(**queue)
+                .label("head_due"),
+                func.first_value(_OUTBOX.c.claimed_until, type_=UtcDateTime())
+                .over(**queue)
+                .label("head_claimed"),
+            )
             .where(_OUTBOX.c.handler_id.in_(handler_ids))
-            .group_by(_OUTBOX.c.handler_id, _OUTBOX.c.endpoint)
+            .subquery()
+        )
+        heads = (
+            select(ranked.c.head)
+            .where(
+                ranked.c.position == 1,
+                ranked.c.head_due <= now,
+                or_(ranked.c.head_claimed.is_(None), ranked.c.head_claimed < now),
+            )
+            .order_by(ranked.c.head)
+            .limit(queues)
         )
         query = (
-            select(_OUTBOX.c.id)
-            .where(
-                _OUTBOX.c.id.in_(heads),
-                _OUTBOX.c.next_attempt_at <= now,
-                or_(_OUTBOX.c.claimed_until.is_(None), _OUTBOX.c.claimed_until < now),
-            )
-            .order_by(_OUTBOX.c.id)
-            .limit(limit)
+            select(ranked.c.id, ranked.c.handler_id, ranked.c.endpoint)
+            .where(ranked.c.head.in_(heads), ranked.c.position <= per_queue)
+            .order_by(ranked.c.head, ranked.c.position)
         )
-        return list(await session.scalars(query))
+        return [(row.id, row.handler_id, row.endpoint) for row in await session.execute(query)]
 
-    async def _deliver(self, handler: _Handler, row: _Claimed) -> None:
+    async def _deliver(self, handler: _Handler, queue: list[_Claimed], send_until: float) -> None:
+        """One device queue's rows, in order; a failure, or the claim running short,
+        gives the rest back."""
+        loop = asyncio.get_running_loop()
         try:
-            await handler.connector.send(row.payload, str(row.id))
-        except DeliveryFailed as failure:
-            await self._failed(handler, row, failure)
-        except Exception as exc:  # a bug in a connector must not stop deliveries
-            _log.exception("event_delivery_crashed", handler=row.handler_id)
-            await self._failed(handler, row, DeliveryFailed(f"{type(exc).__name__}: {exc}"))
-        else:
-            handler.failing = False
-            handler.failures = 0
-            self._results.delivered.append(row.id)
-            self._results.succeeded_handlers.add(row.handler_id)
+            for position, row in enumerate(queue):
+                if loop.time() > send_until:
+                    await self._give_back(queue[position:])
+                    return
+                try:
+                    await handler.connector.send(row.payload, str(row.id))
+                except Exception as exc:
+                    failure = (
+                        exc
+                        if isinstance(exc, DeliveryFailed)
+                        else DeliveryFailed(f"{type(exc).__name__}: {exc}")
+                    )
+                    if not isinstance(exc, DeliveryFailed):
+                        _log.exception("event_delivery_crashed", handler=row.handler_id)
+                    await self._failed(handler, row, failure)
+                    await self._give_back(queue[position + 1 :])
+                    return
+                handler.failing = False
+                handler.failures = 0
+                self._results.delivered.append(row.id)
+                self._results.succeeded_handlers.add(row.handler_id)
         finally:
             handler.inflight -= 1
 
