@@ -160,6 +160,7 @@ class Runtime:
         )
         firmware = FirmwareUpdates(db, lwm2m, firmware_images)
         lwm2m.add_listener(firmware)
+        firmware.on_updated = partial(handler_outbox.lifecycle, "deviceUpdatedViaFota")
         task_settings = settings.tasks
         callbacks = CallbackSender(
             db,

@@ -361,3 +361,59 @@ def test_kafka_handler_produces_signed_records_keyed_by_device(
             signing_secret, timestamp.decode(), record["value"]
         )
         assert httpx.Response(200, content=record["value"]).json()["value"] == value
+
+
+def test_a_write_the_device_accepts_is_a_device_updated_via_write_event(
+    server, domain, devices, receiver
+):
+    device = _device(server, domain, devices)
+    lifecycle = {
+        "name": "writes",
+        "filter": {"type": "lifecycle", "eventTypes": ["deviceUpdatedViaWrite"]},
+        "connectionConfig": {"uri": receiver.url},
+    }
+    with server.admin() as http:
+        _create(http, "webhook", lifecycle, domain)
+        written = http.put(
+            f"/api/lwm2m/v1/clients/{device.endpoint_name}/3303/0/5750",
+            json={"value": "written"},
+        )
+        assert written.is_success, written.text
+    eventually(lambda: len(receiver.received) >= 1, timeout=20)
+    event = receiver.received[0].json
+    assert event["eventType"] == "deviceUpdatedViaWrite"
+    assert event["endpointName"] == device.endpoint_name and event["domainId"] == domain
+    assert event["details"] == {"urls": ["/3303/0/5750"]}
+
+
+def test_only_a_devices_first_register_is_a_first_registration_event(server, domain, receiver):
+    lifecycle = {
+        "name": "firsts",
+        "filter": {"type": "lifecycle", "eventTypes": ["deviceFirstRegistration"]},
+        "connectionConfig": {"uri": receiver.url},
+    }
+    endpoint = f"first-{secrets.token_hex(3)}"
+    with server.admin() as http:
+        _create(http, "webhook", lifecycle, domain)
+        created = http.post(
+            "/api/coiotedm/v3/devices",
+            json={"properties": {"endpointName": endpoint}, "domain": domain},
+        )
+        assert created.status_code == 201
+
+    async def register_twice() -> None:
+        from meadowlark.simulator import SimulatedDevice
+
+        for _ in range(2):
+            device = SimulatedDevice(endpoint, server.server_uri)
+            await device.start()
+            await device.stop()
+
+    server.call(register_twice())
+    eventually(lambda: len(receiver.received) >= 1, timeout=20)
+    import time
+
+    time.sleep(1.0)  # a second event would have come by now
+    assert [(r.json["eventType"], r.json["endpointName"]) for r in receiver.received] == [
+        ("deviceFirstRegistration", endpoint)
+    ]

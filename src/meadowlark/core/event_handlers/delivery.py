@@ -124,7 +124,7 @@ class HandlerDelivery:
 
     async def start(self) -> None:
         await self.refresh()
-        self._outbox.on_written = self.notify
+        self._outbox.after_flush = self.notify
         self._outbox.start()
         if self._runner is None:
             self._runner = asyncio.get_running_loop().create_task(

@@ -50,6 +50,7 @@ from meadowlark.store.event_handler_models import EventHandlerRow, EventOutboxRo
 _log = structlog.get_logger("meadowlark.event_handlers")
 
 FIRST_REGISTRATION = "deviceFirstRegistration"
+FIRMWARE_OBJECT = 5
 MAX_PENDING = 200_000
 """Rows kept in memory while the store is away; beyond that the oldest are dropped."""
 _KNOWN = {kind_key(name): name for name in LIFECYCLE_TYPES}
@@ -127,7 +128,7 @@ class HandlerOutbox(ServerListener):
         self._first_registrations: list[tuple[str, str, datetime]] = []
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
-        self.on_written: Callable[[], None] | None = None
+        self.after_flush: Callable[[], None] | None = None
         """Told after each batch is written (wakes this process's delivery)."""
 
     # --- which handlers ----------------------------------------------------------------
@@ -172,6 +173,16 @@ class HandlerOutbox(ServerListener):
                 (registration.endpoint, self._domain_of(registration.endpoint), datetime.now(UTC))
             )
             self._wake.set()
+
+    def on_written(self, registration: Registration, paths: tuple[LwM2mPath, ...]) -> None:
+        """A Write the device accepted; writes to the Firmware Update object (/5) are part
+        of an update, told as ``deviceUpdatedViaFota`` when it succeeds."""
+        urls = [str(path) for path in paths if path.object_id != FIRMWARE_OBJECT]
+        if urls and self._lifecycle:
+            endpoint = registration.endpoint
+            self.lifecycle(
+                "deviceUpdatedViaWrite", endpoint, self._domain_of(endpoint), {"urls": urls}
+            )
 
     def lifecycle(
         self,
@@ -282,8 +293,8 @@ class HandlerOutbox(ServerListener):
         except Exception:
             self._pending[:0] = rows
             raise
-        if self.on_written is not None:
-            self.on_written()
+        if self.after_flush is not None:
+            self.after_flush()
         return len(rows)
 
     async def _insert(self, rows: list[dict[str, Any]]) -> None:
