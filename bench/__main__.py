@@ -4,8 +4,8 @@ The first five print the figures of the speed-and-scale targets, each as a ratio
 a baseline measured in the same run: ``registrations`` (``meadowlark serve`` against
 Wakaama's C server with ``--compare-wakaama``), ``notifications`` (against a bare aiocoap
 observer), ``rest`` (authenticated GETs against ``/health``), ``storm`` (100,000 devices
-registering at once) and ``memory`` (RSS per device at 200,000 devices); ``handlers`` prints webhook deliveries
-per second against bare ingest. ``lwm2m`` is
+registering at once) and ``memory`` (RSS per device at 200,000 devices); ``handlers``
+prints webhook deliveries per second against bare ingest. ``lwm2m`` is
 the LwM2M layer in process (registrations and memory against bare aiocoap, then
 ``notifications``).
 """
