@@ -1,4 +1,5 @@
-"""Senders of one handler's events: webhook (httpx), Kafka (aiokafka), MQTT (aiomqtt).
+"""Senders of one handler's events: webhook (``http11``: h11 on asyncio streams), Kafka
+(aiokafka), MQTT (aiomqtt).
 
 Every event is signed the way task callbacks are (``core.tasks.callbacks.signature``):
 HMAC-SHA256 with the handler's signing secret over ``"<timestamp>." + body``, sent as
@@ -21,9 +22,8 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-import httpx
-
 from meadowlark.core.errors import InvalidInput
+from meadowlark.core.event_handlers.http11 import Http11Pool, HttpError
 from meadowlark.core.event_handlers.rules import (
     KAFKA,
     MQTT,
@@ -85,7 +85,7 @@ class WebhookConnector:
         self,
         config: Mapping[str, Any],
         secret: str,
-        client: httpx.AsyncClient,
+        client: Http11Pool,
         *,
         block_private: bool,
     ) -> None:
@@ -115,12 +115,9 @@ class WebhookConnector:
             **signed_headers(self._secret, body, delivery_id),
         }
         try:
-            response = await self._client.request(
-                self._config["method"].upper(), uri, content=body, headers=headers
-            )
-        except httpx.HTTPError as exc:
-            raise DeliveryFailed(f"{type(exc).__name__}: {exc}") from None
-        status = response.status_code
+            status = await self._client.request(self._config["method"].upper(), uri, headers, body)
+        except HttpError as exc:
+            raise DeliveryFailed(str(exc)) from None
         if 200 <= status < 300:
             return
         retryable = status >= 500 or status in RETRYABLE_STATUSES
@@ -301,7 +298,7 @@ def make_connector(
     config: Mapping[str, Any],
     secret: str,
     *,
-    client: httpx.AsyncClient,
+    client: Http11Pool,
     timeout: float,
     block_private: bool,
 ) -> Connector:

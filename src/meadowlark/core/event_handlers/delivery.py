@@ -24,13 +24,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 import structlog
 from sqlalchemy import delete, func, or_, select, update
 
 from meadowlark.config import EventHandlerSettings
 from meadowlark.core import audit
 from meadowlark.core.event_handlers.connectors import Connector, DeliveryFailed, make_connector
+from meadowlark.core.event_handlers.http11 import Http11Pool
 from meadowlark.core.event_handlers.outbox import ActiveHandler, HandlerOutbox
 from meadowlark.core.event_handlers.rules import (
     FAILURES_BEFORE_DISABLE,
@@ -100,7 +100,7 @@ class HandlerDelivery:
         self._results = _Results()
         self._wake = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
-        self._client: httpx.AsyncClient | None = None
+        self._client: Http11Pool | None = None
         self._loaded_at = -1e9
         self._lease_seconds = options.request_timeout * 2 + 10
         """How long a claim holds (a dead worker's rows are free again after it)."""
@@ -110,16 +110,9 @@ class HandlerDelivery:
     # --- life ----------------------------------------------------------------------------
 
     @property
-    def client(self) -> httpx.AsyncClient:
+    def client(self) -> Http11Pool:
         if self._client is None:
-            connections = self.options.concurrency
-            self._client = httpx.AsyncClient(
-                timeout=self.options.request_timeout,
-                follow_redirects=False,
-                limits=httpx.Limits(
-                    max_connections=connections * 2, max_keepalive_connections=connections
-                ),
-            )
+            self._client = Http11Pool(self.options.request_timeout, self.options.concurrency)
         return self._client
 
     async def start(self) -> None:
@@ -148,7 +141,7 @@ class HandlerDelivery:
             await handler.connector.close()
         self._handlers.clear()
         if self._client is not None:
-            await self._client.aclose()
+            await self._client.close()
             self._client = None
 
     def notify(self) -> None:
