@@ -134,12 +134,14 @@ def run(duration: float = 5.0, devices: int = 200, window: int = 64) -> dict[str
         last, stalled_since = -1, time.monotonic()
         while True:
             delivered = _count(sink) - before
-            if delivered >= expected or time.monotonic() - stalled_since > 10:
+            if delivered >= expected or time.monotonic() - stalled_since > 30:
                 break
             if delivered != last:
                 last, stalled_since = delivered, time.monotonic()
             time.sleep(0.1)
         total_seconds = time.monotonic() - started_at
+        log = (tmp / "serve.log").read_text(errors="replace").splitlines()
+        problems = [line for line in log if "event_" in line][-5:]
 
     base = bare["per_second"]
     ingest = with_handler["per_second"]
@@ -158,6 +160,8 @@ def run(duration: float = 5.0, devices: int = 200, window: int = 64) -> dict[str
         f"  deliveries incl. drain ({delivered} of {expected} in {total_seconds:.1f} s)"
         f"{overall:9.1f} req/s     ratio {overall / base:.3f}"
     )
+    for line in problems:
+        print(f"  serve.log: {line[:300]}")
     return {
         "bare_ingest_per_second": base,
         "ingest_with_handler_ratio": ingest / base,
