@@ -6,7 +6,8 @@ Wakaama's C server with ``--compare-wakaama``), ``notifications`` (against a bar
 observer), ``rest`` (authenticated GETs against ``/health``), ``storm`` (100,000 devices
 registering at once) and ``memory`` (RSS per device at 200,000 devices). ``coap_tcp``
 compares Register+Update over CoAP over TCP/TLS with UDP. ``dtls`` prints
-full DTLS-PSK handshakes and requests over DTLS per second against plain UDP. ``lwm2m`` is
+full DTLS-PSK handshakes and requests over DTLS per second against plain UDP. ``handlers``
+prints webhook deliveries per second against bare ingest. ``lwm2m`` is
 the LwM2M layer in process (registrations and memory against bare aiocoap, then
 ``notifications``). ``bootstrap`` is the bootstrap server: bootstraps then registrations
 per second against plain registrations.
@@ -30,6 +31,7 @@ BENCHMARKS = (
     "tasks",
     "coap_tcp",
     "dtls",
+    "handlers",
 )
 BY_NAME_ONLY = ("lwm2m", "psk_keyring", "bootstrap", "alerts", "dtls_handshakes")
 

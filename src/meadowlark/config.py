@@ -175,6 +175,30 @@ class AlertSettings(BaseModel):
     """Seconds between two no-contact sweeps (run by one node of a deployment)."""
 
 
+class EventHandlerSettings(BaseModel):
+    """Delivery of device events to handlers (``MEADOWLARK_EVENT_HANDLERS__...``)."""
+
+    request_timeout: float = Field(default=10.0, gt=0)
+    """Seconds a receiver (webhook, Kafka, MQTT broker) has to take one event."""
+    retry_initial: float = Field(default=0.5, gt=0)
+    """Seconds before the first retry of a failed delivery; doubled on each retry."""
+    retry_max: float = Field(default=30.0, gt=0)
+    """Longest wait between two retries: a receiver that comes back gets its backlog
+    within about this long."""
+    give_up_after: float = Field(default=3600.0, gt=0)
+    """Seconds an event is retried before it counts as a failed delivery (5 in a row
+    disable the handler)."""
+    concurrency: int = Field(default=32, ge=1, le=1024)
+    """Deliveries in flight at once per worker process (one per device and handler)."""
+    poll_interval: float = Field(default=0.5, gt=0)
+    """Seconds between looks at the outbox for rows other workers wrote or retries due."""
+    flush_interval: float = Field(default=0.05, gt=0)
+    """Seconds events wait in memory before their batch is written to the outbox."""
+    block_private_targets: bool = False
+    """Refuse handler URIs on loopback and private networks (SSRF); link-local ones
+    (cloud metadata services) are always refused."""
+
+
 class SmsSettings(BaseModel):
     """How MT SMS reach SIMs: ``log`` (default: logged, not sent) or ``smpp`` (an SMSC)."""
 
@@ -318,6 +342,7 @@ class Settings(BaseSettings):
     tasks: TaskSettings = TaskSettings()
     alerts: AlertSettings = AlertSettings()
     sms: SmsSettings = SmsSettings()
+    event_handlers: EventHandlerSettings = EventHandlerSettings()
     cluster: ClusterSettings = ClusterSettings()
     tls: TlsSettings = TlsSettings()
     dtls: DtlsSettings = DtlsSettings()

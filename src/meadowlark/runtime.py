@@ -24,6 +24,9 @@ from meadowlark.core.bootstrap import (
     seal_stored_bootstrap_psks,
 )
 from meadowlark.core.devices import seal_stored_psks
+from meadowlark.core.event_handlers.delivery import HandlerDelivery
+from meadowlark.core.event_handlers.outbox import HandlerOutbox
+from meadowlark.core.event_handlers.service import handler_box
 from meadowlark.core.events import EventBus
 from meadowlark.core.firmware import FirmwareUpdates
 from meadowlark.core.firmware_images import FirmwareImages
@@ -82,6 +85,12 @@ class Runtime:
     alerts: AlertService
     alert_sweep: Lease
     """Runs the no-contact sweep on one node of a deployment at a time."""
+    handler_outbox: HandlerOutbox
+    """Device events selected by event handlers, on their way to the outbox table."""
+    handler_delivery: HandlerDelivery
+    """Sends the outbox to the handlers' receivers (webhook, Kafka, MQTT)."""
+    handler_box: SecretBox
+    """Seals event handlers' secrets."""
     cluster: Cluster | None = None
     """This node's links to the other nodes of a scaled-out deployment (None: alone)."""
 
@@ -147,6 +156,14 @@ class Runtime:
             ),
         )
         lwm2m.add_listener(events)
+        handler_settings = settings.event_handlers
+        handler_outbox = HandlerOutbox(
+            db, device_stores.devices.domain_of, flush_interval=handler_settings.flush_interval
+        )
+        lwm2m.add_listener(handler_outbox)
+        events.sink = handler_outbox.on_bus_event
+        events.sink_listens = handler_outbox.listens
+        handlers_box = handler_box(settings)
         thing_index = ThingIndex() if cluster is None else cluster.thing_index
         if cluster is not None:
             cluster.wire(lwm2m, events)
@@ -173,6 +190,7 @@ class Runtime:
         )
         firmware = FirmwareUpdates(db, lwm2m, firmware_images)
         lwm2m.add_listener(firmware)
+        firmware.on_updated = partial(handler_outbox.lifecycle, "deviceUpdatedViaFota")
         task_settings = settings.tasks
         callbacks = CallbackSender(
             db,
@@ -237,6 +255,9 @@ class Runtime:
                 alerts.sweep_forever,
                 settings.cluster.lease_ttl,
             ),
+            handler_outbox=handler_outbox,
+            handler_delivery=HandlerDelivery(db, handlers_box, handler_outbox, handler_settings),
+            handler_box=handlers_box,
             cluster=cluster,
         )
 
@@ -284,8 +305,10 @@ class Runtime:
         await self.tasks.engine.start()
         await self.alerts.start()
         self.alert_sweep.start()
+        await self.handler_delivery.start()
 
     async def close(self) -> None:
+        await self.handler_delivery.stop()
         await self.bootstrap.stop()
         await self.bootstrap_recorder.drain()
         await self.alert_sweep.stop()

@@ -26,6 +26,7 @@ from meadowlark.api.routers import (
     coiote_devices,
     coiote_dialects,
     coiote_domains,
+    coiote_event_handlers,
     coiote_events,
     coiote_groups,
     coiote_observations,
@@ -136,6 +137,7 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
         coiote_settings,
         coiote_bootstrap,
         coiote_alerts,
+        coiote_event_handlers,
     ):
         app.include_router(module.router)
 

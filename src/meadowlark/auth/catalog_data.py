@@ -100,6 +100,9 @@ PUT deviceEvents/handler/kafka/{id}            | PUT    | deviceEvents/handler/k
 POST deviceEvents/handler/test/existing/{id}   | POST   | deviceEvents/handler/test/existing/{id}   | DeviceEvents
 POST deviceEvents/handler/test/webhook         | POST   | deviceEvents/handler/test/webhook         | DeviceEvents
 POST deviceEvents/handler/test/kafka           | POST   | deviceEvents/handler/test/kafka           | DeviceEvents
+POST deviceEvents/handler/mqtt                 | POST   | deviceEvents/handler/mqtt                 | DeviceEvents
+PUT deviceEvents/handler/mqtt/{id}             | PUT    | deviceEvents/handler/mqtt/{id}            | DeviceEvents
+POST deviceEvents/handler/test/mqtt            | POST   | deviceEvents/handler/test/mqtt            | DeviceEvents
 GET resources                                  | GET    | resources                                 | Resources
 POST resources                                 | POST   | resources                                 | Resources
 GET resources/{id}                             | GET    | resources/{id}                            | Resources

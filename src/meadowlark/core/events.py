@@ -158,6 +158,9 @@ class EventBus(ServerListener):
         self.relay: Callable[[DeviceEvent], None] | None = None
         self.remote_subscribers: Callable[[], bool] = lambda: False
         self.on_subscribers_changed: Callable[[bool], None] | None = None
+        self.sink: Callable[[DeviceEvent], None] | None = None
+        """Gets every tagged event while ``sink_listens()`` (the event handlers' outbox)."""
+        self.sink_listens: Callable[[], bool] = lambda: False
 
     @property
     def has_subscribers(self) -> bool:
@@ -286,7 +289,11 @@ class EventBus(ServerListener):
     # --- fan-out -------------------------------------------------------------------------
 
     def _listened(self) -> bool:
-        return bool(self._subscriptions) or (self.relay is not None and self.remote_subscribers())
+        return (
+            bool(self._subscriptions)
+            or (self.relay is not None and self.remote_subscribers())
+            or (self.sink is not None and self.sink_listens())
+        )
 
     def _publish(self, kind: EventKind, endpoint: str, **details: Any) -> None:
         if not self._listened():
@@ -327,3 +334,5 @@ class EventBus(ServerListener):
                 subscription.offer(tagged)
         if self.relay is not None and self.remote_subscribers():
             self.relay(tagged)
+        if self.sink is not None and self.sink_listens():
+            self.sink(tagged)

@@ -15,6 +15,7 @@ import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import Any
 
 import structlog
 
@@ -130,6 +131,8 @@ class FirmwareUpdates(ServerListener):
         self.images = images
         self.poll_interval = poll_interval
         self._watching: dict[str, list[_Progress]] = {}
+        self.on_updated: Callable[[str, str, dict[str, Any]], None] | None = None
+        """Told ``(endpoint, domain id, details)`` after each successful update."""
 
     # --- ServerListener ----------------------------------------------------------------
 
@@ -209,6 +212,12 @@ class FirmwareUpdates(ServerListener):
             success=outcome.success,
             update_result=outcome.update_result,
         )
+        if outcome.success and self.on_updated is not None:
+            self.on_updated(
+                endpoint,
+                device.domain_id,
+                {"resourceId": resource_id, "newFirmwareVersion": outcome.new_version},
+            )
         return outcome
 
 

@@ -94,6 +94,9 @@ class ServerListener:
         observe or a composite read (whoever asked: REST, task engine, registration reads),
         a notification, or data it pushed with Send."""
 
+    def on_written(self, registration: Registration, paths: tuple[LwM2mPath, ...]) -> None:
+        """The device accepted a Write or Write-Composite of ``paths`` (whoever asked)."""
+
     def on_awake(self, registration: Registration) -> None:
         """A queue-mode device became reachable."""
 

@@ -527,6 +527,9 @@ class DownlinkSender:
                 ) from None
         if kind is OperationKind.CREATE:
             return _created_path(response.location_path, registration.root_path)
+        if kind in (OperationKind.WRITE, OperationKind.WRITE_COMPOSITE):
+            paths = operation.paths
+            self._context.emit(lambda listener: listener.on_written(registration, paths))
         return None
 
 

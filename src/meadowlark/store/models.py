@@ -206,5 +206,6 @@ import meadowlark.store.cluster_models  # noqa: E402, F401 - register the cluste
 import meadowlark.store.coiote_models  # noqa: E402, F401 - register the Coiote tables
 import meadowlark.store.connectivity_models  # noqa: E402, F401
 import meadowlark.store.device_models  # noqa: E402, F401
+import meadowlark.store.event_handler_models  # noqa: E402, F401
 import meadowlark.store.firmware_models  # noqa: E402, F401
 import meadowlark.store.task_models  # noqa: E402, F401

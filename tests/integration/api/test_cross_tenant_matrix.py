@@ -857,6 +857,126 @@ LISTS[f"{COIOTE}/resources"] = Listing(_firmware_queries)
 NOT_LISTS["/fw"] = "firmware download: the token in the query is the credential"
 
 
+# --- event handlers (issue 12) ----------------------------------------------------------------
+# B's webhook handler and one of A's, made on first use (their receivers are never reached:
+# the handlers select a resource no device sends).
+
+HANDLERS = f"{COIOTE}/deviceEvents/handler"
+_EVENT_HANDLERS: dict[tuple[int, str], str] = {}
+
+
+_HANDLER_CONNECTIONS: dict[str, dict[str, Any]] = {
+    "webhook": {"uri": "http://127.0.0.1:9/hook"},
+    "kafka": {"type": "custom", "value": "bootstrap.servers=127.0.0.1:9", "topic": "t"},
+    "mqtt": {"uri": "mqtt://127.0.0.1:9"},
+}
+
+
+def _handler_body(
+    tenant: Tenant, domain: str | None = None, kind: str = "webhook"
+) -> dict[str, Any]:
+    connection = dict(_HANDLER_CONNECTIONS[kind])
+    if kind == "webhook":
+        connection["auth"] = {"type": "token", "token": f"{tenant.tag}-token"}
+    body: dict[str, Any] = {
+        "name": f"{tenant.tag} hook",
+        "filter": {"type": "telemetry", "lwm2mUrls": ["/33999/0/1"]},
+        "connectionConfig": connection,
+    }
+    if domain is not None:
+        body["domain"] = domain
+    return body
+
+
+def _event_handler(world: World, tenant: Tenant) -> str:
+    key = (id(world), tenant.tag)
+    if key not in _EVENT_HANDLERS:
+        with tenant.client(world.server) as http:
+            _EVENT_HANDLERS[key] = _created(
+                http.post(f"{HANDLERS}/webhook", json=_handler_body(tenant))
+            )
+    return _EVENT_HANDLERS[key]
+
+
+def _b_handler_still_works(world: World) -> None:
+    handler_id = _event_handler(world, world.b)
+    with world.as_b() as http:
+        handler = http.get(f"{HANDLERS}/{handler_id}")
+    assert handler.status_code == 200, handler.text
+    shown = handler.json()
+    assert shown["name"] == f"{world.b.tag} hook" and shown["enabled"] is True
+    assert shown["connectionConfig"]["uri"] == "http://127.0.0.1:9/hook"
+
+
+def _handler(**extra: Any) -> Target:
+    target = _by(
+        "id",
+        lambda w: _event_handler(w, w.b),
+        lambda: secrets.token_hex(12),
+        **extra,
+    )
+    return Target(target.sibling, target.missing, still_works=_b_handler_still_works)
+
+
+FIXTURES.update(
+    {
+        ("GET", f"{HANDLERS}/{{id}}"): _handler(),
+        ("DELETE", f"{HANDLERS}/{{id}}"): _handler(),
+        ("PUT", f"{HANDLERS}/webhook/{{id}}"): _handler(json={"name": "renamed by A"}),
+        ("PUT", f"{HANDLERS}/kafka/{{id}}"): _handler(json={"name": "renamed by A"}),
+        ("PUT", f"{HANDLERS}/mqtt/{{id}}"): _handler(json={"name": "renamed by A"}),
+        ("POST", f"{HANDLERS}/test/existing/{{id}}"): _handler(),
+    }
+)
+
+
+def _handler_queries(world: World) -> list[dict[str, str]]:
+    _event_handler(world, world.a)
+    _event_handler(world, world.b)
+    return [{}]
+
+
+LISTS[HANDLERS] = Listing(_handler_queries)
+
+
+def _handlers_in_domain(domain: Callable[[World], str]) -> Target:
+    """A's list of the handlers of B's domain, as if that domain did not exist."""
+
+    def call(world: World) -> Call:
+        _event_handler(world, world.b)
+        named = domain(world)
+        return Call({}, query={"domain": named}, names={"ref": named})
+
+    return Target(call, _missing_handlers_call)
+
+
+def _missing_handlers_call(world: World) -> Call:
+    named = _missing_domain(world)
+    return Call({}, query={"domain": named}, names={"ref": named})
+
+
+def _handler_refs() -> dict[str, tuple[str, str, Target]]:
+    refs: dict[str, tuple[str, str, Target]] = {
+        "handlers of B's domain": ("GET", HANDLERS, _handlers_in_domain(lambda w: w.b.domain)),
+    }
+    for kind in ("webhook", "kafka", "mqtt"):
+        refs[f"new {kind} handler in B's domain"] = _refers(
+            "POST",
+            f"{HANDLERS}/{kind}",
+            lambda w, d, kind=kind: _handler_body(w.a, d, kind),
+            lambda w: w.b.domain,
+            _missing_domain,
+        )
+        refs[f"test of a {kind} handler in B's domain"] = _refers(
+            "POST",
+            f"{HANDLERS}/test/{kind}",
+            lambda w, d, kind=kind: _handler_body(w.a, d, kind),
+            lambda w: w.b.domain,
+            _missing_domain,
+        )
+    return refs
+
+
 # --- tasks, reports, templates and setting values (issue 8) ------------------------------------
 # Kept in one block. B owns a read task on its registered device (with a callback, so the
 # callback route has a target) and that run's finished report, a report cursor, a domain
@@ -1528,6 +1648,9 @@ REFERENCES.update(
 # -- tasks: requests naming B's task, cursor, template, group or device (the tasks block)
 REFERENCES.update(TASK_REFERENCES)
 REFERENCES.update(ALERT_REFERENCES)
+
+# -- event handlers: requests naming B's domain (the event handlers block)
+REFERENCES.update(_handler_refs())
 
 
 def _refused_as_if_missing(world: World, method: str, route: str, target: Target) -> Call:

@@ -157,13 +157,13 @@ async def create_devices(
                 account = await bootstrap.create_account(
                     session, principal, new_bootstrap_account(body), psk_box=runtime.psk_box
                 )
-                created_id, groups = account.id, ()
+                created, created_id, groups = None, account.id, ()
             else:
                 new = new_device(body)
-                device = await devices.create_device(
+                created = await devices.create_device(
                     session, principal, new, psk_box=runtime.psk_box
                 )
-                created_id = device.id
+                created_id = created.id
                 groups = new.groups
             await commit_new_device(session, created_id)
         except ValidationError as exc:
@@ -173,6 +173,10 @@ async def create_devices(
             results.append(DeviceAddResult(id=label, success=False, reason=exc.message))
         else:
             results.append(DeviceAddResult(id=created_id, success=True))
+            if created is not None:
+                runtime.handler_outbox.lifecycle(
+                    "deviceCreated", created.endpoint_name, created.domain_id
+                )
             if groups:
                 grouped.append(created_id)
     await reconcile_observations(runtime, grouped)
@@ -219,6 +223,7 @@ async def create_device(
     new = new_device(body)
     device = await devices.create_device(session, principal, new, psk_box=runtime.psk_box)
     await commit_new_device(session, device.id)
+    runtime.handler_outbox.lifecycle("deviceCreated", device.endpoint_name, device.domain_id)
     if new.groups:
         await reconcile_observations(runtime, [device.id])
     return SingleDeviceAddResponse(id=device.id, result="created")
@@ -299,6 +304,7 @@ async def delete_device(
         await session.commit()
         return Response(status_code=204)
     await session.commit()
+    runtime.handler_outbox.lifecycle("deviceDeleted", device.endpoint_name, device.domain_id)
     await runtime.lwm2m.forget(device.endpoint_name)
     runtime.device_stores.ids.forget(device.endpoint_name)
     return Response(status_code=204)
