@@ -21,6 +21,7 @@ from meadowlark.core.events import EventBus
 from meadowlark.core.firmware import FirmwareUpdates
 from meadowlark.core.firmware_images import FirmwareImages
 from meadowlark.core.identity import Identity
+from meadowlark.core.monitoring import MONITORING_TOPIC, Monitoring
 from meadowlark.core.object_models import ModelCatalog
 from meadowlark.core.observations import ObservationManager
 from meadowlark.core.roles import RoleCache
@@ -60,6 +61,8 @@ class Runtime:
     """Seals device PSKs for storage and opens them."""
     psk_keyring: PskKeyring
     """DTLS identity -> PSK for the DTLS transport's handshakes (loaded at start)."""
+    monitoring: Monitoring
+    """Monitoring settings, sample ingest and queries, retention and periodic reads."""
     cluster: Cluster | None = None
     """This node's links to the other nodes of a scaled-out deployment (None: alone)."""
 
@@ -87,6 +90,11 @@ class Runtime:
         if cluster is not None:  # a Register's holder is recorded in its admission's commit
             device_stores.devices.co_writer = cluster.registrations
         object_models = ModelCatalog(db)
+        monitoring = Monitoring(db, settings.monitoring, settings.signing_key)
+        if cluster is not None:  # settings changed on one node are re-read by the others
+            cluster.share(
+                MONITORING_TOPIC, monitoring.index.on_local_change, monitoring.index.apply
+            )
         lwm2m = LwM2mServer(
             ServerOptions(
                 request_timeout=lwm2m_settings.request_timeout,
@@ -108,13 +116,14 @@ class Runtime:
             ),
             registrations=None if cluster is None else cluster.registrations,
             devices=device_stores.devices,
-            values=device_stores.values,
+            values=monitoring.values(device_stores.values),
             queue=(
                 device_stores.queue
                 if cluster is None
                 else cluster.request_queue(device_stores.queue)
             ),
         )
+        monitoring.attach(lwm2m)
         events = EventBus(partial(device_domain, db))
         lwm2m.add_listener(events)
         thing_index = ThingIndex() if cluster is None else cluster.thing_index
@@ -182,6 +191,7 @@ class Runtime:
             tasks=TaskService(db, lwm2m, object_models, engine),
             psk_box=psk_box,
             psk_keyring=psk_keyring,
+            monitoring=monitoring,
             cluster=cluster,
         )
 
@@ -220,6 +230,7 @@ class Runtime:
         await self.psk_keyring.start()
         self.device_stores.start()
         self.activity.start()
+        await self.monitoring.start()
         await self.lwm2m.start()
         await self.tasks.engine.start()
 
@@ -227,6 +238,7 @@ class Runtime:
         await self.tasks.engine.stop()
         await self.observations.stop()
         await self.lwm2m.stop()
+        await self.monitoring.stop()
         await self.things.sms.close()
         await self.activity.stop()
         await self.device_stores.stop()

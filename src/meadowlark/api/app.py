@@ -26,6 +26,7 @@ from meadowlark.api.routers import (
     coiote_domains,
     coiote_events,
     coiote_groups,
+    coiote_monitoring,
     coiote_observations,
     coiote_resources,
     coiote_sessions,
@@ -132,6 +133,7 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
         firmware_download,
         coiote_tasks,
         coiote_settings,
+        coiote_monitoring,
     ):
         app.include_router(module.router)
 

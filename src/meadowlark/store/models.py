@@ -205,4 +205,5 @@ import meadowlark.store.coiote_models  # noqa: E402, F401 - register the Coiote 
 import meadowlark.store.connectivity_models  # noqa: E402, F401
 import meadowlark.store.device_models  # noqa: E402, F401
 import meadowlark.store.firmware_models  # noqa: E402, F401
+import meadowlark.store.monitoring_models  # noqa: E402, F401
 import meadowlark.store.task_models  # noqa: E402, F401
