@@ -54,6 +54,7 @@ from meadowlark.store.monitoring import (
     SampleRetention,
     SampleWindow,
     SampleWriter,
+    epoch_ms,
     from_epoch_ms,
     numeric_aggregates_query,
     samples_after,
@@ -121,7 +122,7 @@ def parse_time(text: str, name: str) -> int:
             parsed = datetime.fromisoformat(stripped.replace("Z", "+00:00"))
             if parsed.tzinfo is None:
                 parsed = parsed.replace(tzinfo=UTC)
-            value = int(parsed.timestamp() * 1000)
+            value = epoch_ms(parsed)
     except (ValueError, OverflowError):
         raise InvalidInput(
             f"{name}: give epoch milliseconds or an ISO 8601 time", code=BAD_PAYLOAD_CODE
@@ -651,7 +652,7 @@ class Monitoring:
                     f"monitoring is off for device {device.id!r}", code=MONITORING_OFF_CODE
                 )
             samples = await samples_after(
-                session, device.id, [path], (start_ms, ""), end_ms, limit + 1
+                session, device.id, [path], (start_ms, None), end_ms, limit + 1
             )
         return DataPage(device.id, path, alias, samples[:limit], len(samples) > limit)
 
@@ -756,7 +757,7 @@ class Monitoring:
     ) -> SamplesPage:
         check_limit(limit)
         start_ms, end_ms = time_range(start, end)
-        state = {"n": name, "d": device_id, "t": start_ms, "p": "", "e": end_ms, "l": limit}
+        state = {"n": name, "d": device_id, "t": start_ms, "p": None, "e": end_ms, "l": limit}
         return await self._samples_page(principal, state)
 
     async def more_samples(self, principal: Principal, cursor: str) -> SamplesPage:

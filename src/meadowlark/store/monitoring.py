@@ -50,12 +50,17 @@ _COLUMNS = ("device_id", "path", "at_ms", "numeric_value", "text_value", "type",
 _NUMERIC_TYPES = (ResourceType.INTEGER, ResourceType.UNSIGNED_INTEGER, ResourceType.FLOAT)
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+
 def epoch_ms(at: datetime) -> int:
-    return int(at.timestamp() * 1000)
+    """Whole milliseconds since the epoch, in exact integer arithmetic."""
+    return (at - EPOCH) // _MS
 
 
 def from_epoch_ms(at_ms: int) -> datetime:
-    return datetime.fromtimestamp(at_ms / 1000, UTC)
+    return EPOCH + at_ms * _MS
 
 
 def sample_columns(value: CachedValue) -> tuple[float | None, str | None, str, Any]:
@@ -297,21 +302,25 @@ async def samples_after(
     session: AsyncSession,
     device_id: str,
     paths: Sequence[str],
-    after: tuple[int, str],
+    after: tuple[int, str | None],
     end_ms: int,
     limit: int,
 ) -> list[Sample]:
     """Up to ``limit`` samples of the device's ``paths`` after the key ``after`` (time,
-    path) and at or before ``end_ms``, oldest first (ties by path)."""
+    path; path None: after every sample of that time) and at or before ``end_ms``, oldest
+    first (ties by path)."""
+    after_ms, after_path = after
+    later = MonitoringSample.at_ms > after_ms
+    if after_path is not None:
+        later = or_(
+            later, and_(MonitoringSample.at_ms == after_ms, MonitoringSample.path > after_path)
+        )
     rows = await session.execute(
         select(MonitoringSample.at_ms, MonitoringSample.path, MonitoringSample.value)
         .where(
             MonitoringSample.device_id == device_id,
             MonitoringSample.path.in_(list(paths)),
-            or_(
-                MonitoringSample.at_ms > after[0],
-                and_(MonitoringSample.at_ms == after[0], MonitoringSample.path > after[1]),
-            ),
+            later,
             MonitoringSample.at_ms <= end_ms,
         )
         .order_by(MonitoringSample.at_ms, MonitoringSample.path)
@@ -335,7 +344,7 @@ def _group_devices(group_id: str) -> Any:
 
 
 def _bucket(start_ms: int, interval_ms: int) -> Any:
-    return ((MonitoringSample.at_ms - (start_ms + 1)) / interval_ms).label("bucket")
+    return ((MonitoringSample.at_ms - (start_ms + 1)) // interval_ms).label("bucket")
 
 
 def _aggregate_base(group_id: str, path: str, start_ms: int, end_ms: int) -> Any:
