@@ -25,6 +25,7 @@ BENCHMARKS = (
     "devices",
     "things",
     "tasks",
+    "monitoring",
 )
 BY_NAME_ONLY = ("lwm2m", "psk_keyring")
 
