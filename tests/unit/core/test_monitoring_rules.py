@@ -152,3 +152,61 @@ def test_buckets_cover_exclusive_start_to_inclusive_end_in_sql():
     rows = asyncio.run(main())
     # at 100 is the (exclusive) start, 131 is past the (inclusive) end
     assert rows == [(0, 1.0, 2.0, 1.5, 2), (1, 3.0, 3.0, 3.0, 1), (2, 4.0, 4.0, 4.0, 1)]
+
+
+def test_the_index_decides_from_memory_and_forgets_what_a_change_touches():
+    """Values of a device not looked up yet wait for the lookup; a change of settings is
+    announced (to the other nodes) and reloads them; a device's change forgets it."""
+    from meadowlark.core.monitoring import MonitoredValueCache, MonitoringIndex
+    from meadowlark.lwm2m.node import ResourceType
+    from meadowlark.lwm2m.path import LwM2mPath
+    from meadowlark.server.ports import InMemoryValueCache
+    from meadowlark.server.values import CachedValue
+
+    class Writer:
+        def __init__(self) -> None:
+            self.samples: list[tuple[str, LwM2mPath]] = []
+
+        def add(self, device_id, values) -> None:
+            self.samples.extend((device_id, path) for path in values)
+
+    class Index(MonitoringIndex):
+        lookups = 0
+
+        async def load(self) -> None:
+            self.settings = Settings({}, {"g": True}, {})
+            self.active = True
+            self._selections.clear()
+
+        async def _look_up(self, endpoint: str) -> None:
+            Index.lookups += 1
+            self._devices[endpoint] = ("dev-1", ("g.sub",))
+            for values in self._waiting.pop(endpoint, []):
+                self.deliver(endpoint, values)
+
+    async def main() -> None:
+        index = Index(db=None)  # type: ignore[arg-type]
+        announced: list[object] = []
+        index.on_local_change(announced.append)
+        writer = Writer()
+        cache = MonitoredValueCache(InMemoryValueCache(), index, writer)  # type: ignore[arg-type]
+        now = datetime.now(UTC)
+        values = {
+            LwM2mPath(3303, 0, 5700): CachedValue(ResourceType.FLOAT, 1.5, now),
+            LwM2mPath(0, 0, 3): CachedValue(ResourceType.OPAQUE, b"key", now),
+        }
+        cache.put("ep", values)  # nothing monitored yet: not even looked up
+        assert writer.samples == [] and Index.lookups == 0
+        index.changed(None)
+        await index.settled()
+        assert announced == [None]
+        cache.put("ep", values)
+        await asyncio.sleep(0)
+        await asyncio.gather(*index._lookups)
+        assert writer.samples == [("dev-1", LwM2mPath(3303, 0, 5700))]  # never object 0
+        cache.put("ep", values)  # decided from memory now
+        assert Index.lookups == 1 and len(writer.samples) == 2
+        index.apply("dev-1")  # its groups changed on another node
+        assert index.selection("ep") is False
+
+    asyncio.run(main())
