@@ -202,6 +202,8 @@ class Settings:
     groups: Mapping[str, bool]
     configured: Mapping[str, frozenset[str]]
     """Group id -> resource paths its named configurations sample."""
+    periodic_reads: bool = False
+    """Whether some named configuration samples by periodic reads."""
 
     @property
     def any(self) -> bool:
@@ -237,12 +239,20 @@ async def load_settings(session: AsyncSession) -> Settings:
         )
     }
     configured: dict[str, set[str]] = {}
+    periodic_reads = False
     rows = await session.execute(
-        select(MonitoringConfiguration.group_id, MonitoringConfiguration.resources)
+        select(
+            MonitoringConfiguration.group_id,
+            MonitoringConfiguration.resources,
+            MonitoringConfiguration.source,
+        )
     )
-    for group_id, resources in rows:
+    for group_id, resources, source in rows:
         configured.setdefault(group_id, set()).update(resources)
-    return Settings(devices, groups, {g: frozenset(p) for g, p in configured.items()})
+        periodic_reads = periodic_reads or source == PERIODIC_READS
+    return Settings(
+        devices, groups, {g: frozenset(p) for g, p in configured.items()}, periodic_reads
+    )
 
 
 class MonitoringIndex(ServerListener):
@@ -494,7 +504,7 @@ class Monitoring:
     async def read_due(self, now: float | None = None) -> int:
         """Send the reads that are due (at most a second's worth of the rate); how many."""
         server = self._server
-        if server is None:
+        if server is None or not self.index.settings.periodic_reads:
             return 0
         now = time.monotonic() if now is None else now
         budget = max(1, int(self._options.max_periodic_reads_per_second))
