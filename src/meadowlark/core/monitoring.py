@@ -381,7 +381,7 @@ class MonitoredValueCache:
         if chosen is False:
             self._index.wait_for(endpoint, values)
         elif chosen is not None:
-            self._sample(endpoint, values)
+            self._write(chosen, values)
 
     async def get(
         self, endpoint: str, prefix: LwM2mPath = LwM2mPath()
@@ -389,11 +389,16 @@ class MonitoredValueCache:
         return await self._inner.get(endpoint, prefix)
 
     def _sample(self, endpoint: str, values: Mapping[LwM2mPath, CachedValue]) -> None:
+        """Values that waited for the device's lookup."""
         chosen = self._index.selection(endpoint)
-        if not chosen:
-            return
+        if chosen:
+            self._write(chosen, values)
+
+    def _write(
+        self, chosen: tuple[str, str | frozenset[str]], values: Mapping[LwM2mPath, CachedValue]
+    ) -> None:
         device_id, selection = chosen
-        if selection == ALL:
+        if selection is ALL:
             wanted = {p: v for p, v in values.items() if p.object_id != 0}
         else:
             wanted = {p: v for p, v in values.items() if str(p) in selection}
@@ -466,7 +471,8 @@ class Monitoring:
         server.add_listener(self.index)
 
     async def start(self) -> None:
-        await self.retention.run()  # PostgreSQL: the partitions exist before any write
+        if not self._db.is_sqlite:  # the partitions exist before any write
+            await self.retention.ensure_partitions(*self.window.days())
         await self.index.load()
         self.writer.start()
         loop = asyncio.get_running_loop()
@@ -484,12 +490,14 @@ class Monitoring:
         await self.writer.stop()
 
     async def _retain(self) -> None:
+        """Retention at start (in the background: deleting a backlog on SQLite takes a
+        while) and every ``retention_interval`` seconds."""
         while True:
-            await asyncio.sleep(self._options.retention_interval)
             try:
                 await self.retention.run()
             except Exception:  # retried at the next round
                 _log.exception("monitoring_retention_failed")
+            await asyncio.sleep(self._options.retention_interval)
 
     # --- periodic reads -------------------------------------------------------------------
 
