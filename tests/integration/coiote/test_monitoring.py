@@ -350,3 +350,41 @@ def test_periodic_reads_sample_the_configured_resources(server, devices, given_o
         assert eventually(sampled) == [7.5]
         # not due again before its interval is over
         assert server.call(server.runtime.monitoring.read_due(time.monotonic() + 1)) == 0
+
+
+def test_periodic_reads_of_a_sleeping_device_wait_for_it_to_wake(server, devices):
+    """The read goes through the queue-mode machinery: queued while the device sleeps,
+    sent at its next Update, and the answer is a sample."""
+    tag = secrets.token_hex(3)
+    group, endpoint = f"sleepy-{tag}", f"sleepy-{tag}-0"
+    with server.admin() as http:
+        assert http.post(f"{COIOTE}/groups", json={"id": group}).status_code == 201
+        body = {"properties": {"endpointName": endpoint}, "directGroups": [group]}
+        assert http.post(f"{COIOTE}/devices", json=body).status_code == 201
+    device = devices(endpoint, queue_mode=True)
+
+    async def asleep_at(value: float) -> None:
+        device.objects.set_temperature(value)
+        server.runtime.lwm2m.queue_mode._on_awake_over(endpoint)
+
+    server.call(asleep_at(3.25))
+    with server.admin() as http:
+        monitoring = {
+            "name": f"sleepy-{tag}",
+            "groupId": group,
+            "resources": [SENSOR],
+            "source": "periodicReads",
+            "readInterval": 10,
+        }
+        assert http.post(f"{COIOTE}/monitoring", json=monitoring).status_code == 201
+        assert server.call(server.runtime.monitoring.read_due()) >= 1
+        route = f"{COIOTE}/monitoringData/samples/sleepy-{tag}/{endpoint}"
+
+        def sampled() -> list[Any]:
+            server.call(server.runtime.monitoring.writer.drained())
+            return [s["value"] for s in http.get(route, params=SINCE).json()["batch"]]
+
+        time.sleep(0.3)
+        assert sampled() == []  # queued: the device sleeps
+        server.call(device.update())  # it wakes up
+        assert eventually(sampled) == [3.25]
