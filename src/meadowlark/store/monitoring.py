@@ -64,16 +64,33 @@ def from_epoch_ms(at_ms: int) -> datetime:
 
 
 def sample_columns(value: CachedValue) -> tuple[float | None, str | None, str, Any]:
-    """(numeric value, textual value, type, value as the value cache stores it)."""
-    stored = value_to_json(value.type, value.value)
+    """(numeric value, textual value, type, value as the value cache stores it when the
+    first two do not say it already)."""
     raw = value.value
-    if value.type in _NUMERIC_TYPES and isinstance(raw, int | float) and not isinstance(raw, bool):
-        return float(raw), None, value.type.value, stored
+    kind = value.type
+    if kind in _NUMERIC_TYPES and isinstance(raw, int | float) and not isinstance(raw, bool):
+        exact = isinstance(raw, float) or -(2**53) <= raw <= 2**53
+        return float(raw), None, kind.value, None if exact else raw
     if isinstance(raw, bool):
-        return None, "true" if raw else "false", value.type.value, stored
+        return None, "true" if raw else "false", kind.value, None
+    if isinstance(raw, str):
+        return None, raw, kind.value, None
+    stored = value_to_json(kind, raw)
     if stored is None:
-        return None, None, value.type.value, None
-    return None, str(stored), value.type.value, stored
+        return None, None, kind.value, None
+    return None, str(stored), kind.value, stored
+
+
+def sample_value(kind: str, numeric: float | None, textual: str | None, stored: Any) -> Any:
+    """The value as the value cache stores it, from a sample's columns."""
+    if stored is not None:
+        return stored
+    if numeric is not None:
+        whole = kind in (ResourceType.INTEGER.value, ResourceType.UNSIGNED_INTEGER.value)
+        return int(numeric) if whole else numeric
+    if kind == ResourceType.BOOLEAN.value and textual is not None:
+        return textual == "true"
+    return textual
 
 
 class SampleWriter:
@@ -266,21 +283,37 @@ class SampleRetention:
         return dropped
 
     async def _delete_expired(self, cutoff_ms: int) -> int:
-        deleted = 0
-        while True:
-            async with self._db.transaction() as session:
-                result = await session.execute(
-                    text(
-                        "DELETE FROM monitoring_samples WHERE rowid IN (SELECT rowid FROM "
-                        "monitoring_samples WHERE at_ms < :cutoff LIMIT :batch)"
-                    ),
-                    {"cutoff": cutoff_ms, "batch": self._delete_batch},
+        """Per device resource, along the primary key, ``delete_batch`` rows at a time."""
+        async with self._db.session() as session:
+            series = (
+                await session.execute(
+                    select(MonitoringSample.device_id, MonitoringSample.path).distinct()
                 )
-            count = result.rowcount or 0  # type: ignore[attr-defined]
-            deleted += count
-            if count < self._delete_batch:
-                return deleted
-            await asyncio.sleep(0)  # let the server breathe between batches
+            ).all()
+        deleted = 0
+        for device_id, path in series:
+            while True:
+                async with self._db.transaction() as session:
+                    result = await session.execute(
+                        text(
+                            "DELETE FROM monitoring_samples WHERE device_id = :device "
+                            "AND path = :path AND at_ms IN (SELECT at_ms FROM "
+                            "monitoring_samples WHERE device_id = :device AND path = :path "
+                            "AND at_ms < :cutoff ORDER BY at_ms LIMIT :batch)"
+                        ),
+                        {
+                            "device": device_id,
+                            "path": path,
+                            "cutoff": cutoff_ms,
+                            "batch": self._delete_batch,
+                        },
+                    )
+                count = result.rowcount or 0  # type: ignore[attr-defined]
+                deleted += count
+                await asyncio.sleep(0)  # let the server breathe between batches
+                if count < self._delete_batch:
+                    break
+        return deleted
 
 
 # --- queries -----------------------------------------------------------------------------
@@ -316,7 +349,14 @@ async def samples_after(
             later, and_(MonitoringSample.at_ms == after_ms, MonitoringSample.path > after_path)
         )
     rows = await session.execute(
-        select(MonitoringSample.at_ms, MonitoringSample.path, MonitoringSample.value)
+        select(
+            MonitoringSample.at_ms,
+            MonitoringSample.path,
+            MonitoringSample.type,
+            MonitoringSample.numeric_value,
+            MonitoringSample.text_value,
+            MonitoringSample.value,
+        )
         .where(
             MonitoringSample.device_id == device_id,
             MonitoringSample.path.in_(list(paths)),
@@ -326,7 +366,10 @@ async def samples_after(
         .order_by(MonitoringSample.at_ms, MonitoringSample.path)
         .limit(limit)
     )
-    return [Sample(device_id, path, at_ms, value) for at_ms, path, value in rows]
+    return [
+        Sample(device_id, path, at_ms, sample_value(kind, numeric, textual, stored))
+        for at_ms, path, kind, numeric, textual, stored in rows
+    ]
 
 
 def _group_devices(group_id: str) -> Any:

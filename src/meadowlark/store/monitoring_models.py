@@ -19,7 +19,6 @@ from sqlalchemy import (
     Boolean,
     Float,
     ForeignKey,
-    Index,
     Integer,
     String,
     Text,
@@ -87,7 +86,9 @@ class MonitoringSample(Base):
     """One reported value of a monitored resource."""
 
     __tablename__ = "monitoring_samples"
-    __table_args__ = (Index("ix_monitoring_samples_at_ms", "at_ms"),)
+    # One B-tree per sample on SQLite: the primary key is the table (no rowid), and no
+    # index on time alone (retention walks each device's resources by primary key).
+    __table_args__ = {"sqlite_with_rowid": False}
 
     device_id: Mapped[str] = mapped_column(
         ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True
@@ -97,4 +98,6 @@ class MonitoringSample(Base):
     numeric_value: Mapped[float | None] = mapped_column(Float, default=None)
     text_value: Mapped[str | None] = mapped_column(Text, default=None)
     type: Mapped[str] = mapped_column(String(16))
-    value: Mapped[Any] = mapped_column(JSON, nullable=True)
+    value: Mapped[Any] = mapped_column(JSON(none_as_null=True), nullable=True)
+    """The value as the value cache stores it, when the two columns above do not already
+    say it (Opaque, Time, Objlnk...): NULL for numbers, strings and booleans."""

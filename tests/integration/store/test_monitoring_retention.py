@@ -125,6 +125,9 @@ def test_writer_batches_and_drops_samples_outside_the_window(database_url, tmp_p
                 "sampled", {LwM2mPath(3, 0, 10): at(timedelta(0), True, ResourceType.BOOLEAN)}
             )
             writer.add(
+                "sampled", {LwM2mPath(5, 0, 0): at(timedelta(0), b"\0\1", ResourceType.OPAQUE)}
+            )
+            writer.add(
                 "sampled", {LwM2mPath(3, 0, 11): at(-timedelta(days=5), 1, ResourceType.INTEGER)}
             )
             writer.add(
@@ -151,10 +154,12 @@ def test_writer_batches_and_drops_samples_outside_the_window(database_url, tmp_p
             await db.dispose()
 
     rows, dropped = asyncio.run(main())
+    # the value column only where the other two do not say it (Opaque here, as base64)
     assert rows == [
-        ("/3/0/10", None, "true", True),
-        ("/3/0/9", 80.0, None, 80),
-        ("/3303/0/5700", 21.5, None, 21.5),
-        ("/3303/0/5750", None, "busy", "busy"),
+        ("/3/0/10", None, "true", None),
+        ("/3/0/9", 80.0, None, None),
+        ("/3303/0/5700", 21.5, None, None),
+        ("/3303/0/5750", None, "busy", None),
+        ("/5/0/0", None, "AAE=", "AAE="),
     ]
     assert dropped == 3  # too old, too far ahead, and a device that does not exist

@@ -210,3 +210,24 @@ def test_the_index_decides_from_memory_and_forgets_what_a_change_touches():
         assert index.selection("ep") is False
 
     asyncio.run(main())
+
+
+def test_sample_columns_round_trip_to_the_cached_form():
+    from meadowlark.lwm2m.node import ObjectLink, ResourceType
+    from meadowlark.server.values import CachedValue, value_to_json
+    from meadowlark.store.monitoring import sample_columns, sample_value
+
+    now = datetime.now(UTC)
+    for kind, value in [
+        (ResourceType.INTEGER, -7),
+        (ResourceType.UNSIGNED_INTEGER, 2**40),
+        (ResourceType.INTEGER, 2**62 + 1),
+        (ResourceType.FLOAT, 21.5),
+        (ResourceType.BOOLEAN, False),
+        (ResourceType.STRING, "idle"),
+        (ResourceType.OPAQUE, b"\x00\xff"),
+        (ResourceType.TIME, now.replace(microsecond=0)),
+        (ResourceType.OBJLNK, ObjectLink(3, 0)),
+    ]:
+        numeric, textual, type_name, stored = sample_columns(CachedValue(kind, value, now))
+        assert sample_value(type_name, numeric, textual, stored) == value_to_json(kind, value)

@@ -113,14 +113,11 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("device_id", "path", "at_ms", name=op.f("pk_monitoring_samples")),
         postgresql_partition_by="RANGE (at_ms)",
-    )
-    op.create_index(
-        op.f("ix_monitoring_samples_at_ms"), "monitoring_samples", ["at_ms"], unique=False
+        sqlite_with_rowid=False,
     )
 
 
 def downgrade() -> None:
-    op.drop_index(op.f("ix_monitoring_samples_at_ms"), table_name="monitoring_samples")
     op.drop_table("monitoring_samples")
     op.drop_index(
         op.f("ix_monitoring_configurations_group_id"), table_name="monitoring_configurations"
