@@ -269,6 +269,7 @@ class MonitoringIndex(ServerListener):
         self._waiting: dict[str, list[Mapping[LwM2mPath, CachedValue]]] = {}
         self._lookups: set[asyncio.Task[None]] = set()
         self._reload: asyncio.Task[None] | None = None
+        self._dirty = False
         self.deliver: Callable[[str, Mapping[LwM2mPath, CachedValue]], None] = lambda *_: None
         self._listeners: list[Callable[[Any], None]] = []
 
@@ -299,8 +300,16 @@ class MonitoringIndex(ServerListener):
             listener(device_id)
 
     def _schedule_reload(self) -> None:
+        self._dirty = True
         if self._reload is None or self._reload.done():
-            self._reload = asyncio.get_running_loop().create_task(self.load())
+            self._reload = asyncio.get_running_loop().create_task(self._reload_while_dirty())
+
+    async def _reload_while_dirty(self) -> None:
+        """Reload until no change came in meanwhile (a reload may have read the store
+        before the latest change was committed)."""
+        while self._dirty:
+            self._dirty = False
+            await self.load()
 
     async def settled(self) -> None:
         """Wait for a reload under way (tests, and the REST calls that changed settings)."""
@@ -347,6 +356,8 @@ class MonitoringIndex(ServerListener):
                 groups = tuple(group for _, group in rows if group is not None)
                 self._devices[endpoint] = (rows[0][0], groups)
                 self._selections.pop(endpoint, None)
+            else:  # no such device (any more): not sampled, until the next reload
+                self._selections[endpoint] = None
         finally:
             waiting = self._waiting.pop(endpoint, [])
             if endpoint in self._devices:
