@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 from sqlalchemy import delete, select
@@ -187,7 +187,7 @@ class Cursors:
 
 def group_lineage(group_ids: Iterable[str]) -> set[str]:
     """The groups and every group above them (``a.b.c`` is inside ``a.b`` and ``a``)."""
-    lineage = set()
+    lineage: set[str] = set()
     for group_id in group_ids:
         segments = group_id.split(".")
         lineage.update(".".join(segments[:depth]) for depth in range(1, len(segments) + 1))
@@ -316,7 +316,7 @@ class MonitoringIndex(ServerListener):
         if self._reload is not None:
             await asyncio.gather(self._reload, return_exceptions=True)
 
-    def selection(self, endpoint: str) -> tuple[str, str | frozenset[str]] | None | bool:
+    def selection(self, endpoint: str) -> tuple[str, str | frozenset[str]] | None | Literal[False]:
         """(device id, selection), None (not sampled) or False (not known yet)."""
         if endpoint in self._selections:
             return self._selections[endpoint]
@@ -402,7 +402,7 @@ class MonitoredValueCache:
     def _sample(self, endpoint: str, values: Mapping[LwM2mPath, CachedValue]) -> None:
         """Values that waited for the device's lookup."""
         chosen = self._index.selection(endpoint)
-        if chosen:
+        if chosen is not False and chosen is not None:
             self._write(chosen, values)
 
     def _write(
