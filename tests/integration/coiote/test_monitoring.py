@@ -339,8 +339,8 @@ def test_periodic_reads_sample_the_configured_resources(server, devices, given_o
             "readInterval": 10,
         }
         assert http.post(f"{COIOTE}/monitoring", json=monitoring).status_code == 201
-        sent = server.call(server.runtime.monitoring.read_due())
-        assert sent >= 1
+        # the server's own round (every second) may have sent it already
+        server.call(server.runtime.monitoring.read_due())
 
         def sampled() -> list[Any]:
             server.call(server.runtime.monitoring.writer.drained())
@@ -377,7 +377,7 @@ def test_periodic_reads_of_a_sleeping_device_wait_for_it_to_wake(server, devices
             "readInterval": 10,
         }
         assert http.post(f"{COIOTE}/monitoring", json=monitoring).status_code == 201
-        assert server.call(server.runtime.monitoring.read_due()) >= 1
+        server.call(server.runtime.monitoring.read_due())  # or the server's own round did
         route = f"{COIOTE}/monitoringData/samples/sleepy-{tag}/{endpoint}"
 
         def sampled() -> list[Any]:
