@@ -32,6 +32,7 @@ BENCHMARKS = (
     "coap_tcp",
     "dtls",
     "handlers",
+    "monitoring",
 )
 BY_NAME_ONLY = ("lwm2m", "psk_keyring", "bootstrap", "alerts", "dtls_handshakes")
 

@@ -239,6 +239,32 @@ class ClusterSettings(BaseModel):
     """Seconds a node holds a singleton duty on SQLite before it must renew it."""
 
 
+class MonitoringSettings(BaseModel):
+    """Monitoring time series (``MEADOWLARK_MONITORING__RETENTION_DAYS=30``...)."""
+
+    retention_days: int = Field(default=30, ge=1, le=3650)
+    """Days samples are kept; older ones are dropped (PostgreSQL: whole daily partitions;
+    SQLite: deleted in batches)."""
+    batch_size: int = Field(default=2000, ge=1, le=100_000)
+    """Samples written per INSERT; a fuller buffer is flushed at once."""
+    flush_interval: float = Field(default=0.2, gt=0)
+    """Seconds between batched writes of samples."""
+    max_buffered: int = Field(default=200_000, ge=1000)
+    """Samples held in memory while the store is slow; beyond that the oldest are dropped
+    (and logged) rather than letting memory grow."""
+    retention_interval: float = Field(default=3600.0, gt=0)
+    """Seconds between runs of the retention (and partition) job."""
+    delete_batch: int = Field(default=5000, ge=1)
+    """Rows per DELETE when SQLite drops expired samples."""
+    partitions_ahead: int = Field(default=3, ge=1, le=60)
+    """Daily partitions created ahead of today on PostgreSQL."""
+    max_periodic_reads_per_second: float = Field(default=50.0, gt=0)
+    """Upper bound on the Reads the server sends for periodic monitoring, all devices
+    together; configurations whose devices need more are read less often."""
+    min_read_interval: int = Field(default=10, ge=1)
+    """Shortest ``readInterval`` (seconds) a named monitoring configuration may ask for."""
+
+
 class TlsSettings(BaseModel):
     """Certificates of the secure device transports: DTLS with X.509 and CoAP over TLS
     (``MEADOWLARK_TLS__CERTIFICATE=/etc/meadowlark/server.pem``...)."""
@@ -344,6 +370,7 @@ class Settings(BaseSettings):
     sms: SmsSettings = SmsSettings()
     event_handlers: EventHandlerSettings = EventHandlerSettings()
     cluster: ClusterSettings = ClusterSettings()
+    monitoring: MonitoringSettings = MonitoringSettings()
     tls: TlsSettings = TlsSettings()
     dtls: DtlsSettings = DtlsSettings()
 

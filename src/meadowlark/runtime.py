@@ -31,6 +31,7 @@ from meadowlark.core.events import EventBus
 from meadowlark.core.firmware import FirmwareUpdates
 from meadowlark.core.firmware_images import FirmwareImages
 from meadowlark.core.identity import Identity
+from meadowlark.core.monitoring import MONITORING_TOPIC, Monitoring
 from meadowlark.core.object_models import ModelCatalog
 from meadowlark.core.observations import ObservationManager
 from meadowlark.core.roles import RoleCache
@@ -91,6 +92,8 @@ class Runtime:
     """Sends the outbox to the handlers' receivers (webhook, Kafka, MQTT)."""
     handler_box: SecretBox
     """Seals event handlers' secrets."""
+    monitoring: Monitoring
+    """Monitoring settings, sample ingest and queries, retention and periodic reads."""
     cluster: Cluster | None = None
     """This node's links to the other nodes of a scaled-out deployment (None: alone)."""
 
@@ -123,6 +126,11 @@ class Runtime:
         if cluster is not None:  # a Register's holder is recorded in its admission's commit
             device_stores.devices.co_writer = cluster.registrations
         object_models = ModelCatalog(db)
+        monitoring = Monitoring(db, settings.monitoring, settings.signing_key)
+        if cluster is not None:  # settings changed on one node are re-read by the others
+            cluster.share(
+                MONITORING_TOPIC, monitoring.index.on_local_change, monitoring.index.apply
+            )
         events = EventBus(partial(device_domain, db))
         alerts = AlertService(db, events, settings.alerts.sweep_interval)
         if cluster is not None:  # a rule changed on one node is re-read by the others
@@ -148,13 +156,14 @@ class Runtime:
             ),
             registrations=None if cluster is None else cluster.registrations,
             devices=device_stores.devices,
-            values=AlertingValueCache(device_stores.values, alerts),
+            values=AlertingValueCache(monitoring.values(device_stores.values), alerts),
             queue=(
                 device_stores.queue
                 if cluster is None
                 else cluster.request_queue(device_stores.queue)
             ),
         )
+        monitoring.attach(lwm2m)
         lwm2m.add_listener(events)
         handler_settings = settings.event_handlers
         handler_outbox = HandlerOutbox(
@@ -258,6 +267,7 @@ class Runtime:
             handler_outbox=handler_outbox,
             handler_delivery=HandlerDelivery(db, handlers_box, handler_outbox, handler_settings),
             handler_box=handlers_box,
+            monitoring=monitoring,
             cluster=cluster,
         )
 
@@ -301,6 +311,7 @@ class Runtime:
         await self.bootstrap_keyring.start()
         self.device_stores.start()
         self.activity.start()
+        await self.monitoring.start()
         await self.lwm2m.start()
         await self.tasks.engine.start()
         await self.alerts.start()
@@ -316,6 +327,7 @@ class Runtime:
         await self.tasks.engine.stop()
         await self.observations.stop()
         await self.lwm2m.stop()
+        await self.monitoring.stop()
         await self.things.sms.close()
         await self.activity.stop()
         await self.device_stores.stop()

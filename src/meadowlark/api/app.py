@@ -29,6 +29,7 @@ from meadowlark.api.routers import (
     coiote_event_handlers,
     coiote_events,
     coiote_groups,
+    coiote_monitoring,
     coiote_observations,
     coiote_resources,
     coiote_sessions,
@@ -138,6 +139,7 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
         coiote_bootstrap,
         coiote_alerts,
         coiote_event_handlers,
+        coiote_monitoring,
     ):
         app.include_router(module.router)
 

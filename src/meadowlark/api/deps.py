@@ -68,10 +68,11 @@ def _marked(guard: GuardFn, permission: catalog.Permission) -> Any:
     return Depends(guard)
 
 
-def require(name: str) -> Any:
+def require(name: str, *, forbidden_code: int | None = None) -> Any:
     """Route parameter default: the authenticated caller, who must hold ``name``.
 
     Unknown names fail at import time, so every declared permission is in the catalog.
+    ``forbidden_code``: the custom error code of the 403 (e.g. 4030 for monitoring).
     """
     permission = catalog.CATALOG[name]
 
@@ -79,7 +80,7 @@ def require(name: str) -> Any:
         # The runtime straight from the app: one dependency less to solve per request.
         principal = await authenticate(request, request.app.state.runtime)
         if not principal.can(permission.name):
-            raise Forbidden(f"missing permission: {permission.name}")
+            raise Forbidden(f"missing permission: {permission.name}", code=forbidden_code)
         return principal
 
     return _marked(guard, permission)

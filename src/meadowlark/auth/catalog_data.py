@@ -81,6 +81,8 @@ GET deviceMonitoring/configuration/device/{deviceId}/aliases   | GET  | deviceMo
 DELETE deviceMonitoring/configuration/device/{deviceId}/resourceUrl/{lwm2mUrl} | DELETE | deviceMonitoring/configuration/device/{deviceId}/resourceUrl/{lwm2mUrl} | DeviceMonitoring
 GET deviceMonitoring/{data_deviceId}/resourceUrl/{lwm2mUrl}    | GET  | deviceMonitoring/data/{deviceId}/resourceUrl/{lwm2mUrl}  | DeviceMonitoring
 GET deviceMonitoring/{data_deviceId}/alias/{alias}             | GET  | deviceMonitoring/data/{deviceId}/alias/{alias}           | DeviceMonitoring
+GET deviceMonitoring/{deviceId}/resourceUrl/{lwm2mUrl}        | GET  | deviceMonitoring/{deviceId}/resourceUrl/{lwm2mUrl}       | DeviceMonitoring
+GET deviceMonitoring/{deviceId}/alias/{alias}                 | GET  | deviceMonitoring/{deviceId}/alias/{alias}                | DeviceMonitoring
 GET monitoring                                 | GET    | monitoring                                | Monitoring
 POST monitoring                                | POST   | monitoring                                | Monitoring
 GET monitoring/{monitoringName}                | GET    | monitoring/{monitoringName}               | Monitoring

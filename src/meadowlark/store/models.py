@@ -208,4 +208,5 @@ import meadowlark.store.connectivity_models  # noqa: E402, F401
 import meadowlark.store.device_models  # noqa: E402, F401
 import meadowlark.store.event_handler_models  # noqa: E402, F401
 import meadowlark.store.firmware_models  # noqa: E402, F401
+import meadowlark.store.monitoring_models  # noqa: E402, F401
 import meadowlark.store.task_models  # noqa: E402, F401

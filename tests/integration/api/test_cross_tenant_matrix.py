@@ -139,6 +139,7 @@ class World:
             **_connectivity_reads(self),
             **_task_reads(self),
             **_alert_reads(self),
+            **_monitoring_reads(self),
         }
         with self.as_b() as http:
             answers = {name: http.get(url) for name, url in reads.items()}
@@ -1398,6 +1399,166 @@ ALERT_REFERENCES: dict[str, tuple[str, str, Target]] = {
 # --- end of the alerts block ------------------------------------------------------------------
 
 
+# --- monitoring (issue 12) -----------------------------------------------------------------------
+# Kept in one block, made on first use (the snapshot's first read makes them): B monitors its
+# device, names its sensor URL with an alias and has a named monitoring on its group; A has a
+# named monitoring of its own.
+
+_MONITORING: dict[int, dict[str, str]] = {}
+
+
+def _monitoring_objects(world: World) -> dict[str, str]:
+    key = id(world)
+    if key not in _MONITORING:
+        objects = {"b_name": f"{world.b.tag}-mon", "a_name": f"{world.a.tag}-mon"}
+        with world.as_b() as http:
+            base = f"{COIOTE}/deviceMonitoring/configuration"
+            assert http.post(f"{base}/device/{world.device}/enable").status_code == 200
+            alias = {"lwm2mUrl": SENSOR_URL, "alias": f"{world.b.tag}-temperature"}
+            _created(http.post(f"{base}/device/{world.device}/alias", json=alias))
+            monitoring = {"name": objects["b_name"], "groupId": world.group}
+            _created(http.post(f"{COIOTE}/monitoring", json={**monitoring, **MONITORED}))
+        with world.as_a() as http:
+            monitoring = {"name": objects["a_name"], "groupId": f"{world.a.tag}-group"}
+            _created(http.post(f"{COIOTE}/monitoring", json={**monitoring, **MONITORED}))
+        objects["alias"] = alias["alias"]
+        _MONITORING[key] = objects
+    return _MONITORING[key]
+
+
+MONITORED = {"resources": [SENSOR_URL], "source": "notifications"}
+SINCE_1970 = {"timeRangeStart": "0"}
+SINCE_1970_BY_QUARTER = {**SINCE_1970, "interval": str(90 * 86400)}
+
+
+def _monitoring_reads(world: World) -> dict[str, str]:
+    """For the snapshot: B's monitoring switch, aliases and named monitoring."""
+    objects = _monitoring_objects(world)
+    base = f"{COIOTE}/deviceMonitoring/configuration/device/{world.device}"
+    return {
+        "monitoring enabled": f"{base}/enabled",
+        "monitoring aliases": f"{base}/aliases",
+        "named monitoring": f"{COIOTE}/monitoring/{objects['b_name']}",
+    }
+
+
+def _monitoring(name: str = "monitoringName", **extra: Any) -> Target:
+    return _by(name, lambda w: _monitoring_objects(w)["b_name"], **extra)
+
+
+def _monitoring_body(world: World) -> dict[str, Any]:
+    return {"groupId": f"{world.a.tag}-group", **MONITORED}
+
+
+DM = f"{COIOTE}/deviceMonitoring"
+MONITORING_FIXTURES: dict[tuple[str, str], Target] = {
+    ("POST", f"{DM}/configuration/device/{{deviceId}}/enable"): _device("deviceId"),
+    ("POST", f"{DM}/configuration/device/{{deviceId}}/disable"): _device("deviceId"),
+    ("POST", f"{DM}/configuration/group/{{groupId}}/enable"): _group("groupId"),
+    ("POST", f"{DM}/configuration/group/{{groupId}}/disable"): _group("groupId"),
+    ("GET", f"{DM}/configuration/device/{{deviceId}}/enabled"): _device("deviceId"),
+    ("POST", f"{DM}/configuration/device/{{deviceId}}/alias"): _device(
+        "deviceId", json={"lwm2mUrl": SENSOR_URL, "alias": "named by A"}
+    ),
+    ("GET", f"{DM}/configuration/device/{{deviceId}}/aliases"): _device("deviceId"),
+    ("DELETE", f"{DM}/configuration/device/{{deviceId}}/resourceUrl/{{lwm2mUrl}}"): _device(
+        "deviceId", params={"lwm2mUrl": SENSOR_URL}
+    ),
+    ("GET", f"{DM}/data/{{deviceId}}/resourceUrl/{{lwm2mUrl}}"): _device(
+        "deviceId", params={"lwm2mUrl": SENSOR_URL}, query=SINCE_1970
+    ),
+    ("GET", f"{DM}/{{deviceId}}/resourceUrl/{{lwm2mUrl}}"): _device(
+        "deviceId", params={"lwm2mUrl": SENSOR_URL}, query=SINCE_1970
+    ),
+    ("GET", f"{DM}/data/{{deviceId}}/alias/{{alias}}"): Target(
+        sibling=lambda w: Call(
+            {"deviceId": w.device, "alias": _monitoring_objects(w)["alias"]}, query=SINCE_1970
+        ),
+        missing=lambda w: Call(
+            {"deviceId": _nobody(), "alias": _monitoring_objects(w)["alias"]}, query=SINCE_1970
+        ),
+    ),
+    ("GET", f"{DM}/{{deviceId}}/alias/{{alias}}"): Target(
+        sibling=lambda w: Call(
+            {"deviceId": w.device, "alias": _monitoring_objects(w)["alias"]}, query=SINCE_1970
+        ),
+        missing=lambda w: Call(
+            {"deviceId": _nobody(), "alias": _monitoring_objects(w)["alias"]}, query=SINCE_1970
+        ),
+    ),
+    ("GET", f"{COIOTE}/monitoring/{{monitoringName}}"): _monitoring(),
+    ("PUT", f"{COIOTE}/monitoring/{{monitoringName}}"): Target(
+        sibling=lambda w: Call(
+            {"monitoringName": _monitoring_objects(w)["b_name"]}, json=_monitoring_body(w)
+        ),
+        missing=lambda w: Call({"monitoringName": _nobody()}, json=_monitoring_body(w)),
+    ),
+    ("DELETE", f"{COIOTE}/monitoring/{{monitoringName}}"): _monitoring(),
+    ("GET", f"{COIOTE}/monitoringData/samples/{{monitoringName}}/{{deviceId}}"): Target(
+        sibling=lambda w: Call(
+            {"monitoringName": _monitoring_objects(w)["b_name"], "deviceId": w.device},
+            query=SINCE_1970,
+        ),
+        missing=lambda w: Call(
+            {"monitoringName": _nobody(), "deviceId": _nobody()}, query=SINCE_1970
+        ),
+    ),
+    **{
+        (
+            "GET",
+            f"{COIOTE}/monitoringData/aggregates/{kind}/{{monitoringName}}/{{groupId}}/{{resourceName}}",
+        ): Target(
+            sibling=lambda w: Call(
+                {
+                    "monitoringName": _monitoring_objects(w)["b_name"],
+                    "groupId": w.group,
+                    "resourceName": SENSOR_URL,
+                },
+                query=SINCE_1970_BY_QUARTER,
+            ),
+            missing=lambda w: Call(
+                {"monitoringName": _nobody(), "groupId": _nobody(), "resourceName": SENSOR_URL},
+                query=SINCE_1970_BY_QUARTER,
+            ),
+        )
+        for kind in ("numerical", "textual")
+    },
+}
+FIXTURES.update(MONITORING_FIXTURES)
+LISTS[f"{COIOTE}/monitoring"] = Listing(lambda w: (_monitoring_objects(w), [{}])[1])
+NOT_LISTS[f"{COIOTE}/monitoringData/moreSamples"] = (
+    "a signed cursor of the caller's own query, re-checked against its scope at each page: "
+    "test_monitoring_cursor_of_a_sibling_is_refused"
+)
+MONITORING_REFERENCES: dict[str, tuple[str, str, Target]] = {
+    "named monitoring of B's group": _bodied(
+        "POST",
+        f"{COIOTE}/monitoring",
+        lambda w, g: {"name": _nobody("ta-mon"), "groupId": g, **MONITORED},
+        lambda w: w.group,
+        lambda w: {},
+    ),
+}
+# Joins REFERENCES once that exists (below).
+
+
+def test_monitoring_cursor_of_a_sibling_is_refused(world):
+    """B's cursor (signed by the server) gets A nothing: its monitoring is out of A's scope."""
+    objects = _monitoring_objects(world)
+    route = f"{COIOTE}/monitoringData/samples/{objects['b_name']}/{world.device}"
+    with world.as_b() as http:
+        page = http.get(route, params={**SINCE_1970, "limit": "1"})
+    assert page.status_code == 200, page.text
+    cursor = page.json()["nextCursor"] or ""
+    with world.as_a() as http:
+        response = http.get(f"{COIOTE}/monitoringData/moreSamples", params={"cursor": cursor})
+    assert response.status_code in {400, 404}, response.text
+    assert world.b.tag not in response.text
+
+
+# --- end of the monitoring block ---------------------------------------------------------------
+
+
 def test_every_get_route_without_parameters_is_checked(openapi):
     plain = {
         route for method, route in _operations(openapi) if method == "GET" and "{" not in route
@@ -1651,6 +1812,7 @@ REFERENCES.update(ALERT_REFERENCES)
 
 # -- event handlers: requests naming B's domain (the event handlers block)
 REFERENCES.update(_handler_refs())
+REFERENCES.update(MONITORING_REFERENCES)
 
 
 def _refused_as_if_missing(world: World, method: str, route: str, target: Target) -> Call:

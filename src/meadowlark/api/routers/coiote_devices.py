@@ -86,8 +86,9 @@ async def commit_new_device(session: AsyncSession, device_id: str) -> None:
 
 
 async def reconcile_observations(runtime: Runtime, device_ids: list[str]) -> None:
-    """Apply group observations after memberships changed."""
+    """Apply group observations (and group monitoring) after memberships changed."""
     for device_id in device_ids:
+        runtime.monitoring.index.changed(device_id)
         await runtime.observations.reconcile_device(device_id)
 
 
