@@ -26,13 +26,12 @@ from pathlib import Path
 
 from sqlalchemy import insert, update
 
-from meadowlark.core.devices import seal_stored_psks
 from meadowlark.core.secret_box import PSK_PURPOSE, SecretBox, derive_key
 from meadowlark.store.db import Database
 from meadowlark.store.device_models import Device
 from meadowlark.store.migrate import upgrade_to_head
 from meadowlark.store.models import Domain
-from meadowlark.store.psk_keyring import _PSK_ROWS, PskKeyring
+from meadowlark.store.psk_keyring import _PSK_ROWS, PskKeyring, seal_stored_psks
 
 CHUNK = 5_000
 SAMPLES = 200_000

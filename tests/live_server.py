@@ -7,6 +7,13 @@ from typing import Any
 
 import httpx
 
+FREE_PORTS = {
+    f"MEADOWLARK_{name}": "127.0.0.1:0"
+    for name in ("HTTP", "COAP", "COAP_TCP", "COAP_TLS", "COAPS", "BOOTSTRAP", "BOOTSTRAP_DTLS")
+}
+"""Every listener on a port the kernel picks (environment for a CLI run): checks such as
+doctor's do not depend on what else runs on this machine."""
+
 
 @dataclass
 class Server:

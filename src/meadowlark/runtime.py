@@ -21,9 +21,7 @@ from meadowlark.core.alerts import RULES_TOPIC, AlertingValueCache, AlertService
 from meadowlark.core.bootstrap import (
     BootstrapRecorder,
     SqlBootstrapConfigurations,
-    seal_stored_bootstrap_psks,
 )
-from meadowlark.core.devices import seal_stored_psks
 from meadowlark.core.event_handlers.delivery import HandlerDelivery
 from meadowlark.core.event_handlers.outbox import HandlerOutbox
 from meadowlark.core.event_handlers.service import handler_box
@@ -50,6 +48,7 @@ from meadowlark.store.psk_keyring import (
     BOOTSTRAP_PSKS,
     PSK_TOPIC,
     PskKeyring,
+    seal_stored_psks,
 )
 
 _log = structlog.get_logger("meadowlark.runtime")
@@ -291,7 +290,7 @@ class Runtime:
         sealed = await seal_stored_psks(self.db, self.psk_box)
         if sealed:
             _log.info("stored_psks_sealed", devices=sealed)
-        sealed = await seal_stored_bootstrap_psks(self.db, self.psk_box)
+        sealed = await seal_stored_psks(self.db, self.psk_box, BOOTSTRAP_PSKS)
         if sealed:
             _log.info("stored_bootstrap_psks_sealed", accounts=sealed)
         async with self.db.session() as session:

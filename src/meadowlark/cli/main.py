@@ -33,8 +33,6 @@ from meadowlark.cli.supervisor import (
 from meadowlark.cluster.wiring import signals_kind
 from meadowlark.config import HostPort, Settings
 from meadowlark.connectivity.things import ImportReport, parse_import_csv
-from meadowlark.core.bootstrap import check_stored_bootstrap_psks
-from meadowlark.core.devices import PskHealth, check_stored_psks
 from meadowlark.core.domains import get_domain, normalize_domain_id
 from meadowlark.core.secret_box import SealError, SecretBox
 from meadowlark.core.users import NewUser, UserChanges
@@ -42,6 +40,7 @@ from meadowlark.logging import configure_logging
 from meadowlark.runtime import Runtime
 from meadowlark.store.db import Database
 from meadowlark.store.models import User
+from meadowlark.store.psk_keyring import BOOTSTRAP_PSKS, DEVICE_PSKS, PskSource, check_stored_psks
 
 app = typer.Typer(help="Meadowlark LwM2M device management server.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -402,6 +401,9 @@ def doctor() -> None:
         ("CoAP port", settings.coap, socket.SOCK_DGRAM),
         ("CoAP/TCP port", settings.coap_tcp, socket.SOCK_STREAM),
         ("CoAP/TLS port", settings.coap_tls, socket.SOCK_STREAM),
+        ("DTLS port", settings.coaps, socket.SOCK_DGRAM),
+        ("Bootstrap port", settings.bootstrap, socket.SOCK_DGRAM),
+        ("Bootstrap DTLS", settings.bootstrap_dtls, socket.SOCK_DGRAM),
     ):
         state = "off" if address is None else _bindable(address.host, address.port, kind)
         problems += state not in (ok, "off")
@@ -459,10 +461,10 @@ def _check_device_security(settings: Settings, *, database_reachable: bool) -> i
             typer.echo(f"{label} not checked (database unreachable)")
         return problems
 
-    async def count(check: Callable[[Database, SecretBox], Awaitable[PskHealth]]) -> str:
+    async def count(source: PskSource) -> str:
         db = Database(settings.resolved_database_url)
         try:
-            health = await check(db, box)
+            health = await check_stored_psks(db, box, source)
         except Exception as exc:  # report, don't crash: e.g. a store not migrated yet
             return f"not checked ({type(exc).__name__}; has `meadowlark db upgrade` run?)"
         finally:
@@ -477,8 +479,8 @@ def _check_device_security(settings: Settings, *, database_reachable: bool) -> i
             f"authenticate: {shown}{more}"
         )
 
-    for label, check in zip(labels, (check_stored_psks, check_stored_bootstrap_psks), strict=True):
-        state = asyncio.run(count(check))
+    for label, source in zip(labels, (DEVICE_PSKS, BOOTSTRAP_PSKS), strict=True):
+        state = asyncio.run(count(source))
         problems += "NOT open" in state
         typer.echo(f"{label} {state}")
     return problems

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 import structlog
-from sqlalchemy import bindparam, delete, exists, select, update
+from sqlalchemy import delete, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from meadowlark.auth import permissions as catalog
@@ -37,7 +37,7 @@ from meadowlark.core import audit, devices
 from meadowlark.core.domains import in_scope, normalize_domain_id
 from meadowlark.core.errors import Conflict, InvalidInput, NotFound
 from meadowlark.core.events import EventBus
-from meadowlark.core.secret_box import SEALED_PREFIX, SealError, SecretBox
+from meadowlark.core.secret_box import SealError, SecretBox
 from meadowlark.server.bootstrap.accounts import SecurityMode, ServerAccount
 from meadowlark.server.bootstrap.service import (
     BootstrapEvent,
@@ -254,69 +254,6 @@ async def delete_account(session: AsyncSession, principal: Principal, account_id
         subject=account.id,
         domain_id=account.domain_id,
     )
-
-
-SEAL_BATCH = 500
-_SEAL_UPDATE = (
-    update(BootstrapAccount.__table__)
-    .where(BootstrapAccount.__table__.c.id == bindparam("account_key"))
-    .values(dtls_psk=bindparam("sealed"))
-)
-
-
-async def seal_stored_bootstrap_psks(db: Database, psk_box: SecretBox) -> int:
-    """Seal the bootstrap PSKs stored in clear (hex) by earlier versions, ``SEAL_BATCH``
-    rows per transaction; how many were sealed. Sealed rows are left alone, so it can
-    run at every start."""
-    sealed_count, after = 0, ""
-    while True:
-        async with db.transaction() as session:
-            rows = (
-                await session.execute(
-                    select(BootstrapAccount.id, BootstrapAccount.dtls_psk)
-                    .where(
-                        BootstrapAccount.id > after,
-                        BootstrapAccount.dtls_psk.is_not(None),
-                        BootstrapAccount.dtls_psk.not_like(SEALED_PREFIX + "%"),
-                    )
-                    .order_by(BootstrapAccount.id)
-                    .limit(SEAL_BATCH)
-                )
-            ).all()
-            if not rows:
-                return sealed_count
-            after = rows[-1].id
-            batch = []
-            for account_id, stored in rows:
-                try:
-                    key = bytes.fromhex(stored)
-                except ValueError:  # not a key any version wrote: left as is
-                    _log.error("bootstrap_psk_not_sealable", account=account_id)
-                    continue
-                sealed = psk_box.seal(key, BOOTSTRAP_PSKS.context(account_id))
-                batch.append({"account_key": account_id, "sealed": sealed})
-            if batch:
-                await session.execute(_SEAL_UPDATE, batch)
-            sealed_count += len(batch)
-
-
-async def check_stored_bootstrap_psks(db: Database, psk_box: SecretBox) -> devices.PskHealth:
-    """Try to open every stored bootstrap PSK with the current key (nothing is kept)."""
-    async with db.engine.connect() as connection:
-        rows = (
-            await connection.execute(
-                select(BootstrapAccount.id, BootstrapAccount.dtls_psk).where(
-                    BootstrapAccount.dtls_psk.is_not(None)
-                )
-            )
-        ).all()
-    unreadable = []
-    for account_id, stored in rows:
-        try:
-            psk_box.open(stored, BOOTSTRAP_PSKS.context(account_id))
-        except SealError:
-            unreadable.append(account_id)
-    return devices.PskHealth(len(rows), unreadable)
 
 
 # --- configurations ------------------------------------------------------------------

@@ -22,7 +22,7 @@ from enum import Enum
 from typing import Any
 
 import structlog
-from sqlalchemy import bindparam, delete, exists, func, insert, or_, select, update
+from sqlalchemy import bindparam, delete, exists, func, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
@@ -33,7 +33,7 @@ from meadowlark.core.domains import in_scope, normalize_domain_id
 from meadowlark.core.errors import Conflict, InvalidInput, NotFound, ServiceError
 from meadowlark.core.groups import require_visible_groups
 from meadowlark.core.search_criteria import Field, compile_criteria
-from meadowlark.core.secret_box import SEALED_PREFIX, SealError, SecretBox
+from meadowlark.core.secret_box import SealError, SecretBox
 from meadowlark.lwm2m.codec.errors import DecodeError
 from meadowlark.lwm2m.codec.link_format import RegisteredObjects, parse_registration_links
 from meadowlark.lwm2m.path import LwM2mPath
@@ -116,76 +116,6 @@ def _sealed_psk(psk_box: SecretBox, device_id: str, psk_hex: str, current: str |
         except SealError:
             pass
     return psk_box.seal(key, device_id)
-
-
-SEAL_BATCH = 500
-_SEAL_UPDATE = (
-    update(Device.__table__)
-    .where(Device.__table__.c.id == bindparam("device_key"))
-    .values(dtls_psk=bindparam("sealed"))
-)
-
-
-async def seal_stored_psks(db: Database, psk_box: SecretBox) -> int:
-    """Seal the PSKs stored in clear (hex) by earlier versions, ``SEAL_BATCH`` rows per
-    transaction; how many were sealed. Sealed rows are left alone, so it can run at
-    every start."""
-    sealed_count, after = 0, ""
-    while True:
-        async with db.transaction() as session:
-            rows = (
-                await session.execute(
-                    select(Device.id, Device.dtls_psk)
-                    .where(
-                        Device.id > after,
-                        Device.dtls_psk.is_not(None),
-                        Device.dtls_psk.not_like(SEALED_PREFIX + "%"),
-                    )
-                    .order_by(Device.id)
-                    .limit(SEAL_BATCH)
-                )
-            ).all()
-            if not rows:
-                return sealed_count
-            after = rows[-1].id
-            batch = []
-            for device_id, stored in rows:
-                if not _HEX.fullmatch(stored):  # not a key any version wrote: left as is
-                    _log.error("psk_not_sealable", device=device_id)
-                    continue
-                batch.append(
-                    {
-                        "device_key": device_id,
-                        "sealed": psk_box.seal(bytes.fromhex(stored), device_id),
-                    }
-                )
-            if batch:
-                await session.execute(_SEAL_UPDATE, batch)
-            sealed_count += len(batch)
-
-
-@dataclass(frozen=True, slots=True)
-class PskHealth:
-    stored: int
-    unreadable: list[str]
-    """Ids of devices whose stored PSK does not open with the current key."""
-
-
-async def check_stored_psks(db: Database, psk_box: SecretBox) -> PskHealth:
-    """Try to open every stored PSK with the current key (nothing is kept)."""
-    async with db.engine.connect() as connection:
-        rows = (
-            await connection.execute(
-                select(Device.id, Device.dtls_psk).where(Device.dtls_psk.is_not(None))
-            )
-        ).all()
-    unreadable = []
-    for device_id, stored in rows:
-        try:
-            psk_box.open(stored, device_id)
-        except SealError:
-            unreadable.append(device_id)
-    return PskHealth(len(rows), unreadable)
 
 
 # --- paging and field selection ------------------------------------------------------------

@@ -46,6 +46,7 @@ class SecretBox:
     """Seals and opens values under one derived key."""
 
     __slots__ = ("_aead",)
+    sealed_prefix = SEALED_PREFIX
 
     def __init__(self, key: bytes) -> None:
         self._aead = AESGCM(key)

@@ -22,7 +22,6 @@ from meadowlark.api.routers.coiote_events import event_payloads
 from meadowlark.cli.dtls_serving import start_bootstrap_dtls, start_dtls
 from meadowlark.coap.bootstrap_site import BootstrapSite, NoRegistrations
 from meadowlark.coap.server import CoapServer
-from meadowlark.core.bootstrap import check_stored_bootstrap_psks, seal_stored_bootstrap_psks
 from meadowlark.core.events import DeviceEvent, EventFilter
 from meadowlark.core.secret_box import PSK_PURPOSE, SecretBox, derive_key
 from meadowlark.simulator import DeviceState, SimulatedDevice
@@ -31,6 +30,7 @@ from meadowlark.simulator.client import DeviceTiming
 from meadowlark.simulator.dtls import DtlsCoapEndpoint, PskCredentials
 from meadowlark.store.bootstrap_models import BootstrapAccount
 from meadowlark.store.device_models import Device
+from meadowlark.store.psk_keyring import BOOTSTRAP_PSKS, check_stored_psks, seal_stored_psks
 
 API = "/api/coiotedm/v3"
 CLIENTS = "/api/lwm2m/v1/clients"
@@ -305,7 +305,7 @@ def test_bootstrap_keys_stored_in_clear_are_sealed_at_start(server):
             await session.execute(
                 update(table).where(table.c.id == account_id).values(dtls_psk=credentials.key.hex())
             )
-        sealed = await seal_stored_bootstrap_psks(server.runtime.db, server.runtime.psk_box)
+        sealed = await seal_stored_psks(server.runtime.db, server.runtime.psk_box, BOOTSTRAP_PSKS)
         await server.runtime.bootstrap_keyring.load()
         async with server.runtime.db.session() as session:
             stored = await session.scalar(
@@ -358,8 +358,8 @@ def test_the_bootstrap_dtls_port_takes_no_registration_and_survives_garbage(serv
 def test_doctor_counts_bootstrap_keys_that_do_not_open(server):
     account_id, _ = psk_bootstrap_account(server, f"bsd-doctor-{tag()}")
     db, box = server.runtime.db, server.runtime.psk_box
-    health = server.call(check_stored_bootstrap_psks(db, box))
+    health = server.call(check_stored_psks(db, box, BOOTSTRAP_PSKS))
     assert health.stored >= 1 and account_id not in health.unreadable
     other = SecretBox(derive_key("another-server-key", PSK_PURPOSE))
-    locked = server.call(check_stored_bootstrap_psks(db, other))
+    locked = server.call(check_stored_psks(db, other, BOOTSTRAP_PSKS))
     assert account_id in locked.unreadable

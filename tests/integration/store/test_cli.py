@@ -7,6 +7,7 @@ import asyncio
 import pytest
 from typer.testing import CliRunner
 
+from live_server import FREE_PORTS
 from meadowlark.cli.main import app
 
 SECRET = "cli-test-signing-key-" + "z" * 40
@@ -165,12 +166,10 @@ def test_version_and_doctor(cli_env):
 
     version = _run(cli_env, "version")
     assert version.exit_code == 0 and version.stdout.strip() == __version__
-    ports = {
-        f"MEADOWLARK_{name}": "127.0.0.1:0" for name in ("HTTP", "COAP", "COAP_TCP", "COAP_TLS")
-    }
-    doctor = _run({**cli_env, **ports}, "doctor")
+    doctor = _run({**cli_env, **FREE_PORTS}, "doctor")
     assert "database        ok" in doctor.stdout, doctor.output
-    assert "CoAP/TCP port   ok" in doctor.stdout and "CoAP/TLS port   ok" in doctor.stdout
+    for label in ("CoAP/TCP port", "CoAP/TLS port", "DTLS port", "Bootstrap port"):
+        assert f"{label:15} ok" in doctor.stdout, doctor.output
     assert "certificate     self-signed, generated on first start" in doctor.stdout
     assert doctor.exit_code == 0, doctor.output
 
@@ -183,8 +182,7 @@ def test_doctor_checks_the_configured_certificate(cli_env, tmp_path):
     (tmp_path / "other.key").write_bytes(other.key_pem)
     env = {
         **cli_env,
-        "MEADOWLARK_HTTP": "127.0.0.1:0",
-        "MEADOWLARK_COAP": "127.0.0.1:0",
+        **FREE_PORTS,
         "MEADOWLARK_TLS__CERTIFICATE": str(tmp_path / "srv.pem"),
         "MEADOWLARK_TLS__PRIVATE_KEY": str(tmp_path / "other.key"),
     }

@@ -265,9 +265,9 @@ def test_a_key_that_does_not_open_fails_closed_and_is_logged_once_without_it(url
             assert keyring.get(identity) is None
         finally:
             await keyring.stop()
-        health = await devices.check_stored_psks(db, OTHER_BOX)
+        health = await psk_keyring.check_stored_psks(db, OTHER_BOX)
         assert endpoint in health.unreadable
-        assert endpoint not in (await devices.check_stored_psks(db, BOX)).unreadable
+        assert endpoint not in (await psk_keyring.check_stored_psks(db, BOX)).unreadable
 
     run(url, work)
     errors = [call for call in captured.calls if call.method_name == "error"]
@@ -278,7 +278,7 @@ def test_a_key_that_does_not_open_fails_closed_and_is_logged_once_without_it(url
 
 
 def test_stored_keys_in_clear_are_sealed_once_at_startup(url, monkeypatch):
-    monkeypatch.setattr(devices, "SEAL_BATCH", 3)  # several batches
+    monkeypatch.setattr(psk_keyring, "SEAL_BATCH", 3)  # several batches
     endpoints = [name("legacy") for _ in range(7)]
 
     async def work(db: Database) -> None:
@@ -297,8 +297,8 @@ def test_stored_keys_in_clear_are_sealed_once_at_startup(url, monkeypatch):
                     for index, endpoint in enumerate(endpoints)
                 ],
             )
-        assert await devices.seal_stored_psks(db, BOX) == len(endpoints)
-        assert await devices.seal_stored_psks(db, BOX) == 0
+        assert await psk_keyring.seal_stored_psks(db, BOX) == len(endpoints)
+        assert await psk_keyring.seal_stored_psks(db, BOX) == 0
         async with db.session() as session:
             stored = dict(
                 (
