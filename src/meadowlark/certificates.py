@@ -10,6 +10,7 @@ transports work out of the box and keep their identity across restarts.
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,9 +46,16 @@ def server_credentials(settings: Settings) -> ServerCredentials:
     certificate, key = directory / "server.pem", directory / "server.key"
     if not (certificate.exists() and key.exists()):
         directory.mkdir(parents=True, exist_ok=True)
-        issued = issue_certificate(tls.server_name, dns_names=(tls.server_name,), server=True)
-        _write_private(key, issued.key_pem)
-        certificate.write_bytes(issued.certificate_pem)
+        # Workers of one node (and nodes sharing a data dir) start together: one of them
+        # generates, the others wait and read its files, which appear whole (renamed).
+        with open(directory / ".generating", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not (certificate.exists() and key.exists()):
+                issued = issue_certificate(
+                    tls.server_name, dns_names=(tls.server_name,), server=True
+                )
+                _write_whole(key, issued.key_pem, 0o600)
+                _write_whole(certificate, issued.certificate_pem, 0o644)
     return ServerCredentials(certificate, key, tls.ca_bundle, True)
 
 
@@ -117,10 +125,13 @@ def issue_certificate(
     return IssuedCertificate(builder.sign(signer, hashes.SHA256()), key)
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+def _write_whole(path: Path, data: bytes, mode: int) -> None:
+    """Write ``path`` so that readers see either no file or all of it."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
+    os.replace(partial, path)
 
 
 EXPIRY_WARNING = dt.timedelta(days=30)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import multiprocessing
 import stat
 from dataclasses import replace
 from pathlib import Path
@@ -96,3 +97,26 @@ def test_doctor_reports_each_problem(tmp_path: Path) -> None:
     assert "renew it" in check_server_credentials(good, now=later)[0]
     expired = dt.datetime.now(dt.UTC) + dt.timedelta(days=3700)
     assert any("expired" in problem for problem in check_server_credentials(good, now=expired))
+
+
+def _credentials_in(data_dir: str) -> tuple[bytes, bytes]:
+    credentials = server_credentials(Settings(data_dir=Path(data_dir), dev=True))
+    return credentials.certificate.read_bytes(), credentials.private_key.read_bytes()
+
+
+def test_workers_starting_together_share_one_generated_pair(tmp_path: Path) -> None:
+    """Every worker of ``serve --workers N`` asks at once; one generates, all read it whole."""
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(6) as pool:
+        pairs = pool.map(_credentials_in, [str(tmp_path)] * 12)
+    assert len(set(pairs)) == 1
+    certificate_pem, key_pem = pairs[0]
+    certificate = x509.load_pem_x509_certificate(certificate_pem)
+    assert serialization.load_pem_private_key(key_pem, None).public_key() == (
+        certificate.public_key()
+    )
+    assert sorted(path.name for path in (tmp_path / "tls").iterdir()) == [
+        ".generating",
+        "server.key",
+        "server.pem",
+    ]

@@ -50,7 +50,8 @@ async def prepare(settings: Settings) -> None:
             print_admin_password(generated)
     finally:
         await runtime.close()
-    if settings.coap_tls is not None:  # generated once here, not by racing workers
+    secure = (settings.coap_tls, settings.coaps, settings.bootstrap_dtls)
+    if any(address is not None for address in secure):  # generated once, before the workers
         from meadowlark.certificates import server_credentials
 
         server_credentials(settings)
