@@ -107,6 +107,7 @@ class NotificationAttributes:
         for name in ATTRIBUTE_NAMES:
             if getattr(update, name) is not None:
                 changes[name] = getattr(update, name)
+        # Each value comes from the same-named field of ``update``: right for that field.
         return replace(self, cleared=frozenset(), **changes)  # type: ignore[arg-type]
 
 
@@ -136,6 +137,7 @@ def parse_attributes(
             values[name] = int(raw)
         else:
             raise InvalidAttributeError(f"{name} must be a non-negative integer, got {raw!r}")
+    # Integers under integer names, floats under float names; __post_init__ checks again.
     return NotificationAttributes(cleared=frozenset(cleared), **values)  # type: ignore[arg-type]
 
 

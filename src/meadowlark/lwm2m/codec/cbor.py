@@ -9,6 +9,7 @@ Corelnk are text (``"3:0"``).
 from __future__ import annotations
 
 import math
+from datetime import datetime
 
 import cbor2
 
@@ -65,14 +66,14 @@ def _value(item: object, resource_type: ResourceType, path: LwM2mPath) -> Value:
             return ObjectLink.parse(str(item))
         except ValueError as exc:
             raise DecodeError(f"{path}: {exc}") from exc
-    return item  # type: ignore[return-value]
+    return item  # type: ignore[return-value]  # isinstance against a looked-up type: no narrowing
 
 
 def encode(node: Node, path: LwM2mPath, models: ModelLookup) -> bytes:
     """Encode one value; ``models`` is not consulted, the node carries its type."""
     resource_type, value = single_value_of(node, path, "CBOR")
-    if resource_type is ResourceType.TIME and value is not None:
-        value = time_to_epoch(value)  # type: ignore[arg-type]
+    if resource_type is ResourceType.TIME and isinstance(value, datetime):
+        value = time_to_epoch(value)
     elif resource_type is ResourceType.OBJLNK:
         value = str(value)
     elif resource_type is ResourceType.NONE:

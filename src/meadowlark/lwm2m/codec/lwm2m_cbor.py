@@ -35,7 +35,7 @@ from meadowlark.lwm2m.codec.senml_common import (
     number_value,
 )
 from meadowlark.lwm2m.codec.timestamped import TimestampedNodes
-from meadowlark.lwm2m.model.lookup import ModelLookup
+from meadowlark.lwm2m.model.lookup import ModelLookup, resource_model_at
 from meadowlark.lwm2m.node import (
     LwM2mObject,
     MultiResource,
@@ -119,7 +119,7 @@ def _read(payload: bytes, models: ModelLookup) -> tuple[list[Leaf], list[LwM2mPa
             elif path.depth < 3:
                 raise DecodeError(f"a value must belong to a resource, not {path}")
             else:
-                model = models.get_resource(path.object_id, path.resource_id)
+                model = resource_model_at(models, path)
                 try:
                     resource_type, typed = _read_value(value, model.type if model else None)
                 except DecodeError as error:

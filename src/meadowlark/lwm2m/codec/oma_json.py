@@ -77,7 +77,7 @@ def _records(payload: bytes) -> list[RawRecord]:
             }
         )
     if records:
-        base = {label: document[label] for label in ("bn", "bt") if label in document}
+        base: RawRecord = {label: document[label] for label in ("bn", "bt") if label in document}
         records[0] = {**base, **records[0]}
     return records
 

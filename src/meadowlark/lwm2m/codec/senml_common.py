@@ -25,7 +25,7 @@ from typing import TypeAlias
 
 from meadowlark.lwm2m.codec.errors import DecodeError, EncodeError
 from meadowlark.lwm2m.codec.timestamped import TimestampedNodes
-from meadowlark.lwm2m.model.lookup import ModelLookup
+from meadowlark.lwm2m.model.lookup import ModelLookup, resource_model_at
 from meadowlark.lwm2m.node import (
     INT64_MAX,
     INT64_MIN,
@@ -89,20 +89,18 @@ def build_node(
     for container in containers:
         if container.is_resource and container.starts_with(path) and container not in resources:
             resources[container] = _empty_multi_resource(container, models)
+    node_id = path.ids[-1]
     if path.is_resource_instance:
         resource = resources.get(path.parent)
-        if not isinstance(resource, MultiResource) or path.resource_instance_id not in (
-            resource.instances
-        ):
+        if not isinstance(resource, MultiResource) or node_id not in resource.instances:
             raise DecodeError(f"the payload holds no value for {path}")
-        instance_id = path.resource_instance_id
-        return ResourceInstance(instance_id, resource.type, resource.instances[instance_id])
+        return ResourceInstance(node_id, resource.type, resource.instances[node_id])
     if path.is_resource:
         return resources[path] if path in resources else _empty_multi_resource(path, models)
     instances = _instances(resources, [c for c in containers if c.starts_with(path)])
     if path.is_object_instance:
-        return instances.get(path.instance_id, ObjectInstance(path.instance_id))
-    return LwM2mObject(path.object_id, {i.id: i for i in instances.values()})
+        return instances.get(node_id, ObjectInstance(node_id))
+    return LwM2mObject(node_id, {i.id: i for i in instances.values()})
 
 
 def build_composite(
@@ -222,12 +220,13 @@ def child_path(path: LwM2mPath, child_id: int) -> LwM2mPath:
 
 
 def check_node_at(node: Node, path: LwM2mPath) -> None:
-    expected: type | tuple[type, ...] = {
+    node_types: dict[int, type | tuple[type, ...]] = {
         1: LwM2mObject,
         2: ObjectInstance,
         3: (SingleResource, MultiResource),
         4: ResourceInstance,
-    }.get(path.depth, ())
+    }
+    expected = node_types.get(path.depth, ())
     if not isinstance(node, expected):
         raise EncodeError(f"a {type(node).__name__} cannot be the node at {path}")
     if node.id != path.ids[-1]:
@@ -242,7 +241,7 @@ def _resources_from_leaves(
     for leaf in leaves:
         is_instance = leaf.path.is_resource_instance
         resource_path = leaf.path.parent if is_instance else leaf.path
-        model = models.get_resource(leaf.path.object_id, leaf.path.resource_id)
+        model = resource_model_at(models, leaf.path)
         if model is not None and model.multiple != is_instance:
             kind = "multiple" if model.multiple else "single"
             raise DecodeError(f"{leaf.path} does not fit {kind}-instance resource {resource_path}")
@@ -250,18 +249,18 @@ def _resources_from_leaves(
             raise DecodeError(f"{resource_path} appears more than once")
         if is_instance:
             instances = multiples.setdefault(resource_path, {})
-            if leaf.path.resource_instance_id in instances:
+            instance_id = leaf.path.ids[-1]
+            if instance_id in instances:
                 raise DecodeError(f"{leaf.path} appears more than once")
-            instances[leaf.path.resource_instance_id] = leaf
+            instances[instance_id] = leaf
         else:
             singles[resource_path] = leaf
     resources: dict[LwM2mPath, Resource] = {
-        path: SingleResource(path.resource_id, leaf.type, leaf.value)
-        for path, leaf in singles.items()
+        path: SingleResource(path.ids[-1], leaf.type, leaf.value) for path, leaf in singles.items()
     }
     for path, instance_leaves in multiples.items():
         resource_type, values = _unified(path, instance_leaves)
-        resources[path] = MultiResource(path.resource_id, resource_type, values)
+        resources[path] = MultiResource(path.ids[-1], resource_type, values)
     return resources
 
 
@@ -281,12 +280,12 @@ def _unified(path: LwM2mPath, leaves: Mapping[int, Leaf]) -> tuple[ResourceType,
 
 
 def _empty_multi_resource(path: LwM2mPath, models: ModelLookup) -> MultiResource:
-    model = models.get_resource(path.object_id, path.resource_id)
+    model = resource_model_at(models, path)
     if model is None:
         raise DecodeError(f"cannot tell the type of empty unknown resource {path}")
     if not model.multiple:
         raise DecodeError(f"{path} is a single-instance resource but has no value")
-    return MultiResource(path.resource_id, model.type, {})
+    return MultiResource(path.ids[-1], model.type, {})
 
 
 def _instances(
@@ -295,9 +294,10 @@ def _instances(
     by_instance: dict[int, dict[int, Resource]] = {}
     for container in containers:
         if container.depth >= 2:
-            by_instance.setdefault(container.instance_id, {})
+            by_instance.setdefault(container.ids[1], {})
     for path, resource in sorted(resources.items()):
-        by_instance.setdefault(path.instance_id, {})[path.resource_id] = resource
+        _, instance_id, resource_id = path.ids
+        by_instance.setdefault(instance_id, {})[resource_id] = resource
     return {iid: ObjectInstance(iid, found) for iid, found in sorted(by_instance.items())}
 
 
@@ -414,7 +414,7 @@ def leaves_from_records(
             raise DecodeError(f"the record for {record.path} has no value")
         if record.path.depth < 3:
             raise DecodeError(f"a value must name a resource or resource instance: {record.path}")
-        model = models.get_resource(record.path.object_id, record.path.resource_id)
+        model = resource_model_at(models, record.path)
         label, raw = record.value
         try:
             resource_type, value = reader(label, raw, model.type if model else None)

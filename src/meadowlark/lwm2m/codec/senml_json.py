@@ -92,8 +92,9 @@ def _load(payload: bytes) -> object:
 
 def _dump(records: list[RawRecord]) -> bytes:
     for record in records:
-        if isinstance(record.get("vd"), bytes):
-            record["vd"] = senml_common.encode_base64url(record["vd"])
+        opaque = record.get("vd")
+        if isinstance(opaque, bytes):
+            record["vd"] = senml_common.encode_base64url(opaque)
     return dump_json(records)
 
 

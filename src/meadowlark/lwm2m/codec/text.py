@@ -16,7 +16,7 @@ import re
 from decimal import Decimal
 
 from meadowlark.lwm2m.codec.errors import DecodeError, EncodeError
-from meadowlark.lwm2m.model.lookup import ModelLookup
+from meadowlark.lwm2m.model.lookup import ModelLookup, resource_model_at
 from meadowlark.lwm2m.node import (
     Node,
     ObjectLink,
@@ -181,7 +181,7 @@ def single_value_type(
     depth = path.depth
     if depth != 3 and depth != 4:
         raise DecodeError(f"{path}: {format_name} carries a single resource value only")
-    model = models.get_resource(path.object_id, path.resource_id)  # type: ignore[arg-type]
+    model = resource_model_at(models, path)
     if model is None:
         return fallback
     if depth == 3 and model.multiple:
