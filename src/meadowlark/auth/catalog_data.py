@@ -9,6 +9,10 @@ The action defaults from the method: GET -> view, DELETE -> delete, others -> ed
 Flags: ``public`` (no authentication), ``self`` (every signed-in user holds it).
 """
 
+from typing import Literal
+
+Action = Literal["view", "edit", "delete"]
+
 COIOTE = "/api/coiotedm/v3/"
 
 # name | method | path (relative to the Coiote base unless it starts with /) | resource | extra
@@ -270,7 +274,7 @@ console:GET /report-history/downloadReport/csv/{csvPath} | GET | /report-history
 # above covers are capabilities: granted, shown and checked by the console's services
 # (``ThingsSensitiveData`` guards IMSI/MSISDN/keys), or held for console resources
 # Meadowlark has no data for (pricing, IP pools, dashboards...).
-CUSTOMER_ADMIN_PROFILE: dict[str, tuple[str, ...]] = {
+CUSTOMER_ADMIN_PROFILE: dict[str, tuple[Action, ...]] = {
     "API": ("view",),
     "AlertsTasksSettings": ("view", "edit", "delete"),
     "ApnAllowedToCustomer": ("view", "edit", "delete"),

@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Literal
 
 from meadowlark.auth.catalog_data import (
     COIOTE,
@@ -22,9 +21,9 @@ from meadowlark.auth.catalog_data import (
     LWM2M_ENDPOINTS,
     PLATFORM_ENDPOINTS,
     PRICING_RESOURCES,
+    Action,
 )
 
-Action = Literal["view", "edit", "delete"]
 ACTIONS: tuple[Action, ...] = ("view", "edit", "delete")
 _PARAM = re.compile(r"\{[^}]*\}")
 
@@ -53,7 +52,8 @@ def normalize_path(path: str) -> str:
 
 
 def _default_action(method: str) -> Action:
-    return {"GET": "view", "DELETE": "delete"}.get(method, "edit")  # type: ignore[return-value]
+    by_method: dict[str, Action] = {"GET": "view", "DELETE": "delete"}
+    return by_method.get(method, "edit")
 
 
 def _parse(table: str) -> list[Permission]:
@@ -69,7 +69,7 @@ def _parse(table: str) -> list[Permission]:
                 method=method,
                 path=full_path,
                 resource=resource,
-                action=action,  # type: ignore[arg-type]
+                action=action,
                 public="public" in extra,
                 self_service="self" in extra,
             )
@@ -81,7 +81,7 @@ def _capabilities(routes: Iterable[Permission]) -> list[Permission]:
     """``profile:<Resource>:<action>`` for each Customer Admin cell without a route."""
     covered = {(p.resource, p.action) for p in routes}
     return [
-        Permission(f"profile:{resource}:{action}", "-", "-", resource, action, capability=True)  # type: ignore[arg-type]
+        Permission(f"profile:{resource}:{action}", "-", "-", resource, action, capability=True)
         for resource, actions in CUSTOMER_ADMIN_PROFILE.items()
         for action in actions
         if (resource, action) not in covered
@@ -143,7 +143,9 @@ def collapse_to_profile(names: Iterable[str]) -> dict[str, list[str]]:
     return {resource: [a for a in ACTIONS if a in cells[resource]] for resource in sorted(cells)}
 
 
-def permissions_where(*, exclude_resources: Iterable[str] = (), actions: Iterable[str] = ACTIONS):
+def permissions_where(
+    *, exclude_resources: Iterable[str] = (), actions: Iterable[str] = ACTIONS
+) -> frozenset[str]:
     excluded, allowed = set(exclude_resources), set(actions)
     return frozenset(
         p.name
