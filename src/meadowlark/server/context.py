@@ -139,9 +139,15 @@ class ServerContext:
             except Exception:  # a broken listener must not break the protocol exchange
                 _log.exception("listener_failed", listener=type(listener).__name__)
 
-    def cache(self, registration: Registration, nodes: Mapping[LwM2mPath, Node]) -> None:
-        """Put values the device reported in the value cache and tell the listeners."""
-        self.values.put(registration.endpoint, flatten_all(nodes, utcnow()))
+    def cache(
+        self,
+        registration: Registration,
+        nodes: Mapping[LwM2mPath, Node],
+        timestamp: datetime | None = None,
+    ) -> None:
+        """Put values the device reported (at ``timestamp``, default now) in the value cache
+        and tell the listeners."""
+        self.values.put(registration.endpoint, flatten_all(nodes, timestamp or utcnow()))
         self.emit(lambda listener: listener.on_values_cached(registration, nodes))
 
     def spawn(self, work: Coroutine[Any, Any, Any] | Awaitable[Any]) -> None:

@@ -47,10 +47,7 @@ class DeviceErrorResponse(Lwm2mServerError):
         super().__init__(f"device answered {code}{detail}")
         self.code = code
         self.diagnostic = diagnostic
-
-    @property
-    def http_status(self) -> int:  # type: ignore[override]
-        return self.code.http_status
+        self.http_status = code.http_status
 
 
 class InvalidResponseError(Lwm2mServerError):

@@ -233,12 +233,11 @@ class QueueModeSender:
             await asyncio.sleep(self._context.options.queue_sweep_interval)
             try:
                 for request in await self._context.queue.expire(utcnow()):
-                    error = QueuedRequestExpiredError(f"queued request {request.id} expired")
-                    self._waiters.resolve(request.id, None, error)
-                    self._context.emit(
-                        lambda listener, request=request, error=error: (
-                            listener.on_queued_request_done(request, None, error)
-                        )
-                    )
+                    self._expired(request)
             except Exception:  # a failing store must not end the sweeper for good
                 _log.exception("queue_sweep_failed")
+
+    def _expired(self, request: QueuedRequest) -> None:
+        error = QueuedRequestExpiredError(f"queued request {request.id} expired")
+        self._waiters.resolve(request.id, None, error)
+        self._context.emit(lambda listener: listener.on_queued_request_done(request, None, error))

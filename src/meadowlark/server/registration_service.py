@@ -25,7 +25,6 @@ from meadowlark.server.downlink_sender import DownlinkSender
 from meadowlark.server.errors import Lwm2mServerError
 from meadowlark.server.observation_service import Observation, ObservationService
 from meadowlark.server.operations import OperationKind
-from meadowlark.server.ports import Admission
 from meadowlark.server.queue_mode_sender import QueueModeSender
 from meadowlark.server.registration import (
     Registration,
@@ -36,7 +35,7 @@ from meadowlark.server.registration import (
     parse_update,
 )
 from meadowlark.server.scheduling import DeadlineScheduler
-from meadowlark.server.security import same_principal
+from meadowlark.server.security import Admission, same_principal
 from meadowlark.server.transport import (
     BAD_REQUEST,
     CHANGED,
@@ -49,7 +48,6 @@ from meadowlark.server.transport import (
     Peer,
     UplinkResult,
 )
-from meadowlark.server.values import flatten_all
 
 _log = structlog.get_logger("meadowlark.lwm2m")
 
@@ -275,7 +273,7 @@ class RegistrationService:
             return UplinkResult(NOT_FOUND, diagnostic="no registration from this address")
         if not same_principal(registration.peer, peer):
             return self._refuse(registration.endpoint, peer, Admission.IDENTITY_MISMATCH, "send")
-        if content_format not in content.TIMESTAMPED_CODECS:
+        if content_format is None or content_format not in content.TIMESTAMPED_CODECS:
             return UplinkResult(UNSUPPORTED_CONTENT_FORMAT, diagnostic="use SenML or LwM2M CBOR")
         now = utcnow()
         try:
@@ -286,12 +284,7 @@ class RegistrationService:
             return UplinkResult(BAD_REQUEST, diagnostic=str(exc))
         oldest_first = sorted(batches, key=lambda batch: batch.timestamp or now)
         for batch in oldest_first:
-            self._context.values.put(
-                registration.endpoint, flatten_all(batch.nodes, batch.timestamp or now)
-            )
-            self._context.emit(
-                lambda listener, nodes=batch.nodes: listener.on_values_cached(registration, nodes)
-            )
+            self._context.cache(registration, batch.nodes, batch.timestamp or now)
         _log.debug("device_sent_data", endpoint=registration.endpoint, batches=len(batches))
         self._context.emit(lambda listener: listener.on_send(registration, batches))
         self._queue_mode.after_uplink(registration)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, TypedDict, Unpack
 
 from meadowlark.lwm2m.path import LwM2mPath
 
@@ -107,6 +107,17 @@ INTERNAL_SERVER_ERROR = ResponseCode(5, 0)
 SERVICE_UNAVAILABLE = ResponseCode(5, 3)
 
 
+class RequestOptions(TypedDict, total=False):
+    """The ``DownlinkRequest`` fields ``for_path`` passes through."""
+
+    query: tuple[str, ...]
+    payload: bytes
+    content_format: int | None
+    accept: int | None
+    observe: int | None
+    confirmable: bool
+
+
 @dataclass(frozen=True, slots=True)
 class DownlinkRequest:
     """A request from the server to a device.
@@ -126,12 +137,16 @@ class DownlinkRequest:
 
     @classmethod
     def for_path(
-        cls, method: Method, path: LwM2mPath, root_path: str = "/", **options: object
+        cls,
+        method: Method,
+        path: LwM2mPath,
+        root_path: str = "/",
+        **options: Unpack[RequestOptions],
     ) -> DownlinkRequest:
         """A request to ``path`` under the device's root path (``/`` or e.g. ``/lwm2m``)."""
         root = tuple(segment for segment in root_path.split("/") if segment)
         segments = root + tuple(str(part) for part in path.ids)
-        return cls(method, segments, **options)  # type: ignore[arg-type]
+        return cls(method, segments, **options)
 
 
 @dataclass(frozen=True, slots=True)

@@ -94,7 +94,7 @@ def value_from_json(resource_type: ResourceType, stored: JsonScalar) -> Value:
         case ResourceType.OPAQUE:
             return base64.b64decode(str(stored))
         case ResourceType.TIME:
-            return time_from_epoch(float(stored))  # type: ignore[arg-type]
+            return time_from_epoch(float(stored))
         case ResourceType.OBJLNK:
             return ObjectLink.parse(str(stored))
     return stored

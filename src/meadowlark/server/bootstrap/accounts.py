@@ -7,6 +7,7 @@ pack (``pack_nodes``) returns them in a Bootstrap-Pack-Request answer.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 
@@ -16,6 +17,7 @@ from meadowlark.lwm2m.node import (
     ObjectInstance,
     ResourceType,
     SingleResource,
+    Value,
 )
 from meadowlark.lwm2m.path import LwM2mPath
 
@@ -69,7 +71,7 @@ class ServerAccount:
     secret_key: bytes = field(default=b"", repr=False)
 
     def security_instance(self, instance_id: int) -> ObjectInstance:
-        values: list[tuple[SecurityResource, ResourceType, object]] = [
+        values: list[tuple[SecurityResource, ResourceType, Value]] = [
             (SecurityResource.URI, ResourceType.STRING, self.uri),
             (SecurityResource.BOOTSTRAP_SERVER, ResourceType.BOOLEAN, False),
             (SecurityResource.SECURITY_MODE, ResourceType.INTEGER, int(self.security_mode)),
@@ -85,7 +87,7 @@ class ServerAccount:
         return _instance(instance_id, values)
 
     def server_instance(self, instance_id: int) -> ObjectInstance:
-        values: list[tuple[ServerResource, ResourceType, object]] = [
+        values: list[tuple[ServerResource, ResourceType, Value]] = [
             (ServerResource.SHORT_SERVER_ID, ResourceType.INTEGER, self.short_server_id),
             (ServerResource.LIFETIME, ResourceType.INTEGER, self.lifetime),
             (ServerResource.NOTIFICATION_STORING, ResourceType.BOOLEAN, self.notification_storing),
@@ -95,12 +97,9 @@ class ServerAccount:
 
 
 def _instance(
-    instance_id: int, values: list[tuple[IntEnum, ResourceType, object]]
+    instance_id: int, values: Sequence[tuple[IntEnum, ResourceType, Value]]
 ) -> ObjectInstance:
-    resources = {
-        int(rid): SingleResource(int(rid), rtype, value)  # type: ignore[arg-type]
-        for rid, rtype, value in values
-    }
+    resources = {int(rid): SingleResource(int(rid), rtype, value) for rid, rtype, value in values}
     return ObjectInstance(instance_id, resources)
 
 

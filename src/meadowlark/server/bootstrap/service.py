@@ -400,7 +400,8 @@ class _Session:
                 continue
             if path.object_id == SECURITY_OBJECT and path.is_object_instance:
                 if "ssid" not in link.params:
-                    bootstrap_instances.add(path.instance_id)  # type: ignore[arg-type]
+                    _, instance_id = path.ids
+                    bootstrap_instances.add(instance_id)
         self._event(Step.DISCOVER, True, "/", response, f"lwm2m={self._lwm2m_version or '?'}")
         return bootstrap_instances or {0}
 
