@@ -21,7 +21,8 @@ from meadowlark.server.transport import NOT_FOUND, Peer, UplinkResult
 _log = structlog.get_logger("meadowlark.bootstrap")
 
 
-class BootstrapSite(Resource, PathCapable):
+# aiocoap ships no type information: its classes are Any to mypy.
+class BootstrapSite(Resource, PathCapable):  # type: ignore[misc]
     """Routes Bootstrap-Request and Pack-Request to a ``BootstrapService``; never lets an
     error escape."""
 

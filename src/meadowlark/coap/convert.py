@@ -40,12 +40,12 @@ def peer_of(remote: object) -> Peer:
     if isinstance(remote, DtlsEndpointAddress):
         return Peer(remote.host, remote.port, "dtls", handle=remote, identity=remote.identity)
     connection_peer = getattr(remote, "lwm2m_peer", None)
-    if connection_peer is not None:
-        return connection_peer  # type: ignore[no-any-return]
+    if isinstance(connection_peer, Peer):
+        return connection_peer
     sockaddr = getattr(remote, "sockaddr", None)
     if sockaddr is None:
-        host, _, port = str(getattr(remote, "hostinfo", "")).rpartition(":")
-        return Peer(host.strip("[]"), int(port or 0), "udp", handle=remote, identity=None)
+        host_text, _, port_text = str(getattr(remote, "hostinfo", "")).rpartition(":")
+        return Peer(host_text.strip("[]"), int(port_text or 0), "udp", handle=remote, identity=None)
     host, port = sockaddr_address(sockaddr)
     return Peer(host, port, "udp", handle=remote, identity=None)
 

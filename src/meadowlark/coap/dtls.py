@@ -46,7 +46,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypedDict, TypeVar, cast
 
 import structlog
 from aiocoap import Context, Message, error, interfaces
@@ -86,16 +86,19 @@ _DATAGRAM_SIZE = 1280
 larger (a long certificate chain: then IP fragments it)."""
 _MAX_HANDSHAKE_STEPS = 64
 """A full handshake has about 20 steps; more from one datagram means something is off."""
+# python-mbedtls's stub declares the HandshakeStep members as ``int`` attributes; looked up
+# by name they keep their enum type.
 _HELLO_STATES = frozenset(
     {
-        tls.HandshakeStep.HELLO_REQUEST,
-        tls.HandshakeStep.CLIENT_HELLO,
-        tls.HandshakeStep.SERVER_HELLO,
-        tls.HandshakeStep.SERVER_HELLO_VERIFY_REQUEST_SENT,
+        tls.HandshakeStep["HELLO_REQUEST"],
+        tls.HandshakeStep["CLIENT_HELLO"],
+        tls.HandshakeStep["SERVER_HELLO"],
+        tls.HandshakeStep["SERVER_HELLO_VERIFY_REQUEST_SENT"],
     }
 )
 """The steps that parse a ClientHello and answer it with a HelloVerifyRequest (bad
 cookie) or a ServerHello (good cookie): cheap, no public-key cryptography."""
+_HANDSHAKE_OVER = tls.HandshakeStep["HANDSHAKE_OVER"]
 _MAX_THROTTLED_HOSTS = 65536
 
 
@@ -144,6 +147,15 @@ def pack_records(data: bytes, limit: int) -> list[bytes]:
 
 
 S = TypeVar("S")
+
+
+class SessionLimits(TypedDict):
+    """The bounds a ``SessionTable`` is built with."""
+
+    max_sessions: int
+    idle_timeout: float
+    handshake_timeout: float
+    handshakes_per_second: float
 
 
 class SessionTable(Generic[S]):
@@ -460,7 +472,7 @@ class _RecordingKeys(Mapping[str, bytes]):
         return len(self._keys)
 
 
-def server_ciphers() -> list[str]:
+def server_ciphers() -> tuple[str, ...]:
     """The suites offered, in the server's order of preference: plain PSK first (the
     cheapest; LwM2M's mandatory ``TLS_PSK_WITH_AES_128_CCM_8`` among them), then
     ECDHE-PSK, then ECDHE-ECDSA for certificates (LwM2M's ``..._AES_128_CCM_8`` too).
@@ -470,7 +482,7 @@ def server_ciphers() -> list[str]:
     """
     available = tls.ciphers_available()
     order = ("TLS-PSK-WITH-", "TLS-ECDHE-PSK-WITH-", "TLS-ECDHE-ECDSA-WITH-")
-    return [name for prefix in order for name in available if name.startswith(prefix)]
+    return tuple(name for prefix in order for name in available if name.startswith(prefix))
 
 
 def _server_context(credentials: DtlsCredentials, keys: _RecordingKeys) -> tls.ServerContext:
@@ -499,7 +511,8 @@ def _server_context(credentials: DtlsCredentials, keys: _RecordingKeys) -> tls.S
 # --- aiocoap glue --------------------------------------------------------------------------
 
 
-class DtlsEndpointAddress(interfaces.EndpointAddress):
+# aiocoap ships no type information: its classes are Any to mypy.
+class DtlsEndpointAddress(interfaces.EndpointAddress):  # type: ignore[misc]
     """The remote of messages on one authenticated session: an address and the identity.
 
     Equal for the same address and identity, so a device that re-handshakes from the
@@ -545,7 +558,8 @@ class DtlsEndpointAddress(interfaces.EndpointAddress):
 
     @property
     def hostinfo(self) -> str:
-        return hostportjoin(self.host, self.port)
+        joined: str = hostportjoin(self.host, self.port)
+        return joined
 
     @property
     def hostinfo_local(self) -> str:
@@ -571,8 +585,11 @@ class DtlsEndpointAddress(interfaces.EndpointAddress):
         self.interface.send_plaintext(self, data)
 
 
+# aiocoap ships no type information: its classes are Any to mypy.
 class DtlsMessageInterface(
-    LeanRegistrations, interfaces.MessageInterface, asyncio.DatagramProtocol
+    LeanRegistrations,
+    interfaces.MessageInterface,  # type: ignore[misc]
+    asyncio.DatagramProtocol,
 ):
     """aiocoap message interface over the DTLS sessions of one UDP socket; Register,
     Update and De-register skip aiocoap as on plain UDP (``LeanRegistrations``)."""
@@ -612,7 +629,8 @@ class DtlsMessageInterface(
     # --- asyncio -------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        # A datagram endpoint's protocol: asyncio hands it the DatagramTransport.
+        self.transport = cast(asyncio.DatagramTransport, transport)
         sockname = transport.get_extra_info("sockname")
         self.hostinfo_local = hostportjoin(_printable_host(sockname[0]), sockname[1])
         self._schedule_sweep()
@@ -793,7 +811,7 @@ class DtlsMessageInterface(
             return False
         finally:
             self._keys.session = None
-        if buffer._handshake_state is not tls.HandshakeStep.HANDSHAKE_OVER:
+        if buffer._handshake_state is not _HANDSHAKE_OVER:
             return True
         self._flush(buffer, address)
         if not self._establish(session):
@@ -1001,7 +1019,7 @@ class DtlsServer:
         self._max_payload = max_payload
         self._credentials = credentials
         self._bind = (host, port)
-        self._limits = dict(
+        self._limits = SessionLimits(
             max_sessions=max_sessions,
             idle_timeout=idle_timeout,
             handshake_timeout=handshake_timeout,
@@ -1021,7 +1039,7 @@ class DtlsServer:
         interface = DtlsMessageInterface(
             messages,
             self._credentials,
-            SessionTable(**self._limits),  # type: ignore[arg-type]
+            SessionTable(**self._limits),
             self._handler,
             max_payload=self._max_payload,
             traffic=self._traffic,

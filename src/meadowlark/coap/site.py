@@ -24,7 +24,8 @@ OCTET_STREAM = 42
 """Content-Format of firmware images (application/octet-stream)."""
 
 
-class Lwm2mSite(Resource, PathCapable):
+# aiocoap ships no type information: its classes are Any to mypy.
+class Lwm2mSite(Resource, PathCapable):  # type: ignore[misc]
     """Routes device requests to an ``UplinkHandler``; never lets an error escape."""
 
     def __init__(

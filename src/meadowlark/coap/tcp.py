@@ -75,14 +75,16 @@ _BLOCK_OVERHEAD = 128
 """Bytes beyond the largest payload that a message's token and options may take."""
 
 
-class ConnectionClosed(error.NetworkError):
+# aiocoap ships no type information: its classes are Any to mypy.
+class ConnectionClosed(error.NetworkError):  # type: ignore[misc]
     """The device's TCP/TLS connection closed: what was sent over it gets no answer."""
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else "the device's connection closed"
 
 
-class Lwm2mTcpConnection(TcpConnection):
+# aiocoap ships no type information: its classes are Any to mypy.
+class Lwm2mTcpConnection(TcpConnection):  # type: ignore[misc]
     """One device connection (aiocoap's, with the limits of the module docstring)."""
 
     _owner: Lwm2mTcpServer
@@ -103,7 +105,7 @@ class Lwm2mTcpConnection(TcpConnection):
 
     # --- the block size the site and downlinks use --------------------------------------
 
-    @property  # type: ignore[override]
+    @property
     def maximum_block_size_exp(self) -> int:
         """The server's block size, smaller if the device's CSM announced a
         Max-Message-Size that a block of it (with its header) would exceed."""
@@ -117,7 +119,7 @@ class Lwm2mTcpConnection(TcpConnection):
     def maximum_block_size_exp(self, value: int) -> None:
         self._block_size_cap = value
 
-    @property  # type: ignore[override]
+    @property
     def maximum_payload_size(self) -> int:
         """Larger payloads go block-wise: above one block (no BERT)."""
         return 16 << self.maximum_block_size_exp
@@ -136,7 +138,7 @@ class Lwm2mTcpConnection(TcpConnection):
     def _send_initial_csm(self) -> None:
         """Our Max-Message-Size, and no Block-Wise-Transfer option: no BERT."""
         csm = Message(code=CSM)
-        size = optiontypes.UintOption(_MAX_MESSAGE_SIZE_OPTION, self._my_max_message_size)  # type: ignore[arg-type]
+        size = optiontypes.UintOption(_MAX_MESSAGE_SIZE_OPTION, self._my_max_message_size)
         csm.opt.add_option(size)
         self._send_message(csm)
 
@@ -183,7 +185,7 @@ class Lwm2mTcpConnection(TcpConnection):
         _log.debug("tcp_connection_aborted", peer=str(self.lwm2m_peer), reason=errormessage)
         abort = Message(code=ABORT, payload=(errormessage or "").encode())
         if bad_csm_option is not None:
-            abort.opt.add_option(optiontypes.UintOption(2, bad_csm_option))  # type: ignore[arg-type]
+            abort.opt.add_option(optiontypes.UintOption(2, bad_csm_option))
         self._abort_with(abort)
 
     def _abort_with(self, abort_msg: Message) -> None:
@@ -318,7 +320,8 @@ class Lwm2mTcpConnection(TcpConnection):
             self._pings.pop(token, None)
 
 
-class Lwm2mTcpServer(TCPServer):
+# aiocoap ships no type information: its classes are Any to mypy.
+class Lwm2mTcpServer(TCPServer):  # type: ignore[misc]
     """aiocoap's TCP (or, with an ``ssl.SSLContext``, TLS) server on our own socket."""
 
     _scheme = "coap+tcp"

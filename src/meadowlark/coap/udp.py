@@ -274,7 +274,8 @@ class LeanRegistrations(abc.ABC):
         self._sendto(reply, address, via)
 
 
-class Lwm2mUdpInterface(LeanRegistrations, MessageInterfaceUDP6):
+# aiocoap ships no type information: its classes are Any to mypy.
+class Lwm2mUdpInterface(LeanRegistrations, MessageInterfaceUDP6):  # type: ignore[misc]
     """aiocoap's UDP6 message interface with the hot path above (see module docstring).
 
     Set ``handler`` (and optionally ``traffic``, ``max_payload``, ``block_size_exp``)
