@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import typer
+from pydantic import SecretStr
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -186,7 +187,9 @@ async def _check_clock(connection: AsyncConnection, report: Report) -> None:
 
 def _check_secret_keys(settings: Settings, report: Report) -> None:
     if settings.secret_key is not None:
-        _check_configured_key("secret key", "MEADOWLARK_SECRET_KEY", settings, report)
+        _check_configured_key(
+            "secret key", "MEADOWLARK_SECRET_KEY", settings.secret_key, settings.dev, report
+        )
     else:
         key_file = settings.data_dir / "secret_key"
         if not key_file.exists():
@@ -200,16 +203,18 @@ def _check_secret_keys(settings: Settings, report: Report) -> None:
         else:
             report.line("secret key", f"generated, in {key_file}")
     if settings.psk_key is not None:
-        _check_configured_key("PSK key", "MEADOWLARK_PSK_KEY", settings, report)
+        _check_configured_key(
+            "PSK key", "MEADOWLARK_PSK_KEY", settings.psk_key, settings.dev, report
+        )
 
 
-def _check_configured_key(label: str, variable: str, settings: Settings, report: Report) -> None:
-    secret = settings.secret_key if variable == "MEADOWLARK_SECRET_KEY" else settings.psk_key
-    assert secret is not None
+def _check_configured_key(
+    label: str, variable: str, secret: SecretStr, dev: bool, report: Report
+) -> None:
     length = len(secret.get_secret_value())
     if length >= MIN_SECRET_LENGTH:
         report.line(label, f"configured ({variable}, {length} characters)")
-    elif settings.dev:
+    elif dev:
         report.warning(label, f"{variable} is only {length} characters (dev mode)")
     else:
         report.error(

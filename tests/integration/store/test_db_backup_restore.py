@@ -254,3 +254,24 @@ def test_restore_refuses_what_is_not_our_backup(tmp_path):
     assert result.exit_code == 1
     assert "migrated by a newer Meadowlark (revision 0099_future)" in result.stderr
     assert not (tmp_path / "data" / "meadowlark.db").exists()
+
+
+def test_an_older_backup_is_migrated_to_head_after_restore(tmp_path):
+    from alembic import command
+
+    from meadowlark.config import Settings
+    from meadowlark.store.migrate import alembic_config, head_revision
+
+    old = {"MEADOWLARK_DATA_DIR": str(tmp_path / "old"), "MEADOWLARK_SECRET_KEY": SECRET}
+    url = Settings(data_dir=tmp_path / "old").resolved_database_url
+    command.upgrade(alembic_config(url), "0014")
+    backup_file = tmp_path / "old.backup"
+    done = cli(old, "db", "backup", str(backup_file))
+    assert done.exit_code == 0 and "(schema 0014)" in done.stdout, done.output
+
+    new = {"MEADOWLARK_DATA_DIR": str(tmp_path / "new"), "MEADOWLARK_SECRET_KEY": SECRET}
+    restored = cli(new, "db", "restore", str(backup_file))
+    assert restored.exit_code == 0, restored.output
+    assert f"migrated from 0014 to {head_revision()}" in restored.stdout
+    doctor = cli(new, "doctor")
+    assert f"at head ({head_revision()})" in doctor.stdout
