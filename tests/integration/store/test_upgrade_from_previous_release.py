@@ -16,9 +16,12 @@ import asyncio
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
+import tempfile
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,6 +39,11 @@ from meadowlark.store.migrate import alembic_config, head_revision
 PREVIOUS_RELEASE_REVISION = "0015"
 """Schema of the previous tagged release (no git tags yet: 0015 is the last revision of
 the release before this session's work)."""
+PREVIOUS_RELEASE_DUMP = Path(__file__).with_name("previous_release.sql")
+"""SQLite dump (``iterdump``) of a database the previous release made, with the rows of
+``_insert_previous_release_rows``. Regenerate it when bumping the revision, with the
+release's code checked out (``PYTHONPATH=src:tests``):
+``python tests/integration/store/test_upgrade_from_previous_release.py``."""
 
 API = "/api/coiotedm/v3"
 DOMAIN = "/root/legacy/"
@@ -191,6 +199,30 @@ def _revision(url: str) -> str:
 
 
 def test_the_previous_release_schema_is_upgraded_and_read(previous_release, serve):
+    upgrade_and_read(previous_release, serve)
+
+
+@pytest.fixture
+def committed_previous_release(tmp_path, settings_for):
+    """An SQLite installation loaded from the committed dump of the previous release."""
+    settings = settings_for(tmp_path / "committed")
+    settings.data_dir.mkdir()
+    with sqlite3.connect(settings.data_dir / "meadowlark.db") as connection:
+        connection.executescript(PREVIOUS_RELEASE_DUMP.read_text(encoding="utf-8"))
+    return settings
+
+
+def test_the_committed_previous_release_database_is_upgraded_and_read(
+    committed_previous_release, serve
+):
+    """The same rows, but in the schema exactly as the release created it: an edit to an
+    old migration cannot make this database look like what the code expects."""
+    upgrade_and_read(committed_previous_release, serve)
+
+
+def upgrade_and_read(previous_release, serve) -> None:
+    """``db upgrade`` takes the previous release's database to head, and the server
+    reads every row ``_insert_previous_release_rows`` wrote."""
     url = previous_release.resolved_database_url
     assert _revision(url) == PREVIOUS_RELEASE_REVISION
     upgraded = CliRunner().invoke(app, ["db", "upgrade"], env=_env(previous_release))
@@ -279,3 +311,21 @@ def test_there_is_no_downgrade_command():
     assert result.exit_code == 0
     assert "downgrade" not in result.stdout and "upgrade" in result.stdout
     assert CliRunner().invoke(app, ["db", "downgrade", "0014"]).exit_code == 2
+
+
+def write_previous_release_dump() -> None:
+    """Build the previous release's database as the tests do and dump it as SQL."""
+    from conftest import make_settings
+
+    with tempfile.TemporaryDirectory() as folder:
+        settings = make_settings(Path(folder))
+        url = settings.resolved_database_url
+        command.upgrade(alembic_config(url), PREVIOUS_RELEASE_REVISION)
+        asyncio.run(_insert_previous_release_rows(url, SecretBox.for_psks(settings)))
+        with sqlite3.connect(Path(folder) / "meadowlark.db") as connection:
+            dump = "\n".join(connection.iterdump())
+    PREVIOUS_RELEASE_DUMP.write_text(dump + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    write_previous_release_dump()
