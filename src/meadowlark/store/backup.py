@@ -56,11 +56,12 @@ def backup(url: str, target: Path) -> str:
     once the backup is complete); the database's schema revision."""
     partial = target.with_name(f".{target.name}.partial")
     try:
-        if is_sqlite(url):
-            revision = _backup_sqlite(_sqlite_path(url), partial)
-        else:
-            revision = _backup_postgres(make_url(url), partial)
-        os.replace(partial, target)
+        with _reported("back up the database"):
+            if is_sqlite(url):
+                revision = _backup_sqlite(_sqlite_path(url), partial)
+            else:
+                revision = _backup_postgres(make_url(url), partial)
+            os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)
     return revision
@@ -84,9 +85,23 @@ def restore(url: str, source: Path, *, force: bool = False) -> str:
             f"{source} is not a Meadowlark backup for this database (expected {kind}, "
             f"as `meadowlark db backup` writes for {make_url(url).get_backend_name()})"
         )
-    if sqlite:
-        return _restore_sqlite(source, _sqlite_path(url), force=force)
-    return _restore_postgres(source, make_url(url), force=force)
+    with _reported("restore the database"):
+        if sqlite:
+            return _restore_sqlite(source, _sqlite_path(url), force=force)
+        return _restore_postgres(source, make_url(url), force=force)
+
+
+@contextlib.contextmanager
+def _reported(action: str) -> Iterator[None]:
+    """Errors of the file system and the database drivers become a ``BackupError``."""
+    try:
+        yield
+    except (OSError, sqlite3.Error) as exc:
+        raise BackupError(f"cannot {action}: {exc}") from exc
+    except Exception as exc:
+        if type(exc).__module__.startswith("psycopg"):
+            raise BackupError(f"cannot {action}: {exc}".strip()) from exc
+        raise
 
 
 def _check_revision(revision: str | None, source: Path) -> str:
