@@ -279,12 +279,13 @@ REFUSAL = (
 )
 
 
-def test_db_upgrade_and_doctor_refuse_a_newer_database(newer_database):
+def test_db_upgrade_doctor_and_other_commands_refuse_a_newer_database(newer_database):
     env = {**_env(newer_database), **FREE_PORTS}
-    upgrade = CliRunner().invoke(app, ["db", "upgrade"], env=env)
-    assert upgrade.exit_code == 1
-    assert upgrade.stderr.strip().splitlines()[-1] == f"error: {REFUSAL}"
-    assert isinstance(upgrade.exception, SystemExit)  # a message, not a traceback
+    for command_line in (["db", "upgrade"], ["user", "list"], ["devices", "list"]):
+        result = CliRunner().invoke(app, command_line, env=env)
+        assert result.exit_code == 1, (command_line, result.output)
+        assert result.stderr.strip().splitlines()[-1] == f"error: {REFUSAL}", command_line
+        assert isinstance(result.exception, SystemExit)  # a message, not a traceback
     doctor = CliRunner().invoke(app, ["doctor"], env=env)
     assert doctor.exit_code == 1 and "revision 0999" in doctor.stdout
     assert "downgrades are not supported" in doctor.stdout
