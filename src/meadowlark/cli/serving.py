@@ -43,7 +43,8 @@ def print_banner(settings: Settings) -> None:
 
 async def prepare_store(runtime: Runtime) -> None:
     """``runtime.prepare_store()``, printing a generated administrator password once; a
-    database of a newer Meadowlark is a one-line error and exit code 1."""
+    database of a newer Meadowlark is a one-line error and exit code 1 (the runtime is
+    closed first: ``serve`` has nothing else that would close it)."""
     try:
         generated = await runtime.prepare_store()
     except SchemaTooNew as exc:
