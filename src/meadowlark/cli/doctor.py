@@ -250,8 +250,14 @@ def _check_device_security(settings: Settings, report: Report, database: Databas
         report.error("PSK sealing", state)
     labels = ("device PSKs", "bootstrap PSKs")
     schema = database.schema
-    if not database.reachable or schema is None or not schema.known or schema.revision is None:
-        why = "database unreachable" if not database.reachable else "schema not usable"
+    why = None
+    if not database.reachable or schema is None:
+        why = "database unreachable"
+    elif schema.revision is None:
+        why = "no schema yet"
+    elif not schema.known:
+        why = "schema of a newer Meadowlark"
+    if why is not None:
         for label in labels:
             report.line(label, f"not checked ({why})")
         return
