@@ -23,7 +23,7 @@ import typer
 from sqlalchemy import or_, select
 
 from meadowlark.auth.principal import Principal
-from meadowlark.cli.serving import print_admin_password
+from meadowlark.cli.serving import prepare_store
 from meadowlark.cluster.feeds import BATCH
 from meadowlark.cluster.node import ClusterNode, new_node_id
 from meadowlark.cluster.signals import LocalSignals
@@ -65,9 +65,7 @@ def _run(work: Callable[[Runtime], Awaitable[T]]) -> T:
     async def main() -> T:
         runtime = Runtime.from_settings(settings)
         try:
-            generated = await runtime.prepare_store()
-            if generated:
-                print_admin_password(generated)
+            await prepare_store(runtime)
             return await work(runtime)
         finally:
             await runtime.close()

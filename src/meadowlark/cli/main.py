@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import os
-import secrets
 import socket
 import sys
 from collections.abc import Awaitable, Callable
@@ -14,14 +12,15 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from meadowlark import __version__
 from meadowlark.auth import permissions as catalog
 from meadowlark.auth.principal import Principal
-from meadowlark.certificates import check_server_credentials, server_credentials
+from meadowlark.cli.db import db_app
 from meadowlark.cli.devices import devices_app
-from meadowlark.cli.serving import prepare, print_admin_password, print_banner, safe_url, serve_node
+from meadowlark.cli.doctor import doctor
+from meadowlark.cli.serving import prepare, print_admin_password, print_banner, serve_node
 from meadowlark.cli.simulate import simulate
 from meadowlark.cli.supervisor import (
     Supervisor,
@@ -34,16 +33,12 @@ from meadowlark.cluster.wiring import signals_kind
 from meadowlark.config import HostPort, Settings
 from meadowlark.connectivity.things import ImportReport, parse_import_csv
 from meadowlark.core.domains import get_domain, normalize_domain_id
-from meadowlark.core.secret_box import SealError, SecretBox
 from meadowlark.core.users import NewUser, UserChanges
 from meadowlark.logging import configure_logging
 from meadowlark.runtime import Runtime
-from meadowlark.store.db import Database
 from meadowlark.store.models import User
-from meadowlark.store.psk_keyring import BOOTSTRAP_PSKS, DEVICE_PSKS, PskSource, check_stored_psks
 
 app = typer.Typer(help="Meadowlark LwM2M device management server.", no_args_is_help=True)
-db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 user_app = typer.Typer(help="User accounts.", no_args_is_help=True)
 things_app = typer.Typer(help="SIM cards (console Things).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
@@ -51,6 +46,7 @@ app.add_typer(user_app, name="user")
 app.add_typer(things_app, name="things")
 app.add_typer(devices_app, name="devices")
 app.command()(simulate)
+app.command()(doctor)
 
 T = TypeVar("T")
 SYSTEM = Principal(
@@ -208,16 +204,6 @@ def serve(
     raise typer.Exit(Supervisor(count, http_socket, env).run())
 
 
-@db_app.command("upgrade")
-def db_upgrade() -> None:
-    """Apply all migrations (creates the store and first administrator if missing)."""
-
-    async def done(runtime: Runtime) -> None:
-        typer.echo(f"database at head: {safe_url(runtime.settings.resolved_database_url)}")
-
-    _run(done)
-
-
 @user_app.command("create")
 def user_create(
     login: str,
@@ -362,130 +348,6 @@ def token(
     typer.echo(_run(issue))
 
 
-@app.command()
-def doctor() -> None:
-    """Show the configuration and which optional parts work."""
-    settings = _settings()
-    ok, problems = "ok", 0
-    typer.echo(f"meadowlark {__version__}")
-    typer.echo(f"data dir        {settings.data_dir.resolve()}")
-    typer.echo(f"database        {safe_url(settings.resolved_database_url)}")
-    typer.echo(f"REST            {settings.http}")
-    typer.echo(f"CoAP            {settings.coap}")
-    typer.echo(f"token lifetime  {settings.token_lifetime} s")
-    typer.echo(f"sign-up         {'on' if settings.signup else 'off'}")
-    typer.echo(
-        f"secret key      {'configured' if settings.secret_key else 'generated in data dir'}"
-    )
-    typer.echo(f"token exchange  {settings.token_exchange.issuer or 'off'}")
-    present = importlib.util.find_spec("psycopg") is not None
-    typer.echo(f"{'PostgreSQL driver (psycopg)':28} {'available' if present else 'not installed'}")
-
-    async def check_db() -> str:
-        runtime = Runtime.from_settings(settings)
-        try:
-            async with runtime.db.session() as session:
-                await session.execute(text("SELECT 1"))
-            return ok
-        except Exception as exc:  # report, don't crash: this is a diagnostic
-            return f"unreachable ({type(exc).__name__}: {exc})"
-        finally:
-            await runtime.close()
-
-    database_state = asyncio.run(check_db())
-    problems += database_state != ok
-    typer.echo(f"database        {database_state}")
-    problems += _check_device_security(settings, database_reachable=database_state == ok)
-    for label, address, kind in (
-        ("REST port", settings.http, socket.SOCK_STREAM),
-        ("CoAP port", settings.coap, socket.SOCK_DGRAM),
-        ("CoAP/TCP port", settings.coap_tcp, socket.SOCK_STREAM),
-        ("CoAP/TLS port", settings.coap_tls, socket.SOCK_STREAM),
-        ("DTLS port", settings.coaps, socket.SOCK_DGRAM),
-        ("Bootstrap port", settings.bootstrap, socket.SOCK_DGRAM),
-        ("Bootstrap DTLS", settings.bootstrap_dtls, socket.SOCK_DGRAM),
-    ):
-        state = "off" if address is None else _bindable(address.host, address.port, kind)
-        problems += state not in (ok, "off")
-        typer.echo(f"{label:15} {state}")
-    problems += _report_certificates(settings)
-    if os.environ.get("MEADOWLARK_DEV", "").lower() in ("1", "true"):
-        typer.echo("dev mode        ON (placeholder secrets allowed)")
-    raise typer.Exit(1 if problems else 0)
-
-
-def _report_certificates(settings: Settings) -> int:
-    """Print the state of the DTLS/TLS certificate material; return how many problems."""
-    generated = settings.tls.certificate is None
-    if generated and not (settings.data_dir / "tls" / "server.pem").exists():
-        typer.echo("certificate     self-signed, generated on first start")
-        return 0
-    credentials = server_credentials(settings)
-    problems = check_server_credentials(credentials)
-    origin = "self-signed (data dir)" if generated else str(credentials.certificate)
-    typer.echo(f"certificate     {origin}: {'ok' if not problems else problems[0]}")
-    for problem in problems[1:]:
-        typer.echo(f"                {problem}")
-    if credentials.ca_bundle is None:
-        typer.echo("client CAs      none (X.509 devices cannot authenticate)")
-    return len(problems)
-
-
-def _check_device_security(settings: Settings, *, database_reachable: bool) -> int:
-    """Doctor lines on secured device transports; the number of problems found.
-
-    The DTLS library, and whether stored device PSKs open with the configured key: a
-    changed MEADOWLARK_SECRET_KEY (or MEADOWLARK_PSK_KEY) would otherwise lock those
-    devices out without a word."""
-    problems = 0
-    try:
-        import mbedtls.version
-
-        dtls = f"python-mbedtls {mbedtls.__version__} ({mbedtls.version.version})"
-    except ImportError:
-        dtls = "not installed (python-mbedtls: the mbedtls module)"
-    typer.echo(f"{'DTLS (python-mbedtls)':28} {dtls}")
-
-    source = "MEADOWLARK_PSK_KEY" if settings.psk_key is not None else "the secret key"
-    box = SecretBox.for_psks(settings)
-    probe = secrets.token_bytes(16)
-    try:
-        sealing = "ok" if box.open(box.seal(probe, "doctor"), "doctor") == probe else "failed"
-    except SealError:
-        sealing = "failed"
-    problems += sealing != "ok"
-    typer.echo(f"PSK sealing     {sealing} (AES-256-GCM, key derived from {source})")
-    labels = ("device PSKs    ", "bootstrap PSKs ")
-    if not database_reachable:
-        for label in labels:
-            typer.echo(f"{label} not checked (database unreachable)")
-        return problems
-
-    async def count(source: PskSource) -> str:
-        db = Database(settings.resolved_database_url)
-        try:
-            health = await check_stored_psks(db, box, source)
-        except Exception as exc:  # report, don't crash: e.g. a store not migrated yet
-            return f"not checked ({type(exc).__name__}; has `meadowlark db upgrade` run?)"
-        finally:
-            await db.dispose()
-        if not health.unreadable:
-            return f"{health.stored} stored, all open with the current key"
-        shown = ", ".join(health.unreadable[:5])
-        more = ", ..." if len(health.unreadable) > 5 else ""
-        return (
-            f"{len(health.unreadable)} of {health.stored} do NOT open with the current key "
-            f"(wrong MEADOWLARK_SECRET_KEY / MEADOWLARK_PSK_KEY?); those devices cannot "
-            f"authenticate: {shown}{more}"
-        )
-
-    for label, source in zip(labels, (DEVICE_PSKS, BOOTSTRAP_PSKS), strict=True):
-        state = asyncio.run(count(source))
-        problems += "NOT open" in state
-        typer.echo(f"{label} {state}")
-    return problems
-
-
 def _stream_address(address: HostPort | None) -> str:
     """``off``, or ``address`` with a concrete port if it was 0 (every worker binds the
     same TCP port)."""
@@ -498,16 +360,6 @@ def _stream_address(address: HostPort | None) -> str:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         probe.bind((address.host, 0))
         return str(HostPort(host=address.host, port=probe.getsockname()[1]))
-
-
-def _bindable(host: str, port: int, kind: int) -> str:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    try:
-        with socket.socket(family, kind) as probe:
-            probe.bind((host, port))
-        return "ok"
-    except OSError as exc:
-        return f"cannot bind {host}:{port} ({exc.strerror})"
 
 
 @app.command()

@@ -12,6 +12,7 @@ import typer
 from meadowlark import __version__
 from meadowlark.config import Settings
 from meadowlark.runtime import Runtime
+from meadowlark.store.migrate import SchemaTooNew
 
 
 def print_admin_password(password: str) -> None:
@@ -40,14 +41,26 @@ def print_banner(settings: Settings) -> None:
     )
 
 
+async def prepare_store(runtime: Runtime) -> None:
+    """``runtime.prepare_store()``, printing a generated administrator password once; a
+    database of a newer Meadowlark is a one-line error and exit code 1 (the runtime is
+    closed first: ``serve`` has nothing else that would close it)."""
+    try:
+        generated = await runtime.prepare_store()
+    except SchemaTooNew as exc:
+        await runtime.close()
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(1) from exc
+    if generated:
+        print_admin_password(generated)
+
+
 async def prepare(settings: Settings) -> None:
     """Migrate the store and create the first administrator (printing a generated
     password once), before any worker starts."""
     runtime = Runtime.from_settings(settings)
     try:
-        generated = await runtime.prepare_store()
-        if generated:
-            print_admin_password(generated)
+        await prepare_store(runtime)
     finally:
         await runtime.close()
     secure = (settings.coap_tls, settings.coaps, settings.bootstrap_dtls)
@@ -89,9 +102,7 @@ def serve_node(
 
     async def main() -> None:
         runtime = Runtime.from_settings(settings)
-        generated = await runtime.prepare_store()
-        if generated:
-            print_admin_password(generated)
+        await prepare_store(runtime)
         if not worker:
             print_banner(settings)
         lwm2m = settings.lwm2m
