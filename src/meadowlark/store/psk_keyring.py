@@ -57,7 +57,7 @@ class PskSource:
     context_prefix: str = ""
     """A key of row ``id`` is sealed for ``context_prefix + id`` (``SecretBox`` context):
     a key copied from one table to the other does not open there."""
-    rows: Select[Any] = field(init=False, repr=False, compare=False)
+    rows: Select = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         columns = self.table.c
