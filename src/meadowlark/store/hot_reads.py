@@ -33,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, bindparam, func
+from sqlalchemy import ColumnElement, ColumnExpressionArgument, Select, bindparam, func
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -42,7 +42,7 @@ Row = Any
 _Processor = Callable[[Any], Any] | None
 
 
-def starts_with(column: ColumnElement[str], name: str) -> ColumnElement[bool]:
+def starts_with(column: ColumnExpressionArgument[str], name: str) -> ColumnElement[bool]:
     """``column`` starts with the parameter ``name`` (a string), which ``prefix_values``
     binds. Unlike ``LIKE ?``, which SQLite prepares again for every new pattern on an
     indexed column, this costs nothing over the row read itself."""
