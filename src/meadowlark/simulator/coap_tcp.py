@@ -110,7 +110,7 @@ class StreamCoapEndpoint(asyncio.Protocol, BlockwiseTransfers):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
         csm = Message(code=CSM)
-        csm.opt.add_option(optiontypes.UintOption(2, MAX_MESSAGE_SIZE))  # type: ignore[arg-type]
+        csm.opt.add_option(optiontypes.UintOption(2, MAX_MESSAGE_SIZE))
         self._send(csm)
 
     def connection_lost(self, exc: Exception | None) -> None:
