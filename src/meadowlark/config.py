@@ -318,19 +318,19 @@ class Settings(BaseSettings):
         validate_default=True,
     )
 
-    http: Annotated[HostPort, NoDecode, Field(default="127.0.0.1:8087")]
+    http: Annotated[HostPort, NoDecode] = HostPort.parse("127.0.0.1:8087")
     """Address of the REST server."""
-    coap: Annotated[HostPort, NoDecode, Field(default="0.0.0.0:5683")]  # noqa: S104 - devices connect from anywhere
+    coap: Annotated[HostPort, NoDecode] = HostPort.parse("0.0.0.0:5683")  # noqa: S104 - devices connect from anywhere
     """Address of the CoAP (LwM2M) server."""
-    coaps: Annotated[HostPort | None, NoDecode, Field(default="0.0.0.0:5684")]  # noqa: S104 - devices connect from anywhere
+    coaps: Annotated[HostPort | None, NoDecode] = HostPort.parse("0.0.0.0:5684")  # noqa: S104 - devices connect from anywhere
     """Address of the DTLS (``coaps://``) LwM2M server; ``off`` disables it."""
-    coap_tcp: Annotated[HostPort | None, NoDecode, Field(default="0.0.0.0:5683")]  # noqa: S104
+    coap_tcp: Annotated[HostPort | None, NoDecode] = HostPort.parse("0.0.0.0:5683")  # noqa: S104
     """Address of CoAP over TCP (RFC 8323, LwM2M binding ``T``); ``off`` disables it."""
-    coap_tls: Annotated[HostPort | None, NoDecode, Field(default="0.0.0.0:5684")]  # noqa: S104
+    coap_tls: Annotated[HostPort | None, NoDecode] = HostPort.parse("0.0.0.0:5684")  # noqa: S104
     """Address of CoAP over TLS (certificates: ``tls``); ``off`` disables it."""
-    bootstrap: Annotated[HostPort | None, NoDecode, Field(default="0.0.0.0:5783")]  # noqa: S104 - devices connect from anywhere
+    bootstrap: Annotated[HostPort | None, NoDecode] = HostPort.parse("0.0.0.0:5783")  # noqa: S104 - devices connect from anywhere
     """Address of the LwM2M Bootstrap server (plain CoAP); ``off`` disables it."""
-    bootstrap_dtls: Annotated[HostPort | None, NoDecode, Field(default="0.0.0.0:5784")]  # noqa: S104 - devices connect from anywhere
+    bootstrap_dtls: Annotated[HostPort | None, NoDecode] = HostPort.parse("0.0.0.0:5784")  # noqa: S104 - devices connect from anywhere
     """Address of the LwM2M Bootstrap server over DTLS (``coaps://``; bootstrap accounts
     with a PSK); ``off`` disables it."""
     data_dir: Path = Path("./meadowlark-data")

@@ -198,7 +198,7 @@ class Runtime:
         )
         firmware = FirmwareUpdates(db, lwm2m, firmware_images)
         lwm2m.add_listener(firmware)
-        firmware.on_updated = partial(handler_outbox.lifecycle, "deviceUpdatedViaFota")
+        firmware.on_firmware_updated = partial(handler_outbox.lifecycle, "deviceUpdatedViaFota")
         task_settings = settings.tasks
         callbacks = CallbackSender(
             db,

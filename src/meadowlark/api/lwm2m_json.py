@@ -238,8 +238,8 @@ def _node(
     if unknown:
         raise NodeJsonError(f"{path}: unexpected key(s) {sorted(unknown)} in a {kind} node")
     if kind == OBJECT:
-        instances = _children(data, "instances", path, models, opaque)
-        return LwM2mObject(path.ids[0], {i.id: _instance(i) for i in instances})
+        instance_nodes = _children(data, "instances", path, models, opaque)
+        return LwM2mObject(path.ids[0], {i.id: _instance(i) for i in instance_nodes})
     if kind == INSTANCE:
         resources = _children(data, "resources", path, models, opaque)
         return ObjectInstance(path.ids[1], {r.id: _resource(r) for r in resources})

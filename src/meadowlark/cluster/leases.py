@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import zlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,7 +25,7 @@ from meadowlark.store.db import Database
 
 _log = structlog.get_logger("meadowlark.cluster")
 
-Duty = Callable[[], Awaitable[None]]
+Duty = Callable[[], Coroutine[Any, Any, None]]
 """Runs while the lease is held; cancelled when it is lost or the node stops."""
 
 

@@ -306,7 +306,7 @@ _REGISTRATION_COLUMNS = (
 )
 
 
-def _registered() -> Select[Any]:
+def _registered() -> Select:
     """Registered devices (their registration columns) with the node holding each."""
     return select(*_REGISTRATION_COLUMNS, RegistrationOwner.node_id).join(
         RegistrationOwner,
@@ -321,7 +321,7 @@ _HELD_ELSEWHERE = _registered().where(RegistrationOwner.node_id != bindparam("no
 """Registrations held by other nodes (a hot read: every clients list on every node)."""
 
 
-def _by_registration_id(registration_id: str) -> Select[Any]:
+def _by_registration_id(registration_id: str) -> Select:
     return _registered().where(RegistrationOwner.registration_id == registration_id)
 
 

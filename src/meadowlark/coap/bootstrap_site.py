@@ -88,3 +88,6 @@ class NoRegistrations:
 
     async def on_send(self, peer: Peer, payload: bytes, content_format: int | None) -> UplinkResult:
         return UplinkResult(NOT_FOUND)
+
+    def on_peer_closed(self, peer: Peer) -> None:
+        """No device registers here, so none becomes unreachable."""

@@ -37,7 +37,7 @@ async def add_usage(
     """Add counters to the usage rows of ``day`` (Thing id -> column -> amount)."""
     if not usage:
         return
-    dialect = postgresql if session.bind.dialect.name == "postgresql" else sqlite
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     rows = [
         {"thing_id": thing_id, "day": day, **{c: counts.get(c, 0) for c in USAGE_COLUMNS}}
         for thing_id, counts in usage.items()
@@ -116,18 +116,17 @@ class ActivityRecorder:
             events, self._events = self._events, []
             audit, self._audit = self._audit, []
             for thing_id, counts in usage.items():
-                events.append(
-                    cdr.event_row(
-                        cdr.DataType.USAGE,
-                        domain_id=domains[thing_id],
-                        thing_id=thing_id,
-                        message=(
-                            f"in {counts['bytes_in']} B / {counts['messages_in']} messages, "
-                            f"out {counts['bytes_out']} B / {counts['messages_out']} messages"
-                        ),
-                        **counts,
-                    )
+                row = cdr.event_row(
+                    cdr.DataType.USAGE,
+                    domain_id=domains[thing_id],
+                    thing_id=thing_id,
+                    message=(
+                        f"in {counts['bytes_in']} B / {counts['messages_in']} messages, "
+                        f"out {counts['bytes_out']} B / {counts['messages_out']} messages"
+                    ),
                 )
+                row["details"] = dict(counts)
+                events.append(row)
             if not events and not audit:
                 return
             async with self._db.transaction() as session:

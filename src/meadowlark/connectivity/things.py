@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, func, select, update
+from sqlalchemy import and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from meadowlark.auth import permissions as catalog
@@ -265,10 +265,10 @@ class ThingService:
             raise InvalidInput(f"limit must be 1..{MAX_PAGE}")
         if offset < 0:
             raise InvalidInput("offset must not be negative")
-        statement: Select[tuple[Thing]] = select(Thing).where(visible_things(principal))
+        statement = select(Thing).where(visible_things(principal))
         for name, value in filters.items():
             if name == "Tag":
-                statement = statement.where(Thing.tags.contains(value))  # type: ignore[attr-defined]
+                statement = statement.where(Thing.tags.contains(value))
                 continue
             column = FILTERABLE.get(name)
             if column is None:
@@ -278,10 +278,10 @@ class ThingService:
             statement = statement.where(column == value)
         order = []
         for name, descending in sort:
-            column = SORTABLE.get(name)
-            if column is None:
+            sort_column = SORTABLE.get(name)
+            if sort_column is None:
                 raise InvalidInput(f"cannot sort by {name[:40]!r}")
-            order.append(column.desc() if descending else column.asc())
+            order.append(sort_column.desc() if descending else sort_column.asc())
         statement = statement.order_by(*order, Thing.id).limit(limit).offset(offset)
         things = list((await session.scalars(statement)).all())
         return ThingPage(

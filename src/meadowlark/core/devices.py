@@ -143,7 +143,7 @@ def decode_bookmark(bookmark: str, search_criteria: str | None) -> str:
         valid = False
     if not valid:
         raise InvalidInput("pageBookmark is invalid or belongs to other searchCriteria")
-    return last_id  # type: ignore[no-any-return]
+    return last_id
 
 
 def parse_field_selection(text: str | None, known: Collection[str]) -> frozenset[str] | None:

@@ -131,7 +131,7 @@ class FirmwareUpdates(ServerListener):
         self.images = images
         self.poll_interval = poll_interval
         self._watching: dict[str, list[_Progress]] = {}
-        self.on_updated: Callable[[str, str, dict[str, Any]], None] | None = None
+        self.on_firmware_updated: Callable[[str, str, dict[str, Any]], None] | None = None
         """Told ``(endpoint, domain id, details)`` after each successful update."""
 
     # --- ServerListener ----------------------------------------------------------------
@@ -212,8 +212,8 @@ class FirmwareUpdates(ServerListener):
             success=outcome.success,
             update_result=outcome.update_result,
         )
-        if outcome.success and self.on_updated is not None:
-            self.on_updated(
+        if outcome.success and self.on_firmware_updated is not None:
+            self.on_firmware_updated(
                 endpoint,
                 device.domain_id,
                 {"resourceId": resource_id, "newFirmwareVersion": outcome.new_version},

@@ -152,7 +152,7 @@ def parse_resource_url(url: str) -> LwM2mPath:
 
 def _group_lineage(group_ids: Sequence[str]) -> set[str]:
     """The groups and every group above them (``a.b.c`` is inside ``a.b`` and ``a``)."""
-    lineage = set()
+    lineage: set[str] = set()
     for group_id in group_ids:
         segments = group_id.split(".")
         lineage.update(".".join(segments[:depth]) for depth in range(1, len(segments) + 1))

@@ -133,8 +133,9 @@ class BootstrapObjects:
         elif isinstance(node, ObjectInstance) and path.depth == 2:
             instances.setdefault(node.id, {}).update(_resource_values(node))
         elif isinstance(node, SingleResource | MultiResource) and path.depth == 3:
-            instance = instances.setdefault(path.instance_id, {})  # type: ignore[arg-type]
-            instance.update(_resource_values(ObjectInstance(path.instance_id, {node.id: node})))  # type: ignore[arg-type]
+            _, instance_id, _ = path.ids
+            resources = instances.setdefault(instance_id, {})
+            resources.update(_resource_values(ObjectInstance(instance_id, {node.id: node})))
         else:
             raise _Refused(Code.BAD_REQUEST, f"payload does not match {path}")
 
@@ -366,7 +367,7 @@ def _instance(
 ) -> ObjectInstance:
     model = models().get_object(object_id)
     assert model is not None
-    resources = {}
+    resources: dict[int, SingleResource | MultiResource] = {}
     for resource_id, value in values.items():
         resource_model = model.resources.get(resource_id)
         if resource_model is None:

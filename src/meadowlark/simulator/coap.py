@@ -17,7 +17,7 @@ import asyncio
 import os
 import random
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from aiocoap import Message
 from aiocoap.error import UnparsableMessage
@@ -87,7 +87,88 @@ class _Outgoing:
         self.on_fail = on_fail
 
 
-class CoapEndpoint(asyncio.DatagramProtocol):
+class _Requester(Protocol):
+    """An endpoint that sends requests, whatever its transport."""
+
+    async def request(
+        self, message: Message, remote: Address, *, response_timeout: float = ...
+    ) -> Message: ...
+
+
+class BlockwiseTransfers:
+    """Block-wise transfers (RFC 7959), the same over UDP and over TCP/TLS: Block1
+    reassembly of incoming requests and block-wise downloads (``fetch``)."""
+
+    handler: RequestHandler
+    _uploads: dict[tuple[Address, tuple[str, ...]], bytearray] | None
+    """Request bodies being reassembled, by sender and Uri-Path."""
+
+    def _receive_block1(self, request: Message, addr: Address) -> Message | None:
+        """One block of a request body (RFC 7959 §2.3): 2.31 Continue until the last,
+        which hands the whole request to the handler."""
+        block1 = request.opt.block1
+        assert block1 is not None
+        key = (addr, tuple(request.opt.uri_path))
+        if self._uploads is None:
+            self._uploads = {}
+        if block1.block_number == 0:
+            self._uploads[key] = bytearray()
+        body = self._uploads.get(key)
+        if body is None or block1.start != len(body):
+            self._uploads.pop(key, None)
+            return Message(code=Code.REQUEST_ENTITY_INCOMPLETE)
+        if len(body) + len(request.payload) > MAX_REQUEST_BODY:
+            self._uploads.pop(key, None)
+            return Message(code=Code.REQUEST_ENTITY_TOO_LARGE)
+        body += request.payload
+        if block1.more:
+            response = Message(code=Code.CONTINUE)
+            response.opt.block1 = block1
+            return response
+        del self._uploads[key]
+        request.payload = bytes(body)
+        request.opt.block1 = None
+        response = self.handler(request)
+        if response is not None:
+            response.opt.block1 = block1
+        return response
+
+    async def fetch(
+        self: _Requester,
+        remote: Address,
+        uri_path: tuple[str, ...],
+        on_block: Callable[[bytes], None],
+        *,
+        response_timeout: float = 93.0,
+    ) -> int | None:
+        """GET a resource block by block (RFC 7959 §2.4), handing each block's payload to
+        ``on_block``; returns the Size2 the server announced, if any.
+
+        Raises ``CoapError`` on an error answer or if the ETag changes midway.
+        """
+        size_exponent = MAX_BLOCK_SIZE_EXPONENT
+        number = 0
+        etag: bytes | None = None
+        total: int | None = None
+        while True:
+            request = Message(code=Code.GET, uri_path=uri_path)
+            request.opt.block2 = BlockOption.BlockwiseTuple(number, False, size_exponent)
+            response = await self.request(request, remote, response_timeout=response_timeout)
+            if not response.code.is_successful():
+                raise CoapErrorResponse(response.code)
+            if number == 0:
+                etag, total = response.opt.etag, response.opt.size2
+            elif response.opt.etag != etag:
+                raise CoapError("the content changed during the download")
+            on_block(response.payload)
+            block2 = response.opt.block2
+            if block2 is None or not block2.more:
+                return total
+            size_exponent = block2.size_exponent
+            number = (block2.start + len(response.payload)) // (1 << (size_exponent + 4))
+
+
+class CoapEndpoint(asyncio.DatagramProtocol, BlockwiseTransfers):
     """One UDP socket speaking CoAP for one simulated device."""
 
     def __init__(
@@ -317,70 +398,6 @@ class CoapEndpoint(asyncio.DatagramProtocol):
             if len(self._recent) > _RECENT_LIMIT:
                 del self._recent[next(iter(self._recent))]
         self._sendto(data, addr)
-
-    def _receive_block1(self, request: Message, addr: Address) -> Message | None:
-        """One block of a request body (RFC 7959 §2.3): 2.31 Continue until the last,
-        which hands the whole request to the handler."""
-        block1 = request.opt.block1
-        assert block1 is not None
-        key = (addr, tuple(request.opt.uri_path))
-        if self._uploads is None:
-            self._uploads = {}
-        if block1.block_number == 0:
-            self._uploads[key] = bytearray()
-        body = self._uploads.get(key)
-        if body is None or block1.start != len(body):
-            self._uploads.pop(key, None)
-            return Message(code=Code.REQUEST_ENTITY_INCOMPLETE)
-        if len(body) + len(request.payload) > MAX_REQUEST_BODY:
-            self._uploads.pop(key, None)
-            return Message(code=Code.REQUEST_ENTITY_TOO_LARGE)
-        body += request.payload
-        if block1.more:
-            response = Message(code=Code.CONTINUE)
-            response.opt.block1 = block1
-            return response
-        del self._uploads[key]
-        request.payload = bytes(body)
-        request.opt.block1 = None
-        response = self.handler(request)
-        if response is not None:
-            response.opt.block1 = block1
-        return response
-
-    async def fetch(
-        self,
-        remote: Address,
-        uri_path: tuple[str, ...],
-        on_block: Callable[[bytes], None],
-        *,
-        response_timeout: float = 93.0,
-    ) -> int | None:
-        """GET a resource block by block (RFC 7959 §2.4), handing each block's payload to
-        ``on_block``; returns the Size2 the server announced, if any.
-
-        Raises ``CoapError`` on an error answer or if the ETag changes midway.
-        """
-        size_exponent = MAX_BLOCK_SIZE_EXPONENT
-        number = 0
-        etag: bytes | None = None
-        total: int | None = None
-        while True:
-            request = Message(code=Code.GET, uri_path=uri_path)
-            request.opt.block2 = BlockOption.BlockwiseTuple(number, False, size_exponent)
-            response = await self.request(request, remote, response_timeout=response_timeout)
-            if not response.code.is_successful():
-                raise CoapErrorResponse(response.code)
-            if number == 0:
-                etag, total = response.opt.etag, response.opt.size2
-            elif response.opt.etag != etag:
-                raise CoapError("the content changed during the download")
-            on_block(response.payload)
-            block2 = response.opt.block2
-            if block2 is None or not block2.more:
-                return total
-            size_exponent = block2.size_exponent
-            number = (block2.start + len(response.payload)) // (1 << (size_exponent + 4))
 
     # --- helpers -------------------------------------------------------------------------
 

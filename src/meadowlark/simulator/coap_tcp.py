@@ -15,8 +15,6 @@ from __future__ import annotations
 import asyncio
 import os
 import ssl
-from collections.abc import Callable
-from typing import Any
 
 from aiocoap import Message, optiontypes
 from aiocoap.numbers.codes import ABORT, CSM, PING, PONG, RELEASE
@@ -24,7 +22,7 @@ from aiocoap.transports.tcp import _decode_message, _extract_message_size, _seri
 
 from meadowlark.simulator.coap import (
     Address,
-    CoapEndpoint,
+    BlockwiseTransfers,
     CoapError,
     CoapTimeout,
     DeliveryCallback,
@@ -38,7 +36,7 @@ CSM_WAIT = 10.0
 """Seconds to wait for the server's CSM after connecting."""
 
 
-class StreamCoapEndpoint(asyncio.Protocol):
+class StreamCoapEndpoint(asyncio.Protocol, BlockwiseTransfers):
     """One TCP (or TLS) connection speaking CoAP for one simulated device."""
 
     def __init__(self, handler: RequestHandler, server: Address) -> None:
@@ -112,7 +110,7 @@ class StreamCoapEndpoint(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
         csm = Message(code=CSM)
-        csm.opt.add_option(optiontypes.UintOption(2, MAX_MESSAGE_SIZE))  # type: ignore[arg-type]
+        csm.opt.add_option(optiontypes.UintOption(2, MAX_MESSAGE_SIZE))
         self._send(csm)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -206,9 +204,6 @@ class StreamCoapEndpoint(asyncio.Protocol):
         if on_delivery is not None and (confirmable or not sent):
             on_delivery(sent)
 
-    fetch = CoapEndpoint.fetch
-    """Block-wise GET (RFC 7959 §2.4), the same steps as over UDP."""
-
     # --- incoming requests ---------------------------------------------------------------
 
     def _answer(self, request: Message) -> None:
@@ -221,10 +216,6 @@ class StreamCoapEndpoint(asyncio.Protocol):
         _slice_block2(request, response)
         response.token = request.token
         self._send(response)
-
-    _receive_block1: Callable[[Any, Message, Address], Message | None] = (
-        CoapEndpoint._receive_block1  # type: ignore[assignment]
-    )
 
     # --- helpers -------------------------------------------------------------------------
 

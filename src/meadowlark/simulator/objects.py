@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 import zlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
@@ -98,6 +98,18 @@ class OperationError(Exception):
     def __init__(self, code: Code, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+def _instance_ids(path: LwM2mPath) -> tuple[int, int]:
+    """Object and instance id of a path to an object instance or below."""
+    object_id, instance_id = path.ids[:2]
+    return object_id, instance_id
+
+
+def _resource_ids(path: LwM2mPath) -> tuple[int, int, int]:
+    """Object, instance and resource id of a path to a resource or a resource instance."""
+    object_id, instance_id, resource_id = path.ids[:3]
+    return object_id, instance_id, resource_id
 
 
 @cache
@@ -255,27 +267,30 @@ class DeviceObjects:
         object_model = self._object_model(path)
         tree = self._materialized()
         if path.is_object:
-            instances = tree[path.object_id]
+            instances = tree[object_model.id]
             return LwM2mObject(
-                path.object_id,
+                object_model.id,
                 {iid: self._read_instance(object_model, iid) for iid in sorted(instances)},
             )
         self._instance(path)
+        instance_id = path.instance_id
+        assert instance_id is not None  # neither the root nor an object: depth 2 or more
         if path.is_object_instance:
-            return self._read_instance(object_model, path.instance_id)
+            return self._read_instance(object_model, instance_id)
         resource_model = self._resource_model(object_model, path)
         self._present(path)
         if not resource_model.operations.readable:
             raise OperationError(Code.METHOD_NOT_ALLOWED, f"{path} is not readable")
-        resource = self._read_resource(object_model, path.instance_id, resource_model)
-        if path.is_resource:
+        resource = self._read_resource(object_model, instance_id, resource_model)
+        resource_instance_id = path.resource_instance_id
+        if resource_instance_id is None:
             return resource
         if not isinstance(resource, MultiResource):
             raise OperationError(Code.NOT_FOUND, f"{path}: {path.parent} has no instances")
-        if path.resource_instance_id not in resource.instances:
+        if resource_instance_id not in resource.instances:
             raise OperationError(Code.NOT_FOUND, f"{path} does not exist")
         return ResourceInstance(
-            path.resource_instance_id, resource.type, resource.instances[path.resource_instance_id]
+            resource_instance_id, resource.type, resource.instances[resource_instance_id]
         )
 
     def _read_instance(self, object_model: ObjectModel, instance_id: int) -> ObjectInstance:
@@ -305,7 +320,8 @@ class DeviceObjects:
             dynamic = {5700: self.temperature, 5601: self.min_measured, 5602: self.max_measured}
             if path.resource_id in dynamic:
                 return dynamic[path.resource_id]
-        return self._materialized()[path.object_id][path.instance_id][path.resource_id]
+        object_id, instance_id, resource_id = _resource_ids(path)
+        return self._materialized()[object_id][instance_id][resource_id]
 
     # --- Write -----------------------------------------------------------------------
 
@@ -319,7 +335,7 @@ class DeviceObjects:
         for resource_path, value in updates:
             effect = self._store(resource_path, value) or effect
         if replace and path.is_object_instance and isinstance(node, ObjectInstance):
-            self._drop_unwritten(path, {rp.resource_id for rp, _ in updates})
+            self._drop_unwritten(path, [resource_path for resource_path, _ in updates])
         return effect
 
     def write_composite(self, nodes: Mapping[LwM2mPath, Node]) -> Effect:
@@ -390,33 +406,36 @@ class DeviceObjects:
 
     def _store(self, path: LwM2mPath, value: Value | dict[int, Value]) -> Effect | None:
         """Apply one checked write; returns an effect for resources with side effects."""
-        resources = self._materialized()[path.object_id][path.instance_id]
-        if path.is_resource_instance:
-            current = resources.setdefault(path.resource_id, {})
+        object_id, instance_id, resource_id = _resource_ids(path)
+        resources = self._materialized()[object_id][instance_id]
+        if path.resource_instance_id is not None:
+            current = resources.setdefault(resource_id, {})
             assert isinstance(current, dict)
-            current[path.resource_instance_id] = value  # type: ignore[assignment]
+            assert not isinstance(value, dict)  # a resource instance holds one value
+            current[path.resource_instance_id] = value
             return None
         if path == CURRENT_TIME and isinstance(value, datetime):
             now = self.clock() if self.live_clock else self._frozen_time
             self._clock_offset = time_to_epoch(value) - now
             return None
-        resources[path.resource_id] = value
-        if path.object_id == SERVER and path.resource_id == 1 and isinstance(value, int):
+        resources[resource_id] = value
+        if object_id == SERVER and resource_id == 1 and isinstance(value, int):
             self.lifetime = value
-        if path.object_id == SERVER and path.resource_id == 7 and isinstance(value, str):
+        if object_id == SERVER and resource_id == 7 and isinstance(value, str):
             self.binding = value
-        if path.object_id == FIRMWARE:
-            return self._firmware_written(path.resource_id, value)
+        if object_id == FIRMWARE:
+            return self._firmware_written(resource_id, value)
         return None
 
-    def _drop_unwritten(self, path: LwM2mPath, written: set[int]) -> None:
+    def _drop_unwritten(self, path: LwM2mPath, written: Iterable[LwM2mPath]) -> None:
         """Replace semantics: optional writable resources absent from the payload go away."""
         object_model = self._object_model(path)
-        resources = self._materialized()[path.object_id][path.instance_id]
+        written_ids = {resource_path.resource_id for resource_path in written}
+        resources = self._instance(path)
         for resource_id in list(resources):
             resource_model = object_model.resources[resource_id]
             if (
-                resource_id not in written
+                resource_id not in written_ids
                 and resource_model.operations.writable
                 and not resource_model.mandatory
                 and LwM2mPath(path.object_id, path.instance_id, resource_id) != CURRENT_TIME
@@ -538,7 +557,7 @@ class DeviceObjects:
             if path.instance_id == 0:
                 self.min_measured = self.max_measured = self.temperature
             else:
-                resources = self._materialized()[TEMPERATURE][path.instance_id]
+                resources = self._instance(path)
                 resources[5601] = resources[5602] = resources.get(5700, 0.0)
         return Effect.NONE
 
@@ -592,7 +611,8 @@ class DeviceObjects:
         self._instance(path)
         if path.object_id in MANDATORY_OBJECTS:
             raise OperationError(Code.METHOD_NOT_ALLOWED, f"{path} may not be deleted")
-        del self._materialized()[path.object_id][path.instance_id]
+        object_id, instance_id = _instance_ids(path)
+        del self._materialized()[object_id][instance_id]
         if self._attributes:
             for attributed in [p for p in self._attributes if p.starts_with(path)]:
                 del self._attributes[attributed]
@@ -608,27 +628,28 @@ class DeviceObjects:
         if path.is_root or path.is_resource_instance:
             raise OperationError(Code.BAD_REQUEST, f"Discover on {path or '/'}")
         object_model = self._object_model(path)
+        object_id = object_model.id
         links: list[Link] = []
         if path.is_object:
             params = self._attribute_params(path)
-            version = self.object_version(path.object_id)
+            version = self.object_version(object_id)
             if version != "1.0" and self.lwm2m_version != "1.0":
                 params = {"ver": version, **params}
             links.append(Link(str(path), params))
-            instance_ids = self.instance_ids(path.object_id)
+            instance_ids = self.instance_ids(object_id)
         else:
             self._instance(path)
-            instance_ids = [path.instance_id]
+            instance_ids = [_instance_ids(path)[1]]
         tree = self._materialized()
         for instance_id in instance_ids:
-            instance_path = LwM2mPath(path.object_id, instance_id)
-            if path.is_resource:
+            instance_path = LwM2mPath(object_id, instance_id)
+            if path.resource_id is not None:  # a resource: resource instances were refused
                 self._resource_model(object_model, path)
                 self._present(path)
                 resource_ids = [path.resource_id]
             else:
                 links.append(Link(str(instance_path), self._attribute_params(instance_path)))
-                resource_ids = sorted(tree[path.object_id][instance_id])
+                resource_ids = sorted(tree[object_id][instance_id])
             for resource_id in resource_ids:
                 links.extend(self._resource_links(instance_path.child(resource_id), path))
         return links
@@ -720,22 +741,26 @@ class DeviceObjects:
         return model
 
     def _instance(self, path: LwM2mPath) -> Resources:
-        instances = self._materialized()[path.object_id]
-        if path.instance_id not in instances:
-            raise OperationError(Code.NOT_FOUND, f"/{path.object_id}/{path.instance_id} absent")
-        return instances[path.instance_id]
+        object_id, instance_id = _instance_ids(path)
+        instances = self._materialized()[object_id]
+        if instance_id not in instances:
+            raise OperationError(Code.NOT_FOUND, f"/{object_id}/{instance_id} absent")
+        return instances[instance_id]
 
     @staticmethod
     def _resource_model(object_model: ObjectModel, path: LwM2mPath) -> ResourceModel:
-        resource_model = object_model.resources.get(path.resource_id)  # type: ignore[arg-type]
+        resource_id = path.resource_id
+        resource_model = None if resource_id is None else object_model.resources.get(resource_id)
         if resource_model is None:
             raise OperationError(Code.NOT_FOUND, f"{path} is not defined")
         return resource_model
 
     def _present(self, path: LwM2mPath) -> None:
         """4.04 unless the instance holds the resource of ``path``."""
-        if path.resource_id not in self._instance(path):
-            raise OperationError(Code.NOT_FOUND, f"{path.parent.child(path.resource_id)} absent")
+        object_id, instance_id, resource_id = _resource_ids(path)
+        if resource_id not in self._instance(path):
+            resource_path = LwM2mPath(object_id, instance_id, resource_id)
+            raise OperationError(Code.NOT_FOUND, f"{resource_path} absent")
 
     def security_value(self, resource_id: int) -> Value:
         """A resource of the Security instance, for bootstrap-side inspection in tests."""

@@ -33,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, bindparam, func
+from sqlalchemy import ColumnElement, ColumnExpressionArgument, Select, bindparam, func
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -42,7 +42,7 @@ Row = Any
 _Processor = Callable[[Any], Any] | None
 
 
-def starts_with(column: ColumnElement[str], name: str) -> ColumnElement[bool]:
+def starts_with(column: ColumnExpressionArgument[str], name: str) -> ColumnElement[bool]:
     """``column`` starts with the parameter ``name`` (a string), which ``prefix_values``
     binds. Unlike ``LIKE ?``, which SQLite prepares again for every new pattern on an
     indexed column, this costs nothing over the row read itself."""
@@ -78,7 +78,7 @@ class _Compiled:
         ]
 
 
-def _compile(statement: Select[Any], dialect: Dialect) -> _Compiled:
+def _compile(statement: Select, dialect: Dialect) -> _Compiled:
     compiled = statement.compile(dialect=dialect)
     names = compiled.positiontup or ()
     parameters = tuple(
@@ -94,7 +94,9 @@ def _compile(statement: Select[Any], dialect: Dialect) -> _Compiled:
         for name in names
         if not compiled.binds[name].required
     }
-    row_type = namedtuple("Row", statement.selected_columns.keys(), rename=True)  # noqa: PYI024
+    # The columns are known at run time only; mypy takes namedtuple() fields as literals only.
+    columns = statement.selected_columns.keys()
+    row_type = namedtuple("Row", columns, rename=True)  # type: ignore[misc]  # noqa: PYI024
     return _Compiled(str(compiled), parameters, fixed, results, row_type)
 
 
@@ -109,13 +111,13 @@ class HotReads:
             if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:")
             else None
         )
-        self._compiled: dict[Select[Any], _Compiled] = {}
+        self._compiled: dict[Select, _Compiled] = {}
         self._executor: ThreadPoolExecutor | None = None
         self._connection: sqlite3.Connection | None = None
         self._loop_connection: sqlite3.Connection | None = None
 
     async def rows(
-        self, *reads: tuple[Select[Any], Mapping[str, Any]], inline: bool = False
+        self, *reads: tuple[Select, Mapping[str, Any]], inline: bool = False
     ) -> list[list[Row]]:
         """The rows of each ``(statement, parameters)``; ``inline``: read on the event
         loop (see the module docstring)."""
@@ -139,7 +141,7 @@ class HotReads:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._run, prepared)
 
-    def _prepare(self, statement: Select[Any]) -> _Compiled:
+    def _prepare(self, statement: Select) -> _Compiled:
         compiled = self._compiled.get(statement)
         if compiled is None:
             compiled = self._compiled[statement] = _compile(statement, self._engine.dialect)

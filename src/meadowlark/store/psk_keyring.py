@@ -57,7 +57,7 @@ class PskSource:
     context_prefix: str = ""
     """A key of row ``id`` is sealed for ``context_prefix + id`` (``SecretBox`` context):
     a key copied from one table to the other does not open there."""
-    rows: Select[Any] = field(init=False, repr=False, compare=False)
+    rows: Select = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         columns = self.table.c
@@ -200,7 +200,7 @@ class PskKeyring(Mapping[str, bytes]):
         """Device id -> ``_version`` of its last change by a commit here or a notice (a
         re-read that started before it must not undo it)."""
         self._unreadable: set[tuple[str, str]] = set()
-        self._change_listeners: list[Callable[[str], None]] = []
+        self._change_listeners: list[Callable[[str], object]] = []
         self._local_listeners: list[Callable[[str], None]] = []
         self._attached = False
         self._to_refresh: set[str | None] = set()
@@ -235,8 +235,9 @@ class PskKeyring(Mapping[str, bytes]):
 
     # --- listeners -----------------------------------------------------------------------
 
-    def on_change(self, callback: Callable[[str], None]) -> None:
-        """``callback(identity)`` for each identity whose key changed or was removed."""
+    def on_change(self, callback: Callable[[str], object]) -> None:
+        """``callback(identity)`` for each identity whose key changed or was removed (what
+        it returns is ignored)."""
         self._change_listeners.append(callback)
 
     def on_local_change(self, listener: Callable[[str], None]) -> None:

@@ -121,9 +121,10 @@ async def find_devices(
         bookmark=pageBookmark,
         with_groups=selection is None or "directGroups" in selection,
     )
+    include = None if selection is None else set(selection)
     found = [
         DevicePublic.of(device, page.groups.get(device.id, [])).model_dump(
-            mode="json", include=selection
+            mode="json", include=include
         )
         for device in page.devices
     ]
@@ -158,14 +159,14 @@ async def create_devices(
                 account = await bootstrap.create_account(
                     session, principal, new_bootstrap_account(body), psk_box=runtime.psk_box
                 )
-                created, created_id, groups = None, account.id, ()
+                created, created_id, in_groups = None, account.id, False
             else:
                 new = new_device(body)
                 created = await devices.create_device(
                     session, principal, new, psk_box=runtime.psk_box
                 )
                 created_id = created.id
-                groups = new.groups
+                in_groups = bool(new.groups)
             await commit_new_device(session, created_id)
         except ValidationError as exc:
             results.append(DeviceAddResult(id=label, success=False, reason=_first_error(exc)))
@@ -178,7 +179,7 @@ async def create_devices(
                 runtime.handler_outbox.lifecycle(
                     "deviceCreated", created.endpoint_name, created.domain_id
                 )
-            if groups:
+            if in_groups:
                 grouped.append(created_id)
     await reconcile_observations(runtime, grouped)
     succeeded = sum(result.success for result in results)

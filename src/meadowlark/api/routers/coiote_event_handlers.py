@@ -132,7 +132,7 @@ async def _create(
     )
 
 
-_CREATED = {
+_CREATED: dict[int | str, dict[str, Any]] = {
     201: {
         "description": "The new handler's id; its HMAC signing secret is in the "
         f"{SIGNING_SECRET_HEADER} header (shown this once).",

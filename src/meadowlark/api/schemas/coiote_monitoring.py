@@ -149,7 +149,9 @@ class NumericalAggregate(BaseModel):
 
     model_config = ConfigDict(populate_by_name=True)
 
-    from_: str = Field(alias="from")
+    # Both aliases rather than ``alias``: the same JSON, and type checkers then take the
+    # constructor's keyword as ``from_`` (``from`` is reserved in Python).
+    from_: str = Field(validation_alias="from", serialization_alias="from")
     to: str
     min: float
     max: float
@@ -162,6 +164,6 @@ class TextualAggregate(BaseModel):
 
     model_config = ConfigDict(populate_by_name=True)
 
-    from_: str = Field(alias="from")
+    from_: str = Field(validation_alias="from", serialization_alias="from")
     to: str
     counts: dict[str, int]

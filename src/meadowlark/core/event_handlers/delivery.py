@@ -303,22 +303,24 @@ class HandlerDelivery:
     ) -> list[tuple[int, str, str]]:
         """The first ``per_queue`` rows of up to ``queues`` (handler, device) queues whose
         head (oldest row) is due and not claimed, oldest first."""
-        queue = {
-            "partition_by": (_OUTBOX.c.handler_id, _OUTBOX.c.endpoint),
-            "order_by": _OUTBOX.c.id,
-        }
+        queue_key = (_OUTBOX.c.handler_id, _OUTBOX.c.endpoint)
+        queue_order = _OUTBOX.c.id
         ranked = (
             select(
                 _OUTBOX.c.id,
                 _OUTBOX.c.handler_id,
                 _OUTBOX.c.endpoint,
-                func.row_number().over(**queue).label("position"),
-                func.first_value(_OUTBOX.c.id).over(**queue).label("head"),
+                func.row_number()
+                .over(partition_by=queue_key, order_by=queue_order)
+                .label("position"),
+                func.first_value(_OUTBOX.c.id)
+                .over(partition_by=queue_key, order_by=queue_order)
+                .label("head"),
                 func.first_value(_OUTBOX.c.next_attempt_at, type_=UtcDateTime())
-                .over(**queue)
+                .over(partition_by=queue_key, order_by=queue_order)
                 .label("head_due"),
                 func.first_value(_OUTBOX.c.claimed_until, type_=UtcDateTime())
-                .over(**queue)
+                .over(partition_by=queue_key, order_by=queue_order)
                 .label("head_claimed"),
             )
             .where(_OUTBOX.c.handler_id.in_(handler_ids))
