@@ -1,18 +1,116 @@
-// A device: its details and its object tree (see object-tree.jsx).
-import { useEffect, useState } from "preact/hooks";
+// A device: details, its object tree (names from the object model, values from the
+// cache), read / write / execute / observe per resource, live updates and the protocol
+// log from the LwM2M event feed.
+import { useEffect, useMemo, useState } from "preact/hooks";
+import { ObjectTree } from "../components/object-tree.jsx";
 import { StatusBadge, useDeviceStatus } from "../components/status.jsx";
-import { COIOTE, api, segment } from "../lib/api.js";
+import { toastError } from "../components/toast.jsx";
+import { COIOTE, LWM2M, api, segment } from "../lib/api.js";
+import { endpointOf, subscribe } from "../lib/events.js";
+import { nodeText, nodeValues, objectTree } from "../lib/lwm2m.js";
 import { Link } from "../lib/router.jsx";
+import { can } from "../lib/session.js";
+
+const LOG_SIZE = 100;
+let logSequence = 0;
+
+function describeEvent(kind, data) {
+  switch (kind) {
+    case "NOTIFICATION":
+      return data.kind === "single"
+        ? `${data.res} = ${nodeText(data.val)}`
+        : `${(data.paths ?? []).join(", ")}`;
+    case "SEND":
+      return Object.keys(data.val ?? {}).join(", ");
+    case "REQUEST_RESPONSE":
+      return data.success
+        ? `${data.operation} ok${data.content ? `: ${nodeText(data.content) || "…"}` : ""}`
+        : `${data.operation} failed: ${data.code ?? ""} ${data.errormessage ?? ""}`;
+    case "REGISTRATION":
+    case "UPDATED":
+      return `${data.address ?? ""} lifetime ${data.lifetime ?? "?"} s`;
+    case "DEREGISTRATION":
+      return data.expired ? "registration expired" : "deregistered";
+    default:
+      return data.reason ?? data.operation ?? "";
+  }
+}
+
+/** Values that a live event carries: { "/o/i/r": text }. */
+function eventValues(kind, data) {
+  if (kind === "NOTIFICATION" && data.kind === "single") return nodeValues(data.res, data.val);
+  if ((kind === "NOTIFICATION" || kind === "SEND") && data.val) {
+    const found = {};
+    for (const [path, node] of Object.entries(data.val)) Object.assign(found, nodeValues(path, node));
+    return found;
+  }
+  return {};
+}
+
+/** The object links of the device's registration; none when it is offline or unreadable. */
+async function registrationLinks(deviceId) {
+  if (!can("lwm2m:GET /api/lwm2m/v1/clients/{ep}")) return [];
+  try {
+    const device = await api.get(`${COIOTE}/devices/${segment(deviceId)}`);
+    const endpoint = device.properties?.endpointName ?? device.id;
+    return (await api.get(`${LWM2M}/clients/${segment(endpoint)}`)).objectLinks ?? [];
+  } catch {
+    return [];
+  }
+}
 
 export function DevicePage({ id }) {
   const [device, setDevice] = useState(null);
+  const [tree, setTree] = useState(null);
+  const [values, setValues] = useState({}); // live and freshly read values by path
+  const [changed, setChanged] = useState({}); // path -> counter, to flash updated values
+  const [log, setLog] = useState([]);
   const [error, setError] = useState(null);
   const status = useDeviceStatus();
+  const endpoint = device ? (device.properties?.endpointName ?? device.id) : null;
+
+  const applyValues = (found) => {
+    if (Object.keys(found).length === 0) return;
+    setValues((current) => ({ ...current, ...found }));
+    setChanged((current) => {
+      const next = { ...current };
+      for (const path of Object.keys(found)) next[path] = (next[path] ?? 0) + 1;
+      return next;
+    });
+  };
 
   useEffect(() => {
     setDevice(null);
+    setTree(null);
+    setError(null);
+    setValues({});
+    setLog([]);
+    const base = `${COIOTE}/instantiatedResources`;
     api.get(`${COIOTE}/devices/${segment(id)}`).then(setDevice, (failure) => setError(failure.describe()));
+    if (can("GET instantiatedResources/dataModelDefinition/{deviceId}") && can("GET instantiatedResources/resourcesData/{deviceId}")) {
+      Promise.all([
+        api.get(`${base}/dataModelDefinition/${segment(id)}`),
+        api.get(`${base}/resourcesData/${segment(id)}`),
+        registrationLinks(id),
+      ]).then(([definitions, resources, links]) => setTree(objectTree(definitions, resources, links)), toastError);
+    } else {
+      setTree([]);
+    }
   }, [id]);
+
+  const addLog = (kind, text, failed) =>
+    setLog((entries) => [{ seq: ++logSequence, at: new Date(), kind, text, failed }, ...entries].slice(0, LOG_SIZE));
+
+  useEffect(() => {
+    if (!endpoint) return undefined;
+    return subscribe((kind, data) => {
+      if (endpointOf(data) !== endpoint) return;
+      applyValues(eventValues(kind, data));
+      addLog(kind, describeEvent(kind, data), data.success === false);
+    });
+  }, [endpoint]);
+
+  const objects = useMemo(() => tree ?? [], [tree]);
 
   if (error) {
     return (
@@ -26,7 +124,6 @@ export function DevicePage({ id }) {
     );
   }
   if (!device) return <p aria-busy="true">Loading…</p>;
-  const endpoint = device.properties?.endpointName ?? device.id;
   return (
     <section aria-labelledby="device-title">
       <p class="crumbs">
@@ -43,13 +140,49 @@ export function DevicePage({ id }) {
         <dd>{device.domain}</dd>
         <dt>Groups</dt>
         <dd>{device.directGroups.join(", ") || "none"}</dd>
-        <dt>Manufacturer</dt>
-        <dd>{device.manufacturer ?? ""}</dd>
         <dt>Model</dt>
-        <dd>{device.modelName ?? ""}</dd>
+        <dd>{[device.manufacturer, device.modelName].filter(Boolean).join(" · ") || "unknown"}</dd>
+        <dt>Firmware</dt>
+        <dd>{device.softwareVersion ?? "unknown"}</dd>
         <dt>IP address</dt>
-        <dd>{device.ipAddress ?? ""}</dd>
+        <dd>{device.ipAddress ?? "unknown"}</dd>
       </dl>
+      <div class="device-layout">
+        <div>
+          <h2>Objects</h2>
+          {tree === null ? (
+            <p aria-busy="true">Loading the object tree…</p>
+          ) : (
+            <ObjectTree
+              endpoint={endpoint}
+              objects={objects}
+              values={values}
+              changed={changed}
+              onValues={applyValues}
+              onLog={addLog}
+            />
+          )}
+        </div>
+        <aside aria-labelledby="log-title">
+          <h2 id="log-title">Recent events</h2>
+          {log.length === 0 ? (
+            <p class="muted">
+              This device's events (registrations, notifications, sleeping and waking) and the
+              operations you send it appear here as they happen.
+            </p>
+          ) : (
+            <ol class="log" aria-live="off">
+              {log.map((entry) => (
+                <li key={entry.seq} class={entry.failed ? "failed" : undefined}>
+                  <time dateTime={entry.at.toISOString()}>{entry.at.toLocaleTimeString()}</time>
+                  <span class="kind">{entry.kind}</span>
+                  <span>{entry.text}</span>
+                </li>
+              ))}
+            </ol>
+          )}
+        </aside>
+      </div>
     </section>
   );
 }

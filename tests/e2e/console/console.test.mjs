@@ -1,0 +1,236 @@
+// The web console in a real browser (Debian's chromium, driven by playwright-core), against
+// a running `meadowlark serve` with a registered simulated device. Run by
+// tests/e2e/test_console_browser.py, which passes everything in the environment:
+//   CONSOLE_URL, ADMIN_LOGIN, ADMIN_PASSWORD, OTHER_LOGIN, OTHER_PASSWORD, DEVICE_ENDPOINT,
+//   ARTIFACTS (screenshot folder), CHROMIUM (executable).
+// Prints one line per step; exits non-zero at the first failure.
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { chromium } from "playwright-core";
+
+const env = (name) => {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set`);
+  return value;
+};
+const BASE = env("CONSOLE_URL");
+const ENDPOINT = env("DEVICE_ENDPOINT");
+const ARTIFACTS = env("ARTIFACTS");
+const TIMEOUT = 15000;
+const WIDE = { width: 1280, height: 900 };
+const PHONE = { width: 390, height: 844 };
+
+mkdirSync(ARTIFACTS, { recursive: true });
+const started = Date.now();
+const step = (text) => console.log(`[${((Date.now() - started) / 1000).toFixed(1)} s] ${text}`);
+
+function check(condition, message) {
+  if (!condition) throw new Error(message);
+}
+
+let lastPage = null; // screenshot of it on failure
+
+async function shot(page, name, { fullPage = true } = {}) {
+  const size = page.viewportSize();
+  const file = join(ARTIFACTS, `${name}-${size.width}.png`);
+  await page.screenshot({ path: file, fullPage });
+  step(`screenshot ${file}`);
+}
+
+async function apiToken(login, password) {
+  const response = await fetch(`${BASE}/api/auth/oauth_password`, {
+    method: "POST",
+    body: new URLSearchParams({ grant_type: "password", username: login, password }),
+  });
+  check(response.status === 201, `password grant for ${login}: ${response.status}`);
+  return (await response.json()).access_token;
+}
+
+async function signIn(page, login, password) {
+  await page.goto(`${BASE}/console/`);
+  await page.getByRole("heading", { name: "Sign in to Meadowlark" }).waitFor();
+  await page.getByLabel("Login").fill(login);
+  await page.getByLabel("Password").fill(password);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("heading", { name: "Devices" }).waitFor();
+  step(`signed in as ${login}`);
+}
+
+async function searchEndpoint(page) {
+  await page.getByLabel("Search criteria").fill(`properties.endpointName eq '${ENDPOINT}'`);
+  await page.getByRole("button", { name: "Search", exact: true }).click();
+  await page.waitForURL(/\?q=/);
+}
+
+async function devicesPage(page) {
+  await searchEndpoint(page);
+  const link = page.getByRole("link", { name: ENDPOINT });
+  await link.waitFor();
+  const row = page.locator("tr", { has: link });
+  await row.locator('[data-status="online"]').waitFor();
+  step("devices: found the device, online");
+}
+
+async function openDevice(page) {
+  await page.getByRole("link", { name: ENDPOINT }).click();
+  await page.getByRole("heading", { name: ENDPOINT, level: 1 }).waitFor();
+  await page.locator('li.resource[data-path="/3/0/0"]').waitFor();
+  const objects = await page.locator("details.object > summary").allInnerTexts();
+  check(objects.some((text) => text.startsWith("Device")), `object names: ${objects}`);
+  check(objects.some((text) => text.startsWith("Temperature")), `object names: ${objects}`);
+  step(`device page: object tree ${objects.map((t) => t.split(" ")[0]).join(", ")}`);
+}
+
+const resource = (page, path) => page.locator(`li.resource[data-path="${path}"]`);
+
+async function readResource(page) {
+  const row = resource(page, "/3/0/0");
+  await row.getByRole("button", { name: "Read Manufacturer" }).click();
+  await row.locator('[data-testid="value"]').filter({ hasText: "Meadowlark" }).waitFor();
+  step("read /3/0/0: Meadowlark");
+}
+
+async function writeResource(page, token) {
+  const row = resource(page, "/3/0/15");
+  await row.getByRole("button", { name: "Write Timezone" }).click();
+  await row.getByLabel("New value of Timezone").fill("America/Chicago");
+  await row.getByRole("button", { name: "Write", exact: true }).click();
+  await page.getByText("Wrote Timezone (/3/0/15).").waitFor();
+  const response = await fetch(`${BASE}/api/lwm2m/v1/clients/${encodeURIComponent(ENDPOINT)}/3/0/15`, {
+    headers: { Authorization: `Bearer ${token}` },
+  });
+  const body = await response.json();
+  check(body.content?.value === "America/Chicago", `REST read after the write: ${JSON.stringify(body)}`);
+  step("wrote /3/0/15 = America/Chicago; REST read confirms");
+
+  // A typed control: the Current Time (Time) form is a datetime-local input.
+  const clock = resource(page, "/3/0/13");
+  await clock.getByRole("button", { name: "Write Current Time" }).click();
+  const type = await clock.getByLabel("New value of Current Time").getAttribute("type");
+  check(type === "datetime-local", `Time resource input type ${type}`);
+  await clock.getByRole("button", { name: "Cancel" }).click();
+}
+
+async function observeResource(page) {
+  const row = resource(page, "/3303/0/5700");
+  await row.getByRole("button", { name: "Observe Sensor Value" }).click();
+  await row.getByRole("button", { name: "Stop observing Sensor Value" }).waitFor();
+  // The test's device thread moves the temperature to 40 and above once it is observed.
+  await row.locator('[data-testid="value"]').filter({ hasText: /^4\d(\.\d+)?/ }).waitFor();
+  await page.locator(".log li", { hasText: "NOTIFICATION" }).first().waitFor();
+  const value = await row.locator('[data-testid="value"]').innerText();
+  step(`observe /3303/0/5700: live notification arrived (${value})`);
+  await row.scrollIntoViewIfNeeded();
+  await shot(page, "device-observed", { fullPage: false });
+}
+
+async function keyboard(page) {
+  await page.keyboard.press("Tab");
+  const focused = await page.evaluate(() => document.activeElement?.textContent);
+  check(focused === "Skip to content", `first Tab focuses ${focused}`);
+}
+
+async function otherDomainSeesNothing(browser) {
+  const context = await browser.newContext({ viewport: WIDE });
+  context.setDefaultTimeout(TIMEOUT);
+  const page = await context.newPage();
+  lastPage = page;
+  await signIn(page, env("OTHER_LOGIN"), env("OTHER_PASSWORD"));
+  await page.getByText("No device matches.").waitFor();
+  check((await page.getByRole("link", { name: ENDPOINT }).count()) === 0, "device listed for the other domain");
+  await searchEndpoint(page);
+  await page.getByText("No device matches.").waitFor();
+  await shot(page, "other-domain-devices");
+  await page.goto(`${BASE}/console/devices/${encodeURIComponent(ENDPOINT)}`);
+  // A reload forgets the in-memory token: sign in again, the deep link is kept.
+  await page.getByLabel("Login").fill(env("OTHER_LOGIN"));
+  await page.getByLabel("Password").fill(env("OTHER_PASSWORD"));
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("alert").filter({ hasText: /not found|no such|does not exist/i }).first().waitFor();
+  await shot(page, "other-domain-device");
+  step("other domain: the device is neither listed nor readable");
+  await context.close();
+}
+
+async function phone(browser) {
+  const context = await browser.newContext({ viewport: PHONE, isMobile: true, hasTouch: true });
+  context.setDefaultTimeout(TIMEOUT);
+  const page = await context.newPage();
+  lastPage = page;
+  await page.goto(`${BASE}/console/`);
+  await page.getByRole("heading", { name: "Sign in to Meadowlark" }).waitFor();
+  await shot(page, "login");
+  await signIn(page, env("ADMIN_LOGIN"), env("ADMIN_PASSWORD"));
+  await devicesPage(page);
+  await shot(page, "devices");
+  await openDevice(page);
+  await shot(page, "device", { fullPage: false });
+  await resource(page, "/3/0/15").scrollIntoViewIfNeeded();
+  await resource(page, "/3/0/15").getByRole("button", { name: "Write Timezone" }).click();
+  await shot(page, "device-write", { fullPage: false });
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  check(overflow <= 0, `the device page is ${overflow}px wider than the phone`);
+  step("phone width: no horizontal overflow");
+  await context.close();
+}
+
+async function main() {
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+    headless: true,
+    args: ["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"],
+  });
+  try {
+    const context = await browser.newContext({ viewport: WIDE });
+    context.setDefaultTimeout(TIMEOUT);
+    const page = await context.newPage();
+    lastPage = page;
+    const consoleErrors = [];
+    page.on("pageerror", (error) => consoleErrors.push(String(error)));
+    let consoleToken = null; // the bearer token the page uses (it lives in the page's memory)
+    page.on("request", (request) => {
+      const header = request.headers().authorization;
+      if (header?.startsWith("Bearer ")) consoleToken = header.slice(7);
+    });
+    await page.goto(`${BASE}/console/`);
+    await page.getByRole("heading", { name: "Sign in to Meadowlark" }).waitFor();
+    await keyboard(page);
+    await shot(page, "login");
+    await signIn(page, env("ADMIN_LOGIN"), env("ADMIN_PASSWORD"));
+    await devicesPage(page);
+    await shot(page, "devices");
+    await openDevice(page);
+    const token = await apiToken(env("ADMIN_LOGIN"), env("ADMIN_PASSWORD"));
+    await readResource(page);
+    await writeResource(page, token);
+    await page.evaluate(() => window.scrollTo(0, 0));
+    await shot(page, "device", { fullPage: false });
+    await observeResource(page);
+    await page.getByRole("button", { name: "Log out" }).click();
+    await page.getByRole("heading", { name: "Sign in to Meadowlark" }).waitFor();
+    check(consoleToken, "no bearer token seen in the console's requests");
+    let status = 0;
+    for (let attempt = 0; attempt < 30 && status !== 401; attempt++) {
+      if (attempt) await new Promise((resolve) => setTimeout(resolve, 100));
+      status = (await fetch(`${BASE}/api/auth/me`, { headers: { Authorization: `Bearer ${consoleToken}` } })).status;
+    }
+    check(status === 401, `the console's token after logout: ${status}`);
+    step("logged out: the console's token is revoked");
+    check(consoleErrors.length === 0, `page errors: ${consoleErrors.join("; ")}`);
+    await context.close();
+
+    await phone(browser);
+    await otherDomainSeesNothing(browser);
+  } catch (error) {
+    await lastPage?.screenshot({ path: join(ARTIFACTS, "failure.png"), fullPage: true }).catch(() => {});
+    throw error;
+  } finally {
+    await browser.close();
+  }
+  step("all console checks passed");
+}
+
+main().catch((error) => {
+  console.error(`FAILED: ${error.stack ?? error}`);
+  process.exit(1);
+});

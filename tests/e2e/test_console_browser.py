@@ -1,0 +1,141 @@
+"""The web console in a real browser: Debian's chromium driven by playwright-core
+(tests/e2e/console/console.test.mjs) against ``meadowlark serve`` run as a process, with a
+simulated device registered.
+
+The script signs in, finds the device, opens its object tree, reads, writes and observes
+resources (a live notification must reach the page), logs out (the token is revoked), and
+checks that a user of another domain sees no trace of the device. Screenshots at 1280 px
+and 390 px go to test-artifacts/console/.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from node_processes import ADMIN_PASSWORD, DeviceLoop, Node, start_node
+
+from meadowlark.lwm2m.path import LwM2mPath
+
+ROOT = Path(__file__).resolve().parents[2]
+HARNESS = Path(__file__).resolve().parent / "console"
+SCRIPT = HARNESS / "console.test.mjs"
+ARTIFACTS = ROOT / "test-artifacts" / "console"
+CHROMIUM = Path(os.environ.get("MEADOWLARK_TEST_CHROMIUM", "/usr/bin/chromium"))
+OTHER_PASSWORD = "Other-Domain-Pa55word!"
+SENSOR = LwM2mPath(3303, 0, 5700)
+TIMEZONE = LwM2mPath(3, 0, 15)
+
+
+def _missing_tool() -> str | None:
+    if shutil.which("node") is None:
+        return "node is not installed"
+    if not CHROMIUM.exists():
+        return f"chromium is not installed at {CHROMIUM} (apt-get install chromium)"
+    if not (HARNESS / "node_modules" / "playwright-core").is_dir():
+        return f"playwright-core is not installed (cd {HARNESS.relative_to(ROOT)} && npm ci)"
+    return None
+
+
+pytestmark = pytest.mark.skipif(_missing_tool() is not None, reason=str(_missing_tool()))
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[Node]:
+    node = start_node("console", tmp_path / "node")
+    try:
+        node.wait_ready()
+        yield node
+    finally:
+        node.stop()
+
+
+@pytest.fixture
+def devices() -> Iterator[DeviceLoop]:
+    loop = DeviceLoop()
+    yield loop
+    loop.close()
+
+
+def _other_domain_admin(node: Node, token: str) -> str:
+    """An administrator of a sibling domain: every permission, none of root's devices."""
+    login = "console-other-admin"
+    with httpx.Client(base_url=node.url, headers={"Authorization": f"Bearer {token}"}) as http:
+        domain = http.post(
+            "/api/coiotedm/v3/domains", json={"id": "/root/console-other/", "description": ""}
+        )
+        assert domain.status_code == 201, domain.text
+        user = http.post(
+            "/api/coiotedm/v3/users",
+            json={
+                "login": login,
+                "password": OTHER_PASSWORD,
+                "domain": "/root/console-other/",
+                "email": "",
+                "emailVerified": True,
+                "tosAccepted": True,
+                "roles": ["Admin"],
+                "permissions": [],
+                "accountType": "developer",
+            },
+        )
+        assert user.status_code == 201, user.text
+    return login
+
+
+def _move_temperature_while_observed(devices: DeviceLoop, device, stop: threading.Event) -> None:
+    """Once the page observes the sensor, give it new readings (40 °C and up)."""
+    reading = 40.0
+    while not stop.wait(0.4):
+        if devices.call(lambda: bool(device.observations)):
+            devices.call(device.set_temperature, reading)
+            reading += 0.5
+
+
+def test_console_in_chromium(node: Node, devices: DeviceLoop) -> None:
+    token = node.token()
+    other_login = _other_domain_admin(node, token)
+    endpoint = "console-e2e-sensor"
+    device = devices.register(endpoint, node.coap)
+    stop = threading.Event()
+    mover = threading.Thread(
+        target=_move_temperature_while_observed, args=(devices, device, stop), daemon=True
+    )
+    mover.start()
+    env = {
+        **os.environ,
+        "CONSOLE_URL": node.url,
+        "ADMIN_LOGIN": "admin",
+        "ADMIN_PASSWORD": ADMIN_PASSWORD,
+        "OTHER_LOGIN": other_login,
+        "OTHER_PASSWORD": OTHER_PASSWORD,
+        "DEVICE_ENDPOINT": endpoint,
+        "ARTIFACTS": str(ARTIFACTS),
+        "CHROMIUM": str(CHROMIUM),
+    }
+    try:
+        run = subprocess.run(  # noqa: S603 - our own test script
+            ["node", str(SCRIPT)],  # noqa: S607 - node from PATH, checked above
+            cwd=HARNESS,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        stop.set()
+        mover.join(5)
+    assert run.returncode == 0, f"{run.stdout}\n{run.stderr}\n--- server log ---\n{node.output()}"
+    assert "all console checks passed" in run.stdout
+    # The write reached the device itself, not only the server's answer.
+    written = devices.call(device.objects.read, TIMEZONE)
+    assert written.value == "America/Chicago"
+    for page in ("login", "devices", "device"):
+        for width in (1280, 390):
+            assert (ARTIFACTS / f"{page}-{width}.png").stat().st_size > 0
