@@ -4,7 +4,9 @@ simulated device registered.
 
 The script signs in, finds the device, opens its object tree, reads, writes and observes
 resources (a live notification must reach the page), logs out (the token is revoked), and
-checks that a user of another domain sees no trace of the device. Screenshots at 1280 px
+checks that a user of another domain (who signs in with a two-factor code) sees no trace
+of the device. Access tokens live 6 s
+here, so the console refreshes its token several times on the way. Screenshots at 1280 px
 and 390 px go to test-artifacts/console/.
 """
 
@@ -18,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import pyotp
 import pytest
 from node_processes import ADMIN_PASSWORD, DeviceLoop, Node, start_node
 
@@ -31,6 +34,7 @@ CHROMIUM = Path(os.environ.get("MEADOWLARK_TEST_CHROMIUM", "/usr/bin/chromium"))
 OTHER_PASSWORD = "Other-Domain-Pa55word!"
 SENSOR = LwM2mPath(3303, 0, 5700)
 TIMEZONE = LwM2mPath(3, 0, 15)
+TOKEN_LIFETIME = 6
 
 
 def _missing_tool() -> str | None:
@@ -48,7 +52,10 @@ pytestmark = pytest.mark.skipif(_missing_tool() is not None, reason=str(_missing
 
 @pytest.fixture
 def node(tmp_path: Path) -> Iterator[Node]:
-    node = start_node("console", tmp_path / "node")
+    # Short-lived access tokens: the console must refresh them during the test.
+    node = start_node(
+        "console", tmp_path / "node", extra_env={"MEADOWLARK_TOKEN_LIFETIME": str(TOKEN_LIFETIME)}
+    )
     try:
         node.wait_ready()
         yield node
@@ -89,6 +96,21 @@ def _other_domain_admin(node: Node, token: str) -> str:
     return login
 
 
+def _enable_two_factor(node: Node, login: str, password: str) -> str:
+    """Turn 2FA on for the user; its TOTP secret."""
+    signed_in = httpx.post(
+        f"{node.url}/api/auth/oauth_password",
+        data={"grant_type": "password", "username": login, "password": password},
+    )
+    assert signed_in.status_code == 201, signed_in.text
+    headers = {"Authorization": f"Bearer {signed_in.json()['access_token']}"}
+    with httpx.Client(base_url=node.url, headers=headers) as http:
+        secret = http.post("/api/auth/2fa/enroll").json()["secret"]
+        confirmed = http.post("/api/auth/2fa/confirm", json={"code": pyotp.TOTP(secret).now()})
+        assert confirmed.status_code == 200, confirmed.text
+    return secret
+
+
 def _move_temperature_while_observed(devices: DeviceLoop, device, stop: threading.Event) -> None:
     """Once the page observes the sensor, give it new readings (40 °C and up)."""
     reading = 40.0
@@ -101,6 +123,7 @@ def _move_temperature_while_observed(devices: DeviceLoop, device, stop: threadin
 def test_console_in_chromium(node: Node, devices: DeviceLoop) -> None:
     token = node.token()
     other_login = _other_domain_admin(node, token)
+    other_totp = pyotp.TOTP(_enable_two_factor(node, other_login, OTHER_PASSWORD))
     endpoint = "console-e2e-sensor"
     device = devices.register(endpoint, node.coap)
     stop = threading.Event()
@@ -115,6 +138,7 @@ def test_console_in_chromium(node: Node, devices: DeviceLoop) -> None:
         "ADMIN_PASSWORD": ADMIN_PASSWORD,
         "OTHER_LOGIN": other_login,
         "OTHER_PASSWORD": OTHER_PASSWORD,
+        "OTHER_OTP": other_totp.now(),  # valid for this window and the next (valid_window=1)
         "DEVICE_ENDPOINT": endpoint,
         "ARTIFACTS": str(ARTIFACTS),
         "CHROMIUM": str(CHROMIUM),
@@ -133,6 +157,7 @@ def test_console_in_chromium(node: Node, devices: DeviceLoop) -> None:
         mover.join(5)
     assert run.returncode == 0, f"{run.stdout}\n{run.stderr}\n--- server log ---\n{node.output()}"
     assert "all console checks passed" in run.stdout
+    print(run.stdout)  # the steps with their timings, shown with pytest -s
     # The write reached the device itself, not only the server's answer.
     written = devices.call(device.objects.read, TIMEZONE)
     assert written.value == "America/Chicago"

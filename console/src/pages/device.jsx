@@ -47,12 +47,13 @@ function eventValues(kind, data) {
   return {};
 }
 
+const DEFINITIONS = "GET instantiatedResources/dataModelDefinition/{deviceId}";
+const RESOURCES = "GET instantiatedResources/resourcesData/{deviceId}";
+
 /** The object links of the device's registration; none when it is offline or unreadable. */
-async function registrationLinks(deviceId) {
+async function registrationLinks(endpoint) {
   if (!can("lwm2m:GET /api/lwm2m/v1/clients/{ep}")) return [];
   try {
-    const device = await api.get(`${COIOTE}/devices/${segment(deviceId)}`);
-    const endpoint = device.properties?.endpointName ?? device.id;
     return (await api.get(`${LWM2M}/clients/${segment(endpoint)}`)).objectLinks ?? [];
   } catch {
     return [];
@@ -80,22 +81,43 @@ export function DevicePage({ id }) {
   };
 
   useEffect(() => {
+    let cancelled = false;
     setDevice(null);
     setTree(null);
     setError(null);
     setValues({});
     setLog([]);
-    const base = `${COIOTE}/instantiatedResources`;
-    api.get(`${COIOTE}/devices/${segment(id)}`).then(setDevice, (failure) => setError(failure.describe()));
-    if (can("GET instantiatedResources/dataModelDefinition/{deviceId}") && can("GET instantiatedResources/resourcesData/{deviceId}")) {
-      Promise.all([
-        api.get(`${base}/dataModelDefinition/${segment(id)}`),
-        api.get(`${base}/resourcesData/${segment(id)}`),
-        registrationLinks(id),
-      ]).then(([definitions, resources, links]) => setTree(objectTree(definitions, resources, links)), toastError);
-    } else {
-      setTree([]);
-    }
+    const load = async () => {
+      let found;
+      try {
+        found = await api.get(`${COIOTE}/devices/${segment(id)}`);
+      } catch (failure) {
+        if (!cancelled) setError(failure.describe());
+        return;
+      }
+      if (cancelled) return;
+      setDevice(found);
+      if (!can(DEFINITIONS) || !can(RESOURCES)) {
+        setTree([]);
+        return;
+      }
+      const base = `${COIOTE}/instantiatedResources`;
+      try {
+        const [definitions, resources, links] = await Promise.all([
+          api.get(`${base}/dataModelDefinition/${segment(id)}`),
+          api.get(`${base}/resourcesData/${segment(id)}`),
+          registrationLinks(found.properties?.endpointName ?? found.id),
+        ]);
+        if (!cancelled) setTree(objectTree(definitions, resources, links));
+      } catch (failure) {
+        if (!cancelled) setTree([]);
+        toastError(failure);
+      }
+    };
+    load();
+    return () => {
+      cancelled = true;
+    };
   }, [id]);
 
   const addLog = (kind, text, failed) =>

@@ -1,7 +1,8 @@
 // The web console in a real browser (Debian's chromium, driven by playwright-core), against
 // a running `meadowlark serve` with a registered simulated device. Run by
 // tests/e2e/test_console_browser.py, which passes everything in the environment:
-//   CONSOLE_URL, ADMIN_LOGIN, ADMIN_PASSWORD, OTHER_LOGIN, OTHER_PASSWORD, DEVICE_ENDPOINT,
+//   CONSOLE_URL, ADMIN_LOGIN, ADMIN_PASSWORD, OTHER_LOGIN, OTHER_PASSWORD, OTHER_OTP (a current
+//   two-factor code: the other user has 2FA on), DEVICE_ENDPOINT,
 //   ARTIFACTS (screenshot folder), CHROMIUM (executable).
 // Prints one line per step; exits non-zero at the first failure.
 import { mkdirSync } from "node:fs";
@@ -46,14 +47,23 @@ async function apiToken(login, password) {
   return (await response.json()).access_token;
 }
 
-async function signIn(page, login, password) {
-  await page.goto(`${BASE}/console/`);
-  await page.getByRole("heading", { name: "Sign in to Meadowlark" }).waitFor();
+/** Fill the login form; with `otp`, the account has 2FA on: the code field must appear. */
+async function submitLogin(page, login, password, otp) {
   await page.getByLabel("Login").fill(login);
   await page.getByLabel("Password").fill(password);
   await page.getByRole("button", { name: "Sign in" }).click();
+  if (otp) {
+    await page.getByLabel("Two-factor code").fill(otp);
+    await page.getByRole("button", { name: "Sign in" }).click();
+  }
+}
+
+async function signIn(page, login, password, otp) {
+  await page.goto(`${BASE}/console/`);
+  await page.getByRole("heading", { name: "Sign in to Meadowlark" }).waitFor();
+  await submitLogin(page, login, password, otp);
   await page.getByRole("heading", { name: "Devices" }).waitFor();
-  step(`signed in as ${login}`);
+  step(`signed in as ${login}${otp ? " with a two-factor code" : ""}`);
 }
 
 async function searchEndpoint(page) {
@@ -135,7 +145,7 @@ async function otherDomainSeesNothing(browser) {
   context.setDefaultTimeout(TIMEOUT);
   const page = await context.newPage();
   lastPage = page;
-  await signIn(page, env("OTHER_LOGIN"), env("OTHER_PASSWORD"));
+  await signIn(page, env("OTHER_LOGIN"), env("OTHER_PASSWORD"), env("OTHER_OTP"));
   await page.getByText("No device matches.").waitFor();
   check((await page.getByRole("link", { name: ENDPOINT }).count()) === 0, "device listed for the other domain");
   await searchEndpoint(page);
@@ -143,9 +153,7 @@ async function otherDomainSeesNothing(browser) {
   await shot(page, "other-domain-devices");
   await page.goto(`${BASE}/console/devices/${encodeURIComponent(ENDPOINT)}`);
   // A reload forgets the in-memory token: sign in again, the deep link is kept.
-  await page.getByLabel("Login").fill(env("OTHER_LOGIN"));
-  await page.getByLabel("Password").fill(env("OTHER_PASSWORD"));
-  await page.getByRole("button", { name: "Sign in" }).click();
+  await submitLogin(page, env("OTHER_LOGIN"), env("OTHER_PASSWORD"), env("OTHER_OTP"));
   await page.getByRole("alert").filter({ hasText: /not found|no such|does not exist/i }).first().waitFor();
   await shot(page, "other-domain-device");
   step("other domain: the device is neither listed nor readable");
@@ -187,6 +195,10 @@ async function main() {
     lastPage = page;
     const consoleErrors = [];
     page.on("pageerror", (error) => consoleErrors.push(String(error)));
+    const refreshes = [];
+    page.on("response", (response) => {
+      if (response.url().endsWith("/api/auth/refresh")) refreshes.push(response.status());
+    });
     let consoleToken = null; // the bearer token the page uses (it lives in the page's memory)
     page.on("request", (request) => {
       const header = request.headers().authorization;
@@ -200,12 +212,13 @@ async function main() {
     await devicesPage(page);
     await shot(page, "devices");
     await openDevice(page);
-    const token = await apiToken(env("ADMIN_LOGIN"), env("ADMIN_PASSWORD"));
     await readResource(page);
-    await writeResource(page, token);
+    await writeResource(page, await apiToken(env("ADMIN_LOGIN"), env("ADMIN_PASSWORD")));
     await page.evaluate(() => window.scrollTo(0, 0));
     await shot(page, "device", { fullPage: false });
     await observeResource(page);
+    check(refreshes.length > 0 && refreshes.every((status) => status === 200), `refreshes: ${refreshes}`);
+    step(`the token was refreshed ${refreshes.length} time(s) before expiring`);
     await page.getByRole("button", { name: "Log out" }).click();
     await page.getByRole("heading", { name: "Sign in to Meadowlark" }).waitFor();
     check(consoleToken, "no bearer token seen in the console's requests");
