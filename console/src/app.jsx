@@ -68,6 +68,13 @@ export function App() {
   useEffect(() => {
     if (user && (path === "/" || path === "/login")) navigate(HOME, { replace: true });
   }, [user, path]);
+  // After an in-app navigation, move the focus to the new page (as a page load would), so
+  // keyboard and screen-reader users start at its content.
+  const firstPath = useRef(path);
+  useEffect(() => {
+    if (path !== firstPath.current) main.current?.focus();
+    firstPath.current = null;
+  }, [path]);
   useEffect(() => {
     document.title = found ? `${found.route.title} · Meadowlark` : "Meadowlark console";
   }, [found?.route]);

@@ -2,7 +2,7 @@
 // every page that listens: registrations, updates, sleeping/awake, notifications and
 // request/response records. Opened with the first listener, closed after the last.
 import { useEffect, useState } from "preact/hooks";
-import { LWM2M, followEvents } from "./api.js";
+import { LWM2M, followEvents, onSessionChange } from "./api.js";
 import { can } from "./session.js";
 
 export const FEED_PERMISSION = "lwm2m:GET /api/lwm2m/v1/events";
@@ -27,6 +27,16 @@ function open() {
     { signal: current.signal, onStatus: setState },
   ).catch(() => setState("closed"));
 }
+
+// A revoked or expired session must not keep a stream open.
+onSessionChange((active) => {
+  if (!active && controller) {
+    controller.abort();
+    controller = null;
+    listeners.clear();
+    setState("closed");
+  }
+});
 
 /** Hear every event (kind, data) of the caller's devices; returns the unsubscribe. */
 export function subscribe(listener) {

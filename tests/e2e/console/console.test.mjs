@@ -119,6 +119,17 @@ async function writeResource(page, token) {
   const type = await clock.getByLabel("New value of Current Time").getAttribute("type");
   check(type === "datetime-local", `Time resource input type ${type}`);
   await clock.getByRole("button", { name: "Cancel" }).click();
+
+  // Opaque: hex or Base64, chosen by the user.
+  const blob = resource(page, "/5/0/0");
+  await blob.getByRole("button", { name: "Write Package" }).click();
+  const encodings = await blob.getByLabel("Encoding").locator("option").allInnerTexts();
+  check(encodings.join() === "Hex,Base64", `opaque encodings ${encodings}`);
+  await blob.getByLabel("New value of Package").fill("zz");
+  await blob.getByRole("button", { name: "Write", exact: true }).click();
+  await blob.getByText("Enter hex bytes").waitFor(); // refused in the page, nothing sent
+  await blob.getByRole("button", { name: "Cancel" }).click();
+  step("typed forms: Time is datetime-local, Opaque takes hex or Base64 and checks it");
 }
 
 async function observeResource(page) {
@@ -195,6 +206,11 @@ async function main() {
     lastPage = page;
     const consoleErrors = [];
     page.on("pageerror", (error) => consoleErrors.push(String(error)));
+    page.on("console", (message) => {
+      if (message.type() === "error" && /Content Security Policy|Refused to/i.test(message.text())) {
+        consoleErrors.push(message.text());
+      }
+    });
     const refreshes = [];
     page.on("response", (response) => {
       if (response.url().endsWith("/api/auth/refresh")) refreshes.push(response.status());
