@@ -5,9 +5,9 @@ simulated device registered.
 The script signs in, finds the device, opens its object tree, reads, writes and observes
 resources (a live notification must reach the page), logs out (the token is revoked), and
 checks that a user of another domain (who signs in with a two-factor code) sees no trace
-of the device. Access tokens live 6 s
-here, so the console refreshes its token several times on the way. Screenshots at 1280 px
-and 390 px go to test-artifacts/console/.
+of the device; last, the device deregisters and its status turns offline in the open
+page. Access tokens live 6 s here, so the console refreshes its token on the way.
+Screenshots at 1280 px and 390 px go to test-artifacts/console/.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ OTHER_PASSWORD = "Other-Domain-Pa55word!"
 SENSOR = LwM2mPath(3303, 0, 5700)
 TIMEZONE = LwM2mPath(3, 0, 15)
 TOKEN_LIFETIME = 6
+SCRIPT_TIMEOUT = 120
 
 
 def _missing_tool() -> str | None:
@@ -120,6 +121,36 @@ def _move_temperature_while_observed(devices: DeviceLoop, device, stop: threadin
             reading += 0.5
 
 
+def _run_script(env: dict[str, str], devices: DeviceLoop, device) -> tuple[int, str]:
+    """Run the browser script; it asks for device actions with lines on its stdout
+    (``@deregister``) and waits for ``done`` on its stdin. Its exit code and output."""
+    script = subprocess.Popen(  # noqa: S603 - our own test script
+        ["node", str(SCRIPT)],  # noqa: S607 - node from PATH, checked above
+        cwd=HARNESS,
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    watchdog = threading.Timer(SCRIPT_TIMEOUT, script.kill)
+    watchdog.start()
+    lines = []
+    try:
+        assert script.stdout is not None and script.stdin is not None
+        for line in script.stdout:
+            lines.append(line)
+            if line.strip() == "@deregister":
+                devices.run(device.stop(deregister=True))
+                devices.devices.remove(device)
+                script.stdin.write("done\n")
+                script.stdin.flush()
+        returncode = script.wait()
+    finally:
+        watchdog.cancel()
+    return returncode, "".join(lines)
+
+
 def test_console_in_chromium(node: Node, devices: DeviceLoop) -> None:
     token = node.token()
     other_login = _other_domain_admin(node, token)
@@ -144,20 +175,13 @@ def test_console_in_chromium(node: Node, devices: DeviceLoop) -> None:
         "CHROMIUM": str(CHROMIUM),
     }
     try:
-        run = subprocess.run(  # noqa: S603 - our own test script
-            ["node", str(SCRIPT)],  # noqa: S607 - node from PATH, checked above
-            cwd=HARNESS,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        returncode, output = _run_script(env, devices, device)
     finally:
         stop.set()
         mover.join(5)
-    assert run.returncode == 0, f"{run.stdout}\n{run.stderr}\n--- server log ---\n{node.output()}"
-    assert "all console checks passed" in run.stdout
-    print(run.stdout)  # the steps with their timings, shown with pytest -s
+    assert returncode == 0, f"{output}\n--- server log ---\n{node.output()}"
+    assert "all console checks passed" in output
+    print(output)  # the steps with their timings, shown with pytest -s
     # The write reached the device itself, not only the server's answer.
     written = devices.call(device.objects.read, TIMEZONE)
     assert written.value == "America/Chicago"

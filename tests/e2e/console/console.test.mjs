@@ -7,6 +7,7 @@
 // Prints one line per step; exits non-zero at the first failure.
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
+import { createInterface } from "node:readline";
 import { chromium } from "playwright-core";
 
 const env = (name) => {
@@ -193,6 +194,30 @@ async function phone(browser) {
   await context.close();
 }
 
+const answers = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+
+/** Ask the pytest driver to act on the device ("@deregister"); resolves when it is done. */
+async function askDriver(action) {
+  console.log(`@${action}`);
+  const { value } = await answers.next();
+  check(value === "done", `driver answered ${value} to ${action}`);
+}
+
+async function liveStatus(browser) {
+  const context = await browser.newContext({ viewport: WIDE });
+  context.setDefaultTimeout(TIMEOUT);
+  const page = await context.newPage();
+  lastPage = page;
+  await signIn(page, env("ADMIN_LOGIN"), env("ADMIN_PASSWORD"));
+  await devicesPage(page);
+  await page.locator(".live[data-state=open]").waitFor();
+  await askDriver("deregister");
+  const row = page.locator("tr", { has: page.getByRole("link", { name: ENDPOINT }) });
+  await row.locator('[data-status="offline"]').waitFor();
+  step("live status: the device deregistered and the open page shows it offline");
+  await context.close();
+}
+
 async function main() {
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
@@ -250,6 +275,7 @@ async function main() {
 
     await phone(browser);
     await otherDomainSeesNothing(browser);
+    await liveStatus(browser);
   } catch (error) {
     await lastPage?.screenshot({ path: join(ARTIFACTS, "failure.png"), fullPage: true }).catch(() => {});
     throw error;
@@ -257,6 +283,7 @@ async function main() {
     await browser.close();
   }
   step("all console checks passed");
+  process.exit(0); // stdin stays open
 }
 
 main().catch((error) => {
