@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-from pathlib import Path
+import tomllib
+from pathlib import Path, PurePosixPath
 
 import httpx
 import pytest
@@ -155,3 +156,14 @@ def test_no_built_console_is_a_clear_404(http, tmp_path, monkeypatch):
 def test_the_console_is_not_in_the_api_document(http):
     paths = http.get("/openapi.json").json()["paths"]
     assert not [path for path in paths if path.startswith("/console")]
+
+
+def test_every_built_file_ships_in_the_wheel():
+    """pyproject's package-data globs cover every file of the built console."""
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[3] / "pyproject.toml").read_text())
+    globs = pyproject["tool"]["setuptools"]["package-data"]["meadowlark"]
+    package = console_ui.CONSOLE_DIR.parents[2]  # src/meadowlark
+    for file in console_ui.CONSOLE_DIR.rglob("*"):
+        if file.is_file():
+            relative = file.relative_to(package).as_posix()
+            assert any(PurePosixPath(relative).match(glob) for glob in globs), relative
