@@ -67,8 +67,8 @@ export function DevicePage({ id }) {
   const [changed, setChanged] = useState({}); // path -> counter, to flash updated values
   const [log, setLog] = useState([]);
   const [error, setError] = useState(null);
-  const status = useDeviceStatus();
   const endpoint = device ? (device.properties?.endpointName ?? device.id) : null;
+  const status = useDeviceStatus(endpoint ? [endpoint] : []);
 
   const applyValues = (found) => {
     if (Object.keys(found).length === 0) return;

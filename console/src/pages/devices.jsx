@@ -83,7 +83,7 @@ export function DevicesPage() {
   const [busy, setBusy] = useState(true);
   const [error, setError] = useState(null);
   const [groups, setGroups] = useState([]);
-  const status = useDeviceStatus();
+  const status = useDeviceStatus(page.devices.map((device) => device.properties?.endpointName ?? device.id));
 
   useEffect(() => setDraft(criteria), [criteria]);
   useEffect(() => {
@@ -141,7 +141,7 @@ export function DevicesPage() {
     {
       key: "status",
       label: "Status",
-      render: (device) => <StatusBadge state={status.of(device.properties?.endpointName)} />,
+      render: (device) => <StatusBadge state={status.of(device.properties?.endpointName ?? device.id)} />,
     },
     {
       key: "groups",
