@@ -13,6 +13,7 @@ Screenshots at 1280 px and 390 px go to test-artifacts/console/.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -28,6 +29,7 @@ from meadowlark.lwm2m.path import LwM2mPath
 
 ROOT = Path(__file__).resolve().parents[2]
 HARNESS = Path(__file__).resolve().parent / "console"
+CONSOLE = ROOT / "console"
 SCRIPT = HARNESS / "console.test.mjs"
 ARTIFACTS = ROOT / "test-artifacts" / "console"
 CHROMIUM = Path(os.environ.get("MEADOWLARK_TEST_CHROMIUM", "/usr/bin/chromium"))
@@ -48,7 +50,23 @@ def _missing_tool() -> str | None:
     return None
 
 
-pytestmark = pytest.mark.skipif(_missing_tool() is not None, reason=str(_missing_tool()))
+needs_browser = pytest.mark.skipif(_missing_tool() is not None, reason=str(_missing_tool()))
+needs_node = pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+
+
+@needs_node
+def test_console_helpers_under_node_test() -> None:
+    """The console's pure helpers (typed write values, object tree, SSE parsing,
+    searchCriteria building): console/tests/*.test.js under node's own test runner."""
+    run = subprocess.run(
+        ["node", "--test", "tests/"],  # noqa: S607 - node from PATH, checked above
+        cwd=CONSOLE,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, f"{run.stdout}\n{run.stderr}"
+    assert re.search(r"^# fail 0$", run.stdout, re.MULTILINE), run.stdout
 
 
 @pytest.fixture
@@ -151,6 +169,7 @@ def _run_script(env: dict[str, str], devices: DeviceLoop, device) -> tuple[int, 
     return returncode, "".join(lines)
 
 
+@needs_browser
 def test_console_in_chromium(node: Node, devices: DeviceLoop) -> None:
     token = node.token()
     other_login = _other_domain_admin(node, token)

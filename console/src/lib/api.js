@@ -181,7 +181,8 @@ export const segment = (text) => encodeURIComponent(text);
 export const COIOTE = "/api/coiotedm/v3";
 export const LWM2M = "/api/lwm2m/v1";
 
-function parseEvents(buffer, onEvent) {
+/** Dispatch the complete events in `buffer` (SSE text); returns the incomplete rest. */
+export function parseEvents(buffer, onEvent) {
   let rest = buffer;
   let end = rest.search(/\r?\n\r?\n/);
   while (end >= 0) {

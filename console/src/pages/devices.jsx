@@ -7,6 +7,7 @@ import { StatusBadge, useDeviceStatus } from "../components/status.jsx";
 import { Table } from "../components/table.jsx";
 import { toastError } from "../components/toast.jsx";
 import { COIOTE, api } from "../lib/api.js";
+import { addCondition, quote } from "../lib/criteria.js";
 import { Link, navigate, useQuery } from "../lib/router.jsx";
 import { can } from "../lib/session.js";
 
@@ -28,14 +29,6 @@ const BUILDER_OPERATORS = [
   { value: "ne", label: "is not" },
 ];
 
-const quote = (text) => `'${text.replaceAll("'", "''")}'`;
-
-/** searchCriteria with one more condition, joined with `and`. */
-export function addCondition(criteria, condition) {
-  const current = criteria.trim();
-  if (!current) return condition;
-  return /\bor\b/i.test(current) ? `(${current}) and ${condition}` : `${current} and ${condition}`;
-}
 
 function Builder({ criteria, onCriteria, groups }) {
   const [field, setField] = useState(BUILDER_FIELDS[0].value);
