@@ -37,6 +37,7 @@ OTHER_PASSWORD = "Other-Domain-Pa55word!"
 SENSOR = LwM2mPath(3303, 0, 5700)
 TIMEZONE = LwM2mPath(3, 0, 15)
 TOKEN_LIFETIME = 6
+GROUP = "console-lab"
 SCRIPT_TIMEOUT = 120
 
 
@@ -115,6 +116,14 @@ def _other_domain_admin(node: Node, token: str) -> str:
     return login
 
 
+def _put_in_group(node: Node, token: str, device_id: str, group: str) -> None:
+    with httpx.Client(base_url=node.url, headers={"Authorization": f"Bearer {token}"}) as http:
+        created = http.post("/api/coiotedm/v3/groups", json={"id": group, "description": "lab"})
+        assert created.status_code == 201, created.text
+        joined = http.put(f"/api/coiotedm/v3/devices/{device_id}", json={"addGroups": [group]})
+        assert joined.status_code == 204, joined.text
+
+
 def _enable_two_factor(node: Node, login: str, password: str) -> str:
     """Turn 2FA on for the user; its TOTP secret."""
     signed_in = httpx.post(
@@ -176,6 +185,7 @@ def test_console_in_chromium(node: Node, devices: DeviceLoop) -> None:
     other_totp = pyotp.TOTP(_enable_two_factor(node, other_login, OTHER_PASSWORD))
     endpoint = "console-e2e-sensor"
     device = devices.register(endpoint, node.coap)
+    _put_in_group(node, token, endpoint, GROUP)
     stop = threading.Event()
     mover = threading.Thread(
         target=_move_temperature_while_observed, args=(devices, device, stop), daemon=True
@@ -190,6 +200,7 @@ def test_console_in_chromium(node: Node, devices: DeviceLoop) -> None:
         "OTHER_PASSWORD": OTHER_PASSWORD,
         "OTHER_OTP": other_totp.now(),  # valid for this window and the next (valid_window=1)
         "DEVICE_ENDPOINT": endpoint,
+        "DEVICE_GROUP": GROUP,
         "ARTIFACTS": str(ARTIFACTS),
         "CHROMIUM": str(CHROMIUM),
     }

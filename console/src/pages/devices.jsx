@@ -8,6 +8,7 @@ import { Table } from "../components/table.jsx";
 import { toastError } from "../components/toast.jsx";
 import { COIOTE, api } from "../lib/api.js";
 import { addCondition, quote } from "../lib/criteria.js";
+import { FEED_PERMISSION } from "../lib/events.js";
 import { Link, navigate, useQuery } from "../lib/router.jsx";
 import { can } from "../lib/session.js";
 
@@ -166,9 +167,11 @@ export function DevicesPage() {
     <section aria-labelledby="devices-title">
       <div class="page-head">
         <h1 id="devices-title">Devices</h1>
-        <span class="live" data-state={status.live}>
-          {status.live === "open" ? "Live" : "Live updates paused"}
-        </span>
+        {can(FEED_PERMISSION) && (
+          <span class="live" data-state={status.live}>
+            {status.live === "open" ? "Live" : "Live updates paused"}
+          </span>
+        )}
       </div>
       <form
         class="search"

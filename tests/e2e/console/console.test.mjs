@@ -2,7 +2,7 @@
 // a running `meadowlark serve` with a registered simulated device. Run by
 // tests/e2e/test_console_browser.py, which passes everything in the environment:
 //   CONSOLE_URL, ADMIN_LOGIN, ADMIN_PASSWORD, OTHER_LOGIN, OTHER_PASSWORD, OTHER_OTP (a current
-//   two-factor code: the other user has 2FA on), DEVICE_ENDPOINT,
+//   two-factor code: the other user has 2FA on), DEVICE_ENDPOINT, DEVICE_GROUP (its group),
 //   ARTIFACTS (screenshot folder), CHROMIUM (executable).
 // Prints one line per step; exits non-zero at the first failure.
 import { mkdirSync } from "node:fs";
@@ -71,6 +71,18 @@ async function searchEndpoint(page) {
   await page.getByLabel("Search criteria").fill(`properties.endpointName eq '${ENDPOINT}'`);
   await page.getByRole("button", { name: "Search", exact: true }).click();
   await page.waitForURL(/\?q=/);
+}
+
+async function groupFilter(page) {
+  await page.getByLabel("In group").selectOption(env("DEVICE_GROUP"));
+  await page.waitForURL(/directGroups/);
+  check(
+    (await page.getByLabel("Search criteria").inputValue()) === `directGroups eq '${env("DEVICE_GROUP")}'`,
+    "the group filter's searchCriteria",
+  );
+  const row = page.locator("tr", { has: page.getByRole("link", { name: ENDPOINT }) });
+  await row.getByRole("listitem").filter({ hasText: env("DEVICE_GROUP") }).waitFor();
+  step(`devices: the group filter finds the device in ${env("DEVICE_GROUP")}`);
 }
 
 async function devicesPage(page) {
@@ -250,6 +262,7 @@ async function main() {
     await keyboard(page);
     await shot(page, "login");
     await signIn(page, env("ADMIN_LOGIN"), env("ADMIN_PASSWORD"));
+    await groupFilter(page);
     await devicesPage(page);
     await shot(page, "devices");
     await openDevice(page);
