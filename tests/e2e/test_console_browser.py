@@ -5,9 +5,10 @@ simulated device registered.
 The script signs in, finds the device, opens its object tree, reads, writes and observes
 resources (a live notification must reach the page), logs out (the token is revoked), and
 checks that a user of another domain (who signs in with a two-factor code) sees no trace
-of the device; last, the device deregisters and its status turns offline in the open
-page. Access tokens live 6 s here, so the console refreshes its token on the way.
-Screenshots at 1280 px and 390 px go to test-artifacts/console/.
+of the device and that a read-only user sees Read buttons only; last, the device
+deregisters and its status turns offline in the open page. Access tokens live 6 s here,
+so the console refreshes its token on the way. Screenshots at 1280 px and 390 px go to
+test-artifacts/console/.
 """
 
 from __future__ import annotations
@@ -38,6 +39,16 @@ SENSOR = LwM2mPath(3303, 0, 5700)
 TIMEZONE = LwM2mPath(3, 0, 15)
 TOKEN_LIFETIME = 6
 GROUP = "console-lab"
+VIEWER_PASSWORD = "Viewer-Pa55word!"
+VIEWER_PERMISSIONS = [
+    "GET devices/find/details",
+    "GET devices/{id}",
+    "GET instantiatedResources/dataModelDefinition/{deviceId}",
+    "GET instantiatedResources/resourcesData/{deviceId}",
+    "lwm2m:GET /api/lwm2m/v1/clients/{ep}",
+    "lwm2m:GET /api/lwm2m/v1/clients/{ep}/{path}",
+    "lwm2m:GET /api/lwm2m/v1/events",
+]
 SCRIPT_TIMEOUT = 120
 
 
@@ -116,6 +127,28 @@ def _other_domain_admin(node: Node, token: str) -> str:
     return login
 
 
+def _viewer(node: Node, token: str) -> str:
+    """A user of the device's domain who may look at devices but not act on them."""
+    login = "console-viewer"
+    with httpx.Client(base_url=node.url, headers={"Authorization": f"Bearer {token}"}) as http:
+        user = http.post(
+            "/api/coiotedm/v3/users",
+            json={
+                "login": login,
+                "password": VIEWER_PASSWORD,
+                "domain": "/root/",
+                "email": "",
+                "emailVerified": True,
+                "tosAccepted": True,
+                "roles": [],
+                "permissions": VIEWER_PERMISSIONS,
+                "accountType": "developer",
+            },
+        )
+        assert user.status_code == 201, user.text
+    return login
+
+
 def _put_in_group(node: Node, token: str, device_id: str, group: str) -> None:
     with httpx.Client(base_url=node.url, headers={"Authorization": f"Bearer {token}"}) as http:
         created = http.post("/api/coiotedm/v3/groups", json={"id": group, "description": "lab"})
@@ -182,6 +215,7 @@ def _run_script(env: dict[str, str], devices: DeviceLoop, device) -> tuple[int, 
 def test_console_in_chromium(node: Node, devices: DeviceLoop) -> None:
     token = node.token()
     other_login = _other_domain_admin(node, token)
+    viewer_login = _viewer(node, token)
     other_totp = pyotp.TOTP(_enable_two_factor(node, other_login, OTHER_PASSWORD))
     endpoint = "console-e2e-sensor"
     device = devices.register(endpoint, node.coap)
@@ -197,6 +231,8 @@ def test_console_in_chromium(node: Node, devices: DeviceLoop) -> None:
         "ADMIN_LOGIN": "admin",
         "ADMIN_PASSWORD": ADMIN_PASSWORD,
         "OTHER_LOGIN": other_login,
+        "VIEWER_LOGIN": viewer_login,
+        "VIEWER_PASSWORD": VIEWER_PASSWORD,
         "OTHER_PASSWORD": OTHER_PASSWORD,
         "OTHER_OTP": other_totp.now(),  # valid for this window and the next (valid_window=1)
         "DEVICE_ENDPOINT": endpoint,

@@ -12,8 +12,8 @@ function appPath() {
 }
 
 function publish() {
-  const path = appPath();
-  listeners.forEach((listener) => listener(path));
+  const where = `${appPath()}${window.location.search}`;
+  listeners.forEach((listener) => listener(where));
 }
 
 window.addEventListener("popstate", publish);
@@ -25,13 +25,14 @@ export function navigate(path, { replace = false } = {}) {
   publish();
 }
 
+/** The app path ("/devices/x"); re-renders on every navigation, query changes too. */
 export function useLocation() {
-  const [path, setPath] = useState(appPath());
+  const [, setWhere] = useState(`${appPath()}${window.location.search}`);
   useEffect(() => {
-    listeners.add(setPath);
-    return () => listeners.delete(setPath);
+    listeners.add(setWhere);
+    return () => listeners.delete(setWhere);
   }, []);
-  return path;
+  return appPath();
 }
 
 /** Query parameters of the current URL as an object. */

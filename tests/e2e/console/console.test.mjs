@@ -2,7 +2,8 @@
 // a running `meadowlark serve` with a registered simulated device. Run by
 // tests/e2e/test_console_browser.py, which passes everything in the environment:
 //   CONSOLE_URL, ADMIN_LOGIN, ADMIN_PASSWORD, OTHER_LOGIN, OTHER_PASSWORD, OTHER_OTP (a current
-//   two-factor code: the other user has 2FA on), DEVICE_ENDPOINT, DEVICE_GROUP (its group),
+//   two-factor code: the other user has 2FA on), VIEWER_LOGIN, VIEWER_PASSWORD (read-only
+//   permissions), DEVICE_ENDPOINT, DEVICE_GROUP (its group),
 //   ARTIFACTS (screenshot folder), CHROMIUM (executable).
 // Prints one line per step; exits non-zero at the first failure.
 import { mkdirSync } from "node:fs";
@@ -76,12 +77,13 @@ async function searchEndpoint(page) {
 async function groupFilter(page) {
   await page.getByLabel("In group").selectOption(env("DEVICE_GROUP"));
   await page.waitForURL(/directGroups/);
-  check(
-    (await page.getByLabel("Search criteria").inputValue()) === `directGroups eq '${env("DEVICE_GROUP")}'`,
-    "the group filter's searchCriteria",
-  );
   const row = page.locator("tr", { has: page.getByRole("link", { name: ENDPOINT }) });
   await row.getByRole("listitem").filter({ hasText: env("DEVICE_GROUP") }).waitFor();
+  const criteria = `directGroups eq '${env("DEVICE_GROUP")}'`;
+  await page.waitForFunction(
+    (expected) => document.querySelector("form.search input")?.value === expected,
+    criteria,
+  );
   step(`devices: the group filter finds the device in ${env("DEVICE_GROUP")}`);
 }
 
@@ -215,6 +217,22 @@ async function askDriver(action) {
   check(value === "done", `driver answered ${value} to ${action}`);
 }
 
+async function viewerSeesOnlyReadButtons(browser) {
+  const context = await browser.newContext({ viewport: WIDE });
+  context.setDefaultTimeout(TIMEOUT);
+  const page = await context.newPage();
+  lastPage = page;
+  await signIn(page, env("VIEWER_LOGIN"), env("VIEWER_PASSWORD"));
+  await devicesPage(page);
+  await openDevice(page);
+  const buttons = await page.locator("li.resource button:visible").allInnerTexts();
+  const kinds = [...new Set(buttons)].sort();
+  check(kinds.join() === "Read", `a read-only user sees the buttons ${kinds}`);
+  check((await page.getByRole("button", { name: "Read Device instance 0" }).count()) === 1, "no Read all button");
+  step("read-only user: Read buttons only (no Write, Execute, Observe)");
+  await context.close();
+}
+
 async function liveStatus(browser) {
   const context = await browser.newContext({ viewport: WIDE });
   context.setDefaultTimeout(TIMEOUT);
@@ -288,6 +306,7 @@ async function main() {
 
     await phone(browser);
     await otherDomainSeesNothing(browser);
+    await viewerSeesOnlyReadButtons(browser);
     await liveStatus(browser);
   } catch (error) {
     await lastPage?.screenshot({ path: join(ARTIFACTS, "failure.png"), fullPage: true }).catch(() => {});
