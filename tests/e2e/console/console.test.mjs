@@ -85,6 +85,13 @@ async function groupFilter(page) {
     criteria,
   );
   step(`devices: the group filter finds the device in ${env("DEVICE_GROUP")}`);
+  await page.getByLabel("Search criteria").fill("properties.endpointName eq 'no-such-device'");
+  await page.getByRole("button", { name: "Search", exact: true }).click();
+  await page.getByText("No device matches.").waitFor();
+  await page.getByLabel("Search criteria").fill("properties.endpointName eq");
+  await page.getByRole("button", { name: "Search", exact: true }).click();
+  await page.locator(".form-error").filter({ hasText: /value|expected/i }).waitFor();
+  step("devices: a search that matches nothing lists nothing; a malformed one shows the API's error");
 }
 
 async function devicesPage(page) {
