@@ -71,7 +71,7 @@ def test_console_helpers_under_node_test() -> None:
     """The console's pure helpers (typed write values, object tree, SSE parsing,
     searchCriteria building): console/tests/*.test.js under node's own test runner."""
     run = subprocess.run(
-        ["node", "--test", "tests/"],  # noqa: S607 - node from PATH, checked above
+        ["node", "--test", "--test-reporter=tap", "tests/"],  # noqa: S607 - node from PATH
         cwd=CONSOLE,
         capture_output=True,
         text=True,

@@ -55,6 +55,8 @@ async function submitLogin(page, login, password, otp) {
   await page.getByLabel("Password").fill(password);
   await page.getByRole("button", { name: "Sign in" }).click();
   if (otp) {
+    await page.getByLabel("Two-factor code").waitFor();
+    await shot(page, "login-2fa", { fullPage: false });
     await page.getByLabel("Two-factor code").fill(otp);
     await page.getByRole("button", { name: "Sign in" }).click();
   }
