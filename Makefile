@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-unit test-integration bench lint format models postgres clean
+.PHONY: help install run test test-unit test-integration bench lint format models console postgres clean
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -44,6 +44,9 @@ format: $(STAMP) ## Format the code
 
 models: $(STAMP) ## Regenerate the built-in LwM2M object catalog from ../shared/reference/lwm2m-registry
 	$(BIN)/python scripts/generate_builtin_models.py ../shared/reference/lwm2m-registry
+
+console: ## Rebuild the web console (console/, Vite + Preact) into src/meadowlark/api/static/console; needs Node.js
+	cd console && npm ci --no-audit --no-fund && npm run build
 
 postgres: ## Install (Debian) and start a local PostgreSQL for the tests; prints the URL to export
 	@bash scripts/local-postgres.sh

@@ -38,6 +38,7 @@ from meadowlark.api.routers import (
     coiote_users,
     console,
     console_things,
+    console_ui,
     firmware_download,
     health,
     lwm2m,
@@ -142,6 +143,7 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
         coiote_monitoring,
     ):
         app.include_router(module.router)
+    app.router.routes.extend(console_ui.routes())  # the web console's static files, last
 
     if log.is_enabled_for(logging.DEBUG):
         app.add_middleware(AccessLog)

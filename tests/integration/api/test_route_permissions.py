@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 
 from meadowlark.api.app import create_app, iter_api_routes
+from meadowlark.api.routers import console_ui
 from meadowlark.auth import permissions as catalog
 from meadowlark.runtime import Runtime
 
@@ -20,10 +22,40 @@ def _guards(dependant: Dependant) -> list:
 
 
 @pytest.fixture(scope="module")
-def routes(tmp_path_factory, settings_for):
+def app(tmp_path_factory, settings_for):
     runtime = Runtime.from_settings(settings_for(tmp_path_factory.mktemp("routes")))
-    app = create_app(runtime)
+    return create_app(runtime)
+
+
+@pytest.fixture(scope="module")
+def routes(app):
     return list(iter_api_routes(app.routes))
+
+
+def _leaf_routes(routes):
+    """Every route, those of included routers too (FastAPI nests them)."""
+    for route in routes:
+        nested = getattr(route, "original_router", None)
+        if nested is None:
+            yield route
+        else:
+            yield from _leaf_routes(nested.routes)
+
+
+def test_routes_outside_the_catalog_are_only_documentation_and_static_assets(app):
+    """A route that is no API route has no permission guard: only FastAPI's documentation
+    and the web console's static files (public, no data: the app signs in and calls the
+    API) may be such routes; any other must be declared with require()/public()."""
+    documentation = {
+        app.openapi_url,
+        app.docs_url,
+        app.redoc_url,
+        app.swagger_ui_oauth2_redirect_url,
+    }
+    unguarded = {
+        route.path for route in _leaf_routes(app.routes) if not isinstance(route, APIRoute)
+    }
+    assert unguarded - documentation == set(console_ui.STATIC_ASSET_ROUTES)
 
 
 def test_there_are_routes(routes):
