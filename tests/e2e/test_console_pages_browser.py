@@ -4,9 +4,11 @@ against ``meadowlark serve`` run as a process, with a simulated device registere
 
 The data the pages show is prepared through the public API first: the device in a group,
 monitoring on with a named monitoring of its temperature, an observation whose
-notifications become samples, and a Thing (SIM) linked to the device. The script then
-creates a task from a template and watches its summary fill in, draws the samples and
-their aggregates, creates a user, a role and a domain, and activates and pings the Thing.
+notifications become samples, a Thing (SIM) linked to the device, and a view-only user
+(Monitor role). The script then creates a task from a template and watches its summary
+fill in, draws the samples and their aggregates, creates a user, a role and a domain,
+activates and pings the Thing, and checks that the view-only user sees the same pages
+without any button that changes something.
 Screenshots at 1280 px and 390 px go to test-artifacts/console/.
 """
 
@@ -39,6 +41,8 @@ RESOURCE = "/3303/0/5700"
 ICCID = with_check_digit("894401" + "000000004242")
 THING = f"ThingId_ICCID_{ICCID}"
 THING_NAME = "lab-sim"
+VIEWER = "console-viewer"
+VIEWER_PASSWORD = "Viewer-Pa55word!"
 PAGES = ("tasks", "task", "monitoring", "users", "roles", "domains", "things", "thing")
 
 
@@ -116,6 +120,19 @@ def _prepare(node: Node, devices: DeviceLoop) -> None:
         eventually(sampled, timeout=20)
         _created(http.post("/thing", json={"ICCID": ICCID, "ThingName": THING_NAME}))
         _created(http.put(f"/thing/{THING}/device", json={"Endpoint": ENDPOINT}))
+        _created(
+            http.post(
+                f"{COIOTE}/users",
+                json={
+                    "login": VIEWER,
+                    "password": VIEWER_PASSWORD,
+                    "domain": "/root/",
+                    "roles": ["Monitor"],
+                    "emailVerified": True,
+                    "tosAccepted": True,
+                },
+            )
+        )
 
 
 def test_console_pages_in_chromium(node: Node, devices: DeviceLoop) -> None:
@@ -131,6 +148,8 @@ def test_console_pages_in_chromium(node: Node, devices: DeviceLoop) -> None:
         "GROUP_ID": GROUP,
         "THING_ID": THING,
         "THING_NAME": THING_NAME,
+        "VIEWER_LOGIN": VIEWER,
+        "VIEWER_PASSWORD": VIEWER_PASSWORD,
         "ARTIFACTS": str(ARTIFACTS),
         "CHROMIUM": str(CHROMIUM),
     }

@@ -3,7 +3,8 @@
 // registered simulated device. Run by tests/e2e/test_console_pages_browser.py, which
 // prepares the data through the API and passes everything in the environment:
 //   CONSOLE_URL, ADMIN_LOGIN, ADMIN_PASSWORD, DEVICE_ID, RESOURCE_URL, MONITORING_NAME,
-//   GROUP_ID, THING_ID, THING_NAME, ARTIFACTS (screenshot folder), CHROMIUM (executable).
+//   GROUP_ID, THING_ID, THING_NAME, VIEWER_LOGIN, VIEWER_PASSWORD (a user with the
+//   view-only Monitor role), ARTIFACTS (screenshot folder), CHROMIUM (executable).
 // Prints one line per step; exits non-zero at the first failure.
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
@@ -42,14 +43,14 @@ async function shot(page, name, { fullPage = true } = {}) {
   step(`screenshot ${file}`);
 }
 
-async function signIn(page) {
+async function signIn(page, login = env("ADMIN_LOGIN"), password = env("ADMIN_PASSWORD")) {
   await page.goto(`${BASE}/console/`);
   await page.getByRole("heading", { name: "Sign in to Meadowlark" }).waitFor();
-  await page.getByLabel("Login").fill(env("ADMIN_LOGIN"));
-  await page.getByLabel("Password").fill(env("ADMIN_PASSWORD"));
+  await page.getByLabel("Login").fill(login);
+  await page.getByLabel("Password").fill(password);
   await page.getByRole("button", { name: "Sign in" }).click();
   await page.getByRole("heading", { name: "Devices" }).waitFor();
-  step("signed in as the admin");
+  step(`signed in as ${login}`);
 }
 
 /** Follow an in-app link of the menu (a reload would forget the in-memory token). */
@@ -213,6 +214,39 @@ async function things(page) {
   await shot(page, "thing");
 }
 
+/** A view-only user (Monitor role) sees the pages but none of the buttons that change. */
+async function viewOnly(browser) {
+  const context = await browser.newContext({ viewport: WIDE });
+  context.setDefaultTimeout(TIMEOUT);
+  const page = await context.newPage();
+  lastPage = page;
+  await signIn(page, env("VIEWER_LOGIN"), env("VIEWER_PASSWORD"));
+  const absent = async (locator, what) => check((await locator.count()) === 0, `the viewer sees ${what}`);
+  await menu(page, "Tasks");
+  await page.getByRole("link", { name: "console-read-manufacturer" }).waitFor();
+  await absent(page.getByRole("heading", { name: "New task from a template" }), "the task form");
+  await menu(page, "Users");
+  await page.getByRole("cell", { name: NEW_USER, exact: true }).waitFor();
+  await absent(page.getByRole("heading", { name: "New user" }), "the user form");
+  await absent(page.getByRole("button", { name: /^(Enable|Disable) / }), "enable/disable buttons");
+  await menu(page, "Roles");
+  await page.locator(`details[data-role="${NEW_ROLE}"]`).waitFor();
+  await absent(page.getByRole("heading", { name: "New role" }), "the role form");
+  await menu(page, "Domains");
+  await page.getByRole("cell", { name: NEW_DOMAIN }).waitFor();
+  await absent(page.getByRole("button", { name: "Create domain" }), "the domain form");
+  await open(page, `/monitoring?device=${encodeURIComponent(DEVICE)}&url=${encodeURIComponent(RESOURCE)}&range=1h`);
+  await page.getByTestId("samples-chart").locator("canvas").waitFor();
+  await page.getByTestId("monitoring-switch").locator('[data-enabled="true"]').waitFor();
+  await absent(page.getByRole("button", { name: /monitoring$/ }), "the monitoring switch buttons");
+  await open(page, `/things/${encodeURIComponent(env("THING_ID"))}`);
+  await page.getByRole("heading", { name: env("THING_NAME"), level: 1 }).waitFor();
+  await page.getByTestId("usage").waitFor();
+  await absent(page.getByRole("button", { name: /^(Activate|Suspend|Retire|Ping|Refresh connection|Send SMS)$/ }), "Thing actions");
+  step("view-only user: every page readable, no button that changes anything");
+  await context.close();
+}
+
 async function phone(browser) {
   const context = await browser.newContext({ viewport: PHONE, isMobile: true, hasTouch: true });
   context.setDefaultTimeout(TIMEOUT);
@@ -268,6 +302,7 @@ async function main() {
     await things(page);
     check(pageErrors.length === 0, `page errors: ${pageErrors.join("; ")}`);
     await context.close();
+    await viewOnly(browser);
     await phone(browser);
   } catch (error) {
     await lastPage?.screenshot({ path: join(ARTIFACTS, "pages-failure.png"), fullPage: true }).catch(() => {});
