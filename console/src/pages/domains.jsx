@@ -48,6 +48,7 @@ export function DomainsPage() {
     try {
       const created = await api.post(`${COIOTE}/domains`, { json: { id: id.trim(), description: description.trim() } });
       toast(`Domain ${created.result} created.`);
+      setId(currentUser()?.domain ?? "/root/");
       setDescription("");
       setLoads(loads + 1);
     } catch (failure) {

@@ -32,6 +32,7 @@ const INTERVALS = [
   { value: "21600", label: "6 hours" },
   { value: "86400", label: "1 day" },
 ];
+const FOLLOW_MS = 10000; // "Follow live" reloads the range this often
 const MAX_PAGES = 5; // at most 5 × 2048 samples in one chart
 const PAGE = 2048;
 const URL_PATTERN = /^\/\d+\/\d+\/\d+(\/\d+)?$/;
@@ -320,6 +321,7 @@ export function MonitoringPage() {
   const [error, setError] = useState(null);
   const [aliases, setAliases] = useState([]);
   const [reloads, setReloads] = useState(0);
+  const [follow, setFollow] = useState(false);
   const range = useMemo(() => rangeOf(query), [query.range, query.from, query.to, reloads]);
 
   useEffect(() => {
@@ -333,7 +335,12 @@ export function MonitoringPage() {
       .then(setAliases, () => setAliases([]));
   }, [device]);
   useEffect(() => {
-    setSamples(null);
+    if (!follow || query.range === "custom") return undefined;
+    const timer = setInterval(() => setReloads((count) => count + 1), FOLLOW_MS);
+    return () => clearInterval(timer);
+  }, [follow, query.range]);
+  useEffect(() => {
+    if (!follow) setSamples(null); // following keeps the chart while the next range loads
     setError(null);
     if (!device || !(url || alias) || !range) return undefined;
     const controller = new AbortController();
@@ -419,6 +426,9 @@ export function MonitoringPage() {
             <button type="button" class="button-secondary" onClick={() => setReloads(reloads + 1)}>
               Refresh
             </button>
+          )}
+          {device && (url || alias) && query.range !== "custom" && (
+            <Input type="checkbox" label="Follow live (every 10 s)" value={follow} onValue={setFollow} />
           )}
         </div>
       </form>

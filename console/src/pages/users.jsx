@@ -59,8 +59,8 @@ function NewUserForm({ domains, roles, onCreated }) {
       <Input label="Login" value={login} onValue={setLogin} autocomplete="off" spellcheck={false} required />
       <Input label="Email" type="email" value={email} onValue={setEmail} autocomplete="off" />
       <Input label="Password" type="password" value={password} onValue={setPassword} autocomplete="new-password" required />
-      {domains.length ? (
-        <Select label="Domain" value={domain} onValue={setDomain} options={domains} />
+      {can("GET domains") ? (
+        <Select label="Domain" value={domain} onValue={setDomain} options={domains.length ? domains : [domain]} />
       ) : (
         <Input label="Domain" value={domain} onValue={setDomain} spellcheck={false} required />
       )}
