@@ -118,7 +118,11 @@ def _prepare(node: Node, devices: DeviceLoop) -> None:
             return page.status_code == 200 and len(page.json()["data"]) >= 5
 
         eventually(sampled, timeout=20)
-        _created(http.post("/thing", json={"ICCID": ICCID, "ThingName": THING_NAME}))
+        _created(
+            http.post(
+                "/thing", json={"ICCID": ICCID, "ThingName": THING_NAME, "MSISDN": "447700900123"}
+            )
+        )
         _created(http.put(f"/thing/{THING}/device", json={"Endpoint": ENDPOINT}))
         _created(
             http.post(

@@ -26,7 +26,7 @@ const STATE_ACTIONS = {
   SUSPENDED: "Suspend",
   RETIRED: "Retire",
 };
-function SmsForm({ thing }) {
+function SmsForm({ thing, onSent }) {
   const [message, setMessage] = useState("");
   const [from, setFrom] = useState("");
   const [busy, setBusy] = useState(false);
@@ -39,6 +39,7 @@ function SmsForm({ thing }) {
       const id = await api.post(`/thing/${segment(thing.ThingId)}/sms`, { json: { Message: message, From: from } });
       toast(`SMS sent (message id ${id}).`);
       setMessage("");
+      onSent();
     } catch (failure) {
       setError(describeError(failure));
     } finally {
@@ -238,7 +239,7 @@ export function ThingPage({ id }) {
           {ping.time !== null && ping.time !== undefined ? `, ${ping.time} ms` : ""}, {ping.packetLoss}% loss
         </p>
       )}
-      {can("console:POST /thing/{ThingId}/sms") && <SmsForm thing={thing} />}
+      {can("console:POST /thing/{ThingId}/sms") && <SmsForm thing={thing} onSent={() => setLoads(loads + 1)} />}
     </section>
   );
 }

@@ -92,8 +92,24 @@ async function tasks(page) {
   check(values.includes("Meadowlark"), `values read: ${values}`);
   step(`task summary filled in: 1 completed, 1 succeeded (${values.trim()})`);
   await shot(page, "task");
+
+  // The same template on the device's group: the summary counts the group's members.
+  await menu(page, "Tasks");
+  await form.getByLabel("Template").selectOption("readResource");
+  await form.getByLabel("Run on").selectOption("group");
+  await form.getByLabel("Group", { exact: true }).selectOption(env("GROUP_ID"));
+  await form.getByLabel("Task name (optional)").fill("console-read-model");
+  await form.getByLabel("Parameter key").fill("/3/0/1");
+  await form.getByRole("button", { name: "Create task" }).click();
+  await page.getByRole("heading", { name: "console-read-model", level: 1 }).waitFor();
+  await page.getByTestId("task-summary").locator('[data-key="successes"] dd').filter({ hasText: /^1$/ }).waitFor();
+  await page.locator("tr", { has: page.getByRole("link", { name: DEVICE }) }).locator('[data-status="Success"]').waitFor();
+  check(page.url().includes("/tasks/g%3A"), `group task id in ${page.url()}`);
+  step(`group task: its summary filled in for the group's device (${page.url()})`);
+
   await menu(page, "Tasks");
   await page.getByRole("link", { name: "console-read-manufacturer" }).waitFor();
+  await page.getByRole("link", { name: "console-read-model" }).waitFor();
   await shot(page, "tasks");
 }
 
@@ -211,6 +227,10 @@ async function things(page) {
   const ping = await page.locator(".ping").innerText();
   check(/1\/1 received/.test(ping), `ping: ${ping}`);
   step(`thing: ${ping}`);
+  await page.getByLabel("Message").fill("hello from the console");
+  await page.getByRole("button", { name: "Send SMS" }).click();
+  await page.getByText(/^SMS sent \(message id /).waitFor();
+  step("thing: MT SMS sent");
   await shot(page, "thing");
 }
 
