@@ -1,9 +1,15 @@
 // A time-series chart drawn with uPlot on a <canvas>. Screen readers get the figure's
 // caption and a summary (points, range, last value); the data is also in a table on the
 // page that shows the chart. The width follows the container (phone widths too).
+// uPlot is its own chunk, fetched when the first chart is drawn.
 import { useEffect, useRef } from "preact/hooks";
-import uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
+
+let uPlotModule = null;
+const loadUplot = () => {
+  uPlotModule ??= import("uplot").then((module) => module.default);
+  return uPlotModule;
+};
 
 const COLORS = ["#1f5fbf", "#b3261e", "#1e7a3c", "#8a5a00"];
 
@@ -38,12 +44,19 @@ export function TimeChart({ title, times, series, summary, span, height = 260, t
         })),
       ],
     };
-    const chart = new uPlot(options, [times, ...series.map((line) => line.values)], element);
-    const resize = new ResizeObserver(() => chart.setSize({ width: width(), height }));
-    resize.observe(element);
+    let chart = null;
+    let resize = null;
+    let cancelled = false;
+    loadUplot().then((uPlot) => {
+      if (cancelled) return;
+      chart = new uPlot(options, [times, ...series.map((line) => line.values)], element);
+      resize = new ResizeObserver(() => chart.setSize({ width: width(), height }));
+      resize.observe(element);
+    });
     return () => {
-      resize.disconnect();
-      chart.destroy();
+      cancelled = true;
+      resize?.disconnect();
+      chart?.destroy();
     };
   }, [times, series, height, span?.[0], span?.[1]]);
 

@@ -23,13 +23,14 @@ function targetOf(task) {
   return colon < 0 ? { kind: "", id: text } : { kind: text.slice(0, colon), id: text.slice(colon + 1) };
 }
 
+/** `initialDevice` comes from /tasks?device=ID (a link from a device's page). */
 function NewTaskForm({ templates, groups, initialDevice }) {
   const kinds = [
     can(ON_DEVICE) && { value: "device", label: "A device" },
     can(ON_GROUP) && { value: "group", label: "A group" },
   ].filter(Boolean);
   const [templateName, setTemplateName] = useState(templates[0]?.name ?? "");
-  const [kind, setKind] = useState(initialDevice || kinds.length === 1 ? kinds[0].value : "device");
+  const [kind, setKind] = useState(kinds.some((item) => item.value === "device") ? "device" : kinds[0]?.value);
   const [device, setDevice] = useState(initialDevice ?? "");
   const [group, setGroup] = useState(groups[0] ?? "");
   const [taskName, setTaskName] = useState("");
