@@ -38,6 +38,7 @@ ENDPOINT = "console-pages-sensor"
 GROUP = "console-lab"
 MONITORING = "lab-temperature"
 RESOURCE = "/3303/0/5700"
+TEXT_RESOURCE = "/3/0/15"  # Timezone: text samples, counted per value
 ICCID = with_check_digit("894401" + "000000004242")
 THING = f"ThingId_ICCID_{ICCID}"
 THING_NAME = "lab-sim"
@@ -101,7 +102,7 @@ def _prepare(node: Node, devices: DeviceLoop) -> None:
         _created(
             http.post(
                 f"{COIOTE}/monitoring",
-                json={"name": MONITORING, "groupId": GROUP, "resources": [RESOURCE]},
+                json={"name": MONITORING, "groupId": GROUP, "resources": [RESOURCE, TEXT_RESOURCE]},
             )
         )
         _created(http.post(f"/api/lwm2m/v1/clients/{ENDPOINT}{RESOURCE}/observe"))
@@ -118,6 +119,8 @@ def _prepare(node: Node, devices: DeviceLoop) -> None:
             return page.status_code == 200 and len(page.json()["data"]) >= 5
 
         eventually(sampled, timeout=20)
+        for _ in range(3):  # each answer to a read is a sample too
+            _created(http.get(f"/api/lwm2m/v1/clients/{ENDPOINT}{TEXT_RESOURCE}"))
         _created(
             http.post(
                 "/thing", json={"ICCID": ICCID, "ThingName": THING_NAME, "MSISDN": "447700900123"}
@@ -148,6 +151,7 @@ def test_console_pages_in_chromium(node: Node, devices: DeviceLoop) -> None:
         "ADMIN_PASSWORD": ADMIN_PASSWORD,
         "DEVICE_ID": ENDPOINT,
         "RESOURCE_URL": RESOURCE,
+        "TEXT_RESOURCE_URL": TEXT_RESOURCE,
         "MONITORING_NAME": MONITORING,
         "GROUP_ID": GROUP,
         "THING_ID": THING,

@@ -2,7 +2,8 @@
 // chromium, driven by playwright-core) against a running `meadowlark serve` with a
 // registered simulated device. Run by tests/e2e/test_console_pages_browser.py, which
 // prepares the data through the API and passes everything in the environment:
-//   CONSOLE_URL, ADMIN_LOGIN, ADMIN_PASSWORD, DEVICE_ID, RESOURCE_URL, MONITORING_NAME,
+//   CONSOLE_URL, ADMIN_LOGIN, ADMIN_PASSWORD, DEVICE_ID, RESOURCE_URL (numeric samples),
+//   TEXT_RESOURCE_URL (text samples), MONITORING_NAME,
 //   GROUP_ID, THING_ID, THING_NAME, VIEWER_LOGIN, VIEWER_PASSWORD (a user with the
 //   view-only Monitor role), ARTIFACTS (screenshot folder), CHROMIUM (executable).
 // Prints one line per step; exits non-zero at the first failure.
@@ -116,7 +117,7 @@ async function tasks(page) {
 async function monitoring(page) {
   await menu(page, "Monitoring");
   await page.getByLabel("Device id").fill(DEVICE);
-  await page.getByLabel("Resource").fill(RESOURCE);
+  await page.getByLabel("Resource", { exact: true }).fill(RESOURCE);
   await page.getByLabel("Time range").selectOption("1h");
   await page.getByRole("button", { name: "Show" }).click();
   const chart = page.getByTestId("samples-chart");
@@ -152,6 +153,18 @@ async function monitoring(page) {
   await aggregates.getByTestId("aggregates-chart").locator("canvas").waitFor();
   step(`aggregates: ${await counts.count()} intervals, ${total} samples counted`);
   await shot(page, "monitoring");
+
+  // A text resource: no line to draw; its samples and the count of each value as tables.
+  await page.getByLabel("Resource", { exact: true }).fill(env("TEXT_RESOURCE_URL"));
+  await page.getByRole("button", { name: "Show" }).click();
+  await page.getByText("Text values: shown as a table.").waitFor();
+  const valueCounts = page.getByTestId("aggregates").locator('td[data-label="Values (count)"]');
+  await valueCounts.first().waitFor();
+  const counted = await valueCounts.first().innerText();
+  check(/: [1-9]/.test(counted), `textual aggregate ${counted}`);
+  check((await page.getByTestId("samples-chart").count()) === 0, "a chart for text values");
+  step(`textual aggregates: ${counted.trim()}`);
+  await shot(page, "monitoring-text");
 }
 
 async function users(page) {
