@@ -102,7 +102,8 @@ export function ThingPage({ id }) {
       setLoads(loads + 1);
     });
   // The console's ping wants the caller's CustomerId as `apikey`; a Thing of the
-  // caller's own domain carries the same one (another domain's is refused: 403).
+  // caller's own domain carries the same one (another domain's is refused: 403). Without
+  // one the server would answer 401, which the API client takes for an ended session.
   const doPing = () =>
     act(async () => {
       const response = await fetchPing();
@@ -217,7 +218,7 @@ export function ThingPage({ id }) {
               {STATE_ACTIONS[state]}
             </button>
           ))}
-        {can("console:POST /thing/{ThingId}/ping") && (
+        {can("console:POST /thing/{ThingId}/ping") && thing.CustomerId && (
           <button type="button" class="button-secondary" disabled={busy} onClick={doPing}>
             Ping
           </button>
