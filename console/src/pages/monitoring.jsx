@@ -8,6 +8,7 @@ import { useEffect, useMemo, useState } from "preact/hooks";
 import { TimeChart } from "../components/chart.jsx";
 import { describeError, formatNumber, formatTime, plural } from "../components/format.js";
 import { Input, Select } from "../components/field.jsx";
+import { useUpdateEffect } from "../components/hooks.js";
 import { Table } from "../components/table.jsx";
 import { toast } from "../components/toast.jsx";
 import { COIOTE, api, segment } from "../lib/api.js";
@@ -199,7 +200,7 @@ function Aggregates({ device, url, range, numeric }) {
       (failure) => setError(describeError(failure)),
     );
   }, [device, url]);
-  useEffect(() => setBucket(String(range.interval)), [range.interval]);
+  useUpdateEffect(() => setBucket(String(range.interval)), [range.interval]);
   useEffect(() => {
     if (!name || !group || !can(permission)) return undefined;
     const controller = new AbortController();
@@ -324,7 +325,7 @@ export function MonitoringPage() {
   const [follow, setFollow] = useState(false);
   const range = useMemo(() => rangeOf(query), [query.range, query.from, query.to, reloads]);
 
-  useEffect(() => {
+  useUpdateEffect(() => {
     setDraft({ device, resource: alias || url, range: query.range ?? "1h", from: query.from ?? "", to: query.to ?? "" });
   }, [device, url, alias, query.range, query.from, query.to]);
   useEffect(() => {

@@ -29,23 +29,19 @@ function NewTaskForm({ templates, groups, initialDevice }) {
     can(ON_DEVICE) && { value: "device", label: "A device" },
     can(ON_GROUP) && { value: "group", label: "A group" },
   ].filter(Boolean);
-  const [templateName, setTemplateName] = useState(templates[0]?.name ?? "");
+  const [chosenTemplate, setTemplateName] = useState("");
   const [kind, setKind] = useState(kinds.some((item) => item.value === "device") ? "device" : kinds[0]?.value);
   const [device, setDevice] = useState(initialDevice ?? "");
-  const [group, setGroup] = useState(groups[0] ?? "");
+  const [chosenGroup, setGroup] = useState("");
   const [taskName, setTaskName] = useState("");
   const [values, setValues] = useState({});
   const [rerun, setRerun] = useState(false);
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState(null);
+  // Until the user picks one, the first template and group (they load after the form).
+  const templateName = chosenTemplate || templates[0]?.name || "";
+  const group = chosenGroup || groups[0] || "";
   const template = templates.find((item) => item.name === templateName);
-
-  useEffect(() => {
-    if (!templateName && templates.length) setTemplateName(templates[0].name);
-  }, [templates]);
-  useEffect(() => {
-    if (!group && groups.length) setGroup(groups[0]);
-  }, [groups]);
 
   const submit = async (event) => {
     event.preventDefault();
