@@ -129,7 +129,7 @@ function url(path, query) {
 async function send(method, path, options, retried) {
   if (!tokens) throw new ApiError(401, "not signed in");
   if (refreshing) await refreshing;
-  const headers = { Authorization: `Bearer ${tokens.access}`, Accept: "application/json" };
+  const headers = { ...options.headers, Authorization: `Bearer ${tokens.access}`, Accept: "application/json" };
   let body = options.body;
   if (options.json !== undefined) {
     headers["Content-Type"] = "application/json";
@@ -161,7 +161,8 @@ async function send(method, path, options, retried) {
 
 /**
  * One API call. `options`: `query` (object), `json` (a body sent as JSON), `body` (text),
- * `signal`. Resolves to the parsed JSON (or text, or null for 204); rejects with ApiError.
+ * `headers` (extra request headers), `signal`. Resolves to the parsed JSON (or text, or null
+ * for 204); rejects with ApiError.
  */
 export function request(method, path, options = {}) {
   return send(method, path, options, false);
