@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-unit test-integration bench lint format models console postgres clean
+.PHONY: help install run test test-unit test-integration bench lint typecheck layers check format models console postgres clean
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -38,6 +38,14 @@ bench: $(STAMP) ## Run the benchmarks; figures are ratios against a baseline mea
 lint: $(STAMP) ## ruff check and format check
 	$(BIN)/ruff check src tests bench scripts
 	$(BIN)/ruff format --check src tests bench scripts
+
+typecheck: $(STAMP) ## mypy: strict for lwm2m/, server/, coap/ and auth/, default for the rest
+	$(BIN)/mypy
+
+layers: $(STAMP) ## Check the import-layer contracts of pyproject.toml (import-linter) on ./src
+	PYTHONPATH=src $(BIN)/lint-imports
+
+check: lint typecheck layers ## All the code checks CI runs besides the tests (`make -k check` runs each)
 
 format: $(STAMP) ## Format the code
 	$(BIN)/ruff format src tests bench scripts

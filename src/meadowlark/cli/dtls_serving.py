@@ -6,14 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from aiocoap import Context
-
 from meadowlark.certificates import server_credentials
 from meadowlark.coap.bootstrap_site import NoRegistrations
 from meadowlark.coap.dtls import DtlsCredentials, DtlsServer, HandshakeFailure
 from meadowlark.coap.endpoint import AiocoapEndpoint
 from meadowlark.coap.server import CoapServer
 from meadowlark.coap.site import block_size_exponent
+from meadowlark.coap.site_context import SiteContext
 from meadowlark.config import HostPort, Settings
 from meadowlark.runtime import Runtime
 from meadowlark.server.transport import TrafficCounter, UplinkHandler
@@ -70,10 +69,15 @@ async def start_dtls(
 
 
 async def start_bootstrap_dtls(
-    settings: Settings, runtime: Runtime, context: Context, *, reuse_port: bool = False
+    settings: Settings,
+    runtime: Runtime,
+    host: CoapServer | SiteContext,
+    *,
+    reuse_port: bool = False,
 ) -> DtlsServer | None:
     """Serve the bootstrap server over DTLS at ``settings.bootstrap_dtls`` (None when it
-    is off) on ``context`` (whose site is the ``BootstrapSite``). Handshakes take the
+    is off) on ``host``'s context (whose site is the ``BootstrapSite``): the plain-UDP
+    bootstrap server's, or a ``SiteContext`` when bootstrap runs over DTLS only. Handshakes take the
     bootstrap accounts' PSKs (``runtime.bootstrap_keyring``; a changed or removed key
     ends that identity's sessions), and the bootstrap service sends to DTLS peers
     through this port. Failed handshakes are audited as on the management port."""
@@ -87,9 +91,9 @@ async def start_bootstrap_dtls(
         settings.bootstrap_dtls,
         reuse_port=reuse_port,
     )
-    await server.start(context)
+    await server.start(host.context)
     runtime.bootstrap_keyring.on_change(server.close_sessions)
-    runtime.bootstrap.attach(AiocoapEndpoint(context), transport="dtls")
+    runtime.bootstrap.attach(AiocoapEndpoint(host.context), transport="dtls")
     return server
 
 

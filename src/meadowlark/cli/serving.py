@@ -93,12 +93,12 @@ def serve_node(
     SO_REUSEPORT); it prints no banner (the supervisor did). ``before_coap`` runs right
     before the CoAP port is bound (the supervisor's start barrier)."""
     import uvicorn
-    from aiocoap import Context
 
     from meadowlark.api.app import create_app
     from meadowlark.cli.dtls_serving import start_bootstrap_dtls, start_dtls
     from meadowlark.coap.bootstrap_site import BootstrapSite, NoRegistrations
     from meadowlark.coap.server import CoapServer
+    from meadowlark.coap.site_context import SiteContext
 
     async def main() -> None:
         runtime = Runtime.from_settings(settings)
@@ -134,7 +134,7 @@ def serve_node(
         if dtls_server is not None and settings.coaps is not None:  # PSK configurations' default
             runtime.bootstrap_configurations.bind("coaps", settings.coaps.host, dtls_server.port)
         bootstrap_site = BootstrapSite(runtime.bootstrap, lwm2m.max_payload)
-        bootstrap_server, bootstrap_context = None, None
+        bootstrap_host: CoapServer | SiteContext | None = None
         if settings.bootstrap is not None:
             bootstrap_server = CoapServer(
                 NoRegistrations(),
@@ -146,13 +146,13 @@ def serve_node(
                 site=bootstrap_site,
             )
             runtime.bootstrap.attach(await bootstrap_server.start())
-            bootstrap_context = bootstrap_server.context
+            bootstrap_host = bootstrap_server
         elif settings.bootstrap_dtls is not None:  # DTLS only: a context without plain UDP
-            bootstrap_context = Context(serversite=bootstrap_site, loggername="coap-bootstrap")
+            bootstrap_host = SiteContext(bootstrap_site, loggername="coap-bootstrap")
         bootstrap_dtls = None
-        if bootstrap_context is not None:
+        if bootstrap_host is not None:
             bootstrap_dtls = await start_bootstrap_dtls(
-                settings, runtime, bootstrap_context, reuse_port=worker
+                settings, runtime, bootstrap_host, reuse_port=worker
             )
         if not worker:
             typer.echo(f"LwM2M (CoAP) on udp://{settings.coap}", err=True)
@@ -189,10 +189,8 @@ def serve_node(
                 await dtls_server.stop()
             if bootstrap_dtls is not None:
                 await bootstrap_dtls.stop()
-            if bootstrap_server is not None:
-                await bootstrap_server.stop()
-            elif bootstrap_context is not None:
-                await bootstrap_context.shutdown()
+            if bootstrap_host is not None:
+                await bootstrap_host.stop()
             await coap_server.stop()
             await runtime.close()
 

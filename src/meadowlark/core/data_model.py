@@ -14,6 +14,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from meadowlark.auth.principal import Principal
+from meadowlark.core.devices import get_device
 from meadowlark.core.errors import InvalidInput
 from meadowlark.core.object_models import ModelCatalog
 from meadowlark.lwm2m.codec.errors import DecodeError
@@ -115,6 +119,18 @@ async def device_data_model(
     versions = {object_id: entry.version for object_id, entry in objects.items() if entry.version}
     models = catalog.registry_for(device.domain_id).with_versions(versions)
     return DeviceDataModel(device, models, objects)
+
+
+async def visible_device_data_model(
+    session: AsyncSession,
+    principal: Principal,
+    device_id: str,
+    catalog: ModelCatalog,
+    server: LwM2mServer,
+) -> DeviceDataModel:
+    """``device_data_model`` of one of the caller's devices (404 for any other)."""
+    device = await get_device(session, principal, device_id)
+    return await device_data_model(device, catalog, server)
 
 
 def _stored_objects(links: str | None) -> Mapping[int, ObjectEntry]:

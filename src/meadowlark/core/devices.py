@@ -49,6 +49,7 @@ from meadowlark.server.transport import DownlinkRequest, Method
 from meadowlark.store.coiote_models import GroupMembership
 from meadowlark.store.db import Database
 from meadowlark.store.device_models import Device
+from meadowlark.store.devices import device_domain
 from meadowlark.store.hot_reads import Row, prefix_values, starts_with
 from meadowlark.store.models import Domain
 from meadowlark.store.psk_keyring import note_psk_change
@@ -355,6 +356,12 @@ async def read_device(db: Database, principal: Principal, device_id: str) -> tup
     if not rows:
         raise NotFound(f"device {device_id[:MAX_DEVICE_ID_LENGTH]!r} not found", code=4041)
     return rows[0], [row.group_id for row in rows if row.group_id is not None]
+
+
+async def sees_endpoint(db: Database, principal: Principal, endpoint: str) -> bool:
+    """Whether a device with this endpoint name exists in the caller's domain subtree."""
+    domain_id = await device_domain(db, endpoint)
+    return domain_id is not None and principal.sees_domain(domain_id)
 
 
 async def registered_endpoints(db: Database, principal: Principal) -> set[str]:

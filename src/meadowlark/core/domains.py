@@ -92,6 +92,11 @@ async def get_domain(session: AsyncSession, principal: Principal, domain_id: str
     return domain
 
 
+async def own_domain(session: AsyncSession, user: User) -> Domain | None:
+    """The user's own domain (no scope check: it is theirs); None if it was deleted."""
+    return await session.get(Domain, user.domain_id)
+
+
 async def create_domain(
     session: AsyncSession, principal: Principal, domain_id: str, description: str
 ) -> Domain:

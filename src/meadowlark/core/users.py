@@ -309,6 +309,16 @@ class Users:
         rows = await session.scalars(statement.order_by(User.login).limit(limit))
         return list(rows.all())
 
+    async def list_page(
+        self, session: AsyncSession, actor: Principal, *, limit: int, after: str | None
+    ) -> list[User]:
+        """Users of the actor's domain subtree ordered by login, the page after ``after``."""
+        statement = select(User).where(in_scope(User.domain_id, actor.domain_id))
+        if after:
+            statement = statement.where(User.login > after)
+        rows = await session.scalars(statement.order_by(User.login).limit(limit))
+        return list(rows.all())
+
     async def sign_up(
         self, session: AsyncSession, *, login: str, email: str, password: str, client_ip: str
     ) -> User:

@@ -63,7 +63,7 @@ def server(
         async def start() -> Any:
             dtls = await start_dtls(settings, runtime, running.coap)
             runtime.bootstrap.attach(await plain.start())
-            bootstrap_dtls = await start_bootstrap_dtls(settings, runtime, plain.context)
+            bootstrap_dtls = await start_bootstrap_dtls(settings, runtime, plain)
             runtime.bootstrap_configurations.bind("coap", "127.0.0.1", running.coap_port)
             runtime.bootstrap_configurations.bind("coaps", "127.0.0.1", dtls.port)
             return dtls, bootstrap_dtls

@@ -7,14 +7,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
-from sqlalchemy import select
 
 from meadowlark.api.deps import RuntimeDep, SessionDep, require
-from meadowlark.auth import permissions as catalog
+from meadowlark.api.schemas.admin import RoleOut, UserSummary
 from meadowlark.auth.principal import Principal
 from meadowlark.core import audit, roles
-from meadowlark.core.domains import in_scope
-from meadowlark.store.models import Role, User
 
 router = APIRouter(prefix="/api/admin", tags=["admin"])
 
@@ -84,39 +81,13 @@ class RoleUpdate(BaseModel):
     profile: dict[str, list[str]] | None = Field(default=None, max_length=200)
 
 
-class RoleOut(BaseModel):
-    id: str
-    name: str
-    realm: str
-    domain: str | None
-    builtin: bool
-    thingsGroupScoped: bool
-    permissions: list[str]
-    profile: dict[str, list[str]]
-    cas: str
-
-
-def _role_out(role: Role) -> RoleOut:
-    return RoleOut(
-        id=role.id,
-        name=role.name,
-        realm=role.realm,
-        domain=role.domain_id,
-        builtin=role.builtin,
-        thingsGroupScoped=role.things_group_scoped,
-        permissions=role.permissions,
-        profile=catalog.collapse_to_profile(role.permissions),
-        cas=str(role.cas),
-    )
-
-
 @router.get("/roles")
 async def list_roles(
     session: SessionDep,
     principal: Annotated[Principal, require("admin:GET /api/admin/roles")],
 ) -> list[RoleOut]:
     """Built-in roles and your subtree's roles (= user profiles), in both notations."""
-    return [_role_out(r) for r in await roles.list_roles(session, principal)]
+    return [RoleOut.of(r) for r in await roles.list_roles(session, principal)]
 
 
 @router.post("/roles", status_code=201)
@@ -146,7 +117,7 @@ async def create_role(
     )
     await session.commit()
     runtime.roles.invalidate()
-    return _role_out(role)
+    return RoleOut.of(role)
 
 
 @router.get("/roles/{role_id}")
@@ -156,7 +127,7 @@ async def get_role(
     principal: Annotated[Principal, require("admin:GET /api/admin/roles/{id}")],
 ) -> RoleOut:
     """One role: built in, or of your subtree."""
-    return _role_out(await roles.get_role(session, principal, role_id))
+    return RoleOut.of(await roles.get_role(session, principal, role_id))
 
 
 @router.put("/roles/{role_id}")
@@ -181,7 +152,7 @@ async def update_role(
     )
     await session.commit()
     runtime.roles.invalidate()
-    return _role_out(role)
+    return RoleOut.of(role)
 
 
 @router.delete("/roles/{role_id}", status_code=204, response_class=Response)
@@ -206,38 +177,17 @@ async def delete_role(
     return Response(status_code=204)
 
 
-class UserSummary(BaseModel):
-    userId: str
-    login: str
-    domain: str
-    accountType: str
-    active: bool
-    roles: list[str]
-
-
 @router.get("/users")
 async def list_users(
+    runtime: RuntimeDep,
     session: SessionDep,
     principal: Annotated[Principal, require("admin:GET /api/admin/users")],
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     after: Annotated[str | None, Query(max_length=255)] = None,
 ) -> list[UserSummary]:
     """Users of your domain subtree, ordered by login (page with ``after``)."""
-    statement = select(User).where(in_scope(User.domain_id, principal.domain_id))
-    if after:
-        statement = statement.where(User.login > after)
-    rows = (await session.scalars(statement.order_by(User.login).limit(limit))).all()
-    return [
-        UserSummary(
-            userId=u.id,
-            login=u.login,
-            domain=u.domain_id,
-            accountType=u.account_type,
-            active=u.active,
-            roles=u.roles,
-        )
-        for u in rows
-    ]
+    users = await runtime.users.list_page(session, principal, limit=limit, after=after)
+    return [UserSummary.of(user) for user in users]
 
 
 class ServiceAccountIn(BaseModel):

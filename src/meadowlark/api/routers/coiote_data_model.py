@@ -19,18 +19,11 @@ from meadowlark.api.schemas.coiote_data_model import (
 )
 from meadowlark.auth.principal import Principal
 from meadowlark.core import data_model
-from meadowlark.core.devices import get_device
 from meadowlark.lwm2m.path import ROOT
-from meadowlark.runtime import Runtime
-from meadowlark.store.device_models import Device
 
 router = APIRouter(prefix="/api/coiotedm/v3", tags=["dataModel"])
 
 Parameters = Annotated[list[str], Query(max_length=data_model.MAX_PARAMETERS)]
-
-
-async def _data_model(runtime: Runtime, device: Device) -> data_model.DeviceDataModel:
-    return await data_model.device_data_model(device, runtime.object_models, runtime.lwm2m)
 
 
 @router.get("/cachedDataModels/{deviceId}")
@@ -42,10 +35,11 @@ async def get_cached_data_model(
     parameters: Parameters = [],  # noqa: B006 - FastAPI copies defaults
 ) -> list[DeviceDataEntry]:
     """Last known values of the device, by readable path."""
-    device = await get_device(session, principal, deviceId)
-    model = await _data_model(runtime, device)
+    model = await data_model.visible_device_data_model(
+        session, principal, deviceId, runtime.object_models, runtime.lwm2m
+    )
     selection = data_model.select_paths(parameters, model.models)
-    values = await runtime.lwm2m.cached_values(device.endpoint_name, ROOT)
+    values = await runtime.lwm2m.cached_values(model.device.endpoint_name, ROOT)
     return [DeviceDataEntry.of(e) for e in data_model.cached_entries(model, values, selection)]
 
 
@@ -60,8 +54,9 @@ async def get_data_model_definition(
     parameters: Parameters = [],  # noqa: B006 - FastAPI copies defaults
 ) -> list[ObjectDefinition]:
     """Definitions of the objects the device registered, at its object versions."""
-    device = await get_device(session, principal, deviceId)
-    model = await _data_model(runtime, device)
+    model = await data_model.visible_device_data_model(
+        session, principal, deviceId, runtime.object_models, runtime.lwm2m
+    )
     selection = data_model.select_paths(parameters, model.models)
     return [ObjectDefinition.of(d) for d in data_model.object_definitions(model, selection)]
 
@@ -75,8 +70,9 @@ async def get_resources_data(
     parameters: Parameters = [],  # noqa: B006 - FastAPI copies defaults
 ) -> list[ResourceData]:
     """The device's instantiated resources with their definitions and cached values."""
-    device = await get_device(session, principal, deviceId)
-    model = await _data_model(runtime, device)
+    model = await data_model.visible_device_data_model(
+        session, principal, deviceId, runtime.object_models, runtime.lwm2m
+    )
     selection = data_model.select_paths(parameters, model.models)
-    values = await runtime.lwm2m.cached_values(device.endpoint_name, ROOT)
+    values = await runtime.lwm2m.cached_values(model.device.endpoint_name, ROOT)
     return [ResourceData.of(d) for d in data_model.resources_data(model, values, selection)]

@@ -11,7 +11,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from meadowlark.api.deps import RuntimeDep, SessionDep, require
 from meadowlark.auth.principal import Principal
 from meadowlark.core.users import NewUser, UserChanges
-from meadowlark.store.models import User
 
 BASE = "/api/coiotedm/v3"
 GroupIds = list[Annotated[str, Field(min_length=1, max_length=128)]]
@@ -76,28 +75,6 @@ class UserCreated(BaseModel):
     login: str
 
 
-def user_public(user: User) -> UserPublic:
-    return UserPublic(
-        userId=user.id,
-        login=user.login,
-        email=user.email,
-        active=user.active,
-        superUser=user.account_type == "admin",
-        staff=user.account_type == "admin",
-        domain=user.domain_id,
-        expirationDate=user.expiration_date,
-        creationDate=user.created_at,
-        roles=list(user.roles),
-        permissions=list(user.extra_permissions),
-        fullName=user.full_name,
-        properties={str(k): str(v) for k, v in user.properties.items()},
-        emailVerified=user.email_verified,
-        tosAccepted=user.tos_accepted,
-        twoFactorAuthentication=user.totp_enabled,
-        thingsGroupIds=list(user.things_group_ids or ()),
-    )
-
-
 @router.post("/users", status_code=201)
 async def create_user(
     body: UserCreateRequest,
@@ -151,7 +128,26 @@ async def get_user(
     principal: Annotated[Principal, require("GET users/{id}")],
 ) -> UserPublic:
     """One user (the password is never returned)."""
-    return user_public(await runtime.users.get(session, principal, login))
+    user = await runtime.users.get(session, principal, login)
+    return UserPublic(
+        userId=user.id,
+        login=user.login,
+        email=user.email,
+        active=user.active,
+        superUser=user.account_type == "admin",
+        staff=user.account_type == "admin",
+        domain=user.domain_id,
+        expirationDate=user.expiration_date,
+        creationDate=user.created_at,
+        roles=list(user.roles),
+        permissions=list(user.extra_permissions),
+        fullName=user.full_name,
+        properties={str(k): str(v) for k, v in user.properties.items()},
+        emailVerified=user.email_verified,
+        tosAccepted=user.tos_accepted,
+        twoFactorAuthentication=user.totp_enabled,
+        thingsGroupIds=list(user.things_group_ids or ()),
+    )
 
 
 @router.patch("/users/{login}", status_code=204, response_class=Response)

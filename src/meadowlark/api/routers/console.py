@@ -10,10 +10,10 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from meadowlark.api.deps import RuntimeDep, client_ip, public
 from meadowlark.api.forms import FORM_BODY_SCHEMA, read_fields, required
 from meadowlark.auth import permissions as catalog
+from meadowlark.core.domains import own_domain
 from meadowlark.core.errors import NotAuthenticated, TwoFactorRequired
 from meadowlark.core.identity import IssuedTokens
 from meadowlark.runtime import Runtime
-from meadowlark.store.models import Domain
 
 router = APIRouter(tags=["console"])
 ACCESS_DENIED = "Access denied"
@@ -27,7 +27,7 @@ async def auth_body(runtime: Runtime, issued: IssuedTokens) -> dict[str, Any]:
     """The ``/Auth`` reply, key for key as the Monogoto documentation shows it."""
     user = issued.user
     async with runtime.db.session() as session:
-        domain = await session.get(Domain, user.domain_id)
+        domain = await own_domain(session, user)
     role = await runtime.roles.primary_role(user)
     permissions = await runtime.roles.effective_permissions(user)
     profile_id = role.id if role else f"UserProfileId_{user.account_type}"

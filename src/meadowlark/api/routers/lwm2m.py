@@ -10,7 +10,7 @@ answered 202 ``{"requestId", "delayed": true}``; its outcome comes later as a
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Query, Request
@@ -33,7 +33,7 @@ from meadowlark.api.lwm2m_json import (
 from meadowlark.api.responses import json_response
 from meadowlark.api.sse import event_stream
 from meadowlark.auth.principal import Principal
-from meadowlark.core.devices import registered_endpoints
+from meadowlark.core.devices import registered_endpoints, sees_endpoint
 from meadowlark.core.errors import InvalidInput, NotFound
 from meadowlark.core.events import DeviceEvent, EventFilter, EventKind
 from meadowlark.lwm2m.codec.attributes import InvalidAttributeError, parse_attributes
@@ -45,7 +45,6 @@ from meadowlark.runtime import Runtime
 from meadowlark.server.errors import Lwm2mServerError, RequestQueuedError
 from meadowlark.server.operations import OperationKind
 from meadowlark.server.registration import Registration
-from meadowlark.store.devices import device_domain
 
 BASE = "/api/lwm2m/v1"
 FORMATS: dict[str, ContentFormat] = {
@@ -70,7 +69,7 @@ class _DeviceRequestRoute(APIRoute):
     status for server failures (504 timeout, CoAP 4.xx passed through), 400 for
     unparseable paths, nodes and attributes."""
 
-    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def answer(request: Request) -> Response:
@@ -108,10 +107,8 @@ Paths = Annotated[str, Query(max_length=4096, description="Comma-separated: /3/0
 async def _registration(runtime: Runtime, principal: Principal, endpoint: str) -> Registration:
     """The caller's device's registration; 404 when unregistered or in another domain."""
     registration = await runtime.lwm2m.get_registration(endpoint)
-    if registration is not None:
-        domain_id = await device_domain(runtime.db, endpoint)
-        if domain_id is not None and principal.sees_domain(domain_id):
-            return registration
+    if registration is not None and await sees_endpoint(runtime.db, principal, endpoint):
+        return registration
     raise NotFound(f"client {endpoint!r} not found")
 
 

@@ -1,0 +1,1 @@
+"""LwM2M server logic: registrations, downlink requests, observations, queue mode, bootstrap."""
