@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -132,29 +133,37 @@ def _stored_management_key(served: Served, endpoint: str) -> bytes:
     return SecretBox(derive_key(PSK_KEY, PSK_PURPOSE)).open(sealed, device_id)
 
 
+def _psk_bootstrap_account(
+    http: httpx.Client, endpoint: str, key: bytes, configuration: dict[str, Any]
+) -> str:
+    """A bootstrap account with PSK identity ``bs-{endpoint}`` and ``key``, configured
+    with ``configuration``; its id."""
+    account = http.post(
+        f"{API}/devices",
+        json={
+            "properties": {"endpointName": endpoint},
+            "connectorType": "bootstrap",
+            "securityMode": "psk",
+            "dtlsIdentity": f"bs-{endpoint}",
+            "dtlsPsk": {"HexadecimalPsk": key.hex()},
+        },
+    )
+    assert account.status_code == 201, account.text
+    account_id: str = account.json()["id"]
+    configured = http.put(f"{API}/bootstrap/configuration/device/{account_id}", json=configuration)
+    assert configured.status_code == 200, configured.text
+    return account_id
+
+
 def test_a_fresh_device_is_bootstrapped_over_dtls_and_no_key_shows(served):
     prefix = f"bsdtls{secrets.token_hex(3)}"
     endpoint = f"{prefix}-0000"
     bootstrap_identity = f"bs-{endpoint}"
     bootstrap_key = secrets.token_bytes(16)
     with _admin(served.base) as http:
-        account = http.post(
-            f"{API}/devices",
-            json={
-                "properties": {"endpointName": endpoint},
-                "connectorType": "bootstrap",
-                "securityMode": "psk",
-                "dtlsIdentity": bootstrap_identity,
-                "dtlsPsk": {"HexadecimalPsk": bootstrap_key.hex()},
-            },
+        account_id = _psk_bootstrap_account(
+            http, endpoint, bootstrap_key, {"securityMode": "psk", "lifetime": 120}
         )
-        assert account.status_code == 201, account.text
-        account_id = account.json()["id"]
-        configured = http.put(
-            f"{API}/bootstrap/configuration/device/{account_id}",
-            json={"securityMode": "psk", "lifetime": 120},
-        )
-        assert configured.status_code == 200, configured.text
         feed = EventFeed(served.base, str(http.headers["Authorization"])[7:], endpoint)
         feed.start()
         simulating = subprocess.Popen(  # noqa: S603 - our own entry point
@@ -219,22 +228,7 @@ def test_a_wrong_bootstrap_key_gets_nothing_and_is_audited(served):
     endpoint = f"{prefix}-0000"
     key = secrets.token_bytes(16)
     with _admin(served.base) as http:
-        account = http.post(
-            f"{API}/devices",
-            json={
-                "properties": {"endpointName": endpoint},
-                "connectorType": "bootstrap",
-                "securityMode": "psk",
-                "dtlsIdentity": f"bs-{endpoint}",
-                "dtlsPsk": {"HexadecimalPsk": key.hex()},
-            },
-        )
-        assert account.status_code == 201, account.text
-        configured = http.put(
-            f"{API}/bootstrap/configuration/device/{account.json()['id']}",
-            json={"securityMode": "psk"},
-        )
-        assert configured.status_code == 200, configured.text
+        _psk_bootstrap_account(http, endpoint, key, {"securityMode": "psk"})
         wrong = secrets.token_bytes(16).hex()
         simulated = subprocess.run(  # noqa: S603 - our own entry point
             _simulate(served, prefix, "bs-{endpoint}", wrong, 8),
