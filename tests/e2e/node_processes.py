@@ -27,6 +27,13 @@ from meadowlark.simulator.client import resolve_server
 T = TypeVar("T")
 ADMIN_PASSWORD = "Cluster-Admin-Pa55word!"
 SECRET_KEY = "cluster-test-signing-key-0123456789abcdef0123456789"
+EXECUTABLE = Path(sys.executable).parent / "meadowlark"
+"""The ``meadowlark`` entry point of this interpreter's environment."""
+
+
+def clean_environment() -> dict[str, str]:
+    """This process's environment without its ``MEADOWLARK_`` settings."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("MEADOWLARK_")}
 
 
 def free_port(kind: int) -> int:
@@ -92,7 +99,7 @@ def start_node(
     ``extra_env`` adds or overrides settings."""
     data_dir.mkdir(parents=True, exist_ok=True)
     http_port, coap_port = free_port(socket.SOCK_STREAM), free_port(socket.SOCK_DGRAM)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MEADOWLARK_")}
+    env = clean_environment()
     env.update(
         {
             "MEADOWLARK_HTTP": f"127.0.0.1:{http_port}",
@@ -113,10 +120,9 @@ def start_node(
         env["MEADOWLARK_DATABASE_URL"] = database_url
     env.update(extra_env or {})
     log = data_dir / f"{name}.log"
-    executable = Path(sys.executable).parent / "meadowlark"
     with open(log, "wb") as out:
         process = subprocess.Popen(  # noqa: S603 - our own entry point
-            [str(executable), "serve", "--workers", str(workers)],
+            [str(EXECUTABLE), "serve", "--workers", str(workers)],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,

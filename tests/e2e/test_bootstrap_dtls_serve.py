@@ -8,44 +8,36 @@ is audited."""
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
-import signal
 import socket
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from node_processes import (
+    ADMIN_PASSWORD,
+    EXECUTABLE,
+    clean_environment,
+    free_port,
+    running,
+    start_node,
+)
 
 from meadowlark.core.secret_box import PSK_PURPOSE, SecretBox, derive_key
 
-ADMIN_PASSWORD = "Bs-Dtls-Admin-Pa55word!"
 PSK_KEY = "e2e-bootstrap-dtls-psk-key-" + "x" * 16
 """The server's ``MEADOWLARK_PSK_KEY``: the test opens the stored management key with it
 to know what to look for."""
 API = "/api/coiotedm/v3"
-EXECUTABLE = Path(sys.executable).parent / "meadowlark"
-
-
-def _free_port(kind: int) -> int:
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]  # type: ignore[no-any-return]
-
-
-def _env(**settings: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MEADOWLARK_")}
-    env.update({f"MEADOWLARK_{name.upper()}": value for name, value in settings.items()})
-    return env
 
 
 @dataclass
@@ -59,52 +51,21 @@ class Served:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     data_dir = tmp_path_factory.mktemp("bootstrap-dtls-e2e")
-    http_port = _free_port(socket.SOCK_STREAM)
-    bootstrap_dtls_port = _free_port(socket.SOCK_DGRAM)
-    env = _env(
-        http=f"127.0.0.1:{http_port}",
-        coap=f"127.0.0.1:{_free_port(socket.SOCK_DGRAM)}",
-        coaps=f"127.0.0.1:{_free_port(socket.SOCK_DGRAM)}",
-        coap_tcp="off",
-        coap_tls="off",
-        bootstrap="off",
-        bootstrap_dtls=f"127.0.0.1:{bootstrap_dtls_port}",
-        data_dir=str(data_dir),
-        admin_password=ADMIN_PASSWORD,
-        psk_key=PSK_KEY,
-        log_level="debug",
+    bootstrap_dtls_port = free_port(socket.SOCK_DGRAM)
+    node = start_node(
+        "bootstrap-dtls",
+        data_dir,
+        workers=2,
+        extra_env={
+            "MEADOWLARK_BOOTSTRAP_DTLS": f"127.0.0.1:{bootstrap_dtls_port}",
+            "MEADOWLARK_PSK_KEY": PSK_KEY,
+            "MEADOWLARK_LOG_LEVEL": "debug",
+        },
     )
-    log_path = data_dir / "server.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(  # noqa: S603 - our own entry point
-            [str(EXECUTABLE), "serve", "--workers", "2"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=data_dir,
-        )
-    base = f"http://127.0.0.1:{http_port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert process.poll() is None, log_path.read_text(errors="replace")
-            try:
-                if httpx.get(f"{base}/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "server not ready in 90 s"
-            time.sleep(0.1)
+    with running(node):
         shown = f"LwM2M Bootstrap (CoAP over DTLS) on coaps://127.0.0.1:{bootstrap_dtls_port}"
-        assert shown in log_path.read_text(errors="replace")
-        yield Served(base, data_dir, log_path, bootstrap_dtls_port)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        assert shown in node.output()
+        yield Served(node.url, data_dir, node.log, bootstrap_dtls_port)
 
 
 @contextmanager
@@ -172,34 +133,42 @@ def _stored_management_key(served: Served, endpoint: str) -> bytes:
     return SecretBox(derive_key(PSK_KEY, PSK_PURPOSE)).open(sealed, device_id)
 
 
+def _psk_bootstrap_account(
+    http: httpx.Client, endpoint: str, key: bytes, configuration: dict[str, Any]
+) -> str:
+    """A bootstrap account with PSK identity ``bs-{endpoint}`` and ``key``, configured
+    with ``configuration``; its id."""
+    account = http.post(
+        f"{API}/devices",
+        json={
+            "properties": {"endpointName": endpoint},
+            "connectorType": "bootstrap",
+            "securityMode": "psk",
+            "dtlsIdentity": f"bs-{endpoint}",
+            "dtlsPsk": {"HexadecimalPsk": key.hex()},
+        },
+    )
+    assert account.status_code == 201, account.text
+    account_id: str = account.json()["id"]
+    configured = http.put(f"{API}/bootstrap/configuration/device/{account_id}", json=configuration)
+    assert configured.status_code == 200, configured.text
+    return account_id
+
+
 def test_a_fresh_device_is_bootstrapped_over_dtls_and_no_key_shows(served):
     prefix = f"bsdtls{secrets.token_hex(3)}"
     endpoint = f"{prefix}-0000"
     bootstrap_identity = f"bs-{endpoint}"
     bootstrap_key = secrets.token_bytes(16)
     with _admin(served.base) as http:
-        account = http.post(
-            f"{API}/devices",
-            json={
-                "properties": {"endpointName": endpoint},
-                "connectorType": "bootstrap",
-                "securityMode": "psk",
-                "dtlsIdentity": bootstrap_identity,
-                "dtlsPsk": {"HexadecimalPsk": bootstrap_key.hex()},
-            },
+        account_id = _psk_bootstrap_account(
+            http, endpoint, bootstrap_key, {"securityMode": "psk", "lifetime": 120}
         )
-        assert account.status_code == 201, account.text
-        account_id = account.json()["id"]
-        configured = http.put(
-            f"{API}/bootstrap/configuration/device/{account_id}",
-            json={"securityMode": "psk", "lifetime": 120},
-        )
-        assert configured.status_code == 200, configured.text
         feed = EventFeed(served.base, str(http.headers["Authorization"])[7:], endpoint)
         feed.start()
         simulating = subprocess.Popen(  # noqa: S603 - our own entry point
             _simulate(served, prefix, "bs-{endpoint}", bootstrap_key.hex(), 20),
-            env=_env(),
+            env=clean_environment(),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -259,26 +228,11 @@ def test_a_wrong_bootstrap_key_gets_nothing_and_is_audited(served):
     endpoint = f"{prefix}-0000"
     key = secrets.token_bytes(16)
     with _admin(served.base) as http:
-        account = http.post(
-            f"{API}/devices",
-            json={
-                "properties": {"endpointName": endpoint},
-                "connectorType": "bootstrap",
-                "securityMode": "psk",
-                "dtlsIdentity": f"bs-{endpoint}",
-                "dtlsPsk": {"HexadecimalPsk": key.hex()},
-            },
-        )
-        assert account.status_code == 201, account.text
-        configured = http.put(
-            f"{API}/bootstrap/configuration/device/{account.json()['id']}",
-            json={"securityMode": "psk"},
-        )
-        assert configured.status_code == 200, configured.text
+        _psk_bootstrap_account(http, endpoint, key, {"securityMode": "psk"})
         wrong = secrets.token_bytes(16).hex()
         simulated = subprocess.run(  # noqa: S603 - our own entry point
             _simulate(served, prefix, "bs-{endpoint}", wrong, 8),
-            env=_env(),
+            env=clean_environment(),
             capture_output=True,
             text=True,
             timeout=60,

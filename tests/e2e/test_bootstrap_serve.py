@@ -4,90 +4,39 @@ with only their bootstrap account are bootstrapped and register."""
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
-import signal
 import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
+from node_processes import EXECUTABLE, Node, clean_environment, free_port, running, start_node
 
-ADMIN_PASSWORD = "E2e-Admin-Pa55word!"
 API = "/api/coiotedm/v3"
-EXECUTABLE = Path(sys.executable).parent / "meadowlark"
-
-
-def _free_port(kind: int) -> int:
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]  # type: ignore[no-any-return]
-
-
-def _env(**settings: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MEADOWLARK_")}
-    env.update({f"MEADOWLARK_{name.upper()}": value for name, value in settings.items()})
-    return env
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
-    """``meadowlark serve``; yields (REST base URL, bootstrap port)."""
-    data_dir = tmp_path_factory.mktemp("bootstrap-e2e")
-    http_port = _free_port(socket.SOCK_STREAM)
-    bootstrap_port = _free_port(socket.SOCK_DGRAM)
-    env = _env(
-        http=f"127.0.0.1:{http_port}",
-        coap=f"127.0.0.1:{_free_port(socket.SOCK_DGRAM)}",
-        bootstrap=f"127.0.0.1:{bootstrap_port}",
-        bootstrap_dtls="off",
-        data_dir=str(data_dir),
-        admin_password=ADMIN_PASSWORD,
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Node, int]]:
+    """``meadowlark serve``; yields (the node, its bootstrap port)."""
+    bootstrap_port = free_port(socket.SOCK_DGRAM)
+    node = start_node(
+        "bootstrap",
+        tmp_path_factory.mktemp("bootstrap-e2e"),
+        extra_env={"MEADOWLARK_BOOTSTRAP": f"127.0.0.1:{bootstrap_port}"},
     )
-    log_path = data_dir / "server.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(  # noqa: S603 - our own entry point
-            [str(EXECUTABLE), "serve"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=data_dir
-        )
-    base = f"http://127.0.0.1:{http_port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, log_path.read_text(errors="replace")
-            try:
-                if httpx.get(f"{base}/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "server not ready in 60 s"
-            time.sleep(0.1)
-        assert f"LwM2M Bootstrap (CoAP) on udp://127.0.0.1:{bootstrap_port}" in (
-            log_path.read_text(errors="replace")
-        )
-        yield base, bootstrap_port
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with running(node):
+        shown = f"LwM2M Bootstrap (CoAP) on udp://127.0.0.1:{bootstrap_port}"
+        assert shown in node.output()
+        yield node, bootstrap_port
 
 
 def test_simulated_devices_bootstrap_then_register(served):
-    base, bootstrap_port = served
+    node, bootstrap_port = served
     prefix = f"bse2e{secrets.token_hex(3)}"
-    with httpx.Client(base_url=base, timeout=30) as http:
-        token = http.post(
-            "/api/auth/oauth_password",
-            data={"grant_type": "password", "username": "admin", "password": ADMIN_PASSWORD},
-        ).json()["access_token"]
-        http.headers["Authorization"] = f"Bearer {token}"
+    with httpx.Client(base_url=node.url, timeout=30) as http:
+        http.headers["Authorization"] = f"Bearer {node.token()}"
         for index in range(2):
             endpoint = f"{prefix}-{index:04d}"
             body = {"properties": {"endpointName": endpoint}, "connectorType": "bootstrap"}
@@ -113,7 +62,7 @@ def test_simulated_devices_bootstrap_then_register(served):
                 "--interval",
                 "1",
             ],  # fmt: skip
-            env=_env(),
+            env=clean_environment(),
             capture_output=True,
             text=True,
             timeout=60,

@@ -11,18 +11,10 @@ is audited.
 from __future__ import annotations
 
 import asyncio
-import os
-import queue
 import secrets
-import shutil
-import socket
-import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from functools import cache
-from pathlib import Path
+from contextlib import ExitStack
 from typing import Any
 
 import pytest
@@ -30,46 +22,15 @@ import pytest
 from lwm2m_harness import Lwm2mTestServer, eventually, running_lwm2m_server
 from meadowlark.cli.dtls_serving import HANDSHAKE_FAILED_EVENT, start_dtls
 from meadowlark.core.events import EventFilter, EventKind
+from wakaama_harness import DTLS_CLIENT, WakaamaClient, running_wakaama, wakaama_client_or_skip
 
 API = "/api/coiotedm/v3"
-BUILD_SCRIPT = Path(__file__).resolve().parents[3] / "shared" / "peers" / "build-wakaama.sh"
-"""``../shared`` beside the checkout, as ``.ci/run`` has it."""
 LIFETIME = 60
-
-
-@cache
-def tinydtls_client() -> tuple[str | None, str]:
-    """The tinydtls example client's path, or None and why not."""
-    given = os.environ.get("MEADOWLARK_TEST_WAKAAMA_DTLS_CLIENT")
-    if given:
-        if os.access(given, os.X_OK):
-            return given, ""
-        return None, f"MEADOWLARK_TEST_WAKAAMA_DTLS_CLIENT={given} is not an executable"
-    if not BUILD_SCRIPT.is_file():
-        return None, f"{BUILD_SCRIPT} not found"
-    try:
-        built = subprocess.run(  # noqa: S603 - our own build script
-            ["bash", str(BUILD_SCRIPT)],  # noqa: S607
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return None, f"building Wakaama failed: {exc}"
-    paths = [line for line in built.stdout.split() if line.endswith("lwm2mclient_tinydtls")]
-    if built.returncode != 0 or not paths or not os.access(paths[0], os.X_OK):
-        tail = (built.stderr or built.stdout).strip()[-300:]
-        return None, f"building Wakaama failed (exit {built.returncode}; cmake/gcc?): {tail}"
-    return paths[0], ""
 
 
 @pytest.fixture(scope="module")
 def client_binary() -> str:
-    path, reason = tinydtls_client()
-    if path is None:
-        pytest.skip(reason)
-    return path
+    return wakaama_client_or_skip(DTLS_CLIENT)
 
 
 class Keys(dict[str, bytes]):
@@ -99,28 +60,6 @@ def server(
             running.call(running.dtls.stop())
 
 
-def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@dataclass
-class WakaamaClient:
-    endpoint: str
-    identity: str
-    process: subprocess.Popen[str]
-    output: list[str] = field(default_factory=list)
-
-    def command(self, line: str) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.write(line + "\n")
-        self.process.stdin.flush()
-
-    def tail(self) -> str:
-        return "".join(self.output[-30:])
-
-
 def provision(server: Lwm2mTestServer, keys: Keys) -> tuple[str, str, bytes]:
     endpoint, identity = f"wakaama-dtls-{secrets.token_hex(4)}", secrets.token_hex(6)
     key = secrets.token_bytes(16)
@@ -140,50 +79,23 @@ def provision(server: Lwm2mTestServer, keys: Keys) -> tuple[str, str, bytes]:
 @pytest.fixture
 def start_client(server: Lwm2mTestServer, client_binary: str) -> Iterator[Callable[..., Any]]:
     """``start_client(endpoint, identity, key)``: the C client, always ended afterwards."""
-    started: list[WakaamaClient] = []
+    with ExitStack() as started:
 
-    def start(endpoint: str, identity: str, key: bytes) -> WakaamaClient:
-        command = [
-            client_binary, "-4", "-h", "127.0.0.1", "-p", str(server.dtls.port),
-            "-n", endpoint, "-t", str(LIFETIME), "-l", str(_free_udp_port()),
-            "-i", identity, "-s", key.hex(),
-        ]  # fmt: skip
-        if shutil.which("stdbuf") is not None:  # see its output as it happens
-            command = ["stdbuf", "-oL", *command]
-        process = subprocess.Popen(  # noqa: S603 - the binary we built
-            command,
-            stdin=subprocess.PIPE,  # kept open: the client reads commands from it
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            errors="replace",
-        )
-        client = WakaamaClient(endpoint, identity, process)
-        lines: queue.Queue[str] = queue.Queue()
+        def start(endpoint: str, identity: str, key: bytes) -> WakaamaClient:
+            return started.enter_context(
+                running_wakaama(
+                    client_binary,
+                    endpoint,
+                    server.dtls.port,
+                    "-i",
+                    identity,
+                    "-s",
+                    key.hex(),
+                    lifetime=LIFETIME,
+                )
+            )
 
-        def read() -> None:
-            assert process.stdout is not None
-            for line in process.stdout:
-                client.output.append(line)
-                lines.put(line)
-
-        threading.Thread(target=read, daemon=True).start()
-        started.append(client)
-        return client
-
-    yield start
-    for client in started:
-        process = client.process
-        if process.poll() is None:
-            try:
-                client.command("quit")  # de-registers
-                process.wait(5)
-            except (OSError, subprocess.TimeoutExpired):
-                process.kill()
-                process.wait(5)
-        for stream in (process.stdin, process.stdout):
-            if stream is not None:
-                stream.close()
+        yield start
 
 
 def registered(server: Lwm2mTestServer, endpoint: str) -> Any:

@@ -17,113 +17,30 @@ would rightly refuse it as busy. FOTA is tested against the simulator
 
 from __future__ import annotations
 
-import os
-import queue
 import secrets
-import shutil
-import socket
-import subprocess
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from functools import cache
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from lwm2m_harness import Lwm2mTestServer, coiote, eventually, server  # noqa: F401 - fixtures
+from wakaama_harness import UDP_CLIENT, WakaamaClient, running_wakaama, wakaama_client_or_skip
 
 API = "/api/coiotedm/v3"
-BUILD_SCRIPT = Path(__file__).resolve().parents[3] / "shared" / "peers" / "build-wakaama.sh"
-"""``../shared`` beside the checkout, as ``.ci/run`` has it."""
 LIFETIME = 60
-
-
-@cache
-def wakaama_client() -> tuple[str | None, str]:
-    """The example client's path, or None and why not."""
-    given = os.environ.get("MEADOWLARK_TEST_WAKAAMA_CLIENT")
-    if given:
-        if os.access(given, os.X_OK):
-            return given, ""
-        return None, f"MEADOWLARK_TEST_WAKAAMA_CLIENT={given} is not an executable"
-    if not BUILD_SCRIPT.is_file():
-        return None, f"{BUILD_SCRIPT} not found"
-    try:
-        built = subprocess.run(  # noqa: S603 - our own build script
-            ["bash", str(BUILD_SCRIPT)],  # noqa: S607
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return None, f"building Wakaama failed: {exc}"
-    lines = built.stdout.split()
-    if built.returncode != 0 or not lines or not os.access(lines[0], os.X_OK):
-        tail = (built.stderr or built.stdout).strip()[-300:]
-        return None, f"building Wakaama failed (exit {built.returncode}; cmake/gcc?): {tail}"
-    return lines[0], ""
 
 
 @pytest.fixture(scope="module")
 def client_binary() -> str:
-    path, reason = wakaama_client()
-    if path is None:
-        pytest.skip(reason)
-    return path
-
-
-def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@dataclass
-class WakaamaClient:
-    endpoint: str
-    process: subprocess.Popen[str]
-    line_buffered: bool
-    output: list[str] = field(default_factory=list)
-
-    def printed(self, text: str) -> bool:
-        return any(text in line for line in list(self.output))
+    return wakaama_client_or_skip(UDP_CLIENT)
 
 
 @pytest.fixture
 def wakaama(server: Lwm2mTestServer, client_binary: str) -> Iterator[WakaamaClient]:
     """The C client registered with the server; always terminated afterwards."""
     endpoint = f"wakaama-{secrets.token_hex(4)}"
-    command = [
-        client_binary, "-4", "-h", "127.0.0.1", "-p", str(server.coap_port),
-        "-n", endpoint, "-t", str(LIFETIME), "-l", str(_free_udp_port()),
-    ]  # fmt: skip
-    line_buffered = shutil.which("stdbuf") is not None
-    if line_buffered:  # C stdio buffers a pipe by blocks: see its output as it happens
-        command = ["stdbuf", "-oL", *command]
-    process = subprocess.Popen(  # noqa: S603 - the binary we built
-        command,
-        stdin=subprocess.PIPE,  # kept open: the client reads commands from it
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        errors="replace",
-    )
-    client = WakaamaClient(endpoint, process, line_buffered)
-    lines: queue.Queue[str] = queue.Queue()
-
-    def read() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            client.output.append(line)
-            lines.put(line)
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    try:
+    with running_wakaama(client_binary, endpoint, server.coap_port, lifetime=LIFETIME) as client:
         try:
             eventually(
                 lambda: server.call(server.runtime.lwm2m.get_registration(endpoint)) is not None,
@@ -131,28 +48,8 @@ def wakaama(server: Lwm2mTestServer, client_binary: str) -> Iterator[WakaamaClie
                 interval=0.1,
             )
         except AssertionError:
-            pytest.fail(
-                "the Wakaama client did not register within 20 s:\n" + "".join(client.output[-30:])
-            )
+            pytest.fail("the Wakaama client did not register within 20 s:\n" + client.tail())
         yield client
-    finally:
-        if process.poll() is None:
-            try:
-                assert process.stdin is not None
-                process.stdin.write("quit\n")  # de-registers
-                process.stdin.flush()
-                process.wait(5)
-            except (OSError, subprocess.TimeoutExpired):
-                process.terminate()
-                try:
-                    process.wait(5)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait(5)
-        reader.join(10)
-        for stream in (process.stdin, process.stdout):
-            if stream is not None:
-                stream.close()
 
 
 def report_when_done(server: Lwm2mTestServer, task_id: str, device_id: str) -> dict[str, Any]:

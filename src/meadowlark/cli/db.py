@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
+from meadowlark.cli.runner import load_settings
 from meadowlark.cli.serving import prepare_store, safe_url
 from meadowlark.config import Settings
 from meadowlark.core.secret_box import SecretBox
@@ -28,15 +29,6 @@ NOT_IN_BACKUP = (
     "yourself); sealed PSKs open only with the same MEADOWLARK_SECRET_KEY / secret_key "
     "file / MEADOWLARK_PSK_KEY"
 )
-
-
-def load_settings(**overrides: Any) -> Settings:
-    """The settings (environment, config file, ``overrides``); exit code 2 if invalid."""
-    try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})
-    except ValueError as exc:
-        typer.echo(f"configuration error: {exc}", err=True)
-        raise typer.Exit(2) from exc
 
 
 def _fail(message: str) -> typer.Exit:

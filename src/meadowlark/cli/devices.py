@@ -12,7 +12,6 @@ store is shared by nodes (PostgreSQL), else through the sockets of the workers o
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
@@ -22,16 +21,14 @@ from typing import Annotated, Any, TypeVar
 import typer
 from sqlalchemy import or_, select
 
-from meadowlark.auth.principal import Principal
-from meadowlark.cli.serving import prepare_store
+from meadowlark.cli.runner import SYSTEM, run_on_runtime
 from meadowlark.cluster.feeds import BATCH
 from meadowlark.cluster.node import ClusterNode, new_node_id
 from meadowlark.cluster.signals import LocalSignals
 from meadowlark.cluster.wiring import local_socket_directory
-from meadowlark.config import Settings
 from meadowlark.core import devices
 from meadowlark.core.domains import normalize_domain_id
-from meadowlark.core.errors import InvalidInput, ServiceError
+from meadowlark.core.errors import InvalidInput
 from meadowlark.runtime import Runtime
 from meadowlark.store.device_models import Device
 from meadowlark.store.psk_keyring import PSK_TOPIC
@@ -44,12 +41,6 @@ NOTICE_IDS = 100
 """Changed devices named one by one in the notice to running servers; more: re-read all."""
 
 
-def _operator() -> Principal:
-    from meadowlark.cli.main import SYSTEM  # the CLI's own principal (main imports us)
-
-    return SYSTEM
-
-
 def _fail(message: str) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(BAD_INPUT)
@@ -57,23 +48,7 @@ def _fail(message: str) -> typer.Exit:
 
 def _run(work: Callable[[Runtime], Awaitable[T]]) -> T:
     """Run ``work`` on a prepared runtime; a service error is a message and exit code 2."""
-    try:
-        settings = Settings()
-    except ValueError as exc:
-        raise _fail(f"configuration: {exc}") from None
-
-    async def main() -> T:
-        runtime = Runtime.from_settings(settings)
-        try:
-            await prepare_store(runtime)
-            return await work(runtime)
-        finally:
-            await runtime.close()
-
-    try:
-        return asyncio.run(main())
-    except ServiceError as exc:
-        raise _fail(exc.message) from None
+    return run_on_runtime(work, service_error_exit=BAD_INPUT)
 
 
 def _psk(hex_key: str | None, text_key: str | None) -> dict[str, Any] | None:
@@ -137,7 +112,7 @@ def add(
 
     async def create(runtime: Runtime) -> Device:
         async with runtime.db.session() as session:
-            device = await devices.create_device(session, _operator(), new, psk_box=runtime.psk_box)
+            device = await devices.create_device(session, SYSTEM, new, psk_box=runtime.psk_box)
             await session.commit()
         if new.groups:
             await _reconcile_groups(runtime, [device.id])
@@ -169,7 +144,7 @@ def set_psk(
         raise _fail("give the new key with --psk-key or --psk-key-text")
 
     async def rotate(runtime: Runtime) -> devices.DeviceUpdate:
-        operator = _operator()
+        operator = SYSTEM
         async with runtime.db.session() as session:
             device_id = await session.scalar(
                 select(Device.id)
@@ -214,7 +189,7 @@ def list_devices(
         raise _fail(exc.message) from None
 
     async def show(runtime: Runtime) -> None:
-        principal = replace(_operator(), domain_id=scope)
+        principal = replace(SYSTEM, domain_id=scope)
         bookmark = None
         async with runtime.db.session() as session:
             while True:
@@ -270,9 +245,7 @@ def import_csv(
 
     async def load(runtime: Runtime) -> list[tuple[int, str]]:
         async with runtime.db.session() as session:
-            failures = await devices.import_devices(
-                session, _operator(), rows, psk_box=runtime.psk_box
-            )
+            failures = await devices.import_devices(session, SYSTEM, rows, psk_box=runtime.psk_box)
             if failures:
                 await session.rollback()
                 return failures

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from meadowlark import __version__
 from meadowlark.certificates import check_server_credentials, server_credentials
-from meadowlark.cli.db import load_settings
+from meadowlark.cli.runner import load_settings
 from meadowlark.cli.serving import safe_url
 from meadowlark.config import HostPort, Settings
 from meadowlark.core.secret_box import SealError, SecretBox

@@ -6,21 +6,19 @@ import asyncio
 import os
 import socket
 import sys
-from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import typer
 from sqlalchemy import select
 
 from meadowlark import __version__
-from meadowlark.auth import permissions as catalog
-from meadowlark.auth.principal import Principal
 from meadowlark.cli.db import db_app
 from meadowlark.cli.devices import devices_app
 from meadowlark.cli.doctor import doctor
-from meadowlark.cli.serving import prepare, print_admin_password, print_banner, serve_node
+from meadowlark.cli.runner import SYSTEM, load_settings, run_on_runtime
+from meadowlark.cli.serving import prepare, print_banner, serve_node
 from meadowlark.cli.simulate import simulate
 from meadowlark.cli.supervisor import (
     Supervisor,
@@ -30,7 +28,7 @@ from meadowlark.cli.supervisor import (
     worker_environment,
 )
 from meadowlark.cluster.wiring import signals_kind
-from meadowlark.config import HostPort, Settings
+from meadowlark.config import HostPort
 from meadowlark.connectivity.things import ImportReport, parse_import_csv
 from meadowlark.core.domains import get_domain, normalize_domain_id
 from meadowlark.core.users import NewUser, UserChanges
@@ -47,47 +45,6 @@ app.add_typer(things_app, name="things")
 app.add_typer(devices_app, name="devices")
 app.command()(simulate)
 app.command()(doctor)
-
-T = TypeVar("T")
-SYSTEM = Principal(
-    user_id="system",
-    login="system",
-    domain_id="/root/",
-    account_type="admin",
-    permissions=catalog.ALL,
-    via="cli",
-)
-
-
-def _settings(**overrides: Any) -> Settings:
-    try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})
-    except ValueError as exc:
-        typer.echo(f"configuration error: {exc}", err=True)
-        raise typer.Exit(2) from exc
-
-
-def _run(work: Callable[[Runtime], Awaitable[T]], settings: Settings | None = None) -> T:
-    """Run ``work`` on a prepared runtime (migrated store), then close it."""
-
-    async def main() -> T:
-        runtime = Runtime.from_settings(settings or _settings())
-        try:
-            generated = await runtime.prepare_store()
-            if generated:
-                print_admin_password(generated)
-            return await work(runtime)
-        finally:
-            await runtime.close()
-
-    try:
-        return asyncio.run(main())
-    except Exception as exc:  # service errors become a one-line message and exit code 1
-        message = getattr(exc, "message", None)
-        if message is None:
-            raise
-        typer.echo(f"error: {message}", err=True)
-        raise typer.Exit(1) from exc
 
 
 @app.command()
@@ -128,7 +85,7 @@ def serve(
     ] = None,
 ) -> None:
     """Run the REST and LwM2M servers (migrates the store first)."""
-    settings = _settings(
+    settings = load_settings(
         http=http,
         coap=coap,
         coaps=coaps,
@@ -237,7 +194,7 @@ def user_create(
             await session.commit()
         typer.echo(f"created {user.login} ({user.account_type}) in {user.domain_id}")
 
-    _run(create)
+    run_on_runtime(create)
 
 
 @user_app.command("list")
@@ -254,7 +211,7 @@ def user_list() -> None:
                 f"{','.join(user.roles)}"
             )
 
-    _run(show)
+    run_on_runtime(show)
 
 
 @user_app.command("disable")
@@ -280,7 +237,7 @@ def _change_user(login: str, changes: UserChanges, message: str) -> None:
             await session.commit()
         typer.echo(message)
 
-    _run(change)
+    run_on_runtime(change)
 
 
 @things_app.command("import")
@@ -305,7 +262,7 @@ def things_import(
                 owner, rows, first_row=2, progress=bar.update, chunk=100
             )
 
-    report = _run(run)
+    report = run_on_runtime(run)
     for result in report.results:
         outcome = result.thing_id if result.error is None else f"error: {result.error}"
         typer.echo(f"row {result.row}\t{result.iccid or '-'}\t{outcome}")
@@ -345,7 +302,7 @@ def token(
             )
             return issued.access_token
 
-    typer.echo(_run(issue))
+    typer.echo(run_on_runtime(issue))
 
 
 def _stream_address(address: HostPort | None) -> str:

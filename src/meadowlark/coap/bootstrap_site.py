@@ -12,33 +12,22 @@ from collections.abc import Sequence
 import structlog
 from aiocoap import Message
 from aiocoap.numbers.codes import Code
-from aiocoap.resource import PathCapable, Resource
 
 from meadowlark.coap.convert import peer_of, result_message
+from meadowlark.coap.site import RoutingSite
 from meadowlark.server.bootstrap.service import BootstrapService
 from meadowlark.server.transport import NOT_FOUND, Peer, UplinkResult
 
-_log = structlog.get_logger("meadowlark.bootstrap")
 
+class BootstrapSite(RoutingSite):
+    """Routes Bootstrap-Request and Pack-Request to a ``BootstrapService``."""
 
-# aiocoap ships no type information: its classes are Any to mypy.
-class BootstrapSite(Resource, PathCapable):  # type: ignore[misc]
-    """Routes Bootstrap-Request and Pack-Request to a ``BootstrapService``; never lets an
-    error escape."""
+    failure_log = structlog.get_logger("meadowlark.bootstrap")
+    failure_event = "bootstrap_uplink_failed"
 
     def __init__(self, service: BootstrapService, max_payload: int = 1024) -> None:
-        super().__init__()
+        super().__init__(max_payload)
         self._service = service
-        self._max_payload = max_payload
-
-    async def render(self, request: Message) -> Message:
-        if len(request.payload) > self._max_payload:
-            return Message(code=Code.REQUEST_ENTITY_TOO_LARGE)
-        try:
-            return await self._route(request)
-        except Exception:  # a handler bug must still produce a proper CoAP answer
-            _log.exception("bootstrap_uplink_failed", path="/".join(request.opt.uri_path))
-            return Message(code=Code.INTERNAL_SERVER_ERROR)
 
     async def _route(self, request: Message) -> Message:
         path = tuple(request.opt.uri_path)

@@ -40,7 +40,6 @@ device whose address changes, or whose session was dropped, does a full handshak
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Mapping
@@ -61,7 +60,7 @@ from mbedtls.exceptions import TLSError
 
 from meadowlark.coap import wire
 from meadowlark.coap.peer_certificates import certificate_identity
-from meadowlark.coap.udp import LeanRegistrations
+from meadowlark.coap.udp import LeanRegistrations, bind_udp_socket
 from meadowlark.server.transport import Peer, PeerIdentity, TrafficCounter, UplinkHandler
 
 _log = structlog.get_logger("meadowlark.lwm2m")
@@ -75,7 +74,6 @@ _CLIENT_HELLO = 1
 _CONTENT_TYPES = frozenset({20, 21, 22, 23})
 _DTLS_MAJOR = 0xFE
 _READ_SIZE = 65536
-_SOCKET_RECEIVE_BUFFER = 4 * 1024 * 1024
 _SWEEP_INTERVAL = 1.0
 HELLO_MEMORY = 120.0
 """Seconds the random of a session's ClientHello is remembered against replays: longer
@@ -1047,7 +1045,7 @@ class DtlsServer:
             handshake_slice=self._handshake_slice,
         )
         interface.block_size_exp = self._block_size_exp
-        sock = await _bind_socket(loop, *self._bind, reuse_port=self._reuse_port)
+        sock = await bind_udp_socket(loop, *self._bind, reuse_port=self._reuse_port)
         try:
             await loop.create_datagram_endpoint(lambda: interface, sock=sock)
         except BaseException:
@@ -1073,24 +1071,3 @@ class DtlsServer:
         if self.interface is None or self.interface.transport is None:
             raise RuntimeError("the DTLS server is not running")
         return int(self.interface.transport.get_extra_info("sockname")[1])
-
-
-async def _bind_socket(
-    loop: asyncio.AbstractEventLoop, host: str, port: int, *, reuse_port: bool
-) -> socket.socket:
-    """A dual-stack UDP socket bound to ``host:port`` (as ``coap.udp`` binds)."""
-    family_info = await loop.getaddrinfo(
-        host, port, family=socket.AF_INET6, type=socket.SOCK_DGRAM, flags=socket.AI_V4MAPPED
-    )
-    sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-    try:
-        if reuse_port:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _SOCKET_RECEIVE_BUFFER)
-        sock.bind(family_info[0][4])
-        sock.setblocking(False)
-    except BaseException:
-        sock.close()
-        raise
-    return sock

@@ -9,6 +9,8 @@ resource would not see ``/rd/{location}``). A leaner transport can reuse the sam
 
 from __future__ import annotations
 
+from abc import abstractmethod
+
 import structlog
 from aiocoap import Message
 from aiocoap.numbers.codes import Code
@@ -25,8 +27,34 @@ OCTET_STREAM = 42
 
 
 # aiocoap ships no type information: its classes are Any to mypy.
-class Lwm2mSite(Resource, PathCapable):  # type: ignore[misc]
-    """Routes device requests to an ``UplinkHandler``; never lets an error escape."""
+class RoutingSite(Resource, PathCapable):  # type: ignore[misc]
+    """A root resource that routes on the Uri-Path itself (``_route``). A payload over
+    ``max_payload`` is 4.13; a handler bug is logged (``failure_event`` to ``failure_log``)
+    and still gets a proper CoAP answer (5.00): no error escapes."""
+
+    failure_log = _log
+    failure_event = "uplink_failed"
+
+    def __init__(self, max_payload: int) -> None:
+        super().__init__()
+        self._max_payload = max_payload
+
+    async def render(self, request: Message) -> Message:
+        if len(request.payload) > self._max_payload:
+            return Message(code=Code.REQUEST_ENTITY_TOO_LARGE)
+        try:
+            return await self._route(request)
+        except Exception:  # a handler bug must still produce a proper CoAP answer
+            self.failure_log.exception(self.failure_event, path="/".join(request.opt.uri_path))
+            return Message(code=Code.INTERNAL_SERVER_ERROR)
+
+    @abstractmethod
+    async def _route(self, request: Message) -> Message:
+        """The answer to ``request``."""
+
+
+class Lwm2mSite(RoutingSite):
+    """Routes device requests to an ``UplinkHandler``."""
 
     def __init__(
         self,
@@ -35,9 +63,8 @@ class Lwm2mSite(Resource, PathCapable):  # type: ignore[misc]
         block_size: int = 1024,
         downloads: DownloadSource | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(max_payload)
         self._handler = handler
-        self._max_payload = max_payload
         self._block_size_exp = block_size_exponent(block_size)
         self._downloads = downloads
 
@@ -60,15 +87,6 @@ class Lwm2mSite(Resource, PathCapable):  # type: ignore[misc]
         except ValueError:
             # aiocoap's Block1 spool raises a bare ValueError for a block out of sequence.
             pipe.add_response(Message(code=Code.REQUEST_ENTITY_INCOMPLETE), is_last=True)
-
-    async def render(self, request: Message) -> Message:
-        if len(request.payload) > self._max_payload:
-            return Message(code=Code.REQUEST_ENTITY_TOO_LARGE)
-        try:
-            return await self._route(request)
-        except Exception:  # a handler bug must still produce a proper CoAP answer
-            _log.exception("uplink_failed", path="/".join(request.opt.uri_path))
-            return Message(code=Code.INTERNAL_SERVER_ERROR)
 
     async def _route(self, request: Message) -> Message:
         path = tuple(request.opt.uri_path)

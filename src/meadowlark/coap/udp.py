@@ -274,6 +274,30 @@ class LeanRegistrations(abc.ABC):
         self._sendto(reply, address, via)
 
 
+async def bind_udp_socket(
+    loop: asyncio.AbstractEventLoop, host: str, port: int, *, reuse_port: bool
+) -> socket.socket:
+    """A dual-stack, non-blocking UDP socket bound to ``host:port``; ``reuse_port`` sets
+    SO_REUSEPORT so that several processes can share the port."""
+    family_info = await loop.getaddrinfo(
+        host, port, family=socket.AF_INET6, type=socket.SOCK_DGRAM, flags=socket.AI_V4MAPPED
+    )
+    sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    try:
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        # A registration storm arrives faster than it is read: queued, not dropped
+        # (a dropped Register comes back seconds later). The kernel caps it at rmem_max.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _SOCKET_RECEIVE_BUFFER)
+        sock.bind(family_info[0][4])
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 # aiocoap ships no type information: its classes are Any to mypy.
 class Lwm2mUdpInterface(LeanRegistrations, MessageInterfaceUDP6):  # type: ignore[misc]
     """aiocoap's UDP6 message interface with the hot path above (see module docstring).
@@ -293,18 +317,8 @@ class Lwm2mUdpInterface(LeanRegistrations, MessageInterfaceUDP6):  # type: ignor
     ) -> Lwm2mUdpInterface:  # fmt: skip
         """A dual-stack socket bound to ``host:port``; ``reuse_port`` sets SO_REUSEPORT so
         that several processes can share the port (the kernel spreads senders)."""
-        family_info = await loop.getaddrinfo(
-            host, port, family=socket.AF_INET6, type=socket.SOCK_DGRAM, flags=socket.AI_V4MAPPED
-        )
-        sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        sock = await bind_udp_socket(loop, host, port, reuse_port=reuse_port)
         try:
-            if reuse_port:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-            # A registration storm arrives faster than it is read: queued, not dropped
-            # (a dropped Register comes back seconds later). The kernel caps it at rmem_max.
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _SOCKET_RECEIVE_BUFFER)
-            sock.bind(family_info[0][4])
             interface = await cls._create_transport_endpoint(sock, message_manager, log, loop)
         except BaseException:
             sock.close()

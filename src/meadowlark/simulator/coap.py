@@ -97,11 +97,23 @@ class _Requester(Protocol):
 
 class BlockwiseTransfers:
     """Block-wise transfers (RFC 7959), the same over UDP and over TCP/TLS: Block1
-    reassembly of incoming requests and block-wise downloads (``fetch``)."""
+    reassembly of incoming requests, Block2 slicing of large answers and block-wise
+    downloads (``fetch``)."""
 
     handler: RequestHandler
     _uploads: dict[tuple[Address, tuple[str, ...]], bytearray] | None
     """Request bodies being reassembled, by sender and Uri-Path."""
+
+    def _serve(self, request: Message, addr: Address) -> Message | None:
+        """The handler's answer to ``request`` from ``addr``: a Block1 request body is
+        reassembled first, a large answer is cut to the Block2 block asked for."""
+        if request.opt.block1 is not None:
+            response = self._receive_block1(request, addr)
+        else:
+            response = self.handler(request)
+        if response is not None:
+            _slice_block2(request, response)
+        return response
 
     def _receive_block1(self, request: Message, addr: Address) -> Message | None:
         """One block of a request body (RFC 7959 §2.3): 2.31 Continue until the last,
@@ -376,13 +388,9 @@ class CoapEndpoint(asyncio.DatagramProtocol, BlockwiseTransfers):
         if request.mtype is Type.CON and self._recent is not None and key in self._recent:
             self._sendto(self._recent[key], addr)
             return
-        if request.opt.block1 is not None:
-            response: Message | None = self._receive_block1(request, addr)
-        else:
-            response = self.handler(request)
+        response = self._serve(request, addr)
         if response is None:
             return
-        _slice_block2(request, response)
         response.token = request.token
         if request.mtype is Type.CON:
             response.mtype = Type.ACK

@@ -27,7 +27,6 @@ from meadowlark.simulator.coap import (
     CoapTimeout,
     DeliveryCallback,
     RequestHandler,
-    _slice_block2,
 )
 
 MAX_MESSAGE_SIZE = 8 * 1024 * 1024
@@ -207,13 +206,9 @@ class StreamCoapEndpoint(asyncio.Protocol, BlockwiseTransfers):
     # --- incoming requests ---------------------------------------------------------------
 
     def _answer(self, request: Message) -> None:
-        if request.opt.block1 is not None:
-            response: Message | None = self._receive_block1(request, self.server)
-        else:
-            response = self.handler(request)
+        response = self._serve(request, self.server)
         if response is None:
             return
-        _slice_block2(request, response)
         response.token = request.token
         self._send(response)
 

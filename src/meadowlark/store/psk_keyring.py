@@ -25,13 +25,12 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import structlog
-from sqlalchemy import Select, Table, bindparam, event, or_, select, update
+from sqlalchemy import Select, Table, bindparam, event, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -292,25 +291,10 @@ class PskKeyring(Mapping[str, bytes]):
 
     @staticmethod
     def _by_device(rows: Sequence[Any]) -> dict[str, tuple[str | None, str | None]]:
-        """Device id -> (identity, sealed key) of ``rows``. An identity that several
-        devices hold (two writes that raced) authenticates none of them: which device
-        a session stood for would be a guess."""
-        current: dict[str, tuple[str | None, str | None]] = {
-            device_id: (identity, sealed) for device_id, identity, sealed in rows
-        }
-        identities = [identity for identity, _ in current.values()]
-        if len(set(identities)) != len(identities):
-            shared = {identity for identity, held in Counter(identities).items() if held > 1}
-            for device_id, (identity, _) in current.items():
-                if identity in shared:
-                    current[device_id] = (None, None)
-            for identity in shared:
-                _log.error(
-                    "psk_identity_shared",
-                    identity=identity,
-                    hint="give each of its devices its own dtlsIdentity",
-                )
-        return current
+        """Device id -> (identity, sealed key) of ``rows``. An identity names one row of
+        its table (a unique index: ``uq_devices_dtls_identity``, migration 0015, and
+        ``uq_bootstrap_accounts_dtls_identity``), so no two rows of one read share it."""
+        return {device_id: (identity, sealed) for device_id, identity, sealed in rows}
 
     def _check_sample(self) -> None:
         """Say at start when stored keys do not open (a changed server key): otherwise
@@ -361,21 +345,14 @@ class PskKeyring(Mapping[str, bytes]):
             self._refresher = None
 
     async def _reload(self, device_ids: Collection[str]) -> None:
-        """Re-read ``device_ids``, and the other devices holding their identities."""
+        """Re-read ``device_ids``."""
         started = self._version
         ids = list(device_ids)
-        columns = self._source.table.c
-        claimed = select(columns.dtls_identity).where(columns.id.in_(ids))
+        query = self._source.rows.where(self._source.table.c.id.in_(ids))
         async with self._db.engine.connect() as connection:
-            rows = (
-                await connection.execute(
-                    self._source.rows.where(
-                        or_(columns.id.in_(ids), columns.dtls_identity.in_(claimed))
-                    )
-                )
-            ).all()
+            rows = (await connection.execute(query)).all()
         found = self._by_device(rows)
-        for device_id in {*ids, *found}:
+        for device_id in ids:
             if self._touched.get(device_id, -1) <= started:
                 self._version += 1
                 self._touched[device_id] = self._version
