@@ -105,7 +105,8 @@ UPLINKS = CountBy(
     _counter(
         "meadowlark_coap_uplink_messages",
         "LwM2M requests from devices by type (register, update, deregister, send, notify, "
-        "bootstrap_request) and result (the CoAP response code, or undecodable).",
+        "bootstrap_request, bootstrap_pack_request) and result (the CoAP response code, "
+        "or undecodable).",
         ("type", "result"),
     )
 )
