@@ -12,8 +12,11 @@ import uuid
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from lwm2m_harness import devices, server  # noqa: F401 - fixtures
+from lwm2m_harness import devices, eventually, server  # noqa: F401 - fixtures
+from webhook_receiver import WebhookReceiver
 
+SENSOR = "/3303/0/5700"
+DELIVERED = "meadowlark_event_handler_deliveries_total"
 FAMILIES = {
     "meadowlark_registrations",
     "meadowlark_coap_uplink_messages",
@@ -107,6 +110,54 @@ def test_figures_move_when_a_device_registers_and_is_read(server, devices):
         status="2xx",
     )
     assert _value(after, "meadowlark_db_pool_size") >= 1
+
+
+def test_deliveries_to_event_handlers_are_counted_with_their_lag(server, devices):
+    domain = f"/root/mx{secrets.token_hex(3)}/"
+    endpoint = f"metrics-eh-{secrets.token_hex(3)}"
+    receiver = WebhookReceiver().start()
+    try:
+        with server.admin() as http:
+            assert http.post("/api/coiotedm/v3/domains", json={"id": domain}).is_success
+            created = http.post(
+                "/api/coiotedm/v3/devices",
+                json={"properties": {"endpointName": endpoint}, "domain": domain},
+            )
+            assert created.status_code == 201, created.text
+            handler = http.post(
+                "/api/coiotedm/v3/deviceEvents/handler/webhook",
+                params={"domain": domain},
+                json={
+                    "name": "metrics",
+                    "enabled": True,
+                    "filter": {"type": "telemetry", "lwm2mUrls": [SENSOR]},
+                    "connectionConfig": {"uri": receiver.url},
+                },
+            )
+            assert handler.status_code == 201, handler.text
+        before = _scrape(server)
+        device = devices(endpoint, lwm2m_version="1.1")
+
+        async def send() -> None:
+            for value in (21.0, 22.0, 23.0):
+                device.set_temperature(value)
+                assert (await device.send([SENSOR])).is_successful()
+
+        server.call(send())
+        eventually(lambda: len(receiver.received) >= 3, timeout=20)
+
+        def delivered() -> dict | None:
+            samples = _scrape(server)
+            grown = _value(samples, DELIVERED, kind="webhook", result="delivered") - _value(
+                before, DELIVERED, kind="webhook", result="delivered"
+            )
+            return samples if grown >= 3 else None
+
+        after = eventually(delivered, timeout=10)
+    finally:
+        receiver.stop()
+    lag = "meadowlark_event_handler_delivery_lag_seconds_count"
+    assert _value(after, lag, kind="webhook") - _value(before, lag, kind="webhook") >= 3
 
 
 def test_paths_never_become_labels(server):
