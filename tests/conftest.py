@@ -323,11 +323,13 @@ def token_for(given: Given) -> Callable[..., str]:
 
 
 def assert_error_body(response: httpx.Response, status: int) -> dict[str, Any]:
-    """The response has ``status`` and the ``{"error","message","code"}`` body."""
+    """The response has ``status`` and the ``{"error","message","code","requestId"}``
+    body, whose ``requestId`` is the response's ``X-Request-Id``."""
     assert response.status_code == status, (response.status_code, response.text)
     body = response.json()
     assert isinstance(body, dict), body
-    assert set(body) == {"error", "message", "code"}, body
+    assert set(body) == {"error", "message", "code", "requestId"}, body
+    assert body["requestId"] == response.headers["x-request-id"], body
     assert isinstance(body["error"], str) and body["error"]
     assert isinstance(body["message"], str) and body["message"]
     assert isinstance(body["code"], int)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import sys
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -310,6 +311,20 @@ class DtlsSettings(BaseModel):
     value runs every pending handshake step at once."""
 
 
+class MetricsSettings(BaseModel):
+    """Prometheus ``/metrics`` (``MEADOWLARK_METRICS__LISTEN=127.0.0.1:9464``...)."""
+
+    listen: Annotated[HostPort | None, NoDecode] = None
+    """Serve ``/metrics`` without authentication on this separate address (and not on
+    the REST port). Unset (the default): on the REST port, for callers holding the
+    ``admin:GET /metrics`` permission in the root domain."""
+    sample_interval: float = Field(default=5.0, gt=0)
+    """Seconds between samples of the in-memory gauges (registered devices, queues...)
+    in each worker process."""
+
+    _parse_listen = field_validator("listen", mode="before")(_optional_host_port)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="MEADOWLARK_",
@@ -359,8 +374,11 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     """Largest request body the REST server accepts."""
     log_level: str = "info"
+    log_format: Literal["json", "console"] | None = None
+    """``json``: one JSON object per line; ``console``: human-readable lines. Unset: JSON
+    unless standard error is a terminal (``log_json`` true forces JSON)."""
     log_json: bool = False
-    """Log as JSON lines instead of human-readable console output."""
+    """Log as JSON lines (the older switch; ``log_format`` says more)."""
     rate_limits: RateLimits = RateLimits()
     token_exchange: TokenExchange = TokenExchange()
     lwm2m: Lwm2mSettings = Lwm2mSettings()
@@ -373,6 +391,7 @@ class Settings(BaseSettings):
     monitoring: MonitoringSettings = MonitoringSettings()
     tls: TlsSettings = TlsSettings()
     dtls: DtlsSettings = DtlsSettings()
+    metrics: MetricsSettings = MetricsSettings()
 
     _parse_http = field_validator("http", "coap", mode="before")(_host_port)
     _parse_coaps = field_validator("coaps", "bootstrap_dtls", mode="before")(_optional_host_port)
@@ -419,6 +438,13 @@ class Settings(BaseSettings):
         if config_file:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
         return tuple(sources)
+
+    @property
+    def log_as_json(self) -> bool:
+        """Whether log lines are JSON (see ``log_format``)."""
+        if self.log_format is not None:
+            return self.log_format == "json"
+        return self.log_json or not sys.stderr.isatty()
 
     @property
     def resolved_database_url(self) -> str:

@@ -38,6 +38,8 @@ from meadowlark.core.tasks.callbacks import CallbackOptions, CallbackSender
 from meadowlark.core.tasks.engine import EngineOptions, TaskEngine
 from meadowlark.core.tasks.service import TaskService
 from meadowlark.core.users import Users, bootstrap
+from meadowlark.observability.gauges import NodeGauges
+from meadowlark.observability.lifecycle import LifecycleLog
 from meadowlark.server.bootstrap.service import BootstrapOptions, BootstrapService
 from meadowlark.server.service import LwM2mServer, ServerOptions
 from meadowlark.store.db import Database
@@ -93,6 +95,8 @@ class Runtime:
     """Seals event handlers' secrets."""
     monitoring: Monitoring
     """Monitoring settings, sample ingest and queries, retention and periodic reads."""
+    gauges: NodeGauges
+    """Samples this process's gauges for ``/metrics``."""
     cluster: Cluster | None = None
     """This node's links to the other nodes of a scaled-out deployment (None: alone)."""
 
@@ -164,6 +168,7 @@ class Runtime:
         )
         monitoring.attach(lwm2m)
         lwm2m.add_listener(events)
+        lwm2m.add_listener(LifecycleLog(device_stores.devices.domain_of, device_stores.ids.known))
         handler_settings = settings.event_handlers
         handler_outbox = HandlerOutbox(
             db, device_stores.devices.domain_of, flush_interval=handler_settings.flush_interval
@@ -267,6 +272,15 @@ class Runtime:
             handler_delivery=HandlerDelivery(db, handlers_box, handler_outbox, handler_settings),
             handler_box=handlers_box,
             monitoring=monitoring,
+            gauges=NodeGauges(
+                db,
+                lwm2m,
+                device_stores,
+                events,
+                handler_outbox,
+                monitoring.writer,
+                settings.metrics.sample_interval,
+            ),
             cluster=cluster,
         )
 
@@ -316,8 +330,10 @@ class Runtime:
         await self.alerts.start()
         self.alert_sweep.start()
         await self.handler_delivery.start()
+        self.gauges.start()
 
     async def close(self) -> None:
+        await self.gauges.stop()
         await self.handler_delivery.stop()
         await self.bootstrap.stop()
         await self.bootstrap_recorder.drain()

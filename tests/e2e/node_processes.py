@@ -94,9 +94,10 @@ def start_node(
     database_url: str | None = None,
     workers: int = 1,
     extra_env: dict[str, str] | None = None,
+    args: tuple[str, ...] = (),
 ) -> Node:
     """``meadowlark serve --workers N`` as a process of its own, on free loopback ports;
-    ``extra_env`` adds or overrides settings."""
+    ``extra_env`` adds or overrides settings, ``args`` are more options of ``serve``."""
     data_dir.mkdir(parents=True, exist_ok=True)
     http_port, coap_port = free_port(socket.SOCK_STREAM), free_port(socket.SOCK_DGRAM)
     env = clean_environment()
@@ -122,7 +123,7 @@ def start_node(
     log = data_dir / f"{name}.log"
     with open(log, "wb") as out:
         process = subprocess.Popen(  # noqa: S603 - our own entry point
-            [str(EXECUTABLE), "serve", "--workers", str(workers)],
+            [str(EXECUTABLE), "serve", "--workers", str(workers), *args],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from meadowlark import __version__
 from meadowlark.api.errors import install_error_handlers
 from meadowlark.api.limits import BodySizeLimit
+from meadowlark.api.request_context import RequestContext
 from meadowlark.api.routers import (
     admin,
     auth,
@@ -42,6 +43,7 @@ from meadowlark.api.routers import (
     firmware_download,
     health,
     lwm2m,
+    metrics,
 )
 from meadowlark.api.text_guard import TextGuard
 from meadowlark.runtime import Runtime
@@ -143,6 +145,8 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
         coiote_monitoring,
     ):
         app.include_router(module.router)
+    if runtime.settings.metrics.listen is None:  # else served on that address only
+        app.include_router(metrics.router)
     app.router.routes.extend(console_ui.routes())  # the web console's static files, last
 
     if log.is_enabled_for(logging.DEBUG):
@@ -159,4 +163,5 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
             )
         ],
     )
+    app.add_middleware(RequestContext)  # outermost: its id is in every line and error
     return app

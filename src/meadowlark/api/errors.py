@@ -1,4 +1,6 @@
-"""Every error leaves as ``{"error", "message", "code"}`` with a 4xx/5xx status."""
+"""Every error leaves as ``{"error", "message", "code", "requestId"}`` with a 4xx/5xx
+status (``requestId``: the ``X-Request-Id`` of the request, see ``request_context``;
+clients of both surfaces read the first three and ignore fields they do not know)."""
 
 from __future__ import annotations
 
@@ -11,13 +13,18 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from meadowlark.api.request_context import HEADER, current_request_id
 from meadowlark.core.errors import ServiceError, Throttled
 
 log = structlog.get_logger("meadowlark.api")
 
 
 def error_body(status: int, message: str, code: int | None = None) -> dict[str, Any]:
-    return {"error": message, "message": message, "code": code or status}
+    body: dict[str, Any] = {"error": message, "message": message, "code": code or status}
+    request_id = current_request_id()
+    if request_id is not None:
+        body["requestId"] = request_id
+    return body
 
 
 def error_response(
@@ -65,4 +72,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", method=request.method, path=request.url.path)
-        return error_response(500, "internal server error")
+        # Answered outside RequestContext (Starlette's outermost middleware): the id
+        # header is set here.
+        request_id = current_request_id()
+        headers = None if request_id is None else {HEADER: request_id}
+        return error_response(500, "internal server error", headers=headers)

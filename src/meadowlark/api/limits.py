@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from meadowlark.api.errors import error_body
+
 
 class BodyTooLarge(HTTPException):
     """Raised while reading; an HTTPException so that FastAPI passes it on as a 413."""
@@ -84,8 +86,9 @@ class BodySizeLimit:
 
 
 async def send_error(send: Send, status: int, message: str, *, close: bool = False) -> None:
-    """The ``{"error", "message", "code"}`` answer; ``close`` when the body is left unread."""
-    body = json.dumps({"error": message, "message": message, "code": status}).encode()
+    """The error body answer (``errors.error_body``); ``close`` when the body is left
+    unread."""
+    body = json.dumps(error_body(status, message)).encode()
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),

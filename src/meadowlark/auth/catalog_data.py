@@ -164,6 +164,7 @@ admin:GET /api/admin/users                         | GET    | /api/admin/users  
 admin:GET /api/admin/service-accounts              | GET    | /api/admin/service-accounts               | ServiceAccounts
 admin:POST /api/admin/service-accounts             | POST   | /api/admin/service-accounts               | ServiceAccounts
 admin:DELETE /api/admin/service-accounts/{clientId} | DELETE | /api/admin/service-accounts/{clientId}   | ServiceAccounts
+admin:GET /metrics                                 | GET    | /metrics                                  | Metrics
 """
 
 # The endpoints a Developer or Business account may call (Coiote access document, verbatim).
@@ -337,3 +338,6 @@ PRICING_RESOURCES = (
     "Bundle",
 )
 """What the Standard profile leaves out besides user management ("no pricing")."""
+NODE_WIDE_RESOURCES = ("Metrics",)
+"""Figures of the whole node, every tenant's together: of the built-in roles only Admin
+holds them (and the route also wants a caller of the root domain)."""

@@ -19,6 +19,7 @@ from meadowlark.auth.catalog_data import (
     CUSTOMER_ADMIN_PROFILE,
     DEVELOPER_ENDPOINTS,
     LWM2M_ENDPOINTS,
+    NODE_WIDE_RESOURCES,
     PLATFORM_ENDPOINTS,
     PRICING_RESOURCES,
     Action,
@@ -146,7 +147,7 @@ def collapse_to_profile(names: Iterable[str]) -> dict[str, list[str]]:
 def permissions_where(
     *, exclude_resources: Iterable[str] = (), actions: Iterable[str] = ACTIONS
 ) -> frozenset[str]:
-    excluded, allowed = set(exclude_resources), set(actions)
+    excluded, allowed = {*exclude_resources, *NODE_WIDE_RESOURCES}, set(actions)
     return frozenset(
         p.name
         for p in CATALOG.values()

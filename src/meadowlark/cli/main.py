@@ -83,6 +83,13 @@ def serve(
             "1: a single process) [MEADOWLARK_WORKERS]",
         ),
     ] = None,
+    log_format: Annotated[
+        str | None,
+        typer.Option(
+            help="json or console (default: json unless standard error is a terminal) "
+            "[MEADOWLARK_LOG_FORMAT]"
+        ),
+    ] = None,
 ) -> None:
     """Run the REST and LwM2M servers (migrates the store first)."""
     settings = load_settings(
@@ -96,8 +103,9 @@ def serve(
         token_lifetime=token_lifetime,
         admin_password=admin_password,
         signup=signup,
+        log_format=log_format,
     )
-    configure_logging(settings.log_level, json=settings.log_json)
+    configure_logging(settings.log_level, json=settings.log_as_json)
     count = workers or default_workers()
     if count == 1:
         serve_node(settings)
@@ -156,9 +164,11 @@ def serve(
             "MEADOWLARK_ADMIN_PASSWORD": admin_password,
             "MEADOWLARK_SIGNUP": None if signup is None else str(signup).lower(),
             "MEADOWLARK_CLUSTER__SIGNALS": signals,
+            "MEADOWLARK_LOG_FORMAT": settings.log_format,
         },
     )
-    raise typer.Exit(Supervisor(count, http_socket, env).run())
+    metrics_dir = (settings.data_dir / "metrics").resolve()
+    raise typer.Exit(Supervisor(count, http_socket, env, metrics_dir).run())
 
 
 @user_app.command("create")

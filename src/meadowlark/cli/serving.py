@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 
 import typer
 
 from meadowlark import __version__
-from meadowlark.config import Settings
+from meadowlark.config import HostPort, Settings
 from meadowlark.runtime import Runtime
 from meadowlark.store.migrate import SchemaTooNew
 
@@ -39,6 +40,26 @@ def print_banner(settings: Settings) -> None:
         "-d username=admin -d password=<admin password>",
         err=True,
     )
+    if settings.metrics.listen is not None:
+        typer.echo(f"Metrics on http://{settings.metrics.listen}/metrics", err=True)
+
+
+def metrics_socket(address: HostPort, *, reuse_port: bool) -> socket.socket:
+    """The separate metrics address's listening socket; every worker of ``serve
+    --workers N`` binds it (SO_REUSEPORT) and any of them answers for the node."""
+    family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((address.host, address.port))
+    except OSError as exc:
+        sock.close()
+        typer.echo(f"error: cannot listen on {address} (metrics): {exc.strerror}", err=True)
+        raise typer.Exit(1) from exc
+    sock.listen(64)
+    return sock
 
 
 async def prepare_store(runtime: Runtime) -> None:
@@ -95,12 +116,25 @@ def serve_node(
     import uvicorn
 
     from meadowlark.api.app import create_app
+    from meadowlark.api.routers.metrics import listener_app
     from meadowlark.cli.dtls_serving import start_bootstrap_dtls, start_dtls
     from meadowlark.coap.bootstrap_site import BootstrapSite, NoRegistrations
     from meadowlark.coap.server import CoapServer
     from meadowlark.coap.site_context import SiteContext
 
+    class BesideServer(uvicorn.Server):
+        """A uvicorn server beside the REST one on its loop; the REST server takes
+        SIGTERM/SIGINT (two servers replacing each other's handlers would lose one)."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
     async def main() -> None:
+        metrics_address = settings.metrics.listen
+        metrics_listening = (
+            None if metrics_address is None else metrics_socket(metrics_address, reuse_port=worker)
+        )
         runtime = Runtime.from_settings(settings)
         await prepare_store(runtime)
         if not worker:
@@ -177,14 +211,31 @@ def serve_node(
                 host=settings.http.host,
                 port=settings.http.port,
                 log_level="warning",
+                log_config=None,  # uvicorn's lines go through configure_logging's handler
                 access_log=False,
                 server_header=False,
                 proxy_headers=False,
             )
         )
+        metrics_server, metrics_task = None, None
+        if metrics_listening is not None:
+            metrics_server = BesideServer(
+                uvicorn.Config(
+                    listener_app(runtime),
+                    log_level="warning",
+                    log_config=None,
+                    access_log=False,
+                    server_header=False,
+                    lifespan="off",
+                )
+            )
+            metrics_task = asyncio.create_task(metrics_server.serve(sockets=[metrics_listening]))
         try:
             await server.serve(sockets=None if http_socket is None else [http_socket])
         finally:
+            if metrics_server is not None and metrics_task is not None:
+                metrics_server.should_exit = True
+                await metrics_task
             if dtls_server is not None:
                 await dtls_server.stop()
             if bootstrap_dtls is not None:

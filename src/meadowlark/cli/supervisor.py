@@ -25,9 +25,11 @@ import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import structlog
 
+from meadowlark import metrics
 from meadowlark.config import HostPort
 
 _log = structlog.get_logger("meadowlark.supervisor")
@@ -91,6 +93,8 @@ class Supervisor:
     http_socket: socket.socket
     env: Mapping[str, str]
     """The workers' environment (their settings, with the concrete CoAP port)."""
+    metrics_dir: Path | None = None
+    """The workers' metric value files (``meadowlark.metrics``), emptied at start."""
     workers: dict[int, _Worker] = field(default_factory=dict)
     _stopping: bool = False
     _ready: int = -1
@@ -106,6 +110,8 @@ class Supervisor:
         self._ready, ready = os.pipe()
         go, self._go = os.pipe()
         self._barrier = (ready, go)
+        if self.metrics_dir is not None:
+            metrics.prepare_multiprocess_dir(self.metrics_dir)
         waiting, released = 0, False
         try:
             for number in range(self.count):
@@ -134,6 +140,7 @@ class Supervisor:
         ready, go = self._barrier
         env = {
             **self.env,
+            **({} if self.metrics_dir is None else {metrics.MULTIPROC_ENV: str(self.metrics_dir)}),
             HTTP_FD_ENV: str(self.http_socket.fileno()),
             BARRIER_ENV: f"{ready},{go}",
             SUPERVISOR_PID_ENV: str(os.getpid()),
@@ -151,6 +158,7 @@ class Supervisor:
             code = worker.process.poll()
             if code is None:
                 continue
+            self._forget_gauges(worker)
             lived = time.monotonic() - worker.started
             failures = worker.failures + 1 if lived < 10 else 0
             delay = min(RESTART_DELAY_MAX, 0.5 * 2**failures) if failures else 0.0
@@ -173,7 +181,13 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 worker.process.kill()
                 worker.process.wait()
+            self._forget_gauges(worker)
         self.http_socket.close()
+
+    def _forget_gauges(self, worker: _Worker) -> None:
+        """A dead worker's gauges no longer count (its counters still do)."""
+        if self.metrics_dir is not None:
+            metrics.mark_process_dead(worker.process.pid, self.metrics_dir)
 
 
 def worker_environment(base: Mapping[str, str], values: Mapping[str, str | None]) -> dict[str, str]:

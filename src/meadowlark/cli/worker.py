@@ -39,7 +39,7 @@ def die_with_supervisor(supervisor_pid: int) -> None:
 def main() -> None:
     die_with_supervisor(int(os.environ[SUPERVISOR_PID_ENV]))
     settings = Settings()
-    configure_logging(settings.log_level, json=settings.log_json)
+    configure_logging(settings.log_level, json=settings.log_as_json)
     http_socket = socket.socket(fileno=int(os.environ[HTTP_FD_ENV]))
     barrier = os.environ[BARRIER_ENV]
     serve_node(settings, http_socket, worker=True, before_coap=lambda: pass_start_barrier(barrier))

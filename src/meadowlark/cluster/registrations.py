@@ -143,6 +143,9 @@ class SharedRegistrationStore:
         mine = {registration.endpoint for registration in held}
         return held + [r for r in elsewhere if r is not None and r.endpoint not in mine]
 
+    def held(self) -> int:
+        return self._local.held()
+
     async def holds(self, registration: Registration) -> bool:
         """Whether this node holds ``registration`` (its socket reaches the device)."""
         return await self._local.get(registration.registration_id) is not None

@@ -627,6 +627,16 @@ class BootstrapRecorder:
                 continue
             for event in batch:
                 domain_id = domains.get(event.endpoint)
+                if event.final:
+                    _log.info(
+                        "device.bootstrap_finished",
+                        endpoint=event.endpoint,
+                        domain=domain_id,
+                        transport=event.peer.transport,
+                        peer=str(event.peer),
+                        step=event.step.value,
+                        success=event.success,
+                    )
                 if domain_id is not None:
                     self._events.publish_bootstrap(
                         event.endpoint,

@@ -166,6 +166,11 @@ class EventBus(ServerListener):
     def has_subscribers(self) -> bool:
         return bool(self._subscriptions)
 
+    @property
+    def subscriber_count(self) -> int:
+        """Live subscriptions on this node (SSE streams, the events feed)."""
+        return len(self._subscriptions)
+
     def subscribe(self, event_filter: EventFilter) -> Subscription:
         subscription = Subscription(self, event_filter, self._capacity)
         first = not self._subscriptions

@@ -15,6 +15,7 @@ from typing import Protocol
 
 import structlog
 
+from meadowlark import metrics
 from meadowlark.lwm2m.codec.attributes import NotificationAttributes, to_query
 from meadowlark.lwm2m.codec.errors import DecodeError
 from meadowlark.lwm2m.codec.formats import ContentFormat
@@ -106,11 +107,16 @@ class DownlinkSender:
         try:
             await self._transport().ping(registration.peer, limit)
         except TransportTimeout:
+            metrics.DOWNLINKS.inc("ping", "timeout")
             raise RequestTimeoutError(f"no answer from {endpoint!r} within {limit:g} s") from None
         except TransportError as exc:
+            metrics.DOWNLINKS.inc("ping", "unreachable")
             raise DeviceUnreachableError(f"cannot reach {endpoint!r}: {exc}") from None
         self._queue_mode.heard_from(registration)
-        return time.perf_counter() - started
+        elapsed = time.perf_counter() - started
+        metrics.DOWNLINKS.inc("ping", "pong")
+        metrics.DOWNLINK_SECONDS.observe(elapsed, "ping")
+        return elapsed
 
     async def read(
         self,
@@ -411,10 +417,20 @@ class DownlinkSender:
         requested_format: int | None = None,
     ) -> tuple[object, DownlinkResponse]:
         """Send ``operation`` to the device now; its interpreted result and raw answer."""
-        if operation.kind in _OBSERVE_KINDS:
-            return await self._observe(registration, operation, timeout, requested_format)
-        response = await self._send(registration, operation.request, timeout)
-        return self._interpret(registration, operation, response), response
+        kind = operation.kind.value
+        started = time.perf_counter()
+        try:
+            if operation.kind in _OBSERVE_KINDS:
+                outcome = await self._observe(registration, operation, timeout, requested_format)
+            else:
+                response = await self._send(registration, operation.request, timeout)
+                outcome = self._interpret(registration, operation, response), response
+        except Lwm2mServerError as exc:
+            metrics.DOWNLINKS.inc(kind, _result_label(exc))
+            raise
+        metrics.DOWNLINKS.inc(kind, outcome[1].code)
+        metrics.DOWNLINK_SECONDS.observe(time.perf_counter() - started, kind)
+        return outcome
 
     # --- sending -------------------------------------------------------------------------
 
@@ -531,6 +547,18 @@ class DownlinkSender:
             paths = operation.paths
             self._context.emit(lambda listener: listener.on_written(registration, paths))
         return None
+
+
+def _result_label(error: Lwm2mServerError) -> object:
+    """The ``result`` label of a failed downlink: the device's error code, or why no
+    usable answer came."""
+    if isinstance(error, DeviceErrorResponse):
+        return error.code
+    if isinstance(error, RequestTimeoutError):
+        return "timeout"
+    if isinstance(error, DeviceUnreachableError):
+        return "unreachable"
+    return "invalid_response"
 
 
 def _diagnostic(payload: bytes) -> str:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from meadowlark import metrics
 from meadowlark.lwm2m.model.registry import VersionedModels
 from meadowlark.lwm2m.path import LwM2mPath
 from meadowlark.server import content
@@ -187,6 +188,7 @@ class ObservationService:
         registration = observation.registration
         self._heard_from(registration)
         if not response.code.is_success:
+            metrics.UPLINKS.inc("notify", response.code)
             return
         operation = observation.operation
         models = observation.models(self._context)
@@ -198,7 +200,9 @@ class ObservationService:
                 nodes = {key[0]: content.decode_node(fmt, response.payload, key[0], models)}
         except InvalidResponseError as exc:
             _log.info("notification_undecodable", endpoint=endpoint, error=exc.message)
+            metrics.UPLINKS.inc("notify", "undecodable")
             return
+        metrics.UPLINKS.inc("notify", response.code)
         self._context.cache(registration, nodes)
         self._context.emit(lambda listener: listener.on_notification(registration, key, nodes))
 

@@ -84,6 +84,11 @@ class QueueModeSender:
         """Whether requests go out now (always, unless the device is in queue mode)."""
         return not registration.queue_mode or registration.endpoint in self._awake
 
+    @property
+    def awake_count(self) -> int:
+        """Queue-mode devices in their awake window now."""
+        return len(self._awake)
+
     # --- presence ------------------------------------------------------------------------
 
     def after_uplink(self, registration: Registration) -> None:

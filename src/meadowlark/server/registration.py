@@ -349,6 +349,9 @@ class RegistrationStore(Protocol):
 
     async def all(self) -> list[Registration]: ...
 
+    def held(self) -> int:
+        """How many registrations this node holds (its devices' CoAP paths end here)."""
+
 
 @dataclass
 class InMemoryRegistrationStore:
@@ -391,6 +394,9 @@ class InMemoryRegistrationStore:
 
     async def all(self) -> list[Registration]:
         return list(self._by_id.values())
+
+    def held(self) -> int:
+        return len(self._by_id)
 
     def _index(self, registration: Registration) -> None:
         self._by_id[registration.registration_id] = registration

@@ -192,8 +192,8 @@ class RegistrationService:
         if replaced is not None:
             self._expiry.cancel(replaced.registration_id)
         self._schedule_expiry(registration)
-        # Per-device line at debug: a registration storm must not cost a rendered log
-        # line per device (the registry's columns and the events keep the record).
+        # Protocol details at debug; the lifecycle line (``observability.lifecycle``)
+        # is the operator's record.
         _log.debug(
             "device_registered",
             endpoint=registration.endpoint,
@@ -372,7 +372,7 @@ class RegistrationService:
         self._queue_mode.forget(registration.endpoint)
         self._observations.device_deregistered(registration.endpoint, expired=expired)
         await self._context.devices.record_deregistration(registration, utcnow())
-        _log.info(
+        _log.debug(
             "device_deregistered",
             endpoint=registration.endpoint,
             registration_id=registration.registration_id,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
+from meadowlark import metrics
 from meadowlark.lwm2m.model.registry import ModelRegistry, VersionedModels, builtin_registry
 from meadowlark.lwm2m.path import ROOT, LwM2mPath
 from meadowlark.server.context import ServerContext, ServerListener, ServerOptions
@@ -185,7 +186,11 @@ class LwM2mServer:
     async def on_register(
         self, peer: Peer, query: Sequence[str], payload: bytes, content_format: int | None
     ) -> UplinkResult:
-        return await self.registration_service.on_register(peer, query, payload, content_format)
+        result = await self.registration_service.on_register(peer, query, payload, content_format)
+        code = result.code
+        metrics.UPLINKS.inc("register", code)
+        metrics.REGISTRATIONS.inc(metrics.registration_result(*code))
+        return result
 
     async def on_update(
         self,
@@ -195,15 +200,21 @@ class LwM2mServer:
         payload: bytes,
         content_format: int | None,
     ) -> UplinkResult:
-        return await self.registration_service.on_update(
+        result = await self.registration_service.on_update(
             peer, location, query, payload, content_format
         )
+        metrics.UPLINKS.inc("update", result.code)
+        return result
 
     async def on_deregister(self, peer: Peer, location: str) -> UplinkResult:
-        return await self.registration_service.on_deregister(peer, location)
+        result = await self.registration_service.on_deregister(peer, location)
+        metrics.UPLINKS.inc("deregister", result.code)
+        return result
 
     async def on_send(self, peer: Peer, payload: bytes, content_format: int | None) -> UplinkResult:
-        return await self.registration_service.on_send(peer, payload, content_format)
+        result = await self.registration_service.on_send(peer, payload, content_format)
+        metrics.UPLINKS.inc("send", result.code)
+        return result
 
     def on_peer_closed(self, peer: Peer) -> None:
         self.queue_mode.peer_closed(peer)

@@ -219,6 +219,16 @@ class BatchWriter:
             await asyncio.gather(task, return_exceptions=True)
         await self.flush()
 
+    @property
+    def pending_values_count(self) -> int:
+        """Values waiting for the next flush."""
+        return sum(len(paths) for paths in self._values.values())
+
+    @property
+    def pending_contacts_count(self) -> int:
+        """Devices whose last-contact time waits for the next flush."""
+        return len(self._contacts)
+
     def put_values(self, endpoint: str, values: Mapping[LwM2mPath, CachedValue]) -> None:
         pending = self._values.get(endpoint)
         if pending is None:
@@ -386,6 +396,11 @@ class SqlDeviceRegistry:
         """Endpoint -> domain, for devices outside the default domain only."""
         self._waiting: list[_Write] = []
         self._committer: asyncio.Task[None] | None = None
+
+    @property
+    def waiting_count(self) -> int:
+        """Registers, Updates and De-registers waiting for the next group commit."""
+        return len(self._waiting)
 
     def domain_of(self, endpoint: str) -> str:
         """The domain of a device as of its last Register (the default one if never seen)."""

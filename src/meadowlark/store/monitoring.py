@@ -120,6 +120,11 @@ class SampleWriter:
         self.dropped = 0
         """Samples dropped: outside the retention window, or beyond ``max_buffered``."""
 
+    @property
+    def buffered_count(self) -> int:
+        """Samples waiting for their batch."""
+        return len(self._buffer)
+
     def add(self, device_id: str, values: Mapping[LwM2mPath, CachedValue]) -> None:
         buffer = self._buffer
         for path, value in values.items():

@@ -777,8 +777,14 @@ def _send(http: httpx.Client, method: str, route: str, call: Call) -> httpx.Resp
 
 
 def _body(response: httpx.Response) -> Any:
-    """The JSON body; None for an empty one (a 204)."""
-    return response.json() if response.content else None
+    """The JSON body without an error's ``requestId`` (each request has its own); None
+    for an empty one (a 204)."""
+    if not response.content:
+        return None
+    body = response.json()
+    if isinstance(body, dict):
+        body.pop("requestId", None)
+    return body
 
 
 def _without_ids(body: Any, call: Call) -> Any:
@@ -856,6 +862,17 @@ def _firmware_queries(world: World) -> list[dict[str, str]]:
 
 LISTS[f"{COIOTE}/resources"] = Listing(_firmware_queries)
 NOT_LISTS["/fw"] = "firmware download: the token in the query is the credential"
+NOT_LISTS["/metrics"] = (
+    "node-wide figures (every tenant's together): refused to a tenant's administrator, "
+    "test_metrics_are_refused_to_a_tenant_administrator"
+)
+
+
+def test_metrics_are_refused_to_a_tenant_administrator(world):
+    with world.as_a() as http:
+        response = http.get("/metrics")
+    assert response.status_code == 403, response.text
+    assert "meadowlark_" not in response.text
 
 
 # --- event handlers (issue 12) ----------------------------------------------------------------

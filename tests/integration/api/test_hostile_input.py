@@ -600,7 +600,7 @@ def _problem(case: Case, request: Request, status: int, body: bytes) -> str | No
             return f"{case}: {status} without a JSON error body: {body[:300]!r}"
         if not (
             isinstance(error, dict)
-            and set(error) == {"error", "message", "code"}
+            and set(error) == {"error", "message", "code", "requestId"}
             and isinstance(error["message"], str)
             and isinstance(error["code"], int)
         ):

@@ -100,7 +100,7 @@ def _new_login() -> str:
 
 def _refused(response, *statuses: int) -> None:
     assert response.status_code in (statuses or (403,)), (response.status_code, response.text)
-    assert set(response.json()) == {"error", "message", "code"}
+    assert set(response.json()) == {"error", "message", "code", "requestId"}
 
 
 # -- the attempts, per route ----------------------------------------------------------------

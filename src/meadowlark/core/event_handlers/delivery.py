@@ -27,6 +27,7 @@ from typing import Any
 import structlog
 from sqlalchemy import delete, func, or_, select, update
 
+from meadowlark import metrics
 from meadowlark.config import EventHandlerSettings
 from meadowlark.core import audit
 from meadowlark.core.event_handlers.connectors import Connector, DeliveryFailed, make_connector
@@ -72,6 +73,7 @@ class _Claimed:
     payload: Event
     attempts: int
     first_failed_at: datetime | None
+    created_at: datetime
 
 
 @dataclass
@@ -264,6 +266,7 @@ class HandlerDelivery:
                     _OUTBOX.c.payload,
                     _OUTBOX.c.attempts,
                     _OUTBOX.c.first_failed_at,
+                    _OUTBOX.c.created_at,
                 )
             )
             got = {row.id: _Claimed(*row) for row in result.all()}
@@ -362,11 +365,15 @@ class HandlerDelivery:
                     )
                     if not isinstance(exc, DeliveryFailed):
                         _log.exception("event_delivery_crashed", handler=row.handler_id)
+                    metrics.EVENT_DELIVERIES.inc(handler.kind, "failed")
                     await self._failed(handler, row, failure)
                     await self._give_back(queue[position + 1 :])
                     return
                 handler.failing = False
                 handler.failures = 0
+                metrics.EVENT_DELIVERIES.inc(handler.kind, "delivered")
+                lag = (datetime.now(UTC) - row.created_at).total_seconds()
+                metrics.EVENT_DELIVERY_LAG.observe(max(lag, 0.0), handler.kind)
                 self._results.delivered.append(row.id)
                 self._results.succeeded_handlers.add(row.handler_id)
         finally:

@@ -131,6 +131,11 @@ class HandlerOutbox(ServerListener):
         self.after_flush: Callable[[], None] | None = None
         """Told after each batch is written (wakes this process's delivery)."""
 
+    @property
+    def pending_count(self) -> int:
+        """Outbox rows waiting for their batch."""
+        return len(self._pending)
+
     # --- which handlers ----------------------------------------------------------------
 
     def set_handlers(self, handlers: list[ActiveHandler]) -> None:

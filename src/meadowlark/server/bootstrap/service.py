@@ -37,6 +37,7 @@ from typing import Protocol
 
 import structlog
 
+from meadowlark import metrics
 from meadowlark.lwm2m.codec import registry, senml_cbor
 from meadowlark.lwm2m.codec.errors import CodecError, DecodeError
 from meadowlark.lwm2m.codec.formats import ContentFormat
@@ -208,6 +209,11 @@ class BootstrapService:
 
     async def on_bootstrap_request(self, peer: Peer, query: Sequence[str]) -> UplinkResult:
         """Bootstrap-Request: 2.04 and the session starts, or 4.00/4.15 and an event."""
+        result = await self._bootstrap_request(peer, query)
+        metrics.UPLINKS.inc("bootstrap_request", result.code)
+        return result
+
+    async def _bootstrap_request(self, peer: Peer, query: Sequence[str]) -> UplinkResult:
         if (wait := self._throttled(peer)) is not None:
             return UplinkResult(SERVICE_UNAVAILABLE, max_age=wait)
         parsed = _parse_query(query)
@@ -261,6 +267,13 @@ class BootstrapService:
         self, peer: Peer, query: Sequence[str], accept: int | None
     ) -> PackResult:
         """Bootstrap-Pack-Request: the whole configuration as one SenML CBOR pack."""
+        result = await self._pack_request(peer, query, accept)
+        metrics.UPLINKS.inc("bootstrap_pack_request", result.code)
+        return result
+
+    async def _pack_request(
+        self, peer: Peer, query: Sequence[str], accept: int | None
+    ) -> PackResult:
         if self._throttled(peer) is not None:
             return PackResult(SERVICE_UNAVAILABLE, diagnostic="too many requests")
         parsed = _parse_query(query, allow_pct=False)

@@ -1,0 +1,1 @@
+"""What operators watch: sampled gauges, lifecycle log lines, the metrics listener."""
