@@ -29,7 +29,9 @@ async def get_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
+# Routers name the request's unit of work through these two, never sqlalchemy itself.
+DbSession = AsyncSession
+SessionDep = Annotated[DbSession, Depends(get_session)]
 
 
 def client_ip(request: Request) -> str:

@@ -258,6 +258,15 @@ async def list_device_ids(
     return list(rows.all())
 
 
+async def commit_new_device(session: AsyncSession, device_id: str) -> None:
+    """Commit; a concurrent create of the same id or endpoint name is a conflict."""
+    try:
+        await session.commit()
+    except IntegrityError:
+        await session.rollback()
+        raise Conflict(f"device {device_id!r} already exists") from None
+
+
 async def count_devices(session: AsyncSession, principal: Principal) -> int:
     count = await session.scalar(
         select(func.count())

@@ -10,8 +10,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Response
 from pydantic import ValidationError
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from meadowlark.api.deps import RuntimeDep, SessionDep, require
 from meadowlark.api.responses import model_response
@@ -28,7 +26,7 @@ from meadowlark.api.schemas.coiote_devices import (
 )
 from meadowlark.auth.principal import Principal
 from meadowlark.core import bootstrap, devices
-from meadowlark.core.errors import Conflict, InvalidInput, NotFound, ServiceError
+from meadowlark.core.errors import InvalidInput, NotFound, ServiceError
 from meadowlark.runtime import Runtime
 
 router = APIRouter(prefix="/api/coiotedm/v3", tags=["devices"])
@@ -74,15 +72,6 @@ def new_bootstrap_account(body: DeviceCreate) -> bootstrap.NewBootstrapAccount:
         dtls_identity=body.dtlsIdentity,
         dtls_psk_hex=devices.psk_to_hex(body.dtlsPsk) if body.dtlsPsk is not None else None,
     )
-
-
-async def commit_new_device(session: AsyncSession, device_id: str) -> None:
-    """Commit; a concurrent create of the same id or endpoint name is a conflict."""
-    try:
-        await session.commit()
-    except IntegrityError:
-        await session.rollback()
-        raise Conflict(f"device {device_id!r} already exists") from None
 
 
 async def reconcile_observations(runtime: Runtime, device_ids: list[str]) -> None:
@@ -167,7 +156,7 @@ async def create_devices(
                 )
                 created_id = created.id
                 in_groups = bool(new.groups)
-            await commit_new_device(session, created_id)
+            await devices.commit_new_device(session, created_id)
         except ValidationError as exc:
             results.append(DeviceAddResult(id=label, success=False, reason=_first_error(exc)))
         except ServiceError as exc:
@@ -220,11 +209,11 @@ async def create_device(
         account = await bootstrap.create_account(
             session, principal, new_bootstrap_account(body), psk_box=runtime.psk_box
         )
-        await commit_new_device(session, account.id)
+        await devices.commit_new_device(session, account.id)
         return SingleDeviceAddResponse(id=account.id, result="created")
     new = new_device(body)
     device = await devices.create_device(session, principal, new, psk_box=runtime.psk_box)
-    await commit_new_device(session, device.id)
+    await devices.commit_new_device(session, device.id)
     runtime.handler_outbox.lifecycle("deviceCreated", device.endpoint_name, device.domain_id)
     if new.groups:
         await reconcile_observations(runtime, [device.id])

@@ -6,9 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from meadowlark.api.deps import RuntimeDep, SessionDep, require
+from meadowlark.api.deps import DbSession, RuntimeDep, SessionDep, require
 from meadowlark.api.schemas.coiote_devices import SessionStarted
 from meadowlark.auth.principal import Principal
 from meadowlark.core import devices
@@ -23,7 +22,7 @@ TaskIdQuery = Annotated[str | None, Query(max_length=512)]
 
 async def _start(
     runtime: Runtime,
-    session: AsyncSession,
+    session: DbSession,
     principal: Principal,
     device_id: str,
     task_id: str | None,

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
-from sqlalchemy import text
 
 from meadowlark.api.deps import RuntimeDep, public
 from meadowlark.api.errors import error_response
@@ -23,8 +22,7 @@ async def health() -> dict[str, str]:
 async def ready(runtime: RuntimeDep) -> Any:
     """Readiness: the database answers."""
     try:
-        async with runtime.db.session() as session:
-            await session.execute(text("SELECT 1"))
+        await runtime.db.ping()
     except Exception:  # any database failure means "not ready", never a 500
         return error_response(503, "database unavailable", 5030)
     return {"status": "ready"}
