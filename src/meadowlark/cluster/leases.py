@@ -21,7 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
 from meadowlark.store.cluster_models import ClusterLease
-from meadowlark.store.db import Database
+from meadowlark.store.db import Database, rows_affected
 
 _log = structlog.get_logger("meadowlark.cluster")
 
@@ -123,7 +123,7 @@ class Lease:
                 )
                 .values(holder=self.holder, expires_at=until)
             )
-            if renewed.rowcount:  # type: ignore[attr-defined]
+            if rows_affected(renewed):
                 return True
         try:
             async with self._db.transaction() as session:

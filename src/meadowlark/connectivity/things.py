@@ -50,7 +50,7 @@ from meadowlark.store.connectivity_models import (
     ThingTag,
     ThingUsage,
 )
-from meadowlark.store.db import Database
+from meadowlark.store.db import Database, rows_affected
 from meadowlark.store.device_models import Device
 from meadowlark.store.models import Domain
 
@@ -515,7 +515,7 @@ class ThingService:
             claimed = await session.execute(
                 update(Thing).where(Thing.id == thing.id, Thing.cas == cas).values(cas=cas + 1)
             )
-            if claimed.rowcount != 1:  # type: ignore[attr-defined]
+            if rows_affected(claimed) != 1:
                 raise Conflict("the Thing was changed meanwhile: read it again", code=STALE_CAS)
             changes = await self._apply_changes(session, principal, thing, fields)
             audit.record(
@@ -682,7 +682,7 @@ class ThingService:
                 .where(Thing.id == facts.id, Thing.device_endpoint.is_(None))
                 .values(device_endpoint=endpoint, cas=Thing.cas + 1)
             )
-            if result.rowcount != 1:  # type: ignore[attr-defined]
+            if rows_affected(result) != 1:
                 return
             audit.record(
                 session,

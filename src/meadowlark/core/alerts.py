@@ -49,7 +49,7 @@ from meadowlark.server.ports import ValueCache
 from meadowlark.server.values import CachedValue
 from meadowlark.store.alert_models import Alert, AlertRule
 from meadowlark.store.coiote_models import GroupMembership
-from meadowlark.store.db import Database
+from meadowlark.store.db import Database, rows_affected
 from meadowlark.store.device_models import Device
 
 _log = structlog.get_logger("meadowlark.alerts")
@@ -760,7 +760,7 @@ class AlertService:
                     .values(state=AlertState.CLEARED.value, open_key=None, cleared_at=now)
                     .execution_options(synchronize_session=False)
                 )
-                if not cleared.rowcount:  # type: ignore[attr-defined]
+                if not rows_affected(cleared):
                     alert = None
                 else:
                     self._audit(session, "alert.cleared", alert, None, reason=message)
@@ -788,7 +788,7 @@ class AlertService:
                 )
                 .execution_options(synchronize_session=False)
             )
-            if not done.rowcount:  # type: ignore[attr-defined]
+            if not rows_affected(done):
                 raise Conflict(f"alert {alert_id!r} is no longer raised")
             endpoint = await session.scalar(
                 select(Device.endpoint_name).where(Device.id == alert.device_id)

@@ -43,7 +43,7 @@ from meadowlark.core.errors import (
     TwoFactorRequired,
 )
 from meadowlark.core.roles import RoleCache, ensure_grantable
-from meadowlark.store.db import Database
+from meadowlark.store.db import Database, rows_affected
 from meadowlark.store.models import (
     ApiToken,
     AuthSession,
@@ -336,7 +336,7 @@ class Identity:
                 .where(RefreshToken.id == token_id, RefreshToken.used_at.is_(None))
                 .values(used_at=now)
             )
-            if spent.rowcount != 1:  # type: ignore[attr-defined]
+            if rows_affected(spent) != 1:
                 self.invalidate_after_commit(session, user.id)
                 auth_session.revoked_at = now
                 auth_session.revoked_reason = "refresh_token_reuse"

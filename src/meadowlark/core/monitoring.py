@@ -47,7 +47,7 @@ from meadowlark.server.registration import Registration
 from meadowlark.server.service import LwM2mServer, ServerListener
 from meadowlark.server.values import CachedValue
 from meadowlark.store.coiote_models import GroupMembership
-from meadowlark.store.db import Database
+from meadowlark.store.db import Database, rows_affected
 from meadowlark.store.device_models import Device
 from meadowlark.store.monitoring import (
     Sample,
@@ -641,7 +641,7 @@ class Monitoring:
                     MonitoringAlias.device_id == device.id, MonitoringAlias.lwm2m_url == path
                 )
             )
-            if not result.rowcount:  # type: ignore[attr-defined]
+            if not rows_affected(result):
                 raise NotFound(f"no alias for {path}", code=4041)
 
     async def device_data(

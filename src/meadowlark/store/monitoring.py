@@ -36,7 +36,7 @@ from meadowlark.lwm2m.node import ResourceType
 from meadowlark.lwm2m.path import LwM2mPath
 from meadowlark.server.values import CachedValue, value_to_json
 from meadowlark.store.coiote_models import GroupMembership
-from meadowlark.store.db import Database
+from meadowlark.store.db import Database, rows_affected
 from meadowlark.store.device_models import Device
 from meadowlark.store.devices import _DriverStatement
 from meadowlark.store.monitoring_models import MonitoringSample
@@ -313,7 +313,7 @@ class SampleRetention:
                             "batch": self._delete_batch,
                         },
                     )
-                count = result.rowcount or 0  # type: ignore[attr-defined]
+                count = rows_affected(result) or 0
                 deleted += count
                 await asyncio.sleep(0)  # let the server breathe between batches
                 if count < self._delete_batch:

@@ -43,7 +43,7 @@ from meadowlark.lwm2m.node import (
 from meadowlark.lwm2m.path import LwM2mPath
 from meadowlark.server.context import ServerListener
 from meadowlark.server.registration import Registration
-from meadowlark.store.db import Database
+from meadowlark.store.db import Database, rows_affected
 from meadowlark.store.device_models import Device
 from meadowlark.store.event_handler_models import EventHandlerRow, EventOutboxRow
 
@@ -316,7 +316,7 @@ class HandlerOutbox(ServerListener):
                     .where(Device.endpoint_name == endpoint, Device.first_register_time.is_(None))
                     .values(first_register_time=at)
                 )
-                first = bool(marked.rowcount)  # type: ignore[attr-defined]
+                first = bool(rows_affected(marked))
                 if not first:
                     row = (
                         await session.execute(

@@ -27,7 +27,7 @@ import httpx
 import structlog
 from sqlalchemy import select, update
 
-from meadowlark.store.db import Database
+from meadowlark.store.db import Database, rows_affected
 from meadowlark.store.task_models import CallbackDelivery, TaskRun
 
 _log = structlog.get_logger("meadowlark.tasks.callbacks")
@@ -161,7 +161,7 @@ class CallbackSender:
                 )
                 .values(next_attempt_at=lease)
             )
-            if claimed.rowcount != 1:  # type: ignore[attr-defined]
+            if rows_affected(claimed) != 1:
                 return
         body = json.dumps(delivery.payload, separators=(",", ":")).encode()
         timestamp = str(int(time.time()))

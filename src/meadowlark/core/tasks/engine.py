@@ -59,7 +59,7 @@ from meadowlark.server.registration import Registration
 from meadowlark.server.service import LwM2mServer, ServerListener
 from meadowlark.server.values import flatten_all
 from meadowlark.store.coiote_models import GroupMembership
-from meadowlark.store.db import Database, SharedQuery
+from meadowlark.store.db import Database, SharedQuery, rows_affected
 from meadowlark.store.device_models import Device
 from meadowlark.store.task_models import CallbackDelivery, SettingValueRow, TaskRow, TaskRun
 
@@ -199,8 +199,8 @@ class TaskEngine(ServerListener):
             interrupted = await session.execute(
                 update(TaskRun).where(TaskRun.status == IN_PROGRESS).values(status=SCHEDULED)
             )
-        if interrupted.rowcount:  # type: ignore[attr-defined]
-            _log.info("task_runs_resumed", runs=interrupted.rowcount)  # type: ignore[attr-defined]
+        if rows_affected(interrupted):
+            _log.info("task_runs_resumed", runs=rows_affected(interrupted))
         loop = asyncio.get_running_loop()
         self._workers = [
             loop.create_task(self._work(), name=f"task-worker-{n}")
@@ -418,7 +418,7 @@ class TaskEngine(ServerListener):
                     )
                     .execution_options(synchronize_session=False)
                 )
-                if claimed.rowcount == 1:  # type: ignore[attr-defined]
+                if rows_affected(claimed) == 1:
                     await session.refresh(run)
                     session.expunge(run)
                     session.expunge(task)

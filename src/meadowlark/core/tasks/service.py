@@ -55,7 +55,7 @@ from meadowlark.core.tasks.engine import (
 )
 from meadowlark.server.service import LwM2mServer
 from meadowlark.store.coiote_models import GroupMembership
-from meadowlark.store.db import Database
+from meadowlark.store.db import Database, rows_affected
 from meadowlark.store.device_models import Device
 from meadowlark.store.task_models import (
     CallbackDelivery,
@@ -277,7 +277,7 @@ class TaskService:
                 TaskTemplateRow.domain_id == principal.domain_id, TaskTemplateRow.name == name
             )
         )
-        if result.rowcount == 0:  # type: ignore[attr-defined]
+        if rows_affected(result) == 0:
             raise NotFound(f"no template {name[:MAX_NAME]!r} in your domain", code=NOT_FOUND)
 
     # --- creating tasks ------------------------------------------------------------------
