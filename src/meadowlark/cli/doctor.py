@@ -303,6 +303,8 @@ def _check_ports(settings: Settings, report: Report) -> None:
         ("Bootstrap port", settings.bootstrap, socket.SOCK_DGRAM),
         ("Bootstrap DTLS", settings.bootstrap_dtls, socket.SOCK_DGRAM),
     )
+    if settings.metrics.listen is not None:  # else /metrics is on the REST port
+        listeners += (("Metrics port", settings.metrics.listen, socket.SOCK_STREAM),)
     for label, address, kind in listeners:
         if address is None:
             report.line(label, "off")

@@ -127,18 +127,27 @@ def test_a_port_in_use_is_an_error(env):
     with (
         socket.socket(socket.AF_INET, socket.SOCK_STREAM) as rest,
         socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as coap,
+        socket.socket(socket.AF_INET, socket.SOCK_STREAM) as metrics,
     ):
-        rest.bind(("127.0.0.1", 0))
-        rest.listen()
+        for stream in (rest, metrics):
+            stream.bind(("127.0.0.1", 0))
+            stream.listen()
         coap.bind(("127.0.0.1", 0))
         rest_port, coap_port = rest.getsockname()[1], coap.getsockname()[1]
+        metrics_port = metrics.getsockname()[1]
         taken = {
             **env,
             "MEADOWLARK_HTTP": f"127.0.0.1:{rest_port}",
             "MEADOWLARK_COAP": f"127.0.0.1:{coap_port}",
+            "MEADOWLARK_METRICS__LISTEN": f"127.0.0.1:{metrics_port}",
         }
         result = doctor(taken)
     assert result.exit_code == 1
+    assert lines_of(result, "Metrics port")[0] == (
+        f"{'Metrics port':15} 127.0.0.1:{metrics_port} already in use"
+    )
+    # Without a listener of its own, /metrics is on the REST port: no line for it.
+    assert "Metrics port" not in doctor(env).stdout
     assert lines_of(result, "REST port") == [
         f"{'REST port':15} 127.0.0.1:{rest_port} already in use",
         f"{'':15} fix: stop what listens there (a running Meadowlark?) or choose another address",
