@@ -96,7 +96,13 @@ class SharedRegistrationStore:
         if held is not None:
             return held
         located = await self.locate(endpoint)
-        return None if located is None else located[1]
+        if located is None or located[0] == self.node_id:
+            # What this node holds is in memory. A row naming it but not held is a
+            # Register between its commit and ``add`` (or a De-register between
+            # ``remove`` and the row's delete); rebuilt from the row it would lack its
+            # transport and the identity its DTLS session authenticated.
+            return None
+        return located[1]
 
     async def get_by_peer(self, host: str, port: int) -> Registration | None:
         return await self._local.get_by_peer(host, port)

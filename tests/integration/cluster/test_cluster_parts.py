@@ -5,6 +5,7 @@ takeover, singleton leases, and the JSON forms of what travels."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -36,7 +37,7 @@ from meadowlark.lwm2m.node import (
 from meadowlark.lwm2m.path import LwM2mPath
 from meadowlark.server.errors import DeviceErrorResponse, RequestQueuedError, RequestTimeoutError
 from meadowlark.server.registration import Registration
-from meadowlark.server.transport import NOT_FOUND, Peer
+from meadowlark.server.transport import NOT_FOUND, Peer, PeerIdentity
 from meadowlark.store.db import Database
 from meadowlark.store.device_models import Device
 from meadowlark.store.migrate import upgrade_to_head
@@ -218,6 +219,38 @@ def test_ownership_is_recorded_and_taken_over_by_an_update_at_another_node(db_ur
             # Removing (De-register, expiry) forgets the owner row: not registered.
             assert await b.remove(registration.registration_id) is not None
             assert await a.locate(endpoint) is None
+        finally:
+            await db.dispose()
+
+    asyncio.run(main())
+
+
+def test_a_register_committed_but_not_yet_held_is_not_reported_from_its_row(db_url):
+    """Between the commit of a Register's claim (in the registry's transaction) and
+    ``add``, the row alone would give a plain-UDP peer with no identity: the node that
+    receives it reports the registration once it holds it, over its own transport."""
+
+    async def main() -> None:
+        db = Database(db_url)
+        store = SharedRegistrationStore(db, "node-dtls", lambda *call: None)
+        endpoint = f"dtls-{new_node_id()}"
+        registration = replace(
+            _registration(endpoint, new_node_id()),
+            peer=Peer("127.0.0.1", 40000, "dtls", identity=PeerIdentity("psk", "id-1")),
+        )
+        try:
+            await _record_device(db, registration)
+            async with db.engine.begin() as connection:
+                claimed = await store.write_admitted(connection, [registration])
+            claimed()
+            located = await store.locate(endpoint)
+            assert located is not None and located[1].peer.transport == "udp"  # the row
+            assert await store.get_by_endpoint(endpoint) is None
+
+            await store.add(registration)
+            held = await store.get_by_endpoint(endpoint)
+            assert held is not None and held.peer.transport == "dtls"
+            assert held.peer.identity == PeerIdentity("psk", "id-1")
         finally:
             await db.dispose()
 

@@ -5,10 +5,12 @@ server that finds every device, user, group, domain and cached value again."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -136,8 +138,32 @@ def cached_manufacturer(http: httpx.Client, endpoint: str) -> str | None:
     return values.get("Device.0.Manufacturer")
 
 
-async def register_and_get_cached(endpoint: str, coap_port: int, http: httpx.Client) -> None:
-    """A simulated device registers; the server reads its Device object into the cache."""
+MANUFACTURER_ROW = (
+    "SELECT v.value FROM resource_values v JOIN devices d ON d.id = v.device_id"
+    " WHERE d.endpoint_name = {0} AND v.path = '/3/0/0'"
+)
+
+
+def stored_manufacturer(env: dict[str, str], endpoint: str) -> object:
+    """The cached Manufacturer as committed to the database (None before), read past the
+    server: the API also shows values still in its write-behind batch (committed by the
+    next flush, ``value_flush_interval`` later), which a backup taken then does not hold."""
+    if "MEADOWLARK_DATABASE_URL" not in env:
+        path = Path(env["MEADOWLARK_DATA_DIR"]) / "meadowlark.db"
+        with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as db:
+            row = db.execute(MANUFACTURER_ROW.format("?"), (endpoint,)).fetchone()
+    else:
+        url = make_url(env["MEADOWLARK_DATABASE_URL"]).set(drivername="postgresql")
+        with psycopg.connect(url.render_as_string(hide_password=False)) as db:
+            row = db.execute(MANUFACTURER_ROW.format("%s"), (endpoint,)).fetchone()
+    return None if row is None else row[0]
+
+
+async def register_and_get_cached(
+    endpoint: str, coap_port: int, http: httpx.Client, env: dict[str, str]
+) -> None:
+    """A simulated device registers; the server reads its Device object into the cache,
+    and writes it to the database."""
     device = SimulatedDevice(endpoint, f"coap://127.0.0.1:{coap_port}")
     await device.start()
     try:
@@ -145,6 +171,9 @@ async def register_and_get_cached(endpoint: str, coap_port: int, http: httpx.Cli
         while await asyncio.to_thread(cached_manufacturer, http, endpoint) is None:
             assert time.monotonic() < deadline, "registration reads were not cached"
             await asyncio.sleep(0.1)
+        while await asyncio.to_thread(stored_manufacturer, env, endpoint) is None:
+            assert time.monotonic() < deadline, "cached values were not written to the database"
+            await asyncio.sleep(0.05)
     finally:
         await device.stop(deregister=False)
 
@@ -193,7 +222,7 @@ def test_a_backup_taken_while_serving_restores_everything(backend, tmp_path):
                 "--psk-identity", f"id-{secured}", "--psk-key", KEY_HEX,
             )  # fmt: skip
             assert added.exit_code == 0, added.output
-            asyncio.run(register_and_get_cached(simulated, coap_port, http))
+            asyncio.run(register_and_get_cached(simulated, coap_port, http, original))
 
             refused = cli(original, "db", "restore", str(backup_file), "--force")
             assert refused.exit_code == 1  # no file yet
@@ -236,8 +265,6 @@ def test_restore_refuses_what_is_not_our_backup(tmp_path):
     garbage.write_bytes(b"PGDMP not for sqlite" + bytes(100))
     result = cli(env, "db", "restore", str(garbage))
     assert result.exit_code == 1 and "is not a Meadowlark backup" in result.stderr
-
-    import sqlite3
 
     foreign = tmp_path / "foreign.db"
     with sqlite3.connect(foreign) as connection:
