@@ -27,7 +27,7 @@ from meadowlark.server.registration import (
     Registration,
     shared_object_list,
 )
-from meadowlark.server.transport import Peer
+from meadowlark.server.transport import Peer, PeerIdentity
 from meadowlark.store.cluster_models import RegistrationOwner
 from meadowlark.store.db import Database
 from meadowlark.store.device_models import Device
@@ -99,8 +99,8 @@ class SharedRegistrationStore:
         if located is None or located[0] == self.node_id:
             # What this node holds is in memory. A row naming it but not held is a
             # Register between its commit and ``add`` (or a De-register between
-            # ``remove`` and the row's delete); rebuilt from the row it would lack its
-            # transport and the identity its DTLS session authenticated.
+            # ``remove`` and the row's delete); rebuilt from the row it would lack the
+            # transport's own address object (``Peer.handle``) its answers need.
             return None
         return located[1]
 
@@ -305,6 +305,9 @@ _REGISTRATION_COLUMNS = (
     Device.security_mode,
     Device.ip_address,
     Device.port,
+    Device.registration_transport,
+    Device.registration_identity_mode,
+    Device.registration_identity_name,
     Device.lwm2m_version,
     Device.binding,
     Device.lifetime,
@@ -365,7 +368,24 @@ def _registration_from(device: Any, *, secure_too: bool = False) -> Registration
         queue_mode=device.queue_mode,
         sms_number=None,
         objects=objects,
-        peer=Peer(device.ip_address, device.port),
+        peer=_peer_from(device),
         registered_at=registered_at,
         last_update=device.last_contact_time or registered_at,
+    )
+
+
+def _peer_from(device: Any) -> Peer:
+    """The device's address as its row records it, with the transport it registered over
+    and whom that transport authenticated it as (rows from before migration 0016 have
+    neither: plain UDP)."""
+    identity = None
+    if device.registration_identity_mode is not None:
+        identity = PeerIdentity(
+            device.registration_identity_mode, device.registration_identity_name
+        )
+    return Peer(
+        device.ip_address,
+        device.port,
+        device.registration_transport or "udp",
+        identity=identity,
     )

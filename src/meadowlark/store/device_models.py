@@ -67,6 +67,13 @@ class Device(Base):
     registered_objects: Mapped[str | None] = mapped_column(Text, default=None)
     """The Register/Update link-format payload, as the device sent it."""
     registration_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    registration_transport: Mapped[str | None] = mapped_column(String(8), default=None)
+    """``udp``, ``dtls``, ``tcp`` or ``tls``: what the registration came over (``Peer``);
+    None in rows written before migration 0016 (read as ``udp``)."""
+    registration_identity_mode: Mapped[str | None] = mapped_column(String(8), default=None)
+    """Whom that transport authenticated the device as (``PeerIdentity``): the mode
+    (``psk``, ``rpk``, ``cert``) and name (never a key); None when nothing was."""
+    registration_identity_name: Mapped[str | None] = mapped_column(Text, default=None)
     manufacturer: Mapped[str | None] = mapped_column(String(255), default=None)
     model_name: Mapped[str | None] = mapped_column(String(255), default=None)
     serial_number: Mapped[str | None] = mapped_column(String(255), default=None)

@@ -352,7 +352,16 @@ OF_REGISTRATION = (
 """A device row still holding the registration an Update or De-register belongs to
 (a later Register of the device, even in the same batch, is not overwritten)."""
 UPDATE_REGISTRATION = _DEVICES.update().where(*OF_REGISTRATION)
-DEREGISTER_ROW = _DEVICES.update().where(*OF_REGISTRATION).values(registration_id=None)
+DEREGISTER_ROW = (
+    _DEVICES.update()
+    .where(*OF_REGISTRATION)
+    .values(
+        registration_id=None,
+        registration_transport=None,
+        registration_identity_mode=None,
+        registration_identity_name=None,
+    )
+)
 _Write = tuple[str, Registration, "asyncio.Future[Admission | None]"]
 
 
@@ -606,10 +615,14 @@ def _refusal_audit(
 
 
 def _registration_columns(registration: Registration) -> dict[str, Any]:
+    peer = registration.peer
     return {
         "registration_id": registration.registration_id,
-        "ip_address": registration.peer.host,
-        "port": registration.peer.port,
+        "ip_address": peer.host,
+        "port": peer.port,
+        "registration_transport": peer.transport,
+        "registration_identity_mode": None if peer.identity is None else peer.identity.mode,
+        "registration_identity_name": None if peer.identity is None else peer.identity.name,
         "lwm2m_version": registration.lwm2m_version,
         "binding": registration.binding,
         "lifetime": registration.lifetime,
