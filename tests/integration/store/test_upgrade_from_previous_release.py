@@ -198,6 +198,24 @@ def _revision(url: str) -> str:
     return asyncio.run(main())
 
 
+def _registration_transports(url: str) -> dict[str, tuple[Any, ...]]:
+    async def main() -> dict[str, tuple[Any, ...]]:
+        db = Database(url)
+        try:
+            async with db.session() as session:
+                rows = await session.execute(
+                    text(
+                        "SELECT id, registration_transport, registration_identity_mode,"
+                        " registration_identity_name FROM devices"
+                    )
+                )
+                return {row[0]: tuple(row[1:]) for row in rows}
+        finally:
+            await db.dispose()
+
+    return asyncio.run(main())
+
+
 def test_the_previous_release_schema_is_upgraded_and_read(previous_release, serve):
     upgrade_and_read(previous_release, serve)
 
@@ -228,6 +246,11 @@ def upgrade_and_read(previous_release, serve) -> None:
     upgraded = CliRunner().invoke(app, ["db", "upgrade"], env=_env(previous_release))
     assert upgraded.exit_code == 0, upgraded.output
     assert _revision(url) == head_revision()
+    # 0016: the rows have no registration transport or identity (read as plain UDP)
+    assert _registration_transports(url) == {
+        "legacy-plain": (None, None, None),
+        "legacy-psk": (None, None, None),
+    }
 
     with serve(previous_release) as server, server.admin() as http:
         device = http.get(f"{API}/devices/legacy-psk")
