@@ -115,6 +115,8 @@ def test_the_tinydtls_client_registers_over_psk_and_is_managed(server, keys, sta
 
     base = f"/api/lwm2m/v1/clients/{endpoint}"
     with server.admin() as http:
+        shown = http.get(base).json()
+        assert shown["transport"] == "dtls" and shown["secure"] is True
         read = http.get(f"{base}/3/0/0", params={"format": "text"})
         assert read.status_code == 200, read.text
         assert read.json()["content"]["value"] == "Open Mobile Alliance"

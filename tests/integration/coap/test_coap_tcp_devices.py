@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import queue
+import re
 import secrets
 import socket
 import threading
@@ -187,6 +188,7 @@ def test_a_tcp_device_is_managed_like_a_udp_one(server, device_on):
         shown = http.get(f"{LWM2M}/{endpoint}").json()
         assert (
             shown["bindingMode"] == "T"
+            and (shown["transport"], shown["secure"]) == ("tcp", False)
             and shown["address"] == f"127.0.0.1:{registration.peer.port}"
         )
 
@@ -349,7 +351,9 @@ def test_a_dropped_connection_fails_the_pending_request_cleanly(server, device_o
     assert not reader.is_alive()
     response = outcome["read"]
     assert response.status_code == 502, response.text
-    assert "connection closed" in response.json()["message"]
+    # "closed" while the read waited, or "is closed" when a loaded machine let the drop
+    # come first: either way a 502 at once, not the 20 s timeout.
+    assert re.search(r"connection (is )?closed", response.json()["message"]), response.text
     assert time.monotonic() - started < 10
 
     # Still registered (until its lifetime ends), but unreachable: 502 at once.

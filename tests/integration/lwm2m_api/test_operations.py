@@ -51,6 +51,7 @@ def test_can_get_one_registration(lab, dev11):
     assert client["queuemode"] is False and client["sleeping"] is False
     assert client["lifetime"] == dev11.lifetime
     assert client["address"].startswith("127.0.0.1:")
+    assert client["transport"] == "udp" and client["secure"] is False
     assert {"url": "/3303/0", "attributes": {}} in client["objectLinks"]
     assert 112 in client["contentFormats"]
 
