@@ -28,6 +28,7 @@ import pytest
 
 from bootstrap_harness import audit_events, bootstrap_port
 from lwm2m_harness import Lwm2mTestServer, eventually, server  # noqa: F401 - fixture
+from wakaama_build import run_build_script
 
 API = "/api/coiotedm/v3"
 BUILD_SCRIPT = Path(__file__).resolve().parents[3] / "shared" / "peers" / "build-wakaama.sh"
@@ -43,13 +44,7 @@ def wakaama_client() -> tuple[str | None, str]:
     if not BUILD_SCRIPT.is_file():
         return None, f"{BUILD_SCRIPT} not found"
     try:
-        built = subprocess.run(  # noqa: S603 - our own build script
-            ["bash", str(BUILD_SCRIPT)],  # noqa: S607
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
+        built = run_build_script(BUILD_SCRIPT)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return None, f"building Wakaama failed: {exc}"
     lines = built.stdout.split()

@@ -30,6 +30,7 @@ import pytest
 from lwm2m_harness import Lwm2mTestServer, eventually, running_lwm2m_server
 from meadowlark.cli.dtls_serving import HANDSHAKE_FAILED_EVENT, start_dtls
 from meadowlark.core.events import EventFilter, EventKind
+from wakaama_build import run_build_script
 
 API = "/api/coiotedm/v3"
 BUILD_SCRIPT = Path(__file__).resolve().parents[3] / "shared" / "peers" / "build-wakaama.sh"
@@ -48,13 +49,7 @@ def tinydtls_client() -> tuple[str | None, str]:
     if not BUILD_SCRIPT.is_file():
         return None, f"{BUILD_SCRIPT} not found"
     try:
-        built = subprocess.run(  # noqa: S603 - our own build script
-            ["bash", str(BUILD_SCRIPT)],  # noqa: S607
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
+        built = run_build_script(BUILD_SCRIPT)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return None, f"building Wakaama failed: {exc}"
     paths = [line for line in built.stdout.split() if line.endswith("lwm2mclient_tinydtls")]
