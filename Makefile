@@ -26,9 +26,11 @@ run: $(STAMP) ## Start the server on embedded defaults (SQLite in ./meadowlark-d
 # Tests run in TEST_WORKERS processes (pytest-xdist). Many tests wait on sockets, timers and
 # spawned servers, so three workers beat two even on two cores. Each test file stays on one
 # worker (loadfile): its module-scoped servers and databases start once and its tests keep
-# their order. TEST_WORKERS=0 runs everything in one process.
+# their order. Files are handed out in collection order, the long end-to-end files first and
+# the many short unit files last, so no worker is left with a long file at the end.
+# TEST_WORKERS=0 runs everything in one process.
 TEST_WORKERS ?= 3
-PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 test: $(STAMP) ## Run the whole test suite (PostgreSQL too when MEADOWLARK_TEST_POSTGRES_URL is set)
 	$(PYTEST) tests
