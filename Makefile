@@ -23,14 +23,23 @@ install: $(STAMP) ## Create .venv with the server, test and dev dependencies
 run: $(STAMP) ## Start the server on embedded defaults (SQLite in ./meadowlark-data, REST 127.0.0.1:8087, CoAP :5683)
 	$(BIN)/meadowlark serve
 
+# Tests run in TEST_WORKERS processes (pytest-xdist). Many tests wait on sockets, timers and
+# spawned servers, so three workers beat two even on two cores. Each test file stays on one
+# worker (loadfile): its module-scoped servers and databases start once and its tests keep
+# their order. Files are handed out in collection order, the long end-to-end files first and
+# the many short unit files last, so no worker is left with a long file at the end.
+# TEST_WORKERS=0 runs everything in one process.
+TEST_WORKERS ?= 3
+PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+
 test: $(STAMP) ## Run the whole test suite (PostgreSQL too when MEADOWLARK_TEST_POSTGRES_URL is set)
-	$(BIN)/python -m pytest tests
+	$(PYTEST) tests
 
 test-unit: $(STAMP) ## Run only the unit tests
-	$(BIN)/python -m pytest tests/unit -q
+	$(PYTEST) tests/unit -q
 
 test-integration: $(STAMP) ## Run the integration and end-to-end tests
-	$(BIN)/python -m pytest tests/integration tests/e2e -q
+	$(PYTEST) tests/integration tests/e2e -q
 
 bench: $(STAMP) ## Run the benchmarks; figures are ratios against a baseline measured in the same run
 	$(BIN)/python -m bench

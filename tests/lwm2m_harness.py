@@ -152,8 +152,13 @@ def server(
     database_url: str | None,
     settings_for: Callable[..., Any],
 ) -> Iterator[Lwm2mTestServer]:
-    """Replaces the HTTP-only ``server``: one LwM2M-enabled server per module and backend."""
-    settings = settings_for(tmp_path_factory.mktemp("data"), database_url=database_url)
+    """Replaces the HTTP-only ``server``: one LwM2M-enabled server per module and backend.
+
+    Its tokens live an hour: the modules sign in once (admin, tenants) and the long sweeps
+    among them can outlast the default five minutes next to other test workers."""
+    settings = settings_for(
+        tmp_path_factory.mktemp("data"), database_url=database_url, token_lifetime=3600
+    )
     with running_lwm2m_server(settings) as running:
         yield running
 

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from wakaama_build import run_build_script
+
 BUILD_SCRIPT = Path(__file__).resolve().parents[2] / "shared" / "peers" / "build-wakaama.sh"
 """``../shared`` beside the checkout, as ``.ci/run`` has it."""
 UDP_CLIENT = "lwm2mclient"
@@ -45,13 +47,7 @@ def wakaama_client(name: str) -> tuple[str | None, str]:
     if not BUILD_SCRIPT.is_file():
         return None, f"{BUILD_SCRIPT} not found"
     try:
-        built = subprocess.run(  # noqa: S603 - our own build script
-            ["bash", str(BUILD_SCRIPT)],  # noqa: S607
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
+        built = run_build_script(BUILD_SCRIPT)  # one build at a time across test workers
     except (OSError, subprocess.TimeoutExpired) as exc:
         return None, f"building Wakaama failed: {exc}"
     paths = [line for line in built.stdout.split() if Path(line).name == name]

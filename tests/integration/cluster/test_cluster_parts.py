@@ -450,10 +450,12 @@ def test_role_and_thing_changes_on_one_node_apply_on_the_other(backend, db_url, 
     asyncio.run(main())
 
 
-def test_local_sockets_live_in_a_private_folder_with_a_short_enough_path(tmp_path):
+def test_local_sockets_live_in_a_private_folder_with_a_short_enough_path(
+    tmp_path, tmp_path_factory
+):
     from meadowlark.cluster.wiring import local_socket_directory
 
-    short = tmp_path / "data"
+    short = tmp_path_factory.mktemp("data")  # tmp_path can be too long under pytest-xdist
     assert local_socket_directory(short) == short.resolve() / "cluster"
     deep = tmp_path / ("d" * 120)
     chosen = local_socket_directory(deep)

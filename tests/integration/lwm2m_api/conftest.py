@@ -237,6 +237,8 @@ def lab(
         Path(tmp_path_factory.mktemp("lwm2m-api")),
         coap="127.0.0.1:0",
         lwm2m={"request_timeout": 3.0, "awake_window": AWAKE_WINDOW, "value_flush_interval": 0.02},
+        # the package signs in once: its tokens outlast the package next to other workers
+        token_lifetime=3600,
     )
     sock = _free_socket()
     started: queue.Queue[Lab | BaseException] = queue.Queue()

@@ -76,7 +76,8 @@ def test_certificate_options_are_checked(tmp_path) -> None:
     assert result.exit_code == 2
     assert "--private-key" in result.output
     missing = [*secure, "--certificate", str(tmp_path / "{endpoint}.pem"), "--private-key", "k"]
-    result = CliRunner().invoke(given_app(), missing)
+    # wide enough for the whole path on one line (pytest-xdist's tmp_path is longer)
+    result = CliRunner().invoke(given_app(), missing, env={"COLUMNS": "400"})
     assert result.exit_code == 2
     assert "unusable credentials" in result.output
     assert "sim-0000.pem" in result.output
