@@ -7,52 +7,15 @@
 //   GROUP_ID, THING_ID, THING_NAME, VIEWER_LOGIN, VIEWER_PASSWORD (a user with the
 //   view-only Monitor role), ARTIFACTS (screenshot folder), CHROMIUM (executable).
 // Prints one line per step; exits non-zero at the first failure.
-import { mkdirSync } from "node:fs";
-import { join } from "node:path";
-import { chromium } from "playwright-core";
+import { BASE, PHONE, check, env, newPage, runInChromium, shot, signIn, step } from "./browser.mjs";
 
-const env = (name) => {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set`);
-  return value;
-};
-const BASE = env("CONSOLE_URL");
 const DEVICE = env("DEVICE_ID");
 const RESOURCE = env("RESOURCE_URL");
-const ARTIFACTS = env("ARTIFACTS");
-const TIMEOUT = 15000;
-const WIDE = { width: 1280, height: 900 };
-const PHONE = { width: 390, height: 844 };
 const NEW_USER = "console-operator";
 const NEW_ROLE = "console-device-readers";
 const NEW_DOMAIN = "/root/console-lab/";
 
-mkdirSync(ARTIFACTS, { recursive: true });
-const started = Date.now();
-const step = (text) => console.log(`[${((Date.now() - started) / 1000).toFixed(1)} s] ${text}`);
-
-function check(condition, message) {
-  if (!condition) throw new Error(message);
-}
-
-let lastPage = null; // screenshot of it on failure
-
-async function shot(page, name, { fullPage = true } = {}) {
-  const size = page.viewportSize();
-  const file = join(ARTIFACTS, `${name}-${size.width}.png`);
-  await page.screenshot({ path: file, fullPage });
-  step(`screenshot ${file}`);
-}
-
-async function signIn(page, login = env("ADMIN_LOGIN"), password = env("ADMIN_PASSWORD")) {
-  await page.goto(`${BASE}/console/`);
-  await page.getByRole("heading", { name: "Sign in to Meadowlark" }).waitFor();
-  await page.getByLabel("Login").fill(login);
-  await page.getByLabel("Password").fill(password);
-  await page.getByRole("button", { name: "Sign in" }).click();
-  await page.getByRole("heading", { name: "Devices" }).waitFor();
-  step(`signed in as ${login}`);
-}
+const signInAsAdmin = (page) => signIn(page, env("ADMIN_LOGIN"), env("ADMIN_PASSWORD"));
 
 /** Follow an in-app link of the menu (a reload would forget the in-memory token). */
 async function menu(page, name) {
@@ -249,10 +212,7 @@ async function things(page) {
 
 /** A view-only user (Monitor role) sees the pages but none of the buttons that change. */
 async function viewOnly(browser) {
-  const context = await browser.newContext({ viewport: WIDE });
-  context.setDefaultTimeout(TIMEOUT);
-  const page = await context.newPage();
-  lastPage = page;
+  const { context, page } = await newPage(browser);
   await signIn(page, env("VIEWER_LOGIN"), env("VIEWER_PASSWORD"));
   const absent = async (locator, what) => check((await locator.count()) === 0, `the viewer sees ${what}`);
   await menu(page, "Tasks");
@@ -281,11 +241,8 @@ async function viewOnly(browser) {
 }
 
 async function phone(browser) {
-  const context = await browser.newContext({ viewport: PHONE, isMobile: true, hasTouch: true });
-  context.setDefaultTimeout(TIMEOUT);
-  const page = await context.newPage();
-  lastPage = page;
-  await signIn(page);
+  const { context, page } = await newPage(browser, { viewport: PHONE, isMobile: true, hasTouch: true });
+  await signInAsAdmin(page);
   const visits = [
     ["tasks", "/tasks", "Tasks"],
     ["monitoring", `/monitoring?device=${encodeURIComponent(DEVICE)}&url=${encodeURIComponent(RESOURCE)}&range=1h`, "Monitoring"],
@@ -313,40 +270,21 @@ async function phone(browser) {
   await context.close();
 }
 
-async function main() {
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-    headless: true,
-    args: ["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"],
-  });
-  try {
-    const context = await browser.newContext({ viewport: WIDE });
-    context.setDefaultTimeout(TIMEOUT);
-    const page = await context.newPage();
-    lastPage = page;
-    const pageErrors = [];
-    page.on("pageerror", (error) => pageErrors.push(String(error)));
-    await signIn(page);
-    await tasks(page);
-    await monitoring(page);
-    await users(page);
-    await roles(page);
-    await domains(page);
-    await things(page);
-    check(pageErrors.length === 0, `page errors: ${pageErrors.join("; ")}`);
-    await context.close();
-    await viewOnly(browser);
-    await phone(browser);
-  } catch (error) {
-    await lastPage?.screenshot({ path: join(ARTIFACTS, "pages-failure.png"), fullPage: true }).catch(() => {});
-    throw error;
-  } finally {
-    await browser.close();
-  }
-  step("all console page checks passed");
+async function checks(browser) {
+  const { context, page } = await newPage(browser);
+  const pageErrors = [];
+  page.on("pageerror", (error) => pageErrors.push(String(error)));
+  await signInAsAdmin(page);
+  await tasks(page);
+  await monitoring(page);
+  await users(page);
+  await roles(page);
+  await domains(page);
+  await things(page);
+  check(pageErrors.length === 0, `page errors: ${pageErrors.join("; ")}`);
+  await context.close();
+  await viewOnly(browser);
+  await phone(browser);
 }
 
-main().catch((error) => {
-  console.error(`FAILED: ${error.stack ?? error}`);
-  process.exit(1);
-});
+runInChromium(checks, "pages-failure", "all console page checks passed");
