@@ -13,7 +13,6 @@ test-artifacts/console/.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -24,16 +23,13 @@ from pathlib import Path
 import httpx
 import pyotp
 import pytest
-from node_processes import ADMIN_PASSWORD, DeviceLoop, Node, start_node
+from console_support import ARTIFACTS, HARNESS, ROOT, needs_browser, script_env, serving_node
+from node_processes import DeviceLoop, Node
 
 from meadowlark.lwm2m.path import LwM2mPath
 
-ROOT = Path(__file__).resolve().parents[2]
-HARNESS = Path(__file__).resolve().parent / "console"
 CONSOLE = ROOT / "console"
 SCRIPT = HARNESS / "console.test.mjs"
-ARTIFACTS = ROOT / "test-artifacts" / "console"
-CHROMIUM = Path(os.environ.get("MEADOWLARK_TEST_CHROMIUM", "/usr/bin/chromium"))
 OTHER_PASSWORD = "Other-Domain-Pa55word!"
 SENSOR = LwM2mPath(3303, 0, 5700)
 TIMEZONE = LwM2mPath(3, 0, 15)
@@ -52,17 +48,6 @@ VIEWER_PERMISSIONS = [
 SCRIPT_TIMEOUT = 120
 
 
-def _missing_tool() -> str | None:
-    if shutil.which("node") is None:
-        return "node is not installed"
-    if not CHROMIUM.exists():
-        return f"chromium is not installed at {CHROMIUM} (apt-get install chromium)"
-    if not (HARNESS / "node_modules" / "playwright-core").is_dir():
-        return f"playwright-core is not installed (cd {HARNESS.relative_to(ROOT)} && npm ci)"
-    return None
-
-
-needs_browser = pytest.mark.skipif(_missing_tool() is not None, reason=str(_missing_tool()))
 needs_node = pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
 
 
@@ -84,14 +69,9 @@ def test_console_helpers_under_node_test() -> None:
 @pytest.fixture
 def node(tmp_path: Path) -> Iterator[Node]:
     # Short-lived access tokens: the console must refresh them during the test.
-    node = start_node(
-        "console", tmp_path / "node", extra_env={"MEADOWLARK_TOKEN_LIFETIME": str(TOKEN_LIFETIME)}
-    )
-    try:
-        node.wait_ready()
+    extra_env = {"MEADOWLARK_TOKEN_LIFETIME": str(TOKEN_LIFETIME)}
+    with serving_node("console", tmp_path / "node", extra_env) as node:
         yield node
-    finally:
-        node.stop()
 
 
 @pytest.fixture
@@ -225,21 +205,16 @@ def test_console_in_chromium(node: Node, devices: DeviceLoop) -> None:
         target=_move_temperature_while_observed, args=(devices, device, stop), daemon=True
     )
     mover.start()
-    env = {
-        **os.environ,
-        "CONSOLE_URL": node.url,
-        "ADMIN_LOGIN": "admin",
-        "ADMIN_PASSWORD": ADMIN_PASSWORD,
-        "OTHER_LOGIN": other_login,
-        "VIEWER_LOGIN": viewer_login,
-        "VIEWER_PASSWORD": VIEWER_PASSWORD,
-        "OTHER_PASSWORD": OTHER_PASSWORD,
-        "OTHER_OTP": other_totp.now(),  # valid for this window and the next (valid_window=1)
-        "DEVICE_ENDPOINT": endpoint,
-        "DEVICE_GROUP": GROUP,
-        "ARTIFACTS": str(ARTIFACTS),
-        "CHROMIUM": str(CHROMIUM),
-    }
+    env = script_env(
+        node,
+        OTHER_LOGIN=other_login,
+        VIEWER_LOGIN=viewer_login,
+        VIEWER_PASSWORD=VIEWER_PASSWORD,
+        OTHER_PASSWORD=OTHER_PASSWORD,
+        OTHER_OTP=other_totp.now(),  # valid for this window and the next (valid_window=1)
+        DEVICE_ENDPOINT=endpoint,
+        DEVICE_GROUP=GROUP,
+    )
     try:
         returncode, output = _run_script(env, devices, device)
     finally:

@@ -14,8 +14,6 @@ Screenshots at 1280 px and 390 px go to test-artifacts/console/.
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -24,15 +22,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from node_processes import ADMIN_PASSWORD, DeviceLoop, Node, eventually, start_node
+from console_support import ARTIFACTS, HARNESS, needs_browser, script_env, serving_node
+from node_processes import DeviceLoop, Node, eventually
 
 from meadowlark.connectivity.identifiers import with_check_digit
 
-ROOT = Path(__file__).resolve().parents[2]
-HARNESS = Path(__file__).resolve().parent / "console"
 SCRIPT = HARNESS / "console_pages.test.mjs"
-ARTIFACTS = ROOT / "test-artifacts" / "console"
-CHROMIUM = Path(os.environ.get("MEADOWLARK_TEST_CHROMIUM", "/usr/bin/chromium"))
 COIOTE = "/api/coiotedm/v3"
 ENDPOINT = "console-pages-sensor"
 GROUP = "console-lab"
@@ -47,27 +42,13 @@ VIEWER_PASSWORD = "Viewer-Pa55word!"
 PAGES = ("tasks", "task", "monitoring", "users", "roles", "domains", "things", "thing")
 
 
-def _missing_tool() -> str | None:
-    if shutil.which("node") is None:
-        return "node is not installed"
-    if not CHROMIUM.exists():
-        return f"chromium is not installed at {CHROMIUM} (apt-get install chromium)"
-    if not (HARNESS / "node_modules" / "playwright-core").is_dir():
-        return f"playwright-core is not installed (cd {HARNESS.relative_to(ROOT)} && npm ci)"
-    return None
-
-
-pytestmark = pytest.mark.skipif(_missing_tool() is not None, reason=str(_missing_tool()))
+pytestmark = needs_browser
 
 
 @pytest.fixture
 def node(tmp_path: Path) -> Iterator[Node]:
-    node = start_node("console-pages", tmp_path / "node")
-    try:
-        node.wait_ready()
+    with serving_node("console-pages", tmp_path / "node") as node:
         yield node
-    finally:
-        node.stop()
 
 
 @pytest.fixture
@@ -144,23 +125,18 @@ def _prepare(node: Node, devices: DeviceLoop) -> None:
 
 def test_console_pages_in_chromium(node: Node, devices: DeviceLoop) -> None:
     _prepare(node, devices)
-    env = {
-        **os.environ,
-        "CONSOLE_URL": node.url,
-        "ADMIN_LOGIN": "admin",
-        "ADMIN_PASSWORD": ADMIN_PASSWORD,
-        "DEVICE_ID": ENDPOINT,
-        "RESOURCE_URL": RESOURCE,
-        "TEXT_RESOURCE_URL": TEXT_RESOURCE,
-        "MONITORING_NAME": MONITORING,
-        "GROUP_ID": GROUP,
-        "THING_ID": THING,
-        "THING_NAME": THING_NAME,
-        "VIEWER_LOGIN": VIEWER,
-        "VIEWER_PASSWORD": VIEWER_PASSWORD,
-        "ARTIFACTS": str(ARTIFACTS),
-        "CHROMIUM": str(CHROMIUM),
-    }
+    env = script_env(
+        node,
+        DEVICE_ID=ENDPOINT,
+        RESOURCE_URL=RESOURCE,
+        TEXT_RESOURCE_URL=TEXT_RESOURCE,
+        MONITORING_NAME=MONITORING,
+        GROUP_ID=GROUP,
+        THING_ID=THING,
+        THING_NAME=THING_NAME,
+        VIEWER_LOGIN=VIEWER,
+        VIEWER_PASSWORD=VIEWER_PASSWORD,
+    )
     run = subprocess.run(  # noqa: S603 - our own test script
         ["node", str(SCRIPT)],  # noqa: S607 - node from PATH, checked above
         cwd=HARNESS,
