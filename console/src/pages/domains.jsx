@@ -3,6 +3,7 @@
 import { useEffect, useState } from "preact/hooks";
 import { describeError } from "../components/format.js";
 import { Input } from "../components/field.jsx";
+import { FormFooter } from "../components/form-footer.jsx";
 import { Table } from "../components/table.jsx";
 import { toast } from "../components/toast.jsx";
 import { COIOTE, api } from "../lib/api.js";
@@ -74,14 +75,7 @@ export function DomainsPage() {
             required
           />
           <Input label="Description" value={description} onValue={setDescription} />
-          {formError && (
-            <p class="form-error form-wide" role="alert">
-              {formError}
-            </p>
-          )}
-          <div class="form-actions form-wide">
-            <button type="submit">Create domain</button>
-          </div>
+          <FormFooter error={formError}>Create domain</FormFooter>
         </form>
       )}
       {error && (

@@ -5,6 +5,7 @@
 import { useEffect, useMemo, useState } from "preact/hooks";
 import { describeError } from "../components/format.js";
 import { Input, Select } from "../components/field.jsx";
+import { FormFooter } from "../components/form-footer.jsx";
 import { toast } from "../components/toast.jsx";
 import { COIOTE, api } from "../lib/api.js";
 import { can, currentUser } from "../lib/session.js";
@@ -151,16 +152,9 @@ function NewRoleForm({ domains, onCreated }) {
           {shown.length === 0 && <p class="muted">No permission matches.</p>}
         </div>
       </fieldset>
-      {error && (
-        <p class="form-error form-wide" role="alert">
-          {error}
-        </p>
-      )}
-      <div class="form-actions form-wide">
-        <button type="submit" disabled={busy}>
-          {busy ? "Creating…" : "Create role"}
-        </button>
-      </div>
+      <FormFooter error={error} disabled={busy}>
+        {busy ? "Creating…" : "Create role"}
+      </FormFooter>
     </form>
   );
 }

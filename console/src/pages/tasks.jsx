@@ -5,6 +5,7 @@
 import { useEffect, useState } from "preact/hooks";
 import { describeError } from "../components/format.js";
 import { Input, Select } from "../components/field.jsx";
+import { FormFooter } from "../components/form-footer.jsx";
 import { Table } from "../components/table.jsx";
 import { toast, toastError } from "../components/toast.jsx";
 import { COIOTE, api, segment } from "../lib/api.js";
@@ -104,16 +105,9 @@ function NewTaskForm({ templates, groups, initialDevice }) {
         />
       ))}
       <Input type="checkbox" label="Run again if it already exists" value={rerun} onValue={setRerun} />
-      {error && (
-        <p class="form-error form-wide" role="alert">
-          {error}
-        </p>
-      )}
-      <div class="form-actions form-wide">
-        <button type="submit" disabled={busy || !templateName}>
-          {busy ? "Creating…" : "Create task"}
-        </button>
-      </div>
+      <FormFooter error={error} disabled={busy || !templateName}>
+        {busy ? "Creating…" : "Create task"}
+      </FormFooter>
     </form>
   );
 }

@@ -5,6 +5,7 @@
 import { useEffect, useState } from "preact/hooks";
 import { describeError, formatBytes, formatTime } from "../components/format.js";
 import { Input } from "../components/field.jsx";
+import { FormFooter } from "../components/form-footer.jsx";
 import { toast } from "../components/toast.jsx";
 import { api, segment } from "../lib/api.js";
 import { Link } from "../lib/router.jsx";
@@ -51,16 +52,9 @@ function SmsForm({ thing, onSent }) {
       <h2 id="sms-title">Send an SMS</h2>
       <Input label="Message" value={message} onValue={setMessage} maxLength={1000} required />
       <Input label="From (optional)" value={from} onValue={setFrom} hint="A name or a number without +" />
-      {error && (
-        <p class="form-error form-wide" role="alert">
-          {error}
-        </p>
-      )}
-      <div class="form-actions form-wide">
-        <button type="submit" disabled={busy || !message}>
-          Send SMS
-        </button>
-      </div>
+      <FormFooter error={error} disabled={busy || !message}>
+        Send SMS
+      </FormFooter>
     </form>
   );
 }

@@ -5,6 +5,7 @@
 import { useEffect, useState } from "preact/hooks";
 import { describeError } from "../components/format.js";
 import { Input, Select } from "../components/field.jsx";
+import { FormFooter } from "../components/form-footer.jsx";
 import { Table } from "../components/table.jsx";
 import { toast } from "../components/toast.jsx";
 import { COIOTE, api, segment } from "../lib/api.js";
@@ -79,16 +80,9 @@ function NewUserForm({ domains, roles, onCreated }) {
           ))}
         </fieldset>
       )}
-      {error && (
-        <p class="form-error form-wide" role="alert">
-          {error}
-        </p>
-      )}
-      <div class="form-actions form-wide">
-        <button type="submit" disabled={busy}>
-          {busy ? "Creating…" : "Create user"}
-        </button>
-      </div>
+      <FormFooter error={error} disabled={busy}>
+        {busy ? "Creating…" : "Create user"}
+      </FormFooter>
     </form>
   );
 }
