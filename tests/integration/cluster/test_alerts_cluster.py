@@ -7,24 +7,14 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
+from cluster_nodes import cluster_settings, start_node
 from sqlalchemy import select
 
-from meadowlark.coap.server import CoapServer
 from meadowlark.lwm2m.path import LwM2mPath
-from meadowlark.runtime import Runtime
 from meadowlark.simulator import DeviceTiming, SimulatedDevice
 from meadowlark.store.alert_models import Alert, AlertRule
 
 SENSOR = LwM2mPath(3303, 0, 5700)
-
-
-async def _node(settings) -> tuple[Runtime, CoapServer]:
-    runtime = Runtime.from_settings(settings)
-    await runtime.prepare_store()
-    coap = CoapServer(runtime.lwm2m, "127.0.0.1", 0, traffic=runtime.lwm2m.traffic)
-    await runtime.start_lwm2m()
-    runtime.lwm2m.attach(await coap.start())
-    return runtime, coap
 
 
 async def _until(check) -> None:
@@ -38,18 +28,13 @@ async def _until(check) -> None:
 def test_rule_changes_reach_the_other_node_and_one_node_sweeps(
     backend, database_url, settings_for, tmp_path
 ):
-    kind = "postgres" if backend == "postgres" else "local"
-    settings = settings_for(
-        tmp_path / "data",
-        database_url=database_url,
-        coap="127.0.0.1:0",
-        cluster={"signals": kind, "lease_ttl": 3.0},
-        tasks={"registration_reads": "off"},
+    settings = cluster_settings(
+        settings_for, backend, database_url, tmp_path / "data", cluster={"lease_ttl": 3.0}
     )
 
     async def main() -> None:
-        a, coap_a = await _node(settings)
-        b, coap_b = await _node(settings)
+        a, coap_a = await start_node(settings)
+        b, coap_b = await start_node(settings)
         device = SimulatedDevice(
             "alerts-two-nodes",
             f"coap://127.0.0.1:{coap_b.port}",

@@ -8,39 +8,23 @@ from __future__ import annotations
 import asyncio
 import secrets
 
+from cluster_nodes import cluster_settings, start_node
 from sqlalchemy import select
 
 from meadowlark.cli.dtls_serving import start_dtls
-from meadowlark.coap.server import CoapServer
 from meadowlark.core import devices
 from meadowlark.lwm2m.path import LwM2mPath
-from meadowlark.runtime import Runtime
 from meadowlark.server.transport import PeerIdentity
 from meadowlark.simulator import DeviceTiming, SimulatedDevice
 from meadowlark.simulator.dtls import PskCredentials
 from meadowlark.store.device_models import Device
 
 
-async def _node(settings) -> tuple[Runtime, CoapServer]:
-    runtime = Runtime.from_settings(settings)
-    await runtime.prepare_store()
-    coap = CoapServer(runtime.lwm2m, "127.0.0.1", 0, traffic=runtime.lwm2m.traffic)
-    await runtime.start_lwm2m()
-    runtime.lwm2m.attach(await coap.start())
-    return runtime, coap
-
-
 def test_node_b_reports_the_dtls_transport_and_identity_of_node_a_s_device(
     backend, database_url, settings_for, tmp_path
 ):
-    kind = "postgres" if backend == "postgres" else "local"
-    settings = settings_for(
-        tmp_path / "data",
-        database_url=database_url,
-        coap="127.0.0.1:0",
-        coaps="127.0.0.1:0",
-        cluster={"signals": kind},
-        tasks={"registration_reads": "off"},
+    settings = cluster_settings(
+        settings_for, backend, database_url, tmp_path / "data", coaps="127.0.0.1:0"
     )
     endpoint = f"cluster-dtls-{secrets.token_hex(4)}"
     identity, key = f"id-{endpoint}", secrets.token_bytes(16)
@@ -48,8 +32,8 @@ def test_node_b_reports_the_dtls_transport_and_identity_of_node_a_s_device(
     async def main() -> None:
         from meadowlark.cli.main import SYSTEM
 
-        a, coap_a = await _node(settings)
-        b, coap_b = await _node(settings)
+        a, coap_a = await start_node(settings)
+        b, coap_b = await start_node(settings)
         dtls_a = await start_dtls(settings, a, coap_a)
         assert a.cluster is not None and b.cluster is not None and dtls_a is not None
         async with a.db.session() as session:

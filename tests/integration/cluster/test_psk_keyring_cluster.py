@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+from cluster_nodes import cluster_settings
+
 from meadowlark.core import devices
 from meadowlark.runtime import Runtime
 
@@ -29,14 +31,7 @@ async def _eventually(check: Callable[[], bool]) -> None:
 def test_credentials_changed_on_one_node_reach_the_other(
     backend, database_url, settings_for, tmp_path
 ):
-    kind = "postgres" if backend == "postgres" else "local"
-    settings = settings_for(
-        tmp_path / "data",
-        database_url=database_url,
-        coap="127.0.0.1:0",
-        cluster={"signals": kind},
-        tasks={"registration_reads": "off"},
-    )
+    settings = cluster_settings(settings_for, backend, database_url, tmp_path / "data")
     endpoint, identity = f"cluster-psk-{backend}", f"id-cluster-{backend}"
 
     async def main() -> None:

@@ -8,39 +8,22 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from cluster_nodes import cluster_settings, start_node
 
-from meadowlark.coap.server import CoapServer
 from meadowlark.lwm2m.path import LwM2mPath
-from meadowlark.runtime import Runtime
 from meadowlark.server.errors import DeviceErrorResponse
 from meadowlark.simulator import DeviceTiming, SimulatedDevice
 from meadowlark.simulator.client import resolve_server
 
 
-async def _node(settings) -> tuple[Runtime, CoapServer]:
-    runtime = Runtime.from_settings(settings)
-    await runtime.prepare_store()
-    coap = CoapServer(runtime.lwm2m, "127.0.0.1", 0, traffic=runtime.lwm2m.traffic)
-    await runtime.start_lwm2m()
-    runtime.lwm2m.attach(await coap.start())
-    return runtime, coap
-
-
 def test_node_b_reaches_node_a_s_device_until_it_moves(
     backend, database_url, settings_for, tmp_path
 ):
-    kind = "postgres" if backend == "postgres" else "local"
-    settings = settings_for(
-        tmp_path / "data",
-        database_url=database_url,
-        coap="127.0.0.1:0",
-        cluster={"signals": kind},
-        tasks={"registration_reads": "off"},
-    )
+    settings = cluster_settings(settings_for, backend, database_url, tmp_path / "data")
 
     async def main() -> None:
-        a, coap_a = await _node(settings)
-        b, coap_b = await _node(settings)
+        a, coap_a = await start_node(settings)
+        b, coap_b = await start_node(settings)
         assert a.cluster is not None and b.cluster is not None
         device = SimulatedDevice(
             "two-runtimes",
