@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,3 +60,20 @@ class Server:
 
     def admin(self) -> httpx.Client:
         return self.client(self.admin_token)
+
+
+def wait_until_ready(
+    process: subprocess.Popen, base_url: str, output: Callable[[], str], timeout: float = 60
+) -> None:
+    """Poll ``/ready`` of a ``meadowlark serve`` process until it answers 200; fail with the
+    process's ``output()`` if it exits first or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert process.poll() is None, output()
+        try:
+            if httpx.get(f"{base_url}/ready", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, f"{base_url} not ready in {timeout} s:\n{output()}"
+        time.sleep(0.1)

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 import httpx
 
+from live_server import wait_until_ready
 from meadowlark.simulator import DeviceTiming, SimulatedDevice
 from meadowlark.simulator.client import resolve_server
 
@@ -56,16 +57,7 @@ class Node:
         return self.log.read_text(errors="replace")
 
     def wait_ready(self, timeout: float = 90) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            assert self.process.poll() is None, self.output()
-            try:
-                if httpx.get(f"{self.url}/ready", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, f"{self.name} not ready:\n{self.output()}"
-            time.sleep(0.1)
+        wait_until_ready(self.process, self.url, self.output, timeout)
 
     def stop(self) -> int:
         if self.process.poll() is None:

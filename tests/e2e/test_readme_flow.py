@@ -7,11 +7,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
+
+from live_server import wait_until_ready
 
 ADMIN_PASSWORD = "E2e-Admin-Pa55word!"
 
@@ -51,16 +52,7 @@ def served(tmp_path_factory):
         )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, log_path.read_text(errors="replace")
-            try:
-                if httpx.get(f"{base}/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "server not ready in 60 s"
-            time.sleep(0.1)
+        wait_until_ready(process, base, lambda: log_path.read_text(errors="replace"))
         yield base, log_path, process
     finally:
         if process.poll() is None:

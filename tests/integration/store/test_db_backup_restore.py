@@ -24,6 +24,7 @@ import pytest
 from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
+from live_server import wait_until_ready
 from meadowlark.cli.main import app
 from meadowlark.simulator.client import SimulatedDevice
 
@@ -103,16 +104,7 @@ def serving(env: dict[str, str]) -> Iterator[tuple[str, int]]:
         )
     base = f"http://127.0.0.1:{http_port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, log_path.read_text(errors="replace")
-            try:
-                if httpx.get(f"{base}/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "server not ready in 60 s"
-            time.sleep(0.1)
+        wait_until_ready(process, base, lambda: log_path.read_text(errors="replace"))
         yield base, coap_port
     finally:
         process.send_signal(signal.SIGTERM)
