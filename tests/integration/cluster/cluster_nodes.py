@@ -1,6 +1,6 @@
 """What the two-node tests share: the settings of nodes on one store that signal each
 other (Unix sockets on SQLite, LISTEN/NOTIFY on PostgreSQL), and starting a node's runtime
-with its CoAP server."""
+with its CoAP server, a PSK device made through one node."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 
 from meadowlark.coap.server import CoapServer
 from meadowlark.config import Settings
+from meadowlark.core import devices
 from meadowlark.runtime import Runtime
 
 
@@ -36,3 +37,22 @@ async def start_node(settings: Settings) -> tuple[Runtime, CoapServer]:
     await runtime.start_lwm2m()
     runtime.lwm2m.attach(await coap.start())
     return runtime, coap
+
+
+async def create_psk_device(runtime: Runtime, endpoint: str, identity: str, psk_hex: str) -> None:
+    """A device with a DTLS pre-shared key, created by the system through ``runtime``."""
+    from meadowlark.cli.main import SYSTEM
+
+    async with runtime.db.session() as session:
+        await devices.create_device(
+            session,
+            SYSTEM,
+            devices.NewDevice(
+                endpoint_name=endpoint,
+                security_mode="psk",
+                dtls_identity=identity,
+                dtls_psk={"HexadecimalPsk": psk_hex},
+            ),
+            psk_box=runtime.psk_box,
+        )
+        await session.commit()

@@ -8,11 +8,10 @@ from __future__ import annotations
 import asyncio
 import secrets
 
-from cluster_nodes import cluster_settings, start_node
+from cluster_nodes import cluster_settings, create_psk_device, start_node
 from sqlalchemy import select
 
 from meadowlark.cli.dtls_serving import start_dtls
-from meadowlark.core import devices
 from meadowlark.lwm2m.path import LwM2mPath
 from meadowlark.server.transport import PeerIdentity
 from meadowlark.simulator import DeviceTiming, SimulatedDevice
@@ -30,25 +29,12 @@ def test_node_b_reports_the_dtls_transport_and_identity_of_node_a_s_device(
     identity, key = f"id-{endpoint}", secrets.token_bytes(16)
 
     async def main() -> None:
-        from meadowlark.cli.main import SYSTEM
 
         a, coap_a = await start_node(settings)
         b, coap_b = await start_node(settings)
         dtls_a = await start_dtls(settings, a, coap_a)
         assert a.cluster is not None and b.cluster is not None and dtls_a is not None
-        async with a.db.session() as session:
-            await devices.create_device(
-                session,
-                SYSTEM,
-                devices.NewDevice(
-                    endpoint_name=endpoint,
-                    security_mode="psk",
-                    dtls_identity=identity,
-                    dtls_psk={"HexadecimalPsk": key.hex()},
-                ),
-                psk_box=a.psk_box,
-            )
-            await session.commit()
+        await create_psk_device(a, endpoint, identity, key.hex())
         device = SimulatedDevice(
             endpoint,
             f"coaps://127.0.0.1:{dtls_a.port}",

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from cluster_nodes import cluster_settings
+from cluster_nodes import cluster_settings, create_psk_device
 
 from meadowlark.core import devices
 from meadowlark.runtime import Runtime
@@ -42,18 +42,7 @@ def test_credentials_changed_on_one_node_reach_the_other(
         changed_on_b: list[str] = []
         b.psk_keyring.on_change(changed_on_b.append)
         try:
-            async with a.db.session() as session:
-                await devices.create_device(
-                    session,
-                    SYSTEM,
-                    devices.NewDevice(
-                        endpoint_name=endpoint,
-                        dtls_identity=identity,
-                        dtls_psk={"HexadecimalPsk": "0102030405060708"},
-                    ),
-                    psk_box=a.psk_box,
-                )
-                await session.commit()
+            await create_psk_device(a, endpoint, identity, "0102030405060708")
             assert a.psk_keyring[identity] == bytes.fromhex("0102030405060708")
             await _eventually(lambda: identity in b.psk_keyring)
             assert b.psk_keyring[identity] == bytes.fromhex("0102030405060708")
