@@ -6,6 +6,7 @@ import { PERMISSIONS, bounds, enumeration, formValue, nodeValues, writeValue } f
 import { can } from "../lib/session.js";
 import { Field, Input, Select } from "./field.jsx";
 import { toast, toastError } from "./toast.jsx";
+import { ErrorAlert } from "./error-alert.jsx";
 
 /** Security, Server and Access Control: configuration, folded until opened. */
 const COLLAPSED = new Set([0, 1, 2]);
@@ -105,11 +106,7 @@ function WriteForm({ endpoint, resource, current, onDone, onValues, onLog }) {
       <button type="button" class="button-secondary" onClick={onDone}>
         Cancel
       </button>
-      {problem && (
-        <p class="form-error" role="alert">
-          {problem}
-        </p>
-      )}
+      <ErrorAlert error={problem} />
     </form>
   );
 }

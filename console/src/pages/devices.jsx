@@ -11,6 +11,7 @@ import { addCondition, quote } from "../lib/criteria.js";
 import { FEED_PERMISSION } from "../lib/events.js";
 import { Link, navigate, useQuery } from "../lib/router.jsx";
 import { can } from "../lib/session.js";
+import { ErrorAlert } from "../components/error-alert.jsx";
 
 const PAGE_SIZES = ["25", "50", "100"];
 const BUILDER_FIELDS = [
@@ -199,11 +200,7 @@ export function DevicesPage() {
         </div>
       </form>
       <Builder criteria={draft} onCriteria={(text) => search(text)} groups={groups} />
-      {error && (
-        <p class="form-error" role="alert">
-          {error}
-        </p>
-      )}
+      <ErrorAlert error={error} />
       <Table
         caption="Devices matching the search"
         columns={columns}

@@ -8,6 +8,7 @@ import { Table } from "../components/table.jsx";
 import { toast } from "../components/toast.jsx";
 import { COIOTE, api } from "../lib/api.js";
 import { can, currentUser } from "../lib/session.js";
+import { ErrorAlert } from "../components/error-alert.jsx";
 import "../components/panels.css";
 
 /** Domain ids end with "/" (/root/acme/); the id in the path keeps its slashes. */
@@ -78,11 +79,7 @@ export function DomainsPage() {
           <FormFooter error={formError}>Create domain</FormFooter>
         </form>
       )}
-      {error && (
-        <p class="form-error" role="alert">
-          {error}
-        </p>
-      )}
+      <ErrorAlert error={error} />
       <Table
         caption="Your domain and the domains below it"
         columns={[

@@ -4,6 +4,7 @@
 import { useState } from "preact/hooks";
 import { Input } from "../components/field.jsx";
 import { signIn } from "../lib/session.js";
+import { ErrorAlert } from "../components/error-alert.jsx";
 
 export function LoginPage() {
   const [username, setUsername] = useState("");
@@ -56,11 +57,7 @@ export function LoginPage() {
             onValue={setOtp}
           />
         )}
-        {error && (
-          <p class="form-error" role="alert">
-            {error}
-          </p>
-        )}
+        <ErrorAlert error={error} />
         <button type="submit" disabled={busy}>
           {busy ? "Signing in…" : "Sign in"}
         </button>

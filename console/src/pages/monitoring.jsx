@@ -14,6 +14,7 @@ import { toast } from "../components/toast.jsx";
 import { COIOTE, api, segment } from "../lib/api.js";
 import { useLiveQuery } from "../components/query.js";
 import { can } from "../lib/session.js";
+import { ErrorAlert } from "../components/error-alert.jsx";
 import "../components/panels.css";
 
 const RANGES = [
@@ -284,11 +285,7 @@ function Aggregates({ device, url, range, numeric }) {
         <Input label="Group (the monitoring's or one below it)" value={group} onValue={setGroup} spellcheck={false} />
         <Select label="Interval" value={interval} onValue={setBucket} options={INTERVALS} />
       </div>
-      {error && (
-        <p class="form-error" role="alert">
-          {error}
-        </p>
-      )}
+      <ErrorAlert error={error} />
       {chart && (
         <TimeChart
           title={`${url} over group ${group}: min, average and max per interval`}
@@ -434,11 +431,7 @@ export function MonitoringPage() {
         </div>
       </form>
       {device && <MonitoringSwitch device={device} />}
-      {error && (
-        <p class="form-error" role="alert">
-          {error}
-        </p>
-      )}
+      <ErrorAlert error={error} />
       {device && (url || alias) && !error && (
         <>
           <h2>

@@ -6,9 +6,11 @@ import { useEffect, useMemo, useState } from "preact/hooks";
 import { describeError } from "../components/format.js";
 import { Input, Select } from "../components/field.jsx";
 import { FormFooter } from "../components/form-footer.jsx";
+import { useSubmit } from "../components/hooks.js";
 import { toast } from "../components/toast.jsx";
 import { COIOTE, api } from "../lib/api.js";
 import { can, currentUser } from "../lib/session.js";
+import { ErrorAlert } from "../components/error-alert.jsx";
 import "../components/panels.css";
 
 const SURFACES = { admin: "Administration", auth: "Account", console: "Connectivity (console)", lwm2m: "LwM2M operations", profile: "Profile capabilities" };
@@ -73,8 +75,6 @@ function NewRoleForm({ domains, onCreated }) {
   const [domain, setDomain] = useState("");
   const [filter, setFilter] = useState("");
   const [chosen, setChosen] = useState(new Set());
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState(null);
   const shown = held.filter((permission) => permission.toLowerCase().includes(filter.trim().toLowerCase()));
   const groups = {};
   for (const permission of shown) (groups[surfaceOf(permission)] ??= []).push(permission);
@@ -93,24 +93,15 @@ function NewRoleForm({ domains, onCreated }) {
     }
     setChosen(next);
   };
-  const submit = async (event) => {
-    event.preventDefault();
-    setBusy(true);
-    setError(null);
-    try {
-      const role = await api.post("/api/admin/roles", {
-        json: { name: name.trim(), permissions: [...chosen], domain: domain || undefined },
-      });
-      toast(`Role ${role.name} created with ${role.permissions.length} permissions.`);
-      setName("");
-      setChosen(new Set());
-      onCreated();
-    } catch (failure) {
-      setError(describeError(failure));
-    } finally {
-      setBusy(false);
-    }
-  };
+  const { busy, error, submit } = useSubmit(async () => {
+    const role = await api.post("/api/admin/roles", {
+      json: { name: name.trim(), permissions: [...chosen], domain: domain || undefined },
+    });
+    toast(`Role ${role.name} created with ${role.permissions.length} permissions.`);
+    setName("");
+    setChosen(new Set());
+    onCreated();
+  });
   return (
     <form class="panel form-grid" onSubmit={submit} aria-labelledby="new-role-title">
       <h2 id="new-role-title">New role</h2>
@@ -178,11 +169,7 @@ export function RolesPage() {
         <h1 id="roles-title">Roles</h1>
       </div>
       {can("admin:POST /api/admin/roles") && <NewRoleForm domains={domains} onCreated={() => setLoads(loads + 1)} />}
-      {error && (
-        <p class="form-error" role="alert">
-          {error}
-        </p>
-      )}
+      <ErrorAlert error={error} />
       <h2>Roles you see</h2>
       {roles === null && !error && <p aria-busy="true">Loading…</p>}
       <div class="roles">

@@ -8,6 +8,7 @@ import { toast } from "../components/toast.jsx";
 import { COIOTE, api, segment } from "../lib/api.js";
 import { Link, navigate } from "../lib/router.jsx";
 import { can } from "../lib/session.js";
+import { ErrorAlert } from "../components/error-alert.jsx";
 import "../components/panels.css";
 
 const FAST_POLL_MS = 2000; // while runs are open
@@ -176,11 +177,7 @@ export function TaskPage({ id }) {
           </button>
         )}
       </div>
-      {error && (
-        <p class="form-error" role="alert">
-          {error}
-        </p>
-      )}
+      <ErrorAlert error={error} />
       {task && (
         <dl class="facts">
           <dt>Task id</dt>

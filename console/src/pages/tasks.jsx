@@ -6,11 +6,13 @@ import { useEffect, useState } from "preact/hooks";
 import { describeError } from "../components/format.js";
 import { Input, Select } from "../components/field.jsx";
 import { FormFooter } from "../components/form-footer.jsx";
+import { useSubmit } from "../components/hooks.js";
 import { Table } from "../components/table.jsx";
 import { toast, toastError } from "../components/toast.jsx";
 import { COIOTE, api, segment } from "../lib/api.js";
 import { Link, navigate, useQuery } from "../lib/router.jsx";
 import { can } from "../lib/session.js";
+import { ErrorAlert } from "../components/error-alert.jsx";
 import "../components/panels.css";
 
 const SHOWN = 50; // details are fetched for the newest tasks only
@@ -37,39 +39,25 @@ function NewTaskForm({ templates, groups, initialDevice }) {
   const [taskName, setTaskName] = useState("");
   const [values, setValues] = useState({});
   const [rerun, setRerun] = useState(false);
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState(null);
   // Until the user picks one, the first template and group (they load after the form).
   const templateName = chosenTemplate || templates[0]?.name || "";
   const group = chosenGroup || groups[0] || "";
   const template = templates.find((item) => item.name === templateName);
 
-  const submit = async (event) => {
-    event.preventDefault();
+  const { busy, error, submit } = useSubmit(async () => {
     const target = kind === "device" ? device.trim() : group;
-    if (!target) {
-      setError(kind === "device" ? "Enter the device id." : "Choose a group.");
-      return;
-    }
+    if (!target) throw new Error(kind === "device" ? "Enter the device id." : "Choose a group.");
     const parameters = (template?.parameters ?? []).map((parameter) => ({
       name: parameter.name,
       value: values[parameter.name] ?? parameter.default ?? "",
     }));
-    setBusy(true);
-    setError(null);
-    try {
-      const taskId = await api.post(`${COIOTE}/tasksFromTemplates/${kind}/${segment(target)}`, {
-        query: { rerunIfExists: rerun ? "true" : undefined },
-        json: { templateName, config: { taskName: taskName.trim() || undefined, parameters } },
-      });
-      toast(`Task ${taskId} created.`);
-      navigate(`/tasks/${segment(taskId)}`);
-    } catch (failure) {
-      setError(describeError(failure));
-    } finally {
-      setBusy(false);
-    }
-  };
+    const taskId = await api.post(`${COIOTE}/tasksFromTemplates/${kind}/${segment(target)}`, {
+      query: { rerunIfExists: rerun ? "true" : undefined },
+      json: { templateName, config: { taskName: taskName.trim() || undefined, parameters } },
+    });
+    toast(`Task ${taskId} created.`);
+    navigate(`/tasks/${segment(taskId)}`);
+  });
 
   return (
     <form class="panel form-grid" onSubmit={submit} aria-labelledby="new-task-title">
@@ -180,11 +168,7 @@ export function TasksPage() {
         {total > SHOWN && <span class="muted">the newest {SHOWN} of {total}</span>}
       </div>
       {mayCreate && <NewTaskForm templates={templates} groups={groups} initialDevice={query.device} />}
-      {error && (
-        <p class="form-error" role="alert">
-          {error}
-        </p>
-      )}
+      <ErrorAlert error={error} />
       <Table
         caption="Tasks of your domains, newest first"
         columns={columns}

@@ -6,11 +6,13 @@ import { useEffect, useState } from "preact/hooks";
 import { describeError, formatBytes, formatTime } from "../components/format.js";
 import { Input } from "../components/field.jsx";
 import { FormFooter } from "../components/form-footer.jsx";
+import { useSubmit } from "../components/hooks.js";
 import { toast } from "../components/toast.jsx";
 import { api, segment } from "../lib/api.js";
 import { Link } from "../lib/router.jsx";
 import { can } from "../lib/session.js";
 import { ConnectionBadge, ThingState, smsCount } from "../components/thing-badges.jsx";
+import { ErrorAlert } from "../components/error-alert.jsx";
 import "../components/panels.css";
 
 /** The SIM lifecycle (the server checks every move; this only picks the buttons). */
@@ -30,23 +32,12 @@ const STATE_ACTIONS = {
 function SmsForm({ thing, onSent }) {
   const [message, setMessage] = useState("");
   const [from, setFrom] = useState("");
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState(null);
-  const send = async (event) => {
-    event.preventDefault();
-    setBusy(true);
-    setError(null);
-    try {
-      const id = await api.post(`/thing/${segment(thing.ThingId)}/sms`, { json: { Message: message, From: from } });
-      toast(`SMS sent (message id ${id}).`);
-      setMessage("");
-      onSent();
-    } catch (failure) {
-      setError(describeError(failure));
-    } finally {
-      setBusy(false);
-    }
-  };
+  const { busy, error, submit: send } = useSubmit(async () => {
+    const id = await api.post(`/thing/${segment(thing.ThingId)}/sms`, { json: { Message: message, From: from } });
+    toast(`SMS sent (message id ${id}).`);
+    setMessage("");
+    onSent();
+  });
   return (
     <form class="panel form-grid" onSubmit={send} aria-labelledby="sms-title">
       <h2 id="sms-title">Send an SMS</h2>
@@ -223,11 +214,7 @@ export function ThingPage({ id }) {
           </button>
         )}
       </div>
-      {actionError && (
-        <p class="form-error" role="alert">
-          {actionError}
-        </p>
-      )}
+      <ErrorAlert error={actionError} />
       {ping && (
         <p class="ping" role="status">
           Ping {ping.host || "(no address)"}: {ping.received}/{ping.sent} received

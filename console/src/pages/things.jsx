@@ -10,6 +10,7 @@ import { Link } from "../lib/router.jsx";
 import { api, segment } from "../lib/api.js";
 import { can } from "../lib/session.js";
 import { ConnectionBadge, ThingState, smsCount } from "../components/thing-badges.jsx";
+import { ErrorAlert } from "../components/error-alert.jsx";
 import "../components/panels.css";
 
 const PAGE = 50;
@@ -121,11 +122,7 @@ export function ThingsPage() {
         <Input label="Is exactly" value={value} onValue={setValue} spellcheck={false} />
         <button type="submit">Filter</button>
       </form>
-      {error && (
-        <p class="form-error" role="alert">
-          {error}
-        </p>
-      )}
+      <ErrorAlert error={error} />
       <Table
         caption="Things, newest first"
         columns={columns}

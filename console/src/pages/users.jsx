@@ -6,10 +6,12 @@ import { useEffect, useState } from "preact/hooks";
 import { describeError } from "../components/format.js";
 import { Input, Select } from "../components/field.jsx";
 import { FormFooter } from "../components/form-footer.jsx";
+import { useSubmit } from "../components/hooks.js";
 import { Table } from "../components/table.jsx";
 import { toast } from "../components/toast.jsx";
 import { COIOTE, api, segment } from "../lib/api.js";
 import { can, currentUser } from "../lib/session.js";
+import { ErrorAlert } from "../components/error-alert.jsx";
 import "../components/panels.css";
 
 const ACCOUNT_TYPES = ["developer", "business", "admin"];
@@ -21,39 +23,28 @@ function NewUserForm({ domains, roles, onCreated }) {
   const [domain, setDomain] = useState(currentUser()?.domain ?? "");
   const [accountType, setAccountType] = useState("developer");
   const [chosen, setChosen] = useState([]);
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState(null);
 
   const toggle = (name, on) => setChosen(on ? [...chosen, name] : chosen.filter((item) => item !== name));
-  const submit = async (event) => {
-    event.preventDefault();
-    setBusy(true);
-    setError(null);
-    try {
-      await api.post(`${COIOTE}/users`, {
-        json: {
-          login: login.trim(),
-          email: email.trim(),
-          password,
-          domain,
-          accountType,
-          roles: chosen,
-          emailVerified: true,
-          tosAccepted: true,
-        },
-      });
-      toast(`User ${login.trim()} created.`);
-      setLogin("");
-      setEmail("");
-      setPassword("");
-      setChosen([]);
-      onCreated();
-    } catch (failure) {
-      setError(describeError(failure));
-    } finally {
-      setBusy(false);
-    }
-  };
+  const { busy, error, submit } = useSubmit(async () => {
+    await api.post(`${COIOTE}/users`, {
+      json: {
+        login: login.trim(),
+        email: email.trim(),
+        password,
+        domain,
+        accountType,
+        roles: chosen,
+        emailVerified: true,
+        tosAccepted: true,
+      },
+    });
+    toast(`User ${login.trim()} created.`);
+    setLogin("");
+    setEmail("");
+    setPassword("");
+    setChosen([]);
+    onCreated();
+  });
   return (
     <form class="panel form-grid" onSubmit={submit} aria-labelledby="new-user-title">
       <h2 id="new-user-title">New user</h2>
@@ -157,11 +148,7 @@ export function UsersPage() {
         <h1 id="users-title">Users</h1>
       </div>
       {can("POST users") && <NewUserForm domains={domains} roles={roles} onCreated={() => setLoads(loads + 1)} />}
-      {error && (
-        <p class="form-error" role="alert">
-          {error}
-        </p>
-      )}
+      <ErrorAlert error={error} />
       <Table
         caption="Users of your domain and the domains below it"
         columns={columns}
