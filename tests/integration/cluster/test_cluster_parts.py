@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from lwm2m_registrations import make_registration
 from meadowlark.cluster.leases import Lease
 from meadowlark.cluster.node import CallFailed, ClusterNode, new_node_id
 from meadowlark.cluster.registrations import SharedRegistrationStore
@@ -25,7 +26,6 @@ from meadowlark.cluster.wire import (
 )
 from meadowlark.core.events import DeviceEvent, EventKind
 from meadowlark.core.users import bootstrap
-from meadowlark.lwm2m.codec.link_format import parse_registration_links
 from meadowlark.lwm2m.node import (
     LwM2mObject,
     MultiResource,
@@ -138,19 +138,8 @@ def test_a_dead_local_node_socket_is_skipped_and_removed(tmp_path):
 
 
 def _registration(endpoint: str, registration_id: str, port: int = 40000) -> Registration:
-    now = datetime.now(UTC)
-    return Registration(
-        registration_id=registration_id,
-        endpoint=endpoint,
-        lwm2m_version="1.1",
-        binding="U",
-        lifetime=300,
-        queue_mode=False,
-        sms_number=None,
-        objects=parse_registration_links(b"</1/0>,</3/0>"),
-        peer=Peer("127.0.0.1", port),
-        registered_at=now,
-        last_update=now,
+    return make_registration(
+        endpoint, registration_id=registration_id, peer=Peer("127.0.0.1", port)
     )
 
 

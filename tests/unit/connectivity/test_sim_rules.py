@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from lwm2m_registrations import make_registration
 from meadowlark.connectivity.enforcement import (
     IMEI_MISMATCH,
     THING_SUSPENDED,
@@ -24,7 +23,6 @@ from meadowlark.connectivity.identifiers import (
 )
 from meadowlark.connectivity.states import ThingState, check_transition, parse_state
 from meadowlark.core.errors import Conflict, InvalidInput
-from meadowlark.lwm2m.codec.link_format import parse_registration_links
 from meadowlark.server.registration import Registration
 from meadowlark.server.transport import Peer, TrafficCounter
 
@@ -85,20 +83,7 @@ def test_lifecycle():
 
 
 def _registration(endpoint: str) -> Registration:
-    now = datetime.now(UTC)
-    return Registration(
-        registration_id="r1",
-        endpoint=endpoint,
-        lwm2m_version="1.1",
-        binding="U",
-        lifetime=300,
-        queue_mode=False,
-        sms_number=None,
-        objects=parse_registration_links(b"</1/0>,</3/0>"),
-        peer=Peer("192.0.2.1", 5683),
-        registered_at=now,
-        last_update=now,
-    )
+    return make_registration(endpoint, registration_id="r1", peer=Peer("192.0.2.1", 5683))
 
 
 def _facts(**changes: object) -> ThingFacts:

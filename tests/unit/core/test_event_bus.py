@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 
 import pytest
 
+from lwm2m_registrations import make_registration
 from meadowlark.core.events import EventBus, EventFilter, EventKind
-from meadowlark.lwm2m.codec.link_format import parse_registration_links
 from meadowlark.server.registration import Registration
 from meadowlark.server.transport import Peer
 
@@ -22,20 +21,7 @@ async def domain_of(endpoint: str) -> str | None:
 
 
 def registration(peer: Peer) -> Registration:
-    now = datetime.now(UTC)
-    return Registration(
-        registration_id="0123456789abcdef",
-        endpoint="dev",
-        lwm2m_version="1.1",
-        binding="U",
-        lifetime=300,
-        queue_mode=False,
-        sms_number=None,
-        objects=parse_registration_links(b"</3/0>"),
-        peer=peer,
-        registered_at=now,
-        last_update=now,
-    )
+    return make_registration(peer=peer, links=b"</3/0>")
 
 
 async def test_address_change_names_the_old_and_the_new_address():

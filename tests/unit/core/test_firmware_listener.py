@@ -2,30 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
+from lwm2m_registrations import make_registration
 from meadowlark.core.firmware import FirmwareUpdates
-from meadowlark.lwm2m.codec.link_format import parse_registration_links
 from meadowlark.server.registration import Registration
-from meadowlark.server.transport import Peer
 
 
 def _registration() -> Registration:
-    now = datetime.now(UTC)
-    return Registration(
-        registration_id="0123456789abcdef",
-        endpoint="dev",
-        lwm2m_version="1.1",
-        binding="U",
-        lifetime=300,
-        queue_mode=False,
-        sms_number=None,
-        objects=parse_registration_links(b"</3/0>,</5/0>"),
-        peer=Peer("192.0.2.1", 40000),
-        registered_at=now,
-        last_update=now,
-    )
+    return make_registration(links=b"</3/0>,</5/0>")
 
 
 def test_a_registration_update_does_not_tell_the_firmware_updated_callback():
