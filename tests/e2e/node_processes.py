@@ -124,6 +124,32 @@ def start_node(
     return Node(name, process, f"http://127.0.0.1:{http_port}", coap_port, log)
 
 
+def worker_pids(node: Node) -> list[int]:
+    """The workers of ``serve --workers N``: the children of the supervisor process."""
+    with open(f"/proc/{node.process.pid}/task/{node.process.pid}/children") as children:
+        return [int(pid) for pid in children.read().split()]
+
+
+def _udp_sockets_on(port: int) -> int:
+    """How many UDP sockets are bound to ``port`` (IPv4 and IPv6)."""
+    count = 0
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        with open(table) as lines:
+            for line in list(lines)[1:]:
+                local = line.split()[1]
+                count += int(local.rsplit(":", 1)[1], 16) == port
+    return count
+
+
+def wait_for_coap_workers(node: Node, count: int = 2) -> None:
+    """Until every worker has bound the CoAP port: the kernel hashes a device's address
+    over the sockets bound at the time, so a device must register after they all are."""
+    deadline = time.monotonic() + 60
+    while _udp_sockets_on(node.coap) < count:
+        assert time.monotonic() < deadline, node.output()
+        time.sleep(0.1)
+
+
 class DeviceLoop:
     """Simulated devices live on this event loop, in a thread of its own."""
 

@@ -16,35 +16,20 @@ from pathlib import Path
 
 import httpx
 import pytest
-from node_processes import DeviceLoop, free_port, running, start_node
+from node_processes import (
+    DeviceLoop,
+    free_port,
+    running,
+    start_node,
+    wait_for_coap_workers,
+    worker_pids,
+)
 from prometheus_client import CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.parser import text_string_to_metric_families
 
 FAST_GAUGES = {"MEADOWLARK_METRICS__SAMPLE_INTERVAL": "0.2"}
 DEVICES = 8
 """Eight source addresses: with two workers, some land on each (1 - 2**-7)."""
-
-
-def _udp_sockets_on(port: int) -> int:
-    count = 0
-    for table in ("/proc/net/udp", "/proc/net/udp6"):
-        with open(table) as lines:
-            for line in list(lines)[1:]:
-                count += int(line.split()[1].rsplit(":", 1)[1], 16) == port
-    return count
-
-
-def _wait_for_workers(node, count: int = 2) -> None:
-    """Until every worker has bound the CoAP port (devices spread over those bound)."""
-    deadline = time.monotonic() + 60
-    while _udp_sockets_on(node.coap) < count:
-        assert time.monotonic() < deadline, node.output()
-        time.sleep(0.1)
-
-
-def _worker_pids(node) -> list[int]:
-    with open(f"/proc/{node.process.pid}/task/{node.process.pid}/children") as children:
-        return [int(pid) for pid in children.read().split()]
 
 
 def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -75,7 +60,7 @@ def node(tmp_path_factory):
         "observed", tmp_path_factory.mktemp("observed"), workers=2, extra_env=FAST_GAUGES
     )
     with running(served):
-        _wait_for_workers(served)
+        wait_for_coap_workers(served)
         yield served
 
 
@@ -163,12 +148,12 @@ def test_a_dead_workers_gauges_stop_counting(node, fleet, tmp_path):
     folder = node.log.parent / "metrics"  # in the data dir
     registered = ("meadowlark_registered_devices", ())
     created = ("meadowlark_registrations_total", (("result", "created"),))
-    victim = _worker_pids(node)[0]
+    victim = worker_pids(node)[0]
     before = _scrape(node, headers)
     held = _one_process(folder, victim, tmp_path / "victim")[registered]
     os.kill(victim, signal.SIGKILL)
     deadline = time.monotonic() + 30
-    while list(folder.glob(f"gauge_livesum_{victim}.db")) or len(_worker_pids(node)) < 2:
+    while list(folder.glob(f"gauge_livesum_{victim}.db")) or len(worker_pids(node)) < 2:
         assert time.monotonic() < deadline, node.output()[-3000:]
         time.sleep(0.1)
     after = _scrape(node, headers)
@@ -188,7 +173,7 @@ def test_a_separate_metrics_address_and_console_logs(tmp_path):
         args=("--log-format", "console"),
     )
     with running(served):
-        _wait_for_workers(served)
+        wait_for_coap_workers(served)
         devices = DeviceLoop()
         try:
             device = devices.register("listener-dev", served.coap)

@@ -11,7 +11,7 @@ import time
 
 import httpx
 import pytest
-from node_processes import DeviceLoop, running, start_node
+from node_processes import DeviceLoop, running, start_node, wait_for_coap_workers, worker_pids
 
 
 @pytest.fixture(scope="module")
@@ -21,34 +21,9 @@ def served(tmp_path_factory):
         yield node
 
 
-def _udp_sockets_on(port: int) -> int:
-    """How many UDP sockets are bound to ``port`` (IPv4 and IPv6)."""
-    count = 0
-    for table in ("/proc/net/udp", "/proc/net/udp6"):
-        with open(table) as lines:
-            for line in list(lines)[1:]:
-                local = line.split()[1]
-                count += int(local.rsplit(":", 1)[1], 16) == port
-    return count
-
-
-def _wait_for_udp_workers(node, count: int) -> None:
-    """Until every worker has bound the CoAP port: the kernel hashes a device's address
-    over the sockets bound at the time, so a device must register after they all are."""
-    deadline = time.monotonic() + 60
-    while _udp_sockets_on(node.coap) < count:
-        assert time.monotonic() < deadline, node.output()
-        time.sleep(0.1)
-
-
-def _workers(node) -> list[int]:
-    with open(f"/proc/{node.process.pid}/task/{node.process.pid}/children") as children:
-        return [int(pid) for pid in children.read().split()]
-
-
 def test_devices_on_either_worker_are_readable_through_any_answer(served):
-    assert len(_workers(served)) == 2
-    _wait_for_udp_workers(served, 2)
+    assert len(worker_pids(served)) == 2
+    wait_for_coap_workers(served, 2)
     devices = DeviceLoop()
     try:
         # Eight source addresses: with two workers, some land on each (1 - 2**-7).
@@ -73,11 +48,11 @@ def test_devices_on_either_worker_are_readable_through_any_answer(served):
 
 
 def test_a_killed_worker_is_replaced_and_sigterm_stops_all(served):
-    before = _workers(served)
+    before = worker_pids(served)
     os.kill(before[0], signal.SIGKILL)
     deadline = time.monotonic() + 30
     while True:
-        now = _workers(served)
+        now = worker_pids(served)
         if len(now) == 2 and before[0] not in now:
             break
         assert time.monotonic() < deadline, served.output()
@@ -97,7 +72,7 @@ def _zombie(pid: int) -> bool:
 def test_workers_die_with_a_supervisor_killed_by_sigkill(tmp_path):
     node = start_node("killed", tmp_path / "killed", workers=2)
     node.wait_ready()
-    workers = _workers(node)
+    workers = worker_pids(node)
     assert len(workers) == 2
     node.process.send_signal(signal.SIGKILL)
     node.process.wait(10)
