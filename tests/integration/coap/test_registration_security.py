@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -21,8 +20,8 @@ from aiocoap import Code, Message
 from fake_device import FakeDevice
 
 from lwm2m_harness import Lwm2mTestServer, eventually, server  # noqa: F401 - fixtures
+from lwm2m_registrations import make_registration
 from meadowlark.core.events import DeviceEvent, EventFilter, EventKind, Subscription
-from meadowlark.lwm2m.codec.link_format import parse_registration_links
 from meadowlark.server.registration import Registration, new_registration_id
 from meadowlark.server.security import Admission
 from meadowlark.server.transport import Peer, PeerIdentity
@@ -212,19 +211,8 @@ def test_the_sql_registry_checks_each_register_of_a_batch(server):
     wrong = Peer("127.0.0.1", 40003, "dtls", identity=PeerIdentity("psk", "someone-else"))
 
     def attempt(endpoint: str, peer: Peer) -> Registration:
-        now = datetime.now(UTC)
-        return Registration(
-            registration_id=new_registration_id(),
-            endpoint=endpoint,
-            lwm2m_version="1.1",
-            binding="U",
-            lifetime=300,
-            queue_mode=False,
-            sms_number=None,
-            objects=parse_registration_links(OBJECTS),
-            peer=peer,
-            registered_at=now,
-            last_update=now,
+        return make_registration(
+            endpoint, registration_id=new_registration_id(), peer=peer, links=OBJECTS
         )
 
     attempts = [
