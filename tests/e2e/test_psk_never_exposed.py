@@ -38,6 +38,11 @@ def _environment(data_dir: Path) -> dict[str, str]:
             "MEADOWLARK_LOG_LEVEL": "debug",
             "MEADOWLARK_HTTP": f"127.0.0.1:{_free_port(socket.SOCK_STREAM)}",
             "MEADOWLARK_COAP": f"127.0.0.1:{_free_port(socket.SOCK_DGRAM)}",
+            # No default port: a server running on this machine must not stop this one.
+            "MEADOWLARK_COAPS": f"127.0.0.1:{_free_port(socket.SOCK_DGRAM)}",
+            "MEADOWLARK_COAP_TCP": "off",
+            "MEADOWLARK_COAP_TLS": "off",
+            "MEADOWLARK_BOOTSTRAP": "off",
             "MEADOWLARK_BOOTSTRAP_DTLS": "off",
         }
     )

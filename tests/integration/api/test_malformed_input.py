@@ -167,9 +167,18 @@ def _raw_request(server, request: bytes) -> bytes:
         response = b""
         while chunk := sock.recv(65536):
             response += chunk
-            if b"\r\n\r\n" in response and len(response) > 200:
+            head, separator, body = response.partition(b"\r\n\r\n")
+            if separator and len(body) >= _content_length(head):
                 break
     return response
+
+
+def _content_length(head: bytes) -> int:
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return int(value)
+    return 0
 
 
 def test_declared_content_length_over_the_limit_is_413_before_reading(server):
@@ -182,7 +191,10 @@ def test_declared_content_length_over_the_limit_is_413_before_reading(server):
     )
     status_line, _, rest = response.partition(b"\r\n")
     assert status_line.startswith(b"HTTP/1.1 413"), response[:200]
-    body = json.loads(rest.split(b"\r\n\r\n", 1)[1])
+    head, body_bytes = rest.split(b"\r\n\r\n", 1)
+    body = json.loads(body_bytes)
+    request_id = body.pop("requestId")  # the same id the response header carries
+    assert f"x-request-id: {request_id}".encode() in head.lower()
     assert body == {
         "error": "request body too large",
         "message": "request body too large",
