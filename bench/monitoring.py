@@ -22,8 +22,7 @@ from typing import Any
 
 import httpx
 
-from bench.lwm2m import generator
-from bench.notifications import _observe_all, _phase, wait_idle
+from bench.notifications import _phase, observed_load, wait_idle
 from bench.registrations import ADMIN_PASSWORD, meadowlark_serve
 
 COIOTE = "/api/coiotedm/v3"
@@ -94,18 +93,17 @@ def run(
         pid, coap_port, http_port = stack.enter_context(meadowlark_serve(tmp, with_http=True))
         options: list[object] = ["--devices", devices, "--duration", duration, "--rate", rate]
         options += ["--con-window", window, "--max-seconds", 300]
-        load = generator(
-            stack, tmp, "notify-monitored", "notify", "--source", "127.0.0.32", "--prefix", "mon",
-            "--server", f"127.0.0.1:{coap_port}", *options,
-        )  # fmt: skip
-        registered = load.expect("registered", timeout=400)
-        if registered["created"] != devices:
-            raise RuntimeError(f"only {registered['created']} of {devices} registered")
-        load.expect("ready", timeout=60)
+        load = observed_load(
+            stack,
+            tmp,
+            (coap_port, http_port),
+            "notify-monitored",
+            "127.0.0.32",
+            "mon",
+            devices,
+            options,
+        )
         endpoints = [f"mon-{index:06d}" for index in range(devices)]
-        observed = asyncio.run(_observe_all(http_port, endpoints))
-        if load.expect("observing", timeout=120)["observations"] != devices or observed != devices:
-            raise RuntimeError(f"meadowlark observed {observed} of {devices}")
         asyncio.run(_group_all(http_port, endpoints))
         wait_idle(pid)
 

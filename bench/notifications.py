@@ -72,6 +72,34 @@ def _phase(load: JsonProcess, phase: str, duration: float, port: int) -> dict[st
     return result
 
 
+def observed_load(
+    stack: ExitStack,
+    tmp: Path,
+    servers: tuple[int, int],
+    name: str,
+    source: str,
+    prefix: str,
+    devices: int,
+    options: list[object],
+) -> JsonProcess:
+    """The ``notify`` generator's devices registered with ``meadowlark serve`` (its CoAP
+    and HTTP ports in ``servers``) and each observed through REST; the generator's handle."""
+    coap_port, http_port = servers
+    load = generator(
+        stack, tmp, name, "notify", "--source", source, "--prefix", prefix,
+        "--server", f"127.0.0.1:{coap_port}", *options,
+    )  # fmt: skip
+    registered = load.expect("registered", timeout=400)
+    if registered["created"] != devices:
+        raise RuntimeError(f"only {registered['created']} of {devices} registered")
+    load.expect("ready", timeout=60)
+    endpoints = [f"{prefix}-{index:06d}" for index in range(devices)]
+    observed = asyncio.run(_observe_all(http_port, endpoints))
+    if load.expect("observing", timeout=120)["observations"] != devices or observed != devices:
+        raise RuntimeError(f"meadowlark observed {observed} of {devices}")
+    return load
+
+
 async def _observe_all(http_port: int, endpoints: list[str]) -> int:
     base = f"http://127.0.0.1:{http_port}"
     async with httpx.AsyncClient(base_url=base, timeout=30) as http:
@@ -141,18 +169,9 @@ def run(
         pid, coap_port, http_port = stack.enter_context(meadowlark_serve(tmp, with_http=True))
         options: list[object] = ["--devices", devices, "--duration", duration, "--rate", rate]
         options += ["--con-window", window, "--max-seconds", 300]
-        ours = generator(
-            stack, tmp, "notify-ours", "notify", "--source", "127.0.0.31", "--prefix", "obs",
-            "--server", f"127.0.0.1:{coap_port}", *options,
-        )  # fmt: skip
-        registered = ours.expect("registered", timeout=400)
-        if registered["created"] != devices:
-            raise RuntimeError(f"only {registered['created']} of {devices} registered")
-        ours.expect("ready", timeout=60)
-        endpoints = [f"obs-{index:06d}" for index in range(devices)]
-        observed = asyncio.run(_observe_all(http_port, endpoints))
-        if ours.expect("observing", timeout=120)["observations"] != devices or observed != devices:
-            raise RuntimeError(f"meadowlark observed {observed} of {devices}")
+        ours = observed_load(
+            stack, tmp, (coap_port, http_port), "notify-ours", "127.0.0.31", "obs", devices, options
+        )
 
         observer, observer_port = bare_process(stack, tmp, "observer", "bare-observer")
         bare = generator(
