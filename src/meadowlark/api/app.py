@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 import re
-import time
 from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager
 
-import structlog
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from meadowlark import __version__
 from meadowlark.api.errors import install_error_handlers
@@ -48,8 +44,6 @@ from meadowlark.api.routers import (
 from meadowlark.api.text_guard import TextGuard
 from meadowlark.runtime import Runtime
 
-log = structlog.get_logger("meadowlark.http")
-
 
 def iter_api_routes(routes: Iterable[BaseRoute]) -> Iterator[APIRoute]:
     """Every API route, also those inside included routers (FastAPI nests them)."""
@@ -59,35 +53,6 @@ def iter_api_routes(routes: Iterable[BaseRoute]) -> Iterator[APIRoute]:
         nested = getattr(route, "original_router", None)
         if nested is not None:
             yield from iter_api_routes(nested.routes)
-
-
-class AccessLog:
-    """One debug line per request: method, path (never query or headers), status, time."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 0
-
-        async def record_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        await self.app(scope, receive, record_status)
-        log.debug(
-            "request",
-            method=scope["method"],
-            path=scope["path"],
-            status=status,
-            ms=round((time.perf_counter() - started) * 1000, 2),
-        )
 
 
 def _operation_id(route: APIRoute) -> str:
@@ -149,8 +114,6 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
         app.include_router(metrics.router)
     app.router.routes.extend(console_ui.routes())  # the web console's static files, last
 
-    if log.is_enabled_for(logging.DEBUG):
-        app.add_middleware(AccessLog)
     app.add_middleware(TextGuard)  # inside BodySizeLimit, which bounds what it reads
     app.add_middleware(
         BodySizeLimit,

@@ -5,11 +5,14 @@ digits and ``._:-``), else gets a new one. The id is bound in structlog's contex
 variables while the request runs (every log line names it), goes back in the
 ``X-Request-Id`` response header, and into every error body as ``requestId``. Its
 duration is observed in ``meadowlark_http_request_duration_seconds`` under its route's
-template, never its path (paths carry ids: unbounded label values).
+template, never its path (paths carry ids: unbounded label values). With debug logging,
+each request is also one ``request`` line: method, path (never query or headers), status
+and milliseconds.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 import uuid
@@ -26,6 +29,7 @@ _SANE = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _STATUS_CLASSES = ("1xx", "1xx", "2xx", "3xx", "4xx", "5xx")
 
+_log = structlog.get_logger("meadowlark.http")
 _request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 
@@ -54,6 +58,7 @@ class RequestContext:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self._log_requests = _log.is_enabled_for(logging.DEBUG)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -78,8 +83,17 @@ class RequestContext:
         finally:
             route = scope.get("route")
             method = scope["method"]
+            seconds = time.perf_counter() - started
+            if self._log_requests:
+                _log.debug(
+                    "request",
+                    method=method,
+                    path=scope["path"],
+                    status=status,
+                    ms=round(seconds * 1000, 2),
+                )
             metrics.HTTP_SECONDS.observe(
-                time.perf_counter() - started,
+                seconds,
                 "unmatched" if route is None else getattr(route, "path", "unmatched"),
                 method if method in _METHODS else "other",
                 _status_class(status),
