@@ -198,12 +198,19 @@ def test_registered_device_gets_the_update_trigger(coiote, devices_loop, simulat
     eventually(lambda: coiote.devices.get_one(device.endpoint_name).lastContactTime is not None)
 
 
-def test_sleeping_device_gets_it_at_its_next_contact(coiote, devices_loop, simulated):
+def test_sleeping_device_gets_it_at_its_next_contact(node, coiote, devices_loop, simulated):
     device = simulated(
         endpoint(), queue_mode=True, timing=DeviceTiming(queue_window=AWAKE_WINDOW / 2)
     )
     devices_loop.run(device.start())
-    time.sleep(AWAKE_WINDOW + 0.3)
+
+    def asleep() -> bool:  # the server's own view, not a guess from the clock
+        with node.client() as http:
+            shown = http.get(f"/api/lwm2m/v1/clients/{device.endpoint_name}")
+            return shown.status_code == 200 and shown.json()["sleeping"] is True
+
+    time.sleep(AWAKE_WINDOW)
+    eventually(asleep)
     response = coiote.sessions.start_for_device(device.endpoint_name)
     assert response.status_code == 202, response.text
     assert device.stats.updates == 0
